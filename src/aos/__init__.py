@@ -1,0 +1,24 @@
+"""aos: a deterministic, event-sourced world kernel with a native ticketed core.
+
+>>> import aos
+>>> m = aos.Manifest("acme/shop@1")
+"""
+
+from aos import errors
+from aos.context import Event, StepContext
+from aos.errors import *  # noqa: F401,F403 - the typed errors are part of the API
+from aos.executor import RunResult
+from aos.journal import Durability, JournalReader
+from aos.manifest import Manifest
+from aos.replay import Replay, replay
+from aos.rng import Rng
+from aos.snapshot import SnapshotInfo
+from aos.world import World
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "World", "Manifest", "replay", "Replay", "Durability", "JournalReader", "Event",
+    "StepContext", "Rng", "RunResult", "SnapshotInfo", "errors", "__version__",
+    *errors.__all__,
+]

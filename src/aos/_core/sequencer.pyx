@@ -1,0 +1,366 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: freethreading_compatible=True
+"""The sequencer: mailboxes, the ready ring and ticket assignment.
+
+Cells are known here only by an integer cell id and inputs only by their
+admission number; the Python layer maps both to reducers, keys and events.
+Everything below works on plain C arrays, so the scheduling decisions run
+with the GIL released (``with nogil`` around the core of each method).
+
+The rule (docs/scheduling.md):
+
+* Each cell has a FIFO mailbox of admission numbers.
+* The ready ring is a FIFO of cells whose mailbox is non-empty; a cell is in
+  it at most once. ``next()`` pops the front cell, gives the head of its
+  mailbox the next ticket, and puts the cell back at the end of the ring if
+  its mailbox still holds inputs. This is round-robin with at most one step
+  per cell per pass (a *tick*).
+* Inputs delivered by ``deliver`` (external admissions) are visible at once.
+  Inputs emitted by the step with ticket ``t`` are delivered with
+  ``deliver_emitted(t, ...)`` and become visible when ticket ``t + window`` is
+  assigned, or earlier when nothing else is ready (then every pending input is
+  released). Both conditions are functions of ticket numbers and committed
+  outputs only, never of timing, so a parallel executor may run up to
+  ``window - 1`` tickets ahead of the committer and still assign exactly the
+  tickets the serial executor assigns.
+"""
+
+from libc.stdlib cimport malloc, realloc, free
+from libc.stdint cimport int64_t
+from cpython.exc cimport PyErr_NoMemory
+
+
+cdef struct Node:
+    int64_t input
+    int64_t next
+
+
+cdef struct Pending:
+    int64_t visible_at
+    int64_t cell
+    int64_t input
+
+
+cdef class Sequencer:
+    # per cell
+    cdef int64_t* head
+    cdef int64_t* tail
+    cdef int64_t* depth
+    cdef char* in_ring
+    cdef int64_t ncells
+    cdef int64_t cell_cap
+    # mailbox node pool with a free list
+    cdef Node* nodes
+    cdef int64_t node_cap
+    cdef int64_t free_node
+    cdef int64_t node_used
+    # ready ring (FIFO of cell ids)
+    cdef int64_t* ring
+    cdef int64_t ring_cap
+    cdef int64_t ring_head
+    cdef int64_t ring_len
+    # emitted inputs waiting for their visibility ticket (FIFO, visible_at non-decreasing)
+    cdef Pending* pend
+    cdef int64_t pend_cap
+    cdef int64_t pend_head
+    cdef int64_t pend_len
+    # tickets
+    cdef readonly int64_t next_ticket
+    cdef readonly int64_t window
+    cdef readonly int64_t queued
+
+    def __cinit__(self, int64_t window=64, int64_t first_ticket=1):
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        if first_ticket < 1:
+            raise ValueError(f"first_ticket must be >= 1, got {first_ticket}")
+        self.window = window
+        self.next_ticket = first_ticket
+        self.head = self.tail = self.depth = NULL
+        self.in_ring = NULL
+        self.nodes = NULL
+        self.ring = NULL
+        self.pend = NULL
+        self.free_node = -1
+        self._grow_cells(64)
+        self._grow_nodes(256)
+        self._grow_ring(64)
+        self._grow_pending(64)
+
+    def __dealloc__(self):
+        free(self.head); free(self.tail); free(self.depth); free(self.in_ring)
+        free(self.nodes); free(self.ring); free(self.pend)
+
+    # ---------------------------------------------------------------- growth
+    cdef int _grow_cells(self, int64_t want) except -1:
+        cdef int64_t cap = self.cell_cap if self.cell_cap else 64
+        cdef int64_t i
+        while cap < want:
+            cap *= 2
+        if cap == self.cell_cap:
+            return 0
+        cdef int64_t* h = <int64_t*>realloc(self.head, cap * sizeof(int64_t))
+        if h == NULL:
+            PyErr_NoMemory()
+        self.head = h
+        h = <int64_t*>realloc(self.tail, cap * sizeof(int64_t))
+        if h == NULL:
+            PyErr_NoMemory()
+        self.tail = h
+        h = <int64_t*>realloc(self.depth, cap * sizeof(int64_t))
+        if h == NULL:
+            PyErr_NoMemory()
+        self.depth = h
+        cdef char* r = <char*>realloc(self.in_ring, cap * sizeof(char))
+        if r == NULL:
+            PyErr_NoMemory()
+        self.in_ring = r
+        for i in range(self.cell_cap, cap):
+            self.head[i] = -1
+            self.tail[i] = -1
+            self.depth[i] = 0
+            self.in_ring[i] = 0
+        self.cell_cap = cap
+        return 0
+
+    cdef int _grow_nodes(self, int64_t want) except -1:
+        cdef int64_t cap = self.node_cap if self.node_cap else 256
+        while cap < want:
+            cap *= 2
+        if cap == self.node_cap:
+            return 0
+        cdef Node* n = <Node*>realloc(self.nodes, cap * sizeof(Node))
+        if n == NULL:
+            PyErr_NoMemory()
+        self.nodes = n
+        self.node_cap = cap
+        return 0
+
+    cdef int _grow_ring(self, int64_t want) except -1:
+        cdef int64_t cap = self.ring_cap if self.ring_cap else 64
+        cdef int64_t i
+        while cap < want:
+            cap *= 2
+        if cap == self.ring_cap:
+            return 0
+        cdef int64_t* r = <int64_t*>malloc(cap * sizeof(int64_t))
+        if r == NULL:
+            PyErr_NoMemory()
+        for i in range(self.ring_len):
+            r[i] = self.ring[(self.ring_head + i) % self.ring_cap]
+        free(self.ring)
+        self.ring = r
+        self.ring_cap = cap
+        self.ring_head = 0
+        return 0
+
+    cdef int _grow_pending(self, int64_t want) except -1:
+        cdef int64_t cap = self.pend_cap if self.pend_cap else 64
+        cdef int64_t i
+        while cap < want:
+            cap *= 2
+        if cap == self.pend_cap:
+            return 0
+        cdef Pending* p = <Pending*>malloc(cap * sizeof(Pending))
+        if p == NULL:
+            PyErr_NoMemory()
+        for i in range(self.pend_len):
+            p[i] = self.pend[(self.pend_head + i) % self.pend_cap]
+        free(self.pend)
+        self.pend = p
+        self.pend_cap = cap
+        self.pend_head = 0
+        return 0
+
+    cdef int _reserve(self, int64_t cell) except -1:
+        if cell < 0:
+            raise ValueError(f"cell id must be >= 0, got {cell}")
+        if cell >= self.cell_cap:
+            self._grow_cells(cell + 1)
+        if cell >= self.ncells:
+            self.ncells = cell + 1
+        return self._ensure_room(1)
+
+    cdef int _ensure_room(self, int64_t extra) except -1:
+        # Room for every pending input plus ``extra`` more to enter mailboxes
+        # and the ring, so the nogil sections below never allocate.
+        if self.node_used + self.pend_len + extra > self.node_cap:
+            self._grow_nodes(self.node_used + self.pend_len + extra)
+        if self.ring_len + self.pend_len + extra > self.ring_cap:
+            self._grow_ring(self.ring_len + self.pend_len + extra)
+        return 0
+
+    # ------------------------------------------------------------ nogil core
+    cdef inline void _push_mailbox(self, int64_t cell, int64_t input) noexcept nogil:
+        cdef int64_t idx
+        if self.free_node >= 0:
+            idx = self.free_node
+            self.free_node = self.nodes[idx].next
+        else:
+            idx = self.node_used
+            self.node_used += 1
+        self.nodes[idx].input = input
+        self.nodes[idx].next = -1
+        if self.tail[cell] >= 0:
+            self.nodes[self.tail[cell]].next = idx
+        else:
+            self.head[cell] = idx
+        self.tail[cell] = idx
+        self.depth[cell] += 1
+        self.queued += 1
+        if not self.in_ring[cell]:
+            self.in_ring[cell] = 1
+            self.ring[(self.ring_head + self.ring_len) % self.ring_cap] = cell
+            self.ring_len += 1
+
+    cdef inline void _release(self, int64_t upto, bint everything) noexcept nogil:
+        cdef Pending* p
+        while self.pend_len > 0:
+            p = &self.pend[self.pend_head]
+            if not everything and p.visible_at > upto:
+                break
+            self._push_mailbox(p.cell, p.input)
+            self.pend_head = (self.pend_head + 1) % self.pend_cap
+            self.pend_len -= 1
+
+    cdef inline bint _next(self, int64_t* ticket, int64_t* cell, int64_t* input) noexcept nogil:
+        cdef int64_t c, idx
+        self._release(self.next_ticket, False)
+        if self.ring_len == 0:
+            if self.pend_len == 0:
+                return False
+            self._release(0, True)
+        c = self.ring[self.ring_head]
+        self.ring_head = (self.ring_head + 1) % self.ring_cap
+        self.ring_len -= 1
+        idx = self.head[c]
+        input[0] = self.nodes[idx].input
+        self.head[c] = self.nodes[idx].next
+        if self.head[c] < 0:
+            self.tail[c] = -1
+        self.nodes[idx].next = self.free_node
+        self.free_node = idx
+        self.depth[c] -= 1
+        self.queued -= 1
+        if self.depth[c] > 0:
+            self.ring[(self.ring_head + self.ring_len) % self.ring_cap] = c
+            self.ring_len += 1
+        else:
+            self.in_ring[c] = 0
+        cell[0] = c
+        ticket[0] = self.next_ticket
+        self.next_ticket += 1
+        return True
+
+    # ---------------------------------------------------------------- API
+    def deliver(self, int64_t cell, int64_t input):
+        """Queue ``input`` for ``cell``, visible to the next ticket."""
+        self._reserve(cell)
+        # Pending inputs must stay ahead of later external ones when their
+        # visibility point has come; release them first so order is kept.
+        with nogil:
+            self._release(self.next_ticket, False)
+            self._push_mailbox(cell, input)
+
+    def deliver_emitted(self, int64_t emitter, int64_t cell, int64_t input):
+        """Queue ``input``, emitted by the step with ticket ``emitter``.
+
+        It becomes visible at ticket ``emitter + window`` (or as soon as
+        nothing else is ready). Calls must come in commit order.
+        """
+        if emitter >= self.next_ticket:
+            raise ValueError(f"emitter ticket {emitter} has not been assigned yet")
+        cdef int64_t visible_at = emitter + self.window
+        if self.pend_len > 0:
+            if visible_at < self.pend[(self.pend_head + self.pend_len - 1) % self.pend_cap].visible_at:
+                raise ValueError(f"emitted inputs must be delivered in commit order (ticket {emitter})")
+        self._reserve(cell)
+        if self.pend_len + 1 > self.pend_cap:
+            self._grow_pending(self.pend_len + 1)
+        self._ensure_room(1)
+        cdef Pending* p = &self.pend[(self.pend_head + self.pend_len) % self.pend_cap]
+        p.visible_at = visible_at
+        p.cell = cell
+        p.input = input
+        self.pend_len += 1
+
+    def next(self):
+        """Assign the next ticket: ``(ticket, cell, input)`` or ``None`` when idle."""
+        cdef int64_t t = 0, c = 0, i = 0
+        cdef bint ok
+        self._ensure_room(1)
+        with nogil:
+            ok = self._next(&t, &c, &i)
+        if not ok:
+            return None
+        return (t, c, i)
+
+    def has_work(self):
+        """True when a ticket can be assigned (ready or pending inputs exist)."""
+        return self.ring_len > 0 or self.pend_len > 0
+
+    @property
+    def ready(self):
+        """Number of cells in the ready ring."""
+        return self.ring_len
+
+    @property
+    def pending(self):
+        """Number of emitted inputs not yet visible."""
+        return self.pend_len
+
+    def mailbox_depth(self, int64_t cell):
+        if cell < 0 or cell >= self.ncells:
+            return 0
+        return self.depth[cell]
+
+    # ------------------------------------------------------- persistence
+    def export_state(self):
+        """The whole scheduling state as plain lists (for snapshots)."""
+        cdef int64_t k, c, idx
+        ring = []
+        mail = []
+        for k in range(self.ring_len):
+            c = self.ring[(self.ring_head + k) % self.ring_cap]
+            ring.append(c)
+            inputs = []
+            idx = self.head[c]
+            while idx >= 0:
+                inputs.append(self.nodes[idx].input)
+                idx = self.nodes[idx].next
+            mail.append(inputs)
+        pend = []
+        for k in range(self.pend_len):
+            p = self.pend[(self.pend_head + k) % self.pend_cap]
+            pend.append([p.visible_at, p.cell, p.input])
+        return {"next_ticket": self.next_ticket, "window": self.window,
+                "ring": ring, "mailboxes": mail, "pending": pend}
+
+    @classmethod
+    def from_state(cls, state):
+        """Rebuild a sequencer from ``export_state()`` output."""
+        cdef Sequencer s = cls(window=state["window"], first_ticket=state["next_ticket"])
+        ring = state["ring"]
+        mail = state["mailboxes"]
+        if len(ring) != len(mail):
+            raise ValueError("sequencer state: ring and mailboxes differ in length")
+        for c, inputs in zip(ring, mail):
+            if not inputs:
+                raise ValueError(f"sequencer state: cell {c} is ready with an empty mailbox")
+            if c < s.ncells and s.in_ring[c]:
+                raise ValueError(f"sequencer state: cell {c} appears twice in the ring")
+            for i in inputs:
+                s._reserve(c)
+                s._push_mailbox(c, i)
+        last = None
+        for visible_at, c, i in state["pending"]:
+            if last is not None and visible_at < last:
+                raise ValueError("sequencer state: pending inputs out of order")
+            last = visible_at
+            s._reserve(c)
+            if s.pend_len + 1 > s.pend_cap:
+                s._grow_pending(s.pend_len + 1)
+            s._ensure_room(1)
+            s.pend[(s.pend_head + s.pend_len) % s.pend_cap] = Pending(visible_at, c, i)
+            s.pend_len += 1
+        return s

@@ -1,0 +1,76 @@
+"""Admission: validating an event and routing it to the cells that take it.
+
+Used for external submissions (``World.submit``) and for events a step emits
+(``ctx.emit``). Either the whole event is valid — known schema, every key
+field present and of a key type, value in the canonical model — or a typed
+error says what and where, and nothing is admitted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aos import canonical
+from aos.errors import InvalidKeyError, MissingKeyFieldError, UnknownSchemaError
+from aos.manifest import Manifest, ReducerSpec
+
+__all__ = ["Admission", "Route", "normalize_key"]
+
+Route = tuple[ReducerSpec, Any]  # (reducer, key); key is None for a non-keyed reducer
+
+
+def normalize_key(key: Any, where: str) -> Any:
+    """Check a cell key (str, int or bytes, not bool) and strip subclasses."""
+    t = type(key)
+    if t is str or t is int or t is bytes:
+        return key
+    if t is bool or not isinstance(key, (str, int, bytes)):
+        raise InvalidKeyError(f"{where}: key must be str, int or bytes, got {t.__name__} {key!r}")
+    for base in (str, int, bytes):
+        if isinstance(key, base):
+            return base(key)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A validated event: its canonical bytes and the cells it goes to, in route order."""
+
+    schema: str
+    value: bytes
+    routes: tuple[Route, ...]
+
+
+class Admission:
+    """Validates events against a manifest."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        self.manifest = manifest
+
+    def check(self, schema: Any, value: Any, origin: str = "submitted event") -> Admitted:
+        if not isinstance(schema, str):
+            raise UnknownSchemaError(f"{origin}: schema must be a string, got {type(schema).__name__}")
+        m = self.manifest
+        specs = m.routes.get(schema)
+        if specs is None and schema not in m.schemas:
+            raise UnknownSchemaError(
+                f"{origin}: unknown schema {schema!r}: no reducer of manifest {m.name} takes it "
+                "and the manifest does not declare it")
+        data = canonical.encode(value, where=f"{origin} {schema}")
+        if not specs:
+            return Admitted(schema, data, ())
+        routes: list[Route] = []
+        for spec in specs:
+            if spec.key is None:
+                routes.append((spec, None))
+                continue
+            if not isinstance(value, dict):
+                raise MissingKeyFieldError(
+                    f"{origin} {schema}: value must be a map with field {spec.key!r} "
+                    f"(reducer {spec.name} is keyed by it), got {type(value).__name__}")
+            if spec.key not in value:
+                raise MissingKeyFieldError(
+                    f"{origin} {schema}: missing field {spec.key!r}, which reducer {spec.name} is keyed by")
+            routes.append((spec, normalize_key(value[spec.key], f"{origin} {schema} field {spec.key!r}")))
+        return Admitted(schema, data, tuple(routes))

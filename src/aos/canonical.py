@@ -1,0 +1,138 @@
+"""Canonical values: deterministic CBOR (through cbor2) and BLAKE3 hashes.
+
+The value model (docs/canonical.md):
+
+* ``None``, ``bool``, ``int`` (any size), ``float``, ``str``, ``bytes``,
+  ``list`` (tuples are accepted and encode as lists), ``dict`` with keys of
+  type ``str``, ``int`` or ``bytes`` (not ``bool``).
+* Floats: ``NaN`` is rejected (it has many encodings and is not equal to
+  itself); ``-0.0`` is normalized to ``0.0``; infinities are allowed. Floats
+  are written in the shortest IEEE 754 width that keeps their value.
+* Encoding is cbor2's canonical mode: shortest integer and length heads,
+  definite lengths, map keys sorted by their encoded bytes (shorter first,
+  then bytewise, RFC 7049 §3.9).
+
+``decode`` of bytes that must be canonical re-encodes what it read and raises
+:class:`NonCanonicalError` unless the bytes come back identical.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import blake3
+import cbor2
+
+from aos.errors import NonCanonicalError, UnencodableValueError
+
+__all__ = ["encode", "decode", "digest", "hash_value", "normalize", "HASH_SIZE"]
+
+HASH_SIZE = 32
+_FLOAT_HEAD = re.compile(rb"[\xf9-\xfb]")
+_KEY_TYPES = (str, int, bytes)
+
+
+def digest(data: bytes) -> bytes:
+    """BLAKE3 of ``data`` (32 bytes)."""
+    return blake3.blake3(data).digest()
+
+
+def _find_problem(value: Any, path: str) -> tuple[str, str] | None:
+    """Walk ``value``; return ``(path, reason)`` of the first problem."""
+    t = type(value)
+    if value is None or t is bool or t is str or t is bytes or t is int:
+        return None
+    if t is float:
+        if value != value:
+            return path, "NaN is not allowed (it has no single canonical encoding)"
+        return None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if type(k) is bool or not isinstance(k, _KEY_TYPES):
+                return f"{path}[{k!r}]", f"map key of type {type(k).__name__} (keys must be str, int or bytes)"
+            found = _find_problem(v, f"{path}[{k!r}]")
+            if found:
+                return found
+        return None
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            found = _find_problem(v, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    if isinstance(value, (bool, int, str, bytes, float)):
+        return None
+    return path, f"type {t.__name__} is not in the value model"
+
+
+def _has_negative_zero(value: Any) -> bool:
+    t = type(value)
+    if t is float:
+        return value == 0.0 and math.copysign(1.0, value) < 0
+    if isinstance(value, dict):
+        return any(_has_negative_zero(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_negative_zero(v) for v in value)
+    return False
+
+
+def normalize(value: Any) -> Any:
+    """A copy of ``value`` with ``-0.0`` replaced by ``0.0`` (else ``value`` itself)."""
+    t = type(value)
+    if t is float:
+        return 0.0 if value == 0.0 else value
+    if isinstance(value, dict):
+        return {k: normalize(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [normalize(v) for v in value]
+    return value
+
+
+def encode(value: Any, where: str | None = None, path: str = "value") -> bytes:
+    """Canonical CBOR bytes of ``value``.
+
+    Raises :class:`UnencodableValueError` naming the offending ``path`` inside
+    the value; ``where`` says what the value was (e.g. the event schema).
+    """
+    problem = _find_problem(value, path)
+    if problem is not None:
+        raise UnencodableValueError(problem[1], problem[0], where)
+    try:
+        data = cbor2.dumps(value, canonical=True)
+    except (cbor2.CBOREncodeError, TypeError, ValueError, RecursionError) as exc:  # pragma: no cover - model walk catches these
+        raise UnencodableValueError(str(exc), path, where) from exc
+    if _FLOAT_HEAD.search(data) and _has_negative_zero(value):
+        data = cbor2.dumps(normalize(value), canonical=True)
+    return data
+
+
+def decode(data: bytes, where: str = "data") -> Any:
+    """Decode canonical CBOR; raise :class:`NonCanonicalError` unless canonical."""
+    try:
+        value = cbor2.loads(data)
+    except Exception as exc:  # cbor2 raises several types for malformed input
+        raise NonCanonicalError(f"{where}: not valid CBOR ({type(exc).__name__}: {exc})") from None
+    problem = _find_problem(value, "value")
+    if problem is not None:
+        raise NonCanonicalError(f"{where}: {problem[0]}: {problem[1]}")
+    try:
+        again = cbor2.dumps(value, canonical=True)
+    except Exception as exc:  # pragma: no cover - model walk catches these
+        raise NonCanonicalError(f"{where}: cannot re-encode ({exc})") from None
+    if again != data:
+        raise NonCanonicalError(f"{where}: bytes are not the canonical encoding of their value")
+    if _FLOAT_HEAD.search(data) and _has_negative_zero(value):
+        raise NonCanonicalError(f"{where}: -0.0 must be written as 0.0")
+    return value
+
+
+def decode_trusted(data: bytes) -> Any:
+    """Decode bytes this process encoded itself (no canonical check)."""
+    return cbor2.loads(data)
+
+
+def hash_value(value: Any) -> bytes:
+    """BLAKE3 of the canonical encoding of ``value``."""
+    return digest(encode(value))

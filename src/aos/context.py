@@ -1,0 +1,96 @@
+"""What a reducer sees: the event and the step context ``ctx``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aos import canonical
+from aos.records import Emit, Intent
+from aos.rng import Rng, step_seed
+
+if TYPE_CHECKING:
+    from aos.admission import Admission, Route
+
+__all__ = ["Event", "StepContext"]
+
+
+class Event:
+    """An event delivered to a reducer: ``schema`` and a fresh decoded ``value``."""
+
+    __slots__ = ("schema", "value", "seq")
+
+    def __init__(self, schema: str, value: Any, seq: int) -> None:
+        self.schema = schema
+        self.value = value
+        self.seq = seq  # admission number
+
+    def __repr__(self) -> str:
+        return f"Event({self.schema!r}, {self.value!r})"
+
+
+class StepContext:
+    """The context of one step.
+
+    ``event_id`` is the step's ticket; ``reducer`` and ``key`` name its cell;
+    ``rng`` is seeded by (event_id, reducer, key). ``emit`` and ``effect``
+    record outputs that take effect only if the step commits.
+    """
+
+    __slots__ = ("event_id", "reducer", "key", "_admission", "_rng", "emits", "routes", "intents")
+
+    def __init__(self, event_id: int, reducer: str, key: Any, admission: "Admission") -> None:
+        self.event_id = event_id
+        self.reducer = reducer
+        self.key = key
+        self._admission = admission
+        self._rng: Rng | None = None
+        self.emits: list[Emit] = []
+        self.routes: list[tuple["Route", ...]] = []
+        self.intents: list[Intent] = []
+
+    @property
+    def seed(self) -> bytes:
+        return self.rng.seed
+
+    @property
+    def rng(self) -> Rng:
+        """The step's deterministic random number generator."""
+        if self._rng is None:
+            self._rng = Rng(step_seed(self.event_id, self.reducer, self.key))
+        return self._rng
+
+    def emit(self, schema: str, value: Any) -> None:
+        """Emit a domain event; it is admitted, in emit order, when this step commits.
+
+        Raises the admission errors (unknown schema, missing key field,
+        unencodable value) at once, inside the reducer.
+        """
+        adm = self._admission.check(schema, value, origin=f"event emitted by {self.reducer}")
+        self.emits.append(Emit(adm.schema, adm.value))
+        self.routes.append(adm.routes)
+
+    def effect(self, kind: str, params: Any, *, cap: str | None = None,
+               idempotency_key: str | None = None, cost: int = 0) -> bytes:
+        """Record an effect intent; returns its intent hash.
+
+        Intent hash = BLAKE3(canonical CBOR of [kind, params, cap, idempotency key]).
+        The default idempotency key is ``"<event_id>/<index>"``, the index
+        counting this step's intents from 0, so it is the same on every run.
+        """
+        if not isinstance(kind, str) or not kind:
+            raise TypeError(f"effect kind must be a non-empty string, got {kind!r}")
+        if cap is not None and not isinstance(cap, str):
+            raise TypeError(f"effect cap must be a capability name, got {cap!r}")
+        if type(cost) is not int or cost < 0:
+            raise TypeError(f"effect cost must be an int >= 0, got {cost!r}")
+        if idempotency_key is None:
+            idempotency_key = f"{self.event_id}/{len(self.intents)}"
+        elif not isinstance(idempotency_key, str):
+            raise TypeError(f"idempotency_key must be a string, got {type(idempotency_key).__name__}")
+        params_bytes = canonical.encode(params, where=f"params of effect {kind}")
+        # The canonical encoding of [kind, params, cap, key], built around the
+        # params bytes already encoded (a 4-element array head is 0x84).
+        intent_hash = canonical.digest(b"\x84" + canonical.encode(kind) + params_bytes
+                                       + canonical.encode(cap) + canonical.encode(idempotency_key))
+        self.intents.append(Intent(kind, params_bytes, cap, idempotency_key, cost, intent_hash))
+        return intent_hash

@@ -1,0 +1,130 @@
+"""Typed errors. Every error says what was wrong and where."""
+
+from __future__ import annotations
+
+__all__ = [
+    "AosError", "CanonicalError", "UnencodableValueError", "NonCanonicalError", "ManifestError",
+    "ManifestMismatchError", "EraChangeError", "AdmissionError", "UnknownSchemaError",
+    "MissingKeyFieldError", "InvalidKeyError", "UnknownReducerError", "StorageError",
+    "JournalCorruptError", "SnapshotCorruptError", "WorldLockedError", "WorldNotFoundError",
+    "WorldClosedError", "ReplayDivergenceError",
+]
+
+
+class AosError(Exception):
+    """Base class of every error raised by aos."""
+
+
+# --------------------------------------------------------------- values
+class CanonicalError(AosError, ValueError):
+    """A value or byte string is outside the canonical value model."""
+
+
+class UnencodableValueError(CanonicalError):
+    """A value cannot be encoded canonically (``path`` says where inside it)."""
+
+    def __init__(self, reason: str, path: str = "value", where: str | None = None) -> None:
+        self.reason = reason
+        self.path = path
+        self.where = where
+        prefix = f"{where}: " if where else ""
+        super().__init__(f"{prefix}{path}: {reason}")
+
+
+class NonCanonicalError(CanonicalError):
+    """Bytes decode, but are not the canonical encoding of their value."""
+
+
+# ----------------------------------------------------------- manifest
+class ManifestError(AosError, ValueError):
+    """The manifest itself is malformed (bad name, duplicate reducer, ...)."""
+
+
+class ManifestMismatchError(AosError):
+    """The world was created with a different manifest."""
+
+
+class EraChangeError(ManifestMismatchError):
+    """The manifest's era differs from the world's: reducers were changed."""
+
+    def __init__(self, message: str, changed: list[str]) -> None:
+        self.changed = changed
+        super().__init__(message)
+
+
+# ---------------------------------------------------------- admission
+class AdmissionError(AosError, ValueError):
+    """An event was refused at admission; nothing was journaled."""
+
+
+class UnknownSchemaError(AdmissionError):
+    """No reducer takes this schema and the manifest does not declare it."""
+
+
+class MissingKeyFieldError(AdmissionError):
+    """The event lacks the field a keyed reducer is keyed by."""
+
+
+class InvalidKeyError(AdmissionError):
+    """The key field holds a value that cannot key a cell (str, int or bytes only)."""
+
+
+class UnknownReducerError(AosError, KeyError):
+    """A reducer name that the manifest does not define."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+# ------------------------------------------------------------- storage
+class StorageError(AosError):
+    """Base class of errors about files in a world directory."""
+
+
+class JournalCorruptError(StorageError):
+    """A journal record that is not a torn tail fails its checks."""
+
+    def __init__(self, segment: str, offset: int, reason: str) -> None:
+        self.segment = segment
+        self.offset = offset
+        self.reason = reason
+        super().__init__(f"journal corrupt in segment {segment} at offset {offset}: {reason}")
+
+
+class SnapshotCorruptError(StorageError):
+    """A snapshot file fails its content hash or structure checks."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"snapshot {path}: {reason}")
+
+
+class WorldLockedError(StorageError):
+    """Another World object or process has this world open."""
+
+
+class WorldNotFoundError(StorageError, FileNotFoundError):
+    """Opening an existing world (``create=False``) where none exists."""
+
+
+class WorldClosedError(AosError):
+    """The world was closed; no further calls are accepted."""
+
+
+# ---------------------------------------------------------------- replay
+class ReplayDivergenceError(AosError):
+    """Replaying the journal did not reproduce what it recorded."""
+
+    def __init__(self, event_id: int | None, reducer: str | None, key: object,
+                 expected: str | None, actual: str | None, detail: str) -> None:
+        self.event_id = event_id
+        self.reducer = reducer
+        self.key = key
+        self.expected = expected
+        self.actual = actual
+        self.detail = detail
+        where = f"event_id {event_id}" if event_id is not None else "journal"
+        cell = f", reducer {reducer}, key {key!r}" if reducer is not None else ""
+        hashes = f": journal has {expected}, replay gives {actual}" if expected or actual else ""
+        super().__init__(f"replay diverged at {where}{cell} ({detail}){hashes}")

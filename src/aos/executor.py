@@ -1,0 +1,56 @@
+"""Executors drive tickets from the sequencer through workers to the committer.
+
+``InlineExecutor`` does it on the calling thread, one step at a time: it is
+the reference (the *oracle*) every parallel executor is compared with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aos.committer import Committer
+from aos.kernel import Kernel
+from aos.worker import compute
+
+__all__ = ["InlineExecutor", "RunResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """What one ``World.run`` call did."""
+
+    steps: int
+    committed: int
+    failed: int
+    quiescent: bool
+
+
+class InlineExecutor:
+    """Serial execution: ticket, compute, commit, repeat."""
+
+    name = "inline"
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.committer = Committer(kernel)
+
+    def run(self, max_steps: int | None = None, on_commit=None) -> RunResult:
+        k = self.kernel
+        seq = k.sequencer
+        cells = k.cells
+        inbox = k.inbox
+        admission = k.admission
+        commit = self.committer.commit
+        next_ticket = k.next_ticket
+        steps = 0
+        commits0, failures0 = k.commits, k.failures
+        while max_steps is None or steps < max_steps:
+            ticket = next_ticket()
+            if ticket is None:
+                break
+            schema, value = inbox.get(ticket.input)
+            commit(compute(ticket, cells.states[ticket.cid], schema, value, admission))
+            steps += 1
+            if on_commit is not None:
+                on_commit()
+        return RunResult(steps, k.commits - commits0, k.failures - failures0, not seq.has_work())

@@ -1,0 +1,205 @@
+"""Journal record kinds (DESIGN §4) and their canonical encoding.
+
+Every record is a canonical CBOR map with a ``kind`` and a ``lane_id`` (0
+for now), and an ``event_id`` where it has one. Event values, emitted
+values and effect parameters are carried as their canonical CBOR encoding
+(a byte string), so records are written and compared without re-encoding
+user values. See docs/journal.md for the field reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from aos import canonical
+from aos.errors import NonCanonicalError
+
+__all__ = [
+    "Record", "EventAdmitted", "StepScheduled", "StepCommitted", "StepFailed",
+    "SnapshotCreated", "Emit", "Intent", "encode_record", "decode_record", "KINDS",
+]
+
+Key = Any  # str | int | bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """An event emitted by a step; admitted when the step commits."""
+
+    schema: str
+    value: bytes  # canonical CBOR
+
+    def to_wire(self) -> list[Any]:
+        return [self.schema, self.value]
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """An effect intended by a step (gated at commit by the effects layer)."""
+
+    kind: str
+    params: bytes  # canonical CBOR
+    cap: str | None
+    idempotency_key: str
+    cost: int
+    intent_hash: bytes
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": self.kind, "params": self.params, "cap": self.cap,
+                "idempotency_key": self.idempotency_key, "cost": self.cost,
+                "intent_hash": self.intent_hash}
+
+
+class Record:
+    """Base of all record kinds."""
+
+    __slots__ = ()
+    KIND: ClassVar[str]
+    FIELDS: ClassVar[tuple[str, ...]]
+
+    def to_wire(self) -> dict[str, Any]:
+        out = {name: getattr(self, name) for name in self.FIELDS}
+        out["kind"] = self.KIND
+        return out
+
+    @classmethod
+    def from_wire(cls, m: dict[str, Any]) -> "Record":
+        return cls(**{name: m[name] for name in cls.FIELDS})
+
+
+@dataclass(frozen=True, slots=True)
+class EventAdmitted(Record):
+    """An external event admitted into the world (an input)."""
+
+    KIND: ClassVar[str] = "EventAdmitted"
+    FIELDS: ClassVar[tuple[str, ...]] = ("seq", "schema", "value", "lane_id")
+    seq: int
+    schema: str
+    value: bytes
+    lane_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StepScheduled(Record):
+    """Ticket ``event_id`` was given to cell (reducer, key) for admitted input ``input``."""
+
+    KIND: ClassVar[str] = "StepScheduled"
+    FIELDS: ClassVar[tuple[str, ...]] = ("event_id", "reducer", "key", "input", "lane_id")
+    event_id: int
+    reducer: str
+    key: Key
+    input: int
+    lane_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StepCommitted(Record):
+    """The step committed: its cell's new state hash (None: cell deleted), emits, intents."""
+
+    KIND: ClassVar[str] = "StepCommitted"
+    FIELDS: ClassVar[tuple[str, ...]] = ("event_id", "state_hash", "emits", "effects", "lane_id")
+    event_id: int
+    state_hash: bytes | None
+    emits: tuple[Emit, ...] = ()
+    effects: tuple[Intent, ...] = ()
+    lane_id: int = 0
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": self.KIND, "event_id": self.event_id, "state_hash": self.state_hash,
+                "emits": [e.to_wire() for e in self.emits],
+                "effects": [i.to_wire() for i in self.effects], "lane_id": self.lane_id}
+
+    @classmethod
+    def from_wire(cls, m: dict[str, Any]) -> "StepCommitted":
+        return cls(m["event_id"], m["state_hash"],
+                   tuple(Emit(s, v) for s, v in m["emits"]),
+                   tuple(Intent(i["kind"], i["params"], i["cap"], i["idempotency_key"], i["cost"],
+                                i["intent_hash"]) for i in m["effects"]),
+                   m["lane_id"])
+
+
+@dataclass(frozen=True, slots=True)
+class StepFailed(Record):
+    """The reducer raised: the cell is unchanged, nothing it emitted is admitted."""
+
+    KIND: ClassVar[str] = "StepFailed"
+    FIELDS: ClassVar[tuple[str, ...]] = ("event_id", "error", "message", "lane_id")
+    event_id: int
+    error: str
+    message: str
+    lane_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotCreated(Record):
+    """A snapshot of all cells after ticket ``event_id`` was written to ``file``."""
+
+    KIND: ClassVar[str] = "SnapshotCreated"
+    FIELDS: ClassVar[tuple[str, ...]] = ("event_id", "snapshot_hash", "file", "lane_id")
+    event_id: int
+    snapshot_hash: bytes
+    file: str
+    lane_id: int = 0
+
+
+KINDS: dict[str, type[Record]] = {
+    cls.KIND: cls for cls in (EventAdmitted, StepScheduled, StepCommitted, StepFailed, SnapshotCreated)
+}
+
+
+def encode_record(record: Record) -> bytes:
+    """Canonical CBOR of a record (records hold only model values)."""
+    return canonical.encode(record.to_wire(), where=record.KIND)
+
+
+def decode_record(payload: bytes, where: str = "record") -> Record:
+    """Decode and type a record; raise :class:`NonCanonicalError` if malformed."""
+    m = canonical.decode(payload, where)
+    if not isinstance(m, dict):
+        raise NonCanonicalError(f"{where}: a record must be a map, got {type(m).__name__}")
+    kind = m.get("kind")
+    cls = KINDS.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise NonCanonicalError(f"{where}: unknown record kind {kind!r}")
+    expected = set(cls.FIELDS) | {"kind"}
+    if set(m) != expected:
+        raise NonCanonicalError(f"{where}: {kind} must have fields {sorted(expected)}, has {sorted(m)}")
+    try:
+        rec = cls.from_wire(m)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise NonCanonicalError(f"{where}: malformed {kind}: {exc}") from None
+    _check_types(rec, where)
+    return rec
+
+
+def _check_types(rec: Record, where: str) -> None:
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise NonCanonicalError(f"{where}: {rec.KIND}.{what} has the wrong type")
+
+    if hasattr(rec, "event_id"):
+        need(type(rec.event_id) is int and rec.event_id > 0, "event_id")  # type: ignore[attr-defined]
+    need(type(rec.lane_id) is int and rec.lane_id >= 0, "lane_id")  # type: ignore[attr-defined]
+    if isinstance(rec, EventAdmitted):
+        need(type(rec.seq) is int and rec.seq >= 0, "seq")
+        need(type(rec.schema) is str, "schema")
+        need(type(rec.value) is bytes, "value")
+    elif isinstance(rec, StepScheduled):
+        need(type(rec.reducer) is str, "reducer")
+        need(rec.key is None or type(rec.key) in (str, int, bytes), "key")
+        need(type(rec.input) is int and rec.input >= 0, "input")
+    elif isinstance(rec, StepCommitted):
+        need(rec.state_hash is None or (type(rec.state_hash) is bytes and len(rec.state_hash) == 32),
+             "state_hash")
+        for e in rec.emits:
+            need(type(e.schema) is str and type(e.value) is bytes, "emits")
+        for i in rec.effects:
+            need(type(i.kind) is str and type(i.params) is bytes and type(i.intent_hash) is bytes
+                 and (i.cap is None or type(i.cap) is str) and type(i.idempotency_key) is str
+                 and type(i.cost) is int, "effects")
+    elif isinstance(rec, StepFailed):
+        need(type(rec.error) is str and type(rec.message) is str, "error")
+    elif isinstance(rec, SnapshotCreated):
+        need(type(rec.snapshot_hash) is bytes and len(rec.snapshot_hash) == 32, "snapshot_hash")
+        need(type(rec.file) is str, "file")

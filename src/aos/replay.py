@@ -1,0 +1,167 @@
+"""Replay-or-die: re-run the journal serially and compare every record.
+
+The replay feeds the journal's inputs (``EventAdmitted``) to a fresh kernel
+in journal order, lets the inline executor assign the tickets and run the
+reducers, and compares each record the kernel produces, byte for byte, with
+the one the journal holds. ``SnapshotCreated`` records are checked against
+the replayed cells. The first difference raises
+:class:`~aos.errors.ReplayDivergenceError` naming the event_id, the reducer,
+the key and both hashes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from aos.committer import Committer
+from aos.errors import ReplayDivergenceError
+from aos.journal import Entry, Journal, JournalReader
+from aos.kernel import Kernel
+from aos.manifest import Manifest
+from aos.records import (EventAdmitted, Record, SnapshotCreated, StepCommitted, StepScheduled,
+                         encode_record)
+from aos.worker import compute
+
+__all__ = ["replay", "Replay", "VerifyingSink", "replay_entries"]
+
+
+class _JournalEnd(Exception):
+    """The journal ended in the middle of a step (read-only replay stops there)."""
+
+
+class VerifyingSink:
+    """A kernel sink that checks each record against the journal's next one.
+
+    When the journal's records run out, records go to ``journal`` when one is
+    given (a world completing a step whose outcome was torn off), else the
+    replay stops.
+    """
+
+    def __init__(self, entries: Iterator[Entry], journal: Journal | None = None) -> None:
+        self._entries = entries
+        self._next: Entry | None = None
+        self._done = False
+        self.journal = journal
+        self.step: StepScheduled | None = None
+        self.records = 0
+        self._advance()
+
+    def _advance(self) -> None:
+        self._next = next(self._entries, None)
+        if self._next is None:
+            self._done = True
+
+    def peek(self) -> Entry | None:
+        return self._next
+
+    def consume(self) -> Entry:
+        entry = self._next
+        assert entry is not None
+        self._advance()
+        self.records += 1
+        return entry
+
+    def append(self, record: Record) -> int:
+        if isinstance(record, StepScheduled):
+            self.step = record
+        if self._next is None:
+            if self.journal is None:
+                raise _JournalEnd()
+            return self.journal.append(record)
+        entry = self.consume()
+        payload = encode_record(record)
+        if payload != entry.payload:
+            self._diverged(entry, record, payload)
+        return entry.index
+
+    def commit_point(self) -> bool:
+        if self._next is None and self.journal is not None:
+            return self.journal.commit_point()
+        return False
+
+    def _diverged(self, entry: Entry, produced: Record, payload: bytes) -> None:
+        from aos.canonical import digest
+
+        recorded = entry.record()
+        step = self.step
+        event_id = getattr(produced, "event_id", None) or getattr(recorded, "event_id", None)
+        reducer = step.reducer if step is not None and step.event_id == event_id else None
+        key = step.key if reducer is not None else None
+        where = f"segment {entry.segment} offset {entry.offset}"
+        if isinstance(recorded, StepCommitted) and isinstance(produced, StepCommitted):
+            if recorded.state_hash != produced.state_hash:
+                raise ReplayDivergenceError(
+                    event_id, reducer, key, _hex(recorded.state_hash), _hex(produced.state_hash),
+                    f"state hash differs, {where}")
+            what = "emitted events differ" if recorded.emits != produced.emits else "effect intents differ"
+        elif type(recorded) is not type(produced):
+            what = f"journal has {recorded.KIND}, replay produced {produced.KIND}"
+        else:
+            what = f"{produced.KIND} differs"
+        raise ReplayDivergenceError(event_id, reducer, key, digest(entry.payload).hex(),
+                                    digest(payload).hex(), f"{what}, {where}")
+
+
+def _hex(h: bytes | None) -> str:
+    return h.hex() if h is not None else "none (cell deleted)"
+
+
+def replay_entries(kernel: Kernel, sink: VerifyingSink,
+                   progress: Callable[[int], None] | None = None) -> None:
+    """Drive ``kernel`` through the journal entries held by ``sink``."""
+    committer = Committer(kernel)
+    cells, inbox, admission = kernel.cells, kernel.inbox, kernel.admission
+    try:
+        while (entry := sink.peek()) is not None:
+            rec = entry.record()
+            if isinstance(rec, StepScheduled):
+                ticket = kernel.next_ticket()
+                if ticket is None:
+                    raise ReplayDivergenceError(rec.event_id, rec.reducer, rec.key, None, None,
+                                                "journal schedules a step the replay has no input for")
+                schema, value = inbox.get(ticket.input)
+                committer.commit(compute(ticket, cells.states[ticket.cid], schema, value, admission))
+            elif isinstance(rec, EventAdmitted):
+                kernel.admit_recorded(rec)
+            elif isinstance(rec, SnapshotCreated):
+                sink.consume()
+                actual = cells.snapshot_hash()
+                if actual != rec.snapshot_hash or rec.event_id != kernel.last_event_id:
+                    raise ReplayDivergenceError(rec.event_id, None, None, rec.snapshot_hash.hex(),
+                                                actual.hex(), "snapshot hash differs")
+            else:
+                raise ReplayDivergenceError(getattr(rec, "event_id", None), None, None, None, None,
+                                            f"unexpected {rec.KIND} at segment {entry.segment} "
+                                            f"offset {entry.offset}")
+            if progress is not None:
+                progress(sink.records)
+    except _JournalEnd:
+        return
+
+
+class Replay:
+    """A serial replay of a world's whole journal (read-only)."""
+
+    def __init__(self, path: str | os.PathLike[str], manifest: Manifest) -> None:
+        from aos.world import read_meta  # the world module owns the directory layout
+
+        self.path = Path(path)
+        self.manifest = manifest
+        self.meta: dict[str, Any] = read_meta(self.path, manifest)
+        self.kernel: Kernel | None = None
+
+    def verify(self, progress: Callable[[int], None] | None = None) -> str:
+        """Replay everything; return the snapshot hash (hex) of the replayed cells."""
+        reader = JournalReader(self.path / "journal", self.manifest.era)
+        sink = VerifyingSink(reader.entries())
+        kernel = Kernel(self.manifest, sink, window=self.meta["window"])
+        replay_entries(kernel, sink, progress)
+        self.kernel = kernel
+        return kernel.cells.snapshot_hash().hex()
+
+
+def replay(path: str | os.PathLike[str], manifest: Manifest) -> Replay:
+    """``aos.replay(path, manifest).verify()`` replays a world's journal serially."""
+    return Replay(path, manifest)

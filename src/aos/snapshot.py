@@ -1,0 +1,172 @@
+"""Snapshots: the whole kernel state at a journal position, content-addressed.
+
+A snapshot file is canonical CBOR named ``<record index>-<BLAKE3 of the
+file>.snap``. It holds every live cell as ``[reducer, key, state hash]`` with
+the state bodies stored once per distinct hash, the sequencer's mailboxes,
+ready ring and pending inputs, the admitted events still to be consumed, and
+the journal position (record index, segment, offset, chain hash) it is
+valid at. Opening a world loads the newest snapshot and replays the journal
+from that position (docs/storage.md).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aos import canonical
+from aos._core import Sequencer
+from aos.errors import AosError, SnapshotCorruptError
+from aos.journal import Position
+from aos.kernel import Kernel
+
+__all__ = ["SnapshotInfo", "write_snapshot", "load_snapshot", "list_snapshots", "SNAPSHOT_FORMAT"]
+
+SNAPSHOT_FORMAT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotInfo:
+    """A written snapshot: its file, the last ticket it includes and the hash of its cells."""
+
+    path: Path
+    event_id: int
+    snapshot_hash: str
+    position: Position
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def encode_snapshot(kernel: Kernel, era: bytes, position: Position) -> tuple[bytes, bytes]:
+    """``(file bytes, snapshot hash)`` of the kernel's state at ``position``."""
+    rows = kernel.cells.sorted_items()
+    snap_hash = kernel.cells.snapshot_hash(rows)
+    states: dict[bytes, bytes] = {}
+    cells: list[list[Any]] = []
+    for _name_key, spec, key, state, state_hash in rows:
+        states[state_hash] = state
+        cells.append([spec.name, key, state_hash])
+
+    seq_state = kernel.sequencer.export_state()
+    refs: list[list[Any]] = []
+    ref_of: dict[int, int] = {}
+
+    def ref(cid: int) -> int:
+        r = ref_of.get(cid)
+        if r is None:
+            r = ref_of[cid] = len(refs)
+            refs.append([kernel.cells.specs[cid].name, kernel.cells.keys[cid]])
+        return r
+
+    sequencer = {
+        "next_ticket": seq_state["next_ticket"],
+        "ring": [ref(c) for c in seq_state["ring"]],
+        "mailboxes": seq_state["mailboxes"],
+        "pending": [[v, ref(c), i] for v, c, i in seq_state["pending"]],
+    }
+    inbox = [[seq, e[0], e[1], e[2]] for seq, e in sorted(kernel.inbox.events.items())]
+    doc = {
+        "format": SNAPSHOT_FORMAT,
+        "era": era,
+        "window": kernel.window,
+        "position": position.to_wire(),
+        "event_id": kernel.last_event_id,
+        "next_seq": kernel.next_seq,
+        "commits": kernel.commits,
+        "failures": kernel.failures,
+        "snapshot_hash": snap_hash,
+        "states": states,
+        "cells": cells,
+        "refs": refs,
+        "sequencer": sequencer,
+        "inbox": inbox,
+    }
+    return canonical.encode(doc, where="snapshot"), snap_hash
+
+
+def write_snapshot(directory: Path, kernel: Kernel, era: bytes, position: Position) -> SnapshotInfo:
+    """Write a snapshot durably (temp file, fsync, rename, fsync directory)."""
+    data, snap_hash = encode_snapshot(kernel, era, position)
+    name = f"{position.index:020d}-{canonical.digest(data).hex()}.snap"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    tmp = directory / (name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(directory)
+    return SnapshotInfo(path, kernel.last_event_id, snap_hash.hex(), position)
+
+
+def list_snapshots(directory: Path) -> list[Path]:
+    """Snapshot files, oldest first (by journal position)."""
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.suffix == ".snap")
+
+
+def snapshot_index(path: Path) -> int:
+    try:
+        return int(path.name.split("-", 1)[0])
+    except ValueError:
+        raise SnapshotCorruptError(str(path), "file name does not start with a record index") from None
+
+
+def load_snapshot(path: Path, kernel: Kernel, era: bytes) -> Position:
+    """Restore ``kernel`` (fresh) from the snapshot at ``path``; return its journal position."""
+    where = str(path)
+    data = path.read_bytes()
+    stem = path.name[:-len(".snap")]
+    if "-" not in stem or canonical.digest(data).hex() != stem.split("-", 1)[1]:
+        raise SnapshotCorruptError(where, "content does not match the hash in its file name")
+    try:
+        doc = canonical.decode(data, where)
+        if doc.get("format") != SNAPSHOT_FORMAT:
+            raise SnapshotCorruptError(where, f"unknown snapshot format {doc.get('format')!r}")
+        if doc["era"] != era:
+            raise SnapshotCorruptError(where, "snapshot was written under another era")
+        if doc["window"] != kernel.window:
+            raise SnapshotCorruptError(where, f"snapshot window {doc['window']} differs from the world's")
+        position = Position.from_wire(doc["position"])
+        if position.index != snapshot_index(path):
+            raise SnapshotCorruptError(where, "record index in the file name disagrees with the content")
+        m = kernel.manifest
+        cells = kernel.cells
+        states = doc["states"]
+        for sh, body in states.items():
+            if canonical.digest(body) != sh:
+                raise SnapshotCorruptError(where, f"state body does not match its hash {sh.hex()}")
+        for reducer, key, sh in doc["cells"]:
+            cid = cells.id_of(m.get(reducer), key)
+            cells.set(cid, states[sh], sh)
+        if cells.snapshot_hash() != doc["snapshot_hash"]:
+            raise SnapshotCorruptError(where, "cells do not hash to the recorded snapshot hash")
+        cid_of = [cells.id_of(m.get(r), k) for r, k in doc["refs"]]
+        sq = doc["sequencer"]
+        kernel.sequencer = Sequencer.from_state({
+            "window": kernel.window,
+            "next_ticket": sq["next_ticket"],
+            "ring": [cid_of[r] for r in sq["ring"]],
+            "mailboxes": sq["mailboxes"],
+            "pending": [[v, cid_of[r], i] for v, r, i in sq["pending"]],
+        })
+        for seq, schema, value, left in doc["inbox"]:
+            kernel.inbox.put(seq, schema, value, left)
+        kernel.next_seq = doc["next_seq"]
+        kernel.commits = doc["commits"]
+        kernel.failures = doc["failures"]
+    except SnapshotCorruptError:
+        raise
+    except (AosError, KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise SnapshotCorruptError(where, f"malformed snapshot: {type(exc).__name__}: {exc}") from None
+    return position

@@ -1,0 +1,309 @@
+"""The World: a directory with a journal, snapshots and the live kernel.
+
+Directory layout (docs/storage.md)::
+
+    <world>/world.cbor     format, manifest description (era), window
+    <world>/world.lock     held (flock) while a World has it open
+    <world>/journal/       segment files
+    <world>/snapshots/     content-addressed snapshot files
+
+Opening loads the newest snapshot and replays the journal after it,
+verifying every recorded state hash (replay-or-die).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+from aos import canonical
+from aos.admission import normalize_key
+from aos.errors import (AosError, ManifestMismatchError, StorageError, WorldClosedError,
+                        WorldLockedError, WorldNotFoundError)
+from aos.executor import InlineExecutor, RunResult
+from aos.journal import DEFAULT_SEGMENT_BYTES, Durability, Journal, JournalReader, Position
+from aos.kernel import DEFAULT_WINDOW, Kernel
+from aos.manifest import Manifest, check_compatible
+from aos.records import SnapshotCreated
+from aos.replay import VerifyingSink, replay_entries
+from aos.snapshot import SnapshotInfo, list_snapshots, load_snapshot, snapshot_index, write_snapshot
+
+__all__ = ["World", "read_meta"]
+
+WORLD_FORMAT = 1
+META = "world.cbor"
+
+
+def read_meta(path: Path, manifest: Manifest) -> dict[str, Any]:
+    """Read ``world.cbor`` and check ``manifest`` against it (era)."""
+    meta_path = path / META
+    if not meta_path.is_file():
+        raise WorldNotFoundError(f"no world at {path} ({META} is missing)")
+    try:
+        meta = canonical.decode(meta_path.read_bytes(), str(meta_path))
+        if meta.get("format") != WORLD_FORMAT:
+            raise StorageError(f"{meta_path}: unknown world format {meta.get('format')!r}")
+        stored = meta["manifest"]
+        _ = meta["window"]
+    except (AosError, KeyError, AttributeError, TypeError) as exc:
+        if isinstance(exc, StorageError):
+            raise
+        raise StorageError(f"{meta_path}: malformed world metadata: {exc}") from None
+    check_compatible(stored, manifest)
+    return meta
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class World:
+    """A deterministic, event-sourced world. Use :meth:`World.open`."""
+
+    def __init__(self, path: Path, manifest: Manifest, journal: Journal, kernel: Kernel,
+                 lock_fd: int, snapshot_every: int, keep_snapshots: int, snapshot_on_close: bool) -> None:
+        self.path = path
+        self.manifest = manifest
+        self._journal = journal
+        self._kernel = kernel
+        self._lock_fd = lock_fd
+        self.snapshot_every = snapshot_every
+        self.keep_snapshots = keep_snapshots
+        self.snapshot_on_close = snapshot_on_close
+        self._executor = InlineExecutor(kernel)
+        self._snapshot_index = -1
+        self._closed: str | None = None
+        self.durable_event_id = kernel.last_event_id
+
+    # ----------------------------------------------------------- opening
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], manifest: Manifest, *, create: bool = True,
+             durability: Durability | str = "group", window: int | None = None,
+             snapshot_every: int = 10_000, keep_snapshots: int = 3, snapshot_on_close: bool = True,
+             segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> "World":
+        """Create or open the world at ``path`` with ``manifest``.
+
+        ``durability``: ``"group"`` (default), ``"always"``, ``"none"`` or a
+        :class:`Durability`. ``window``: how many tickets after a step its
+        emitted events become schedulable (fixed when the world is created;
+        default 64). ``snapshot_every``: write a snapshot after every N-th
+        ticket (0: only on close and on request).
+        """
+        if not isinstance(manifest, Manifest):
+            raise TypeError(f"manifest must be an aos.Manifest, got {type(manifest).__name__}")
+        if snapshot_every < 0 or keep_snapshots < 1:
+            raise ValueError("snapshot_every must be >= 0 and keep_snapshots >= 1")
+        dur = Durability.of(durability)
+        p = Path(path)
+        if not (p / META).is_file():
+            if not create:
+                raise WorldNotFoundError(f"no world at {p} ({META} is missing) and create=False")
+            if p.exists() and (not p.is_dir() or any(p.iterdir())):
+                raise StorageError(f"{p} exists and is not an aos world (no {META}); refusing to use it")
+            p.mkdir(parents=True, exist_ok=True)
+            meta = {"format": WORLD_FORMAT, "manifest": manifest.describe(),
+                    "window": DEFAULT_WINDOW if window is None else window}
+            if type(meta["window"]) is not int or meta["window"] < 1:
+                raise ValueError(f"window must be an int >= 1, got {window!r}")
+            _write_atomic(p / META, canonical.encode(meta, where="world metadata"))
+        lock_fd = os.open(p / "world.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise WorldLockedError(f"world {p} is open elsewhere (world.lock is held)") from None
+            meta = read_meta(p, manifest)
+            if window is not None and window != meta["window"]:
+                raise ManifestMismatchError(f"world {p} has window {meta['window']}, not {window}")
+            journal = Journal.open(p / "journal", manifest.era, dur, segment_bytes)
+            try:
+                kernel, start = cls._recover(p, manifest, journal, meta["window"])
+            except BaseException:
+                journal.close()
+                raise
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        world = cls(p, manifest, journal, kernel, lock_fd, snapshot_every, keep_snapshots, snapshot_on_close)
+        # Nothing to snapshot on close if the journal ends with the loaded snapshot.
+        if journal.index == 0 or (start is not None and start.index + 1 == journal.index):
+            world._snapshot_index = journal.index
+        return world
+
+    @staticmethod
+    def _recover(p: Path, manifest: Manifest, journal: Journal, window: int) -> tuple[Kernel, Position | None]:
+        """Newest usable snapshot + replay of the journal after it."""
+        reader = JournalReader(p / "journal", manifest.era)
+        start = None
+        kernel = Kernel(manifest, journal, window=window)
+        for snap in reversed(list_snapshots(p / "snapshots")):
+            if snapshot_index(snap) > journal.index:
+                continue  # written after records that were torn off: not valid any more
+            kernel = Kernel(manifest, journal, window=window)
+            start = load_snapshot(snap, kernel, manifest.era)
+            break
+        sink = VerifyingSink(reader.entries(start), journal)
+        kernel.sink = sink
+        replay_entries(kernel, sink)
+        kernel.sink = journal
+        return kernel, start
+
+    # --------------------------------------------------------------- API
+    def _live(self) -> Kernel:
+        if self._closed is not None:
+            raise WorldClosedError(f"world {self.path} {self._closed}")
+        return self._kernel
+
+    def submit(self, schema: str, value: Any) -> int:
+        """Admit an external event; returns its admission number.
+
+        Raises UnknownSchemaError, MissingKeyFieldError, InvalidKeyError or
+        UnencodableValueError, in which case nothing is journaled.
+        """
+        k = self._live()
+        seq = k.admit(k.admission.check(schema, value))
+        if self._journal.commit_point():
+            self.durable_event_id = k.last_event_id
+        return seq
+
+    def run(self, max_steps: int | None = None) -> RunResult:
+        """Run steps until quiescent (or ``max_steps``); everything is synced on return."""
+        k = self._live()
+        if max_steps is not None and max_steps < 0:
+            raise ValueError("max_steps must be >= 0")
+        try:
+            result = self._executor.run(max_steps, self._after_commit)
+            self._journal.flush(sync=True)
+        except BaseException as exc:
+            self._abandon(f"is unusable after an interrupted run ({type(exc).__name__}); reopen it")
+            raise
+        self.durable_event_id = k.last_event_id
+        return result
+
+    def _after_commit(self) -> None:
+        k = self._kernel
+        if self.snapshot_every and k.last_event_id % self.snapshot_every == 0:
+            self.snapshot()
+
+    def state(self, reducer: str, key: Any = None) -> Any:
+        """The committed state of cell (reducer, key), decoded; None if it has none."""
+        k = self._live()
+        spec = self.manifest.get(reducer)
+        if spec.keyed:
+            if key is None:
+                raise TypeError(f"reducer {reducer} is keyed by {spec.key!r}: pass a key")
+            key = normalize_key(key, f"state({reducer!r})")
+        elif key is not None:
+            raise TypeError(f"reducer {reducer} is not keyed: pass no key")
+        cid = k.cells.find(reducer, key)
+        if cid is None:
+            return None
+        data = k.cells.states[cid]
+        return None if data is None else canonical.decode_trusted(data)
+
+    def cells(self, reducer: str | None = None) -> list[tuple[str, Any]]:
+        """Live cells as (reducer, key), in canonical order."""
+        k = self._live()
+        if reducer is not None:
+            self.manifest.get(reducer)
+        return [(spec.name, key) for _n, spec, key, _s, _h in k.cells.sorted_items()
+                if reducer is None or spec.name == reducer]
+
+    def iter_states(self) -> Iterator[tuple[str, Any, Any]]:
+        """(reducer, key, state) of every live cell, in cell-creation order."""
+        k = self._live()
+        for spec, key, state, _h in k.cells.items():
+            yield spec.name, key, canonical.decode_trusted(state)
+
+    def snapshot_hash(self) -> str:
+        """BLAKE3 (hex) over all live cells' state hashes (see docs/storage.md)."""
+        return self._live().cells.snapshot_hash().hex()
+
+    def snapshot(self) -> SnapshotInfo:
+        """Write a snapshot now and journal a ``SnapshotCreated`` record."""
+        k = self._live()
+        j = self._journal
+        info = write_snapshot(self.path / "snapshots", k, self.manifest.era, j.position)
+        j.append(SnapshotCreated(k.last_event_id, bytes.fromhex(info.snapshot_hash), info.path.name))
+        j.flush(sync=True)
+        self.durable_event_id = k.last_event_id
+        self._snapshot_index = j.index
+        self._prune_snapshots()
+        return info
+
+    def _prune_snapshots(self) -> None:
+        snaps = list_snapshots(self.path / "snapshots")
+        for old in snaps[:-self.keep_snapshots]:
+            old.unlink(missing_ok=True)
+
+    def sync(self) -> None:
+        """Write and fsync everything journaled so far."""
+        k = self._live()
+        self._journal.flush(sync=True)
+        self.durable_event_id = k.last_event_id
+
+    @property
+    def era(self) -> str:
+        return self.manifest.era.hex()
+
+    @property
+    def window(self) -> int:
+        return self._kernel.window
+
+    @property
+    def durability(self) -> Durability:
+        return self._journal.durability
+
+    @property
+    def last_event_id(self) -> int:
+        """The last ticket assigned (and committed: the inline executor commits each at once)."""
+        return self._kernel.last_event_id
+
+    @property
+    def stats(self) -> dict[str, int]:
+        k = self._kernel
+        return {"event_id": k.last_event_id, "admitted": k.next_seq, "commits": k.commits,
+                "failures": k.failures, "cells": len(k.cells), "queued": k.sequencer.queued,
+                "pending": k.sequencer.pending, "records": self._journal.index}
+
+    # ----------------------------------------------------------- closing
+    def _abandon(self, why: str) -> None:
+        try:
+            self._journal.close()
+        finally:
+            self._closed = why
+            os.close(self._lock_fd)
+
+    def close(self) -> None:
+        """Snapshot (if anything changed and ``snapshot_on_close``), sync and release the world."""
+        if self._closed is not None:
+            return
+        try:
+            if self.snapshot_on_close and self._journal.index != self._snapshot_index:
+                self.snapshot()
+            self._journal.close()
+        finally:
+            self._closed = "is closed"
+            os.close(self._lock_fd)
+
+    def __enter__(self) -> "World":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"event_id={self._kernel.last_event_id}"
+        return f"<World {self.path} {self.manifest.name} {state}>"
