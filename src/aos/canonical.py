@@ -27,7 +27,8 @@ import cbor2
 
 from aos.errors import NonCanonicalError, UnencodableValueError
 
-__all__ = ["encode", "decode", "digest", "hash_value", "normalize", "HASH_SIZE"]
+__all__ = ["encode", "decode", "encode_trusted", "decode_trusted", "digest", "hash_value", "normalize",
+           "HASH_SIZE"]
 
 HASH_SIZE = 32
 _FLOAT_HEAD = re.compile(rb"[\xf9-\xfb]")
@@ -126,6 +127,11 @@ def decode(data: bytes, where: str = "data") -> Any:
     if _FLOAT_HEAD.search(data) and _has_negative_zero(value):
         raise NonCanonicalError(f"{where}: -0.0 must be written as 0.0")
     return value
+
+
+def encode_trusted(value: Any) -> bytes:
+    """Canonical CBOR of a value built by aos itself from checked parts (no model walk)."""
+    return cbor2.dumps(value, canonical=True)
 
 
 def decode_trusted(data: bytes) -> Any:

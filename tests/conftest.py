@@ -1,0 +1,37 @@
+"""Shared fixtures: small manifests used across the tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import aos
+
+
+def make_counter_manifest(name: str = "test/counter@1") -> aos.Manifest:
+    """A keyed counter, a non-keyed total, a reducer that emits across cells, one that raises."""
+    m = aos.Manifest(name)
+
+    @m.reducer("test/Counter@1", key="id", events=["test/Add@1", "test/Forward@1"])
+    def counter(ctx: Any, state: Any, event: Any) -> Any:
+        v = event.value
+        n = (state or {"n": 0})["n"] + v.get("by", 1)
+        if v.get("delete"):
+            return None
+        if event.schema == "test/Add@1" and v.get("forward_to") is not None:
+            ctx.emit("test/Forward@1", {"id": v["forward_to"], "by": v.get("by", 1)})
+        if v.get("boom"):
+            raise ValueError(f"boom on {ctx.key} at object {object()!r}")
+        return {"n": n, "last": ctx.event_id, "r": ctx.rng.randint(0, 1_000_000)}
+
+    @m.reducer("test/Total@1", events=["test/Add@1"])
+    def total(ctx: Any, state: Any, event: Any) -> Any:
+        return (state or 0) + event.value.get("by", 1)
+
+    return m
+
+
+@pytest.fixture
+def counter_manifest() -> aos.Manifest:
+    return make_counter_manifest()

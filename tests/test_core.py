@@ -1,0 +1,117 @@
+"""The compiled sequencer: its scheduling rule and its persistence."""
+
+from __future__ import annotations
+
+import importlib.machinery
+
+import pytest
+
+import aos._core
+from aos._core import Sequencer
+
+
+def drain(s: Sequencer) -> list[tuple[int, int, int]]:
+    out = []
+    while (t := s.next()) is not None:
+        out.append(t)
+    return out
+
+
+def test_core_is_a_compiled_extension() -> None:
+    path = aos._core.sequencer.__file__
+    assert path is not None
+    assert any(path.endswith(suffix) for suffix in importlib.machinery.EXTENSION_SUFFIXES), path
+    assert isinstance(aos._core.sequencer.__loader__, importlib.machinery.ExtensionFileLoader)
+
+
+def test_round_robin_at_most_one_step_per_cell_per_tick() -> None:
+    s = Sequencer(window=4)
+    for i in range(5):
+        s.deliver(0, i)          # a hot cell
+    s.deliver(1, 100)
+    s.deliver(2, 200)
+    s.deliver(1, 101)
+    got = drain(s)
+    assert [t for t, _c, _i in got] == list(range(1, 9))
+    assert [c for _t, c, _i in got] == [0, 1, 2, 0, 1, 0, 0, 0]
+    # each cell's inputs come out in mailbox order
+    assert [i for _t, c, i in got if c == 0] == [0, 1, 2, 3, 4]
+    assert [i for _t, c, i in got if c == 1] == [100, 101]
+
+
+def test_cold_cell_is_not_stuck_behind_hot_cell() -> None:
+    s = Sequencer(window=8)
+    for i in range(10_000):
+        s.deliver(0, i)
+    assert s.next() == (1, 0, 0)
+    s.deliver(7, 99)  # a single event for a cold cell arrives
+    assert s.next() == (2, 0, 1)  # the hot cell was already queued in the ring
+    assert s.next() == (3, 7, 99)
+
+
+def test_emitted_inputs_become_visible_window_tickets_later() -> None:
+    s = Sequencer(window=3)
+    for i in range(6):
+        s.deliver(0, i)
+    assert s.next() == (1, 0, 0)
+    s.deliver_emitted(1, 5, 50)  # emitted by ticket 1: visible from ticket 4
+    assert s.pending == 1
+    assert s.next() == (2, 0, 1)
+    assert s.next() == (3, 0, 2)
+    assert s.next() == (4, 0, 3)  # cell 0 was ahead in the ring; cell 5 joins behind it
+    assert s.next() == (5, 5, 50)
+    assert s.pending == 0
+
+
+def test_pending_released_when_nothing_else_is_ready() -> None:
+    s = Sequencer(window=64)
+    s.deliver(0, 0)
+    assert s.next() == (1, 0, 0)
+    s.deliver_emitted(1, 1, 1)
+    s.deliver_emitted(1, 2, 2)
+    assert s.has_work()
+    assert drain(s) == [(2, 1, 1), (3, 2, 2)]
+    assert not s.has_work()
+
+
+def test_emitted_must_come_in_commit_order() -> None:
+    s = Sequencer(window=2)
+    for i in range(3):
+        s.deliver(0, i)
+    s.next(), s.next()
+    s.deliver_emitted(2, 1, 10)
+    with pytest.raises(ValueError, match="commit order"):
+        s.deliver_emitted(1, 1, 11)
+    with pytest.raises(ValueError, match="not been assigned"):
+        s.deliver_emitted(9, 1, 12)
+
+
+def test_invalid_arguments() -> None:
+    with pytest.raises(ValueError):
+        Sequencer(window=0)
+    with pytest.raises(ValueError):
+        Sequencer().deliver(-1, 0)
+
+
+def test_export_and_restore_give_the_same_future() -> None:
+    a = Sequencer(window=5)
+    for i in range(40):
+        a.deliver(i % 7, i)
+    for _ in range(9):
+        t, c, i = a.next()
+        a.deliver_emitted(t, (c + 3) % 11, 1000 + i)
+    state = a.export_state()
+    b = Sequencer.from_state(state)
+    assert b.export_state() == state
+    assert drain(a) == drain(b)
+
+
+def test_growth_to_many_cells_and_inputs() -> None:
+    s = Sequencer(window=16)
+    n = 50_000
+    for i in range(n):
+        s.deliver(i, i)
+    assert s.queued == n and s.ready == n
+    got = drain(s)
+    assert [c for _t, c, _i in got] == list(range(n))
+    assert s.queued == 0
