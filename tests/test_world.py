@@ -290,3 +290,24 @@ def test_durability_modes_and_durable_event_id(tmp_path: Path, counter_manifest:
             assert w.durable_event_id == w.last_event_id == 20
     with pytest.raises(ValueError):
         aos.World.open(tmp_path / "bad", counter_manifest, durability="sometimes")
+
+
+def test_step_torn_between_scheduled_and_outcome_is_completed_on_reopen(
+        tmp_path: Path, counter_manifest: aos.Manifest) -> None:
+    path = tmp_path / "w"
+    with aos.World.open(path, counter_manifest, snapshot_every=0, snapshot_on_close=False) as w:
+        for i in range(10):
+            w.submit("test/Add@1", {"id": i % 3})
+        w.run()
+        h = w.snapshot_hash()
+    entries = list(JournalReader(path / "journal", counter_manifest.era).entries())
+    last = entries[-1]
+    assert isinstance(last.record(), StepCommitted)
+    seg = path / "journal" / last.segment
+    with open(seg, "r+b") as f:
+        f.truncate(last.offset + 5)  # the outcome of the last step is torn
+    with aos.World.open(path, counter_manifest) as w:
+        assert w.snapshot_hash() == h
+    again = list(JournalReader(path / "journal", counter_manifest.era).entries())
+    assert [e.payload for e in again[:len(entries)]] == [e.payload for e in entries]
+    assert aos.replay(path, counter_manifest).verify() == h

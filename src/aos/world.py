@@ -150,7 +150,10 @@ class World:
         kernel = Kernel(manifest, journal, window=window)
         for snap in reversed(list_snapshots(p / "snapshots")):
             if snapshot_index(snap) > journal.index:
-                continue  # written after records that were torn off: not valid any more
+                # Its position was torn off the journal (possible only when the journal
+                # was damaged after the snapshot): it can never be valid again.
+                snap.unlink()
+                continue
             kernel = Kernel(manifest, journal, window=window)
             start = load_snapshot(snap, kernel, manifest.era)
             break
@@ -235,6 +238,7 @@ class World:
         """Write a snapshot now and journal a ``SnapshotCreated`` record."""
         k = self._live()
         j = self._journal
+        j.flush(sync=True)  # the snapshot's position must be on disk before the snapshot is
         info = write_snapshot(self.path / "snapshots", k, self.manifest.era, j.position)
         j.append(SnapshotCreated(k.last_event_id, bytes.fromhex(info.snapshot_hash), info.path.name))
         j.flush(sync=True)
