@@ -205,7 +205,8 @@ def test_floats_are_shortest(x):
 @pytest.mark.parametrize("x, hexed", [
     (1.5, "f93e00"), (0.0, "f90000"), (-2.0, "f9c000"), (65504.0, "f97bff"), (100000.0, "fa47c35000"),
     (1.1, "fb3ff199999999999a"), (float("inf"), "f97c00"), (float("-inf"), "f9fc00"),
-    (5.960464477539063e-08, "f90001"), (3.4028234663852886e38, "fa7f7fffff"),
+    (5.960464477539063e-08, "f90001"), (3.4028234663852886e38, "fa7f7fffff"), (32768.0, "f97800"),
+    (40000.0, "f978e2"), (-65504.0, "f9fbff"), (65505.0, "fa477fe100"),
 ])
 def test_float_examples(x, hexed):
     assert encode(x).hex() == hexed
@@ -587,10 +588,11 @@ WRONG_TYPES = {
                     [{k: v for k, v in _GOOD_INTENT.items() if k != "cap"}]],
         "lane_id": [-1, None],
     },
-    "StepFailed": {"event_id": [0, "5"], "error": [1, None, b"e"], "message": [None, 1, b"m"]},
+    "StepFailed": {"event_id": [0, "5"], "error": [1, None, b"e"], "message": [None, 1, b"m"],
+                   "lane_id": [-1, "0"]},
     "SnapshotCreated": {
         "event_id": [0, None], "snapshot_hash": [None, b"", "x" * 32, H1 + b"\x00"],
-        "file": [None, b"f", 1],
+        "file": [None, b"f", 1], "lane_id": [-1, 0.0],
     },
 }
 WRONG = [(kind, name, bad) for kind, fields in WRONG_TYPES.items() for name, bads in fields.items()

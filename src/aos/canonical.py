@@ -33,6 +33,7 @@ __all__ = ["encode", "decode", "encode_trusted", "decode_trusted", "digest", "ha
 HASH_SIZE = 32
 _FLOAT_HEAD = re.compile(rb"[\xf9-\xfb]")
 _KEY_TYPES = (str, int, bytes)
+MAX_DEPTH = 400  # deepest container nesting in the model (cbor2 6 decodes no deeper)
 
 
 def digest(data: bytes) -> bytes:
@@ -40,26 +41,30 @@ def digest(data: bytes) -> bytes:
     return blake3.blake3(data).digest()
 
 
-def _find_problem(value: Any, path: str) -> tuple[str, str] | None:
+def _find_problem(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None:
     """Walk ``value``; return ``(path, reason)`` of the first problem."""
     t = type(value)
     if value is None or t is bool or t is str or t is bytes or t is int:
         return None
-    if t is float:
+    if isinstance(value, float):  # float subclasses too (e.g. numpy.float64)
         if value != value:
             return path, "NaN is not allowed (it has no single canonical encoding)"
         return None
+    if isinstance(value, cbor2.CBORSimpleValue):  # a tuple subclass in cbor2 5.x
+        return path, f"type {t.__name__} is not in the value model"
+    if isinstance(value, (dict, list, tuple)) and depth >= MAX_DEPTH:
+        return path, f"containers nested deeper than {MAX_DEPTH} levels (or a cycle)"
     if isinstance(value, dict):
         for k, v in value.items():
             if type(k) is bool or not isinstance(k, _KEY_TYPES):
                 return f"{path}[{k!r}]", f"map key of type {type(k).__name__} (keys must be str, int or bytes)"
-            found = _find_problem(v, f"{path}[{k!r}]")
+            found = _find_problem(v, f"{path}[{k!r}]", depth + 1)
             if found:
                 return found
         return None
     if isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
-            found = _find_problem(v, f"{path}[{i}]")
+            found = _find_problem(v, f"{path}[{i}]", depth + 1)
             if found:
                 return found
         return None
@@ -69,8 +74,7 @@ def _find_problem(value: Any, path: str) -> tuple[str, str] | None:
 
 
 def _has_negative_zero(value: Any) -> bool:
-    t = type(value)
-    if t is float:
+    if isinstance(value, float):
         return value == 0.0 and math.copysign(1.0, value) < 0
     if isinstance(value, dict):
         return any(_has_negative_zero(v) for v in value.values())
@@ -81,8 +85,7 @@ def _has_negative_zero(value: Any) -> bool:
 
 def normalize(value: Any) -> Any:
     """A copy of ``value`` with ``-0.0`` replaced by ``0.0`` (else ``value`` itself)."""
-    t = type(value)
-    if t is float:
+    if isinstance(value, float):
         return 0.0 if value == 0.0 else value
     if isinstance(value, dict):
         return {k: normalize(v) for k, v in value.items()}

@@ -289,6 +289,8 @@ class Journal:
     def open(cls, directory: str | os.PathLike[str], era: bytes, durability: Durability | str = "group",
              segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> "Journal":
         """Open for appending: verify the last segment, truncate a torn tail."""
+        if len(era) != 32:
+            raise ValueError(f"era must be a 32-byte hash, got {len(era)} bytes")
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         reader = JournalReader(d, era)

@@ -51,6 +51,9 @@ class Intent:
                 "intent_hash": self.intent_hash}
 
 
+_INTENT_FIELDS = frozenset(("kind", "params", "cap", "idempotency_key", "cost", "intent_hash"))
+
+
 class Record:
     """Base of all record kinds."""
 
@@ -112,6 +115,11 @@ class StepCommitted(Record):
 
     @classmethod
     def from_wire(cls, m: dict[str, Any]) -> "StepCommitted":
+        emits, effects = m["emits"], m["effects"]
+        if type(emits) is not list or any(type(e) is not list or len(e) != 2 for e in emits):
+            raise TypeError("emits must be a list of [schema, value] pairs")
+        if type(effects) is not list or any(type(i) is not dict or set(i) != _INTENT_FIELDS for i in effects):
+            raise TypeError(f"effects must be a list of maps with fields {sorted(_INTENT_FIELDS)}")
         return cls(m["event_id"], m["state_hash"],
                    tuple(Emit(s, v) for s, v in m["emits"]),
                    tuple(Intent(i["kind"], i["params"], i["cap"], i["idempotency_key"], i["cost"],
@@ -168,7 +176,8 @@ def decode_record(payload: bytes, where: str = "record") -> Record:
         raise NonCanonicalError(f"{where}: unknown record kind {kind!r}")
     expected = set(cls.FIELDS) | {"kind"}
     if set(m) != expected:
-        raise NonCanonicalError(f"{where}: {kind} must have fields {sorted(expected)}, has {sorted(m)}")
+        raise NonCanonicalError(f"{where}: {kind} must have fields {sorted(expected)}, "
+                                f"has {sorted(m, key=repr)}")
     try:
         rec = cls.from_wire(m)
     except (TypeError, ValueError, KeyError) as exc:
