@@ -700,3 +700,27 @@ def test_step_seed():
     assert base not in variants
     assert len(set(variants)) == len(variants)
     assert step_seed(1, "r", 1) != step_seed(1, "r", "1")
+
+
+def test_fast_record_encoding_is_the_canonical_encoding() -> None:
+    """encode_record skips cbor2's key sort; its bytes must equal canonical mode's."""
+    import cbor2
+
+    from aos.records import (KINDS, EventAdmitted, Emit, Intent, SnapshotCreated, StepCommitted,
+                             StepFailed, StepScheduled, encode_record)
+
+    h = bytes(range(32))
+    recs = [
+        EventAdmitted(3, "a/E@1", b"\xa0", 0),
+        StepScheduled(2**40, "a/R@1", b"k", 7, 1),
+        StepScheduled(5, "a/R@1", -(2**70), 7),
+        StepCommitted(9, h, (Emit("a/E@1", b"\x01"),),
+                      (Intent("timer.set", b"\xa0", "timers", "9/0", 3, h),
+                       Intent("blob.put", b"\x80", None, "x" * 30, 0, h))),
+        StepCommitted(10, None),
+        StepFailed(11, "ValueError", "boom"),
+        SnapshotCreated(12, h, "0001-abc.snap"),
+    ]
+    assert {type(r) for r in recs} == set(KINDS.values())
+    for r in recs:
+        assert encode_record(r) == cbor2.dumps(r.to_wire(), canonical=True), r.KIND

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import cbor2
+
 from aos import canonical
 from aos.errors import NonCanonicalError
 
@@ -46,9 +48,9 @@ class Intent:
     intent_hash: bytes
 
     def to_wire(self) -> dict[str, Any]:
-        return {"kind": self.kind, "params": self.params, "cap": self.cap,
-                "idempotency_key": self.idempotency_key, "cost": self.cost,
-                "intent_hash": self.intent_hash}
+        # keys in canonical order (see encode_record)
+        return {"cap": self.cap, "cost": self.cost, "kind": self.kind, "params": self.params,
+                "intent_hash": self.intent_hash, "idempotency_key": self.idempotency_key}
 
 
 _INTENT_FIELDS = frozenset(("kind", "params", "cap", "idempotency_key", "cost", "intent_hash"))
@@ -60,11 +62,12 @@ class Record:
     __slots__ = ()
     KIND: ClassVar[str]
     FIELDS: ClassVar[tuple[str, ...]]
+    WIRE_ORDER: ClassVar[tuple[str, ...]] = ()  # FIELDS and "kind" in canonical key order
 
     def to_wire(self) -> dict[str, Any]:
-        out = {name: getattr(self, name) for name in self.FIELDS}
-        out["kind"] = self.KIND
-        return out
+        """The record as a map whose keys are already in canonical order."""
+        kind = self.KIND
+        return {name: kind if name == "kind" else getattr(self, name) for name in self.WIRE_ORDER}
 
     @classmethod
     def from_wire(cls, m: dict[str, Any]) -> "Record":
@@ -109,9 +112,10 @@ class StepCommitted(Record):
     lane_id: int = 0
 
     def to_wire(self) -> dict[str, Any]:
-        return {"kind": self.KIND, "event_id": self.event_id, "state_hash": self.state_hash,
-                "emits": [e.to_wire() for e in self.emits],
-                "effects": [i.to_wire() for i in self.effects], "lane_id": self.lane_id}
+        # keys in canonical order (see encode_record)
+        return {"kind": self.KIND, "emits": [e.to_wire() for e in self.emits],
+                "effects": [i.to_wire() for i in self.effects], "lane_id": self.lane_id,
+                "event_id": self.event_id, "state_hash": self.state_hash}
 
     @classmethod
     def from_wire(cls, m: dict[str, Any]) -> "StepCommitted":
@@ -156,13 +160,24 @@ KINDS: dict[str, type[Record]] = {
 }
 
 
+def _canonical_key_order(names: tuple[str, ...]) -> tuple[str, ...]:
+    """Text keys as a canonical CBOR map orders them: shorter encodings first, then bytewise."""
+    return tuple(sorted(names, key=lambda n: (len(n.encode()), n.encode())))
+
+
+for _cls in KINDS.values():
+    _cls.WIRE_ORDER = _canonical_key_order(_cls.FIELDS + ("kind",))
+
+
 def encode_record(record: Record) -> bytes:
     """Canonical CBOR of a record.
 
     Records are built by the kernel from checked parts (ints, strings, keys
-    that passed admission, byte strings), so no model walk is needed.
+    that passed admission, byte strings; never floats), and ``to_wire`` lists
+    map keys in canonical order, so cbor2's plain mode already writes the
+    canonical bytes and the canonical key sort can be skipped on this hot path.
     """
-    return canonical.encode_trusted(record.to_wire())
+    return cbor2.dumps(record.to_wire())
 
 
 def decode_record(payload: bytes, where: str = "record") -> Record:
