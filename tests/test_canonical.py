@@ -19,8 +19,16 @@ from aos import canonical
 from aos.canonical import decode, encode
 from aos.errors import NonCanonicalError, UnencodableValueError
 from aos.records import (
-    KINDS, Emit, EventAdmitted, Intent, SnapshotCreated, StepCommitted, StepFailed, StepScheduled,
-    decode_record, encode_record,
+    KINDS,
+    Emit,
+    EventAdmitted,
+    Intent,
+    SnapshotCreated,
+    StepCommitted,
+    StepFailed,
+    StepScheduled,
+    decode_record,
+    encode_record,
 )
 from aos.rng import Rng, step_seed
 
@@ -62,7 +70,7 @@ def assert_same(got, want, where="value"):
         assert struct.pack(">d", got) == struct.pack(">d", want), f"{where}: {got!r} != {want!r}"
     elif type(want) is list:
         assert len(got) == len(want), where
-        for i, (g, w) in enumerate(zip(got, want)):
+        for i, (g, w) in enumerate(zip(got, want, strict=False)):
             assert_same(g, w, f"{where}[{i}]")
     elif type(want) is dict:
         assert set(got) == set(want) and len(got) == len(want), where
@@ -706,8 +714,17 @@ def test_fast_record_encoding_is_the_canonical_encoding() -> None:
     """encode_record skips cbor2's key sort; its bytes must equal canonical mode's."""
     import cbor2
 
-    from aos.records import (KINDS, EventAdmitted, Emit, Intent, SnapshotCreated, StepCommitted,
-                             StepFailed, StepScheduled, encode_record)
+    from aos.records import (
+        KINDS,
+        Emit,
+        EventAdmitted,
+        Intent,
+        SnapshotCreated,
+        StepCommitted,
+        StepFailed,
+        StepScheduled,
+        encode_record,
+    )
 
     h = bytes(range(32))
     recs = [

@@ -16,7 +16,14 @@ from aos import canonical
 from aos.errors import JournalCorruptError
 from aos.journal import GENESIS, Durability, Journal, JournalReader, Position
 from aos.records import (
-    Emit, EventAdmitted, Intent, StepCommitted, StepFailed, StepScheduled, decode_record, encode_record,
+    Emit,
+    EventAdmitted,
+    Intent,
+    StepCommitted,
+    StepFailed,
+    StepScheduled,
+    decode_record,
+    encode_record,
 )
 
 ERA = blake3.blake3(b"test era").digest()

@@ -7,11 +7,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import make_counter_manifest
 
 import aos
 from aos.journal import JournalReader
-
-from conftest import make_counter_manifest
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +84,7 @@ def test_torn_tail_at_every_offset_recovers_last_complete_record(tmp_path: Path,
         with open(copy / "journal" / last_seg, "r+b") as f:
             f.truncate(cut)
         complete = [e for e in entries if e.segment != last_seg or e.end <= cut]
-        with aos.World.open(copy, m, snapshot_on_close=False) as w:
+        with aos.World.open(copy, m, snapshot_on_close=False):
             pass
         got = list(JournalReader(copy / "journal", m.era).entries())
         # the world re-completes a step torn after its StepScheduled, so it may add records,

@@ -105,7 +105,8 @@ def encode(value: Any, where: str | None = None, path: str = "value") -> bytes:
         raise UnencodableValueError(problem[1], problem[0], where)
     try:
         data = cbor2.dumps(value, canonical=True)
-    except (cbor2.CBOREncodeError, TypeError, ValueError, RecursionError) as exc:  # pragma: no cover - model walk catches these
+    # pragma: no cover - the model walk catches these first
+    except (cbor2.CBOREncodeError, TypeError, ValueError, RecursionError) as exc:  # pragma: no cover
         raise UnencodableValueError(str(exc), path, where) from exc
     if _FLOAT_HEAD.search(data) and _has_negative_zero(value):
         data = cbor2.dumps(normalize(value), canonical=True)

@@ -41,7 +41,7 @@ class Committer:
             if result.emits:
                 cells, deliver, inbox = k.cells, k.sequencer.deliver_emitted, k.inbox
                 seq = k.next_seq
-                for emit, routes in zip(result.emits, result.routes):
+                for emit, routes in zip(result.emits, result.routes, strict=False):
                     inbox.put(seq, emit.schema, emit.value, len(routes))
                     for spec, key in routes:
                         deliver(t.event_id, cells.id_of(spec, key), seq)

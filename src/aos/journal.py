@@ -30,6 +30,7 @@ from typing import Iterator
 import blake3
 
 from aos.errors import JournalCorruptError, NonCanonicalError
+from aos.files import write_atomic
 from aos.records import Record, decode_record, encode_record
 
 __all__ = ["Journal", "JournalReader", "Entry", "Position", "Durability", "GENESIS"]
@@ -56,14 +57,6 @@ def _chain(prev: bytes, payload: bytes) -> bytes:
     h = blake3.blake3(prev)
     h.update(payload)
     return h.digest()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,13 +313,7 @@ class Journal:
 
     @staticmethod
     def _create_segment(d: Path, first_index: int, prev_chain: bytes, era: bytes) -> None:
-        tmp = d / (_seg_name(first_index) + ".tmp")
-        with open(tmp, "wb") as f:
-            f.write(_header_bytes(first_index, prev_chain, era))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, d / _seg_name(first_index))
-        _fsync_dir(d)
+        write_atomic(d / _seg_name(first_index), _header_bytes(first_index, prev_chain, era))
 
     # ------------------------------------------------------------ writing
     @property

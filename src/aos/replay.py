@@ -21,8 +21,7 @@ from aos.errors import ReplayDivergenceError
 from aos.journal import Entry, Journal, JournalReader
 from aos.kernel import Kernel
 from aos.manifest import Manifest
-from aos.records import (EventAdmitted, Record, SnapshotCreated, StepCommitted, StepScheduled,
-                         encode_record)
+from aos.records import EventAdmitted, Record, SnapshotCreated, StepCommitted, StepScheduled, encode_record
 from aos.worker import compute
 
 __all__ = ["replay", "Replay", "VerifyingSink", "replay_entries"]

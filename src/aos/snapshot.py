@@ -11,7 +11,6 @@ from that position (docs/storage.md).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from aos import canonical
 from aos._core import Sequencer
 from aos.errors import AosError, SnapshotCorruptError
+from aos.files import write_atomic
 from aos.journal import Position
 from aos.kernel import Kernel
 
@@ -35,14 +35,6 @@ class SnapshotInfo:
     event_id: int
     snapshot_hash: str
     position: Position
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def encode_snapshot(kernel: Kernel, era: bytes, position: Position) -> tuple[bytes, bytes]:
@@ -98,13 +90,7 @@ def write_snapshot(directory: Path, kernel: Kernel, era: bytes, position: Positi
     name = f"{position.index:020d}-{canonical.digest(data).hex()}.snap"
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / name
-    tmp = directory / (name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(directory)
+    write_atomic(path, data)
     return SnapshotInfo(path, kernel.last_event_id, snap_hash.hex(), position)
 
 

@@ -20,9 +20,16 @@ from typing import Any, Iterator
 
 from aos import canonical
 from aos.admission import normalize_key
-from aos.errors import (AosError, ManifestMismatchError, StorageError, WorldClosedError,
-                        WorldLockedError, WorldNotFoundError)
+from aos.errors import (
+    AosError,
+    ManifestMismatchError,
+    StorageError,
+    WorldClosedError,
+    WorldLockedError,
+    WorldNotFoundError,
+)
 from aos.executor import InlineExecutor, RunResult
+from aos.files import write_atomic
 from aos.journal import DEFAULT_SEGMENT_BYTES, Durability, Journal, JournalReader, Position
 from aos.kernel import DEFAULT_WINDOW, Kernel
 from aos.manifest import Manifest, check_compatible
@@ -53,20 +60,6 @@ def read_meta(path: Path, manifest: Manifest) -> dict[str, Any]:
         raise StorageError(f"{meta_path}: malformed world metadata: {exc}") from None
     check_compatible(stored, manifest)
     return meta
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class World:
@@ -117,7 +110,7 @@ class World:
                     "window": DEFAULT_WINDOW if window is None else window}
             if type(meta["window"]) is not int or meta["window"] < 1:
                 raise ValueError(f"window must be an int >= 1, got {window!r}")
-            _write_atomic(p / META, canonical.encode(meta, where="world metadata"))
+            write_atomic(p / META, canonical.encode(meta, where="world metadata"))
         lock_fd = os.open(p / "world.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             try:
