@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_counter_manifest
 
 import aos
 from aos.journal import JournalReader
 from aos.records import EventAdmitted, StepCommitted, StepFailed
+from conftest import make_counter_manifest
 
 
 def records(path: Path, m: aos.Manifest) -> list[Any]:

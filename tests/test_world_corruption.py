@@ -7,10 +7,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import make_counter_manifest
 
 import aos
 from aos.journal import JournalReader
+from conftest import make_counter_manifest
 
 
 @pytest.fixture(scope="module")
