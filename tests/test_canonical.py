@@ -20,9 +20,13 @@ from aos.canonical import decode, encode
 from aos.errors import NonCanonicalError, UnencodableValueError
 from aos.records import (
     KINDS,
+    EffectQueued,
     Emit,
     EventAdmitted,
     Intent,
+    InvariantViolated,
+    PolicyDecision,
+    ReceiptAppended,
     SnapshotCreated,
     StepCommitted,
     StepFailed,
@@ -501,6 +505,12 @@ def sample_records() -> list:
         StepFailed(event_id=5, error="ValueError", message="amount must be positive"),
         StepFailed(event_id=6, error="KeyError", message=""),
         SnapshotCreated(event_id=6, snapshot_hash=H2, file="snapshots/00000000000000000006.snap"),
+        PolicyDecision(event_id=3, intent_hash=H1, allowed=True, reason="allowed by capability net"),
+        PolicyDecision(event_id=3, intent_hash=H2, allowed=False, reason="no capability covers effect timer"),
+        EffectQueued(event_id=3, intent_hash=H1, effect="http.post", cap="net", idempotency_key="step-3-0",
+                     cost=5),
+        ReceiptAppended(seq=9, intent_hash=H1, status="ok", payload=encode({"code": 200}), cost=4),
+        InvariantViolated(event_id=7, invariant="stock never negative", message="sku-1 has -2"),
     ]
 
 
@@ -601,6 +611,21 @@ WRONG_TYPES = {
     "SnapshotCreated": {
         "event_id": [0, None], "snapshot_hash": [None, b"", "x" * 32, H1 + b"\x00"],
         "file": [None, b"f", 1], "lane_id": [-1, 0.0],
+    },
+    "PolicyDecision": {
+        "event_id": [0, "3"], "intent_hash": [b"short", "h" * 32, None], "allowed": [1, "yes", None],
+        "reason": [None, b"r", 1], "lane_id": [-1, None],
+    },
+    "EffectQueued": {
+        "event_id": [0, None], "intent_hash": [b"", None], "effect": [None, 1], "cap": [None, 1, b"c"],
+        "idempotency_key": [None, 1], "cost": [-1, "1", True, None], "lane_id": [-1],
+    },
+    "ReceiptAppended": {
+        "seq": [-1, "1", None], "intent_hash": [b"x", None], "status": [None, 1], "payload": ["p", None, 1],
+        "cost": [-1, True, "0"], "lane_id": [-1],
+    },
+    "InvariantViolated": {
+        "event_id": [0, None], "invariant": [None, 1, b"i"], "message": [None, 2], "lane_id": [True],
     },
 }
 WRONG = [(kind, name, bad) for kind, fields in WRONG_TYPES.items() for name, bads in fields.items()
@@ -737,6 +762,10 @@ def test_fast_record_encoding_is_the_canonical_encoding() -> None:
         StepCommitted(10, None),
         StepFailed(11, "ValueError", "boom"),
         SnapshotCreated(12, h, "0001-abc.snap"),
+        PolicyDecision(13, h, False, "denied by rule 2"),
+        EffectQueued(13, h, "timer.set", "timers", "13/0", 2**33),
+        ReceiptAppended(40, h, "ok", b"\xa1ax\x01", 3),
+        InvariantViolated(14, "non-negative", "x < 0"),
     ]
     assert {type(r) for r in recs} == set(KINDS.values())
     for r in recs:

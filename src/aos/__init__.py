@@ -5,11 +5,15 @@
 """
 
 from aos import errors
+from aos.adapters import EffectRequest, Outcome
+from aos.capability import BudgetView
 from aos.context import Event, StepContext
 from aos.errors import *  # noqa: F401,F403 - the typed errors are part of the API
 from aos.executor import RunResult
 from aos.journal import Durability, JournalReader
 from aos.manifest import Manifest
+from aos.outbox import QueuedEffect
+from aos.receipt import Receipt
 from aos.replay import Replay, replay
 from aos.rng import Rng
 from aos.snapshot import SnapshotInfo
@@ -19,6 +23,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "World", "Manifest", "replay", "Replay", "Durability", "JournalReader", "Event",
-    "StepContext", "Rng", "RunResult", "SnapshotInfo", "errors", "__version__",
+    "StepContext", "Rng", "RunResult", "SnapshotInfo", "errors", "__version__", "EffectRequest", "Outcome",
+    "BudgetView", "QueuedEffect", "Receipt",
     *errors.__all__,
 ]

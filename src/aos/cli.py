@@ -33,6 +33,7 @@ def demo(directory: str, orders: int, durability: str) -> None:
     click.echo(f"steps          {s.steps} ({s.failed} failed)")
     click.echo(f"cells          {s.cells}")
     click.echo(f"ledger         {s.ledger}")
+    click.echo(f"effects        {s.effects} intended, {s.receipts} receipts (invoices in blobs/, timers)")
     click.echo(f"snapshot hash  {s.snapshot_hash}")
     click.echo(f"seconds        {s.seconds:.2f} ({s.steps / s.seconds:,.0f} steps/s, durability {durability})")
     click.echo(f"replay         {'verified' if ok else 'DIVERGED'}: {s.replay_hash} "

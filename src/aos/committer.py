@@ -1,18 +1,34 @@
 """The committer: the only writer of world state, applying results in ticket order.
 
-For each result it journals ``StepScheduled`` and then ``StepCommitted``
-(new state hash, emitted events, effect intents) or ``StepFailed`` (the
-cell is unchanged and nothing the step emitted is admitted), updates the
-cell, admits emitted events in emit order — each visible to the sequencer
-``window`` tickets later — and marks the commit point for the durability
-policy.
+For each result it
+
+1. re-validates the shared values the step read (capability budgets read
+   through ``ctx.budget``); a stale read makes it compute the step again
+   against the current state before going on;
+2. journals ``StepScheduled``, then
+3. ``StepFailed`` when the reducer raised (the cell is unchanged, nothing it
+   emitted or intended takes effect), or ``InvariantViolated`` when the new
+   state would break an invariant (likewise nothing is applied), or
+   ``StepCommitted`` (new state hash, emitted events, effect intents): the
+   cell is updated and the emitted events admitted in emit order, each
+   schedulable ``window`` tickets later;
+4. gates each intent: a ``PolicyDecision`` for every one; an allowed intent
+   reserves its cost and is journaled as ``EffectQueued`` and put in the
+   outbox; a denied one sends a ``sys/EffectDenied@1`` event to the cell;
+5. marks the commit point for the durability policy.
 """
 
 from __future__ import annotations
 
+from aos import canonical
+from aos.errors import InvariantViolation
+from aos.invariant import check_invariants
 from aos.kernel import Kernel
-from aos.records import StepCommitted, StepFailed, StepScheduled
-from aos.worker import StepResult
+from aos.manifest import DENIED_SCHEMA
+from aos.outbox import QueuedEffect
+from aos.policy import Decision, decide
+from aos.records import EffectQueued, InvariantViolated, PolicyDecision, StepCommitted, StepFailed, StepScheduled
+from aos.worker import StepResult, Ticket
 
 __all__ = ["Committer"]
 
@@ -30,24 +46,70 @@ class Committer:
         t = result.ticket
         if t.event_id != self.next_event_id:
             raise RuntimeError(f"commit out of order: ticket {t.event_id}, expected {self.next_event_id}")
+        if result.reads:
+            result = self._revalidate(result)
         sink = k.sink
         sink.append(StepScheduled(t.event_id, t.spec.name, t.key, t.input))
         if result.error is not None:
             sink.append(StepFailed(t.event_id, result.error[0], result.error[1]))
             k.failures += 1
+        elif k.manifest.invariants and (violated := check_invariants(k, result)) is not None:
+            sink.append(InvariantViolated(t.event_id, violated[0], violated[1]))
+            k.violations.append(InvariantViolation(t.event_id, violated[0], t.spec.name, t.key, violated[1]))
         else:
             k.cells.set(t.cid, result.state, result.state_hash)
             sink.append(StepCommitted(t.event_id, result.state_hash, result.emits, result.intents))
             if result.emits:
                 cells, deliver, inbox = k.cells, k.sequencer.deliver_emitted, k.inbox
                 seq = k.next_seq
-                for emit, routes in zip(result.emits, result.routes, strict=False):
+                for emit, routes in zip(result.emits, result.routes, strict=True):
                     inbox.put(seq, emit.schema, emit.value, len(routes))
                     for spec, key in routes:
                         deliver(t.event_id, cells.id_of(spec, key), seq)
                     seq += 1
                 k.next_seq = seq
+            if result.intents:
+                self._gate(t, result)
             k.commits += 1
         k.inbox.consumed(t.input)
         self.next_event_id += 1
         return sink.commit_point()
+
+    def _revalidate(self, result: StepResult) -> StepResult:
+        """Re-check shared reads against the current state; recompute on a stale one."""
+        k = self.kernel
+        k.validations += 1
+        ledger = k.ledger
+        if all(ledger.remaining(cap) == value for cap, value in result.reads):
+            return result
+        k.reexecutions += 1
+        return k.compute(result.ticket)
+
+    def _gate(self, t: Ticket, result: StepResult) -> None:
+        k = self.kernel
+        sink, outbox, ledger = k.sink, k.outbox, k.ledger
+        for intent in result.intents:
+            h = intent.intent_hash
+            if h in outbox.queued or h in outbox.settled:
+                decision = Decision(False, f"duplicate intent: idempotency key {intent.idempotency_key!r} "
+                                           f"of {intent.kind} was already used")
+            else:
+                decision = decide(k.manifest, ledger, intent, t.spec.name)
+            sink.append(PolicyDecision(t.event_id, h, decision.allowed, decision.reason))
+            if decision.allowed:
+                assert intent.cap is not None
+                ledger.reserve(intent.cap, intent.cost)
+                effect = QueuedEffect(h, intent.kind, intent.params, intent.cap, intent.idempotency_key,
+                                      intent.cost, t.event_id, t.spec.name, t.key)
+                outbox.add(effect)
+                k.new_effects.append(effect)
+                sink.append(EffectQueued(t.event_id, h, intent.kind, intent.cap, intent.idempotency_key,
+                                         intent.cost))
+            else:
+                seq = k.next_seq
+                k.next_seq = seq + 1
+                value = canonical.encode_trusted({
+                    "cap": intent.cap, "kind": intent.kind, "reason": decision.reason, "intent_hash": h,
+                    "idempotency_key": intent.idempotency_key})
+                k.inbox.put(seq, DENIED_SCHEMA, value, 1)
+                k.sequencer.deliver_emitted(t.event_id, t.cid, seq)

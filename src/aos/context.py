@@ -10,6 +10,7 @@ from aos.rng import Rng, step_seed
 
 if TYPE_CHECKING:
     from aos.admission import Admission, Route
+    from aos.capability import Ledger
 
 __all__ = ["Event", "StepContext"]
 
@@ -36,17 +37,21 @@ class StepContext:
     record outputs that take effect only if the step commits.
     """
 
-    __slots__ = ("event_id", "reducer", "key", "_admission", "_rng", "emits", "routes", "intents")
+    __slots__ = ("event_id", "reducer", "key", "_admission", "_ledger", "_rng", "emits", "routes", "intents",
+                 "reads")
 
-    def __init__(self, event_id: int, reducer: str, key: Any, admission: "Admission") -> None:
+    def __init__(self, event_id: int, reducer: str, key: Any, admission: "Admission",
+                 ledger: "Ledger") -> None:
         self.event_id = event_id
         self.reducer = reducer
         self.key = key
         self._admission = admission
+        self._ledger = ledger
         self._rng: Rng | None = None
         self.emits: list[Emit] = []
         self.routes: list[tuple["Route", ...]] = []
         self.intents: list[Intent] = []
+        self.reads: dict[str, int] = {}
 
     @property
     def seed(self) -> bytes:
@@ -69,17 +74,39 @@ class StepContext:
         self.emits.append(Emit(adm.schema, adm.value))
         self.routes.append(adm.routes)
 
+    def budget(self, cap: str) -> int:
+        """The remaining budget of capability ``cap`` as of ticket − 1.
+
+        The read is recorded: the committer re-validates it, and a step that
+        read a stale value is computed again before it commits.
+        """
+        try:
+            value = self._ledger.remaining(cap)
+        except KeyError:
+            raise KeyError(f"unknown capability {cap!r}") from None
+        self.reads[cap] = value
+        return value
+
     def effect(self, kind: str, params: Any, *, cap: str | None = None,
                idempotency_key: str | None = None, cost: int = 0) -> bytes:
         """Record an effect intent; returns its intent hash.
 
+        ``cap`` defaults to the one capability covering ``kind`` (an intent no
+        capability covers is denied at commit). ``cost`` is reserved from the
+        capability's budget at commit and settled by the receipt.
         Intent hash = BLAKE3(canonical CBOR of [kind, params, cap, idempotency key]).
         The default idempotency key is ``"<event_id>/<index>"``, the index
         counting this step's intents from 0, so it is the same on every run.
         """
         if not isinstance(kind, str) or not kind:
             raise TypeError(f"effect kind must be a non-empty string, got {kind!r}")
-        if cap is not None and not isinstance(cap, str):
+        if cap is None:
+            covering = self._admission.manifest.covering(kind)
+            if len(covering) > 1:
+                raise TypeError(f"effect {kind}: capabilities {[c.name for c in covering]} all cover it; "
+                                "pass cap= to choose")
+            cap = covering[0].name if covering else None  # None: denied at commit
+        elif not isinstance(cap, str):
             raise TypeError(f"effect cap must be a capability name, got {cap!r}")
         if type(cost) is not int or cost < 0:
             raise TypeError(f"effect cost must be an int >= 0, got {cost!r}")

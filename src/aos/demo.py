@@ -7,6 +7,11 @@
   with the step's deterministic ``ctx.rng``) and is deleted when cancelled.
 * ``shop/Ledger@1`` (one cell) counts closed orders and revenue.
 
+Effects: a confirmed order stores its invoice with ``blob.put`` and sets a
+``timer.set`` to follow up on shipping; their receipts come back to the
+order cell as ``sys/Receipt@1`` events. Effects run in the ``inline`` mode,
+so the journal depends on the inputs only.
+
 Inputs come from a seeded generator, so every run writes the same journal.
 """
 
@@ -26,6 +31,8 @@ from aos.world import META, World
 __all__ = ["manifest", "DemoSummary", "run_demo", "demo_inputs"]
 
 manifest = Manifest("aos/demo-shop@1")
+manifest.capability("invoices", effect="blob.put", budget=1_000_000)
+manifest.capability("reminders", effect="timer.set", budget=1_000_000)
 COURIERS = ["parcelnet", "swiftpost", "cargo-co"]
 
 
@@ -50,6 +57,13 @@ def inventory(ctx: Any, state: Any, event: Any) -> Any:
                           "shop/OrderCancelled@1"])
 def order(ctx: Any, state: Any, event: Any) -> Any:
     v = event.value
+    if event.schema == "sys/Receipt@1":
+        if state is not None and v["status"] == "ok":
+            if v["kind"] == "blob.put":
+                state["invoice"] = v["payload"]["hash"]
+            else:
+                state["status"] = "shipped"
+        return state
     if event.schema == "shop/OrderPlaced@1":
         for line in v["lines"]:
             ctx.emit("shop/ReserveStock@1", {"order_id": v["order_id"], "sku": line["sku"], "qty": line["qty"]})
@@ -63,6 +77,10 @@ def order(ctx: Any, state: Any, event: Any) -> Any:
     if state["answered"] == state["lines"]:
         state["status"] = "short" if state["short"] else "confirmed"
         state["courier"] = ctx.rng.choice(COURIERS)
+        if not state["short"]:
+            invoice = f"invoice {ctx.key} {state['customer']} total {state['total']} via {state['courier']}"
+            ctx.effect("blob.put", {"data": invoice.encode()}, cost=1)
+            ctx.effect("timer.set", {"after_ms": 2}, cost=1)
         ctx.emit("shop/OrderClosed@1", {"order_id": ctx.key, "status": state["status"],
                                         "total": state["total"] if not state["short"] else 0})
     return state
@@ -106,6 +124,8 @@ class DemoSummary:
     seconds: float
     replay_seconds: float
     ledger: dict[str, int]
+    effects: int
+    receipts: int
 
 
 def run_demo(path: str | Path, orders: int = 3000, durability: str = "group", batch: int = 500) -> DemoSummary:
@@ -117,19 +137,21 @@ def run_demo(path: str | Path, orders: int = 3000, durability: str = "group", ba
         shutil.rmtree(p)
     inputs = demo_inputs(orders)
     t0 = time.perf_counter()
-    steps = failed = 0
-    with World.open(p, manifest, durability=durability) as w:
+    steps = failed = receipts = 0
+    with World.open(p, manifest, durability=durability, effects="inline") as w:
         for i in range(0, len(inputs), batch):
             for schema, value in inputs[i:i + batch]:
                 w.submit(schema, value)
             r = w.run()
             steps += r.steps
             failed += r.failed
+            receipts += r.receipts
         snap = w.snapshot_hash()
         cells = len(w.cells())
         ledger = w.state("shop/Ledger@1")
+        effects = w.stats["effects_settled"] + w.stats["effects_outstanding"]
     seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
     replayed = replay(p, manifest).verify()
     return DemoSummary(p, len(inputs), steps, failed, cells, snap, replayed, seconds,
-                       time.perf_counter() - t1, ledger)
+                       time.perf_counter() - t1, ledger, effects, receipts)

@@ -7,7 +7,8 @@ __all__ = [
     "ManifestMismatchError", "EraChangeError", "AdmissionError", "UnknownSchemaError",
     "MissingKeyFieldError", "InvalidKeyError", "UnknownReducerError", "StorageError",
     "JournalCorruptError", "SnapshotCorruptError", "WorldLockedError", "WorldNotFoundError",
-    "WorldClosedError", "ReplayDivergenceError",
+    "WorldClosedError", "ReplayDivergenceError", "ReceiptError", "ReceiptAuthError", "UnknownIntentError",
+    "DuplicateReceiptError", "ReceiptOverBudgetError", "InvariantViolation",
 ]
 
 
@@ -128,3 +129,38 @@ class ReplayDivergenceError(AosError):
         cell = f", reducer {reducer}, key {key!r}" if reducer is not None else ""
         hashes = f": journal has {expected}, replay gives {actual}" if expected or actual else ""
         super().__init__(f"replay diverged at {where}{cell} ({detail}){hashes}")
+
+
+# -------------------------------------------------------------- receipts
+class ReceiptError(AosError, ValueError):
+    """A receipt was refused; nothing was journaled or changed."""
+
+
+class ReceiptAuthError(ReceiptError):
+    """The receipt's MAC does not verify (forged, altered, or another world's)."""
+
+
+class UnknownIntentError(ReceiptError):
+    """No queued effect has this intent hash."""
+
+
+class DuplicateReceiptError(ReceiptError):
+    """The intent was already settled by an earlier receipt."""
+
+
+class ReceiptOverBudgetError(ReceiptError):
+    """The receipt's cost exceeds its reservation by more than the capability has left."""
+
+
+# ------------------------------------------------------------ invariants
+class InvariantViolation(AosError):
+    """A step would have violated an invariant; it was journaled and its writes not applied."""
+
+    def __init__(self, event_id: int, invariant: str, reducer: str, key: object, message: str) -> None:
+        self.event_id = event_id
+        self.invariant = invariant
+        self.reducer = reducer
+        self.key = key
+        self.message = message
+        super().__init__(f"invariant {invariant!r} violated by event_id {event_id} "
+                         f"(reducer {reducer}, key {key!r}): {message}")

@@ -7,10 +7,10 @@ the reference (the *oracle*) every parallel executor is compared with.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from aos.committer import Committer
 from aos.kernel import Kernel
-from aos.worker import compute
 
 __all__ = ["InlineExecutor", "RunResult"]
 
@@ -22,7 +22,9 @@ class RunResult:
     steps: int
     committed: int
     failed: int
-    quiescent: bool
+    quiescent: bool  # no step is ready
+    receipts: int = 0  # receipts admitted
+    outstanding: int = 0  # effects still awaiting a receipt
 
 
 class InlineExecutor:
@@ -34,23 +36,19 @@ class InlineExecutor:
         self.kernel = kernel
         self.committer = Committer(kernel)
 
-    def run(self, max_steps: int | None = None, on_commit=None) -> RunResult:
+    def run(self, max_steps: int | None = None, on_commit: Callable[[], None] | None = None) -> RunResult:
         k = self.kernel
-        seq = k.sequencer
-        cells = k.cells
-        inbox = k.inbox
-        admission = k.admission
         commit = self.committer.commit
         next_ticket = k.next_ticket
+        compute = k.compute
         steps = 0
         commits0, failures0 = k.commits, k.failures
         while max_steps is None or steps < max_steps:
             ticket = next_ticket()
             if ticket is None:
                 break
-            schema, value = inbox.get(ticket.input)
-            commit(compute(ticket, cells.states[ticket.cid], schema, value, admission))
+            commit(compute(ticket))
             steps += 1
             if on_commit is not None:
                 on_commit()
-        return RunResult(steps, k.commits - commits0, k.failures - failures0, not seq.has_work())
+        return RunResult(steps, k.commits - commits0, k.failures - failures0, not k.sequencer.has_work())

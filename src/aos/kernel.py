@@ -12,11 +12,23 @@ from typing import Any, Protocol
 from aos import canonical
 from aos._core import Sequencer
 from aos.admission import Admission, Admitted
+from aos.capability import Ledger
 from aos.cells import CellTable
-from aos.errors import ReplayDivergenceError
-from aos.manifest import Manifest
-from aos.records import EventAdmitted, Record
-from aos.worker import Ticket
+from aos.errors import (
+    DuplicateReceiptError,
+    InvariantViolation,
+    NonCanonicalError,
+    ReceiptAuthError,
+    ReceiptError,
+    ReceiptOverBudgetError,
+    ReplayDivergenceError,
+    UnknownIntentError,
+)
+from aos.manifest import RECEIPT_SCHEMA, Manifest
+from aos.outbox import Outbox, QueuedEffect
+from aos.receipt import Receipt, ReceiptSigner
+from aos.records import EventAdmitted, ReceiptAppended, Record
+from aos.worker import StepResult, Ticket, compute
 
 __all__ = ["Kernel", "Sink", "Inbox", "DEFAULT_WINDOW"]
 
@@ -55,16 +67,24 @@ class Inbox:
 class Kernel:
     """Cells + sequencer + inbox; admission and ticketing."""
 
-    def __init__(self, manifest: Manifest, sink: Sink, window: int = DEFAULT_WINDOW) -> None:
+    def __init__(self, manifest: Manifest, sink: Sink, window: int = DEFAULT_WINDOW,
+                 signer: ReceiptSigner | None = None) -> None:
         self.manifest = manifest
         self.admission = Admission(manifest)
         self.sink = sink
+        self.signer = signer
         self.cells = CellTable()
         self.sequencer = Sequencer(window=window)
         self.inbox = Inbox()
+        self.ledger = Ledger(manifest)
+        self.outbox = Outbox()
         self.next_seq = 0
         self.commits = 0
         self.failures = 0
+        self.validations = 0
+        self.reexecutions = 0
+        self.new_effects: list[QueuedEffect] = []  # queued since the executor last took them
+        self.violations: list[InvariantViolation] = []  # not yet surfaced to the caller
 
     @property
     def window(self) -> int:
@@ -96,7 +116,63 @@ class Kernel:
         adm = self.admission.check(rec.schema, value, origin=f"journaled event {rec.seq}")
         self.admit(adm)
 
+    # ----------------------------------------------------------- receipts
+    def check_receipt(self, r: Receipt, authenticate: bool = True) -> QueuedEffect:
+        """Validate a receipt without changing anything; return the effect it settles."""
+        if authenticate:
+            if self.signer is None:
+                raise ReceiptAuthError("this kernel has no world secret to authenticate receipts with")
+            self.signer.verify(r)
+        if r.intent_hash in self.outbox.settled:
+            raise DuplicateReceiptError(f"intent {r.intent_hash.hex()} is already settled")
+        effect = self.outbox.queued.get(r.intent_hash)
+        if effect is None:
+            raise UnknownIntentError(f"no queued effect has intent hash {r.intent_hash.hex()}")
+        if not self.ledger.can_settle(effect.cap, effect.cost, r.cost):
+            raise ReceiptOverBudgetError(
+                f"receipt for {effect.kind} intent {r.intent_hash.hex()} costs {r.cost}; {effect.cost} was "
+                f"reserved and capability {effect.cap} has {self.ledger.remaining(effect.cap)} left")
+        try:
+            canonical.decode(r.payload, "receipt payload")
+        except NonCanonicalError as exc:
+            raise ReceiptError(str(exc)) from None
+        return effect
+
+    def admit_receipt(self, r: Receipt, authenticate: bool = True) -> int:
+        """Journal a checked receipt, settle its budget, deliver it to the intending cell."""
+        effect = self.check_receipt(r, authenticate)
+        seq = self.next_seq
+        self.sink.append(ReceiptAppended(seq, r.intent_hash, r.status, r.payload, r.cost))
+        self.next_seq = seq + 1
+        self.outbox.settle(r.intent_hash)
+        self.ledger.settle(effect.cap, effect.cost, r.cost)
+        value = canonical.encode({"cost": r.cost, "kind": effect.kind, "status": r.status,
+                                  "payload": canonical.decode_trusted(r.payload), "intent_hash": r.intent_hash,
+                                  "idempotency_key": effect.idempotency_key})
+        self.inbox.put(seq, RECEIPT_SCHEMA, value, 1)
+        cid = self.cells.id_of(self.manifest.get(effect.reducer), effect.key)
+        self.sequencer.deliver(cid, seq)
+        return seq
+
+    def admit_receipt_recorded(self, rec: ReceiptAppended) -> None:
+        """Re-admit a receipt read from the journal (replay)."""
+        if rec.seq != self.next_seq:
+            raise ReplayDivergenceError(None, None, None, None, None,
+                                        f"ReceiptAppended has seq {rec.seq}, replay expects {self.next_seq}")
+        try:
+            # authenticated when it was admitted; the journal's chain protects it since
+            self.admit_receipt(Receipt(rec.intent_hash, rec.status, rec.payload, rec.cost, b""),
+                               authenticate=False)
+        except ReceiptError as exc:
+            raise ReplayDivergenceError(None, None, None, None, None,
+                                        f"journaled receipt {rec.seq} does not apply: {exc}") from None
+
     # ---------------------------------------------------------- ticketing
+    def compute(self, ticket: Ticket) -> StepResult:
+        """Compute a step against the committed state (serial executors and replay)."""
+        schema, value = self.inbox.get(ticket.input)
+        return compute(ticket, self.cells.states[ticket.cid], schema, value, self.admission, self.ledger)
+
     def next_ticket(self) -> Ticket | None:
         t = self.sequencer.next()
         if t is None:

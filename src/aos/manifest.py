@@ -23,7 +23,8 @@ from typing import Any, Callable
 from aos import canonical
 from aos.errors import EraChangeError, ManifestError, ManifestMismatchError, UnknownReducerError
 
-__all__ = ["Manifest", "ReducerSpec", "Reducer", "code_identity", "check_compatible"]
+__all__ = ["Manifest", "ReducerSpec", "Reducer", "Capability", "PolicyRule", "InvariantSpec", "code_identity",
+           "check_compatible", "RECEIPT_SCHEMA", "DENIED_SCHEMA"]
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+(?:/[A-Za-z0-9_.\-]+)*@[0-9]+$")
 FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
@@ -76,6 +77,55 @@ class ReducerSpec:
         return {"name": self.name, "key": self.key, "events": list(self.events), "code": self.code_id}
 
 
+@dataclass(frozen=True, slots=True)
+class Capability:
+    """A named right to intend effects of some kinds, with a budget in integer units."""
+
+    name: str
+    effects: tuple[str, ...]
+    budget: int
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "effects": list(self.effects), "budget": self.budget}
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRule:
+    """An allow or deny rule; ``None`` fields match anything."""
+
+    action: str  # "allow" | "deny"
+    kind: str | None = None
+    reducer: str | None = None
+    cap: str | None = None
+
+    def matches(self, kind: str, reducer: str, cap: str | None) -> bool:
+        return ((self.kind is None or self.kind == kind)
+                and (self.reducer is None or self.reducer == reducer)
+                and (self.cap is None or self.cap == cap))
+
+    def describe(self) -> dict[str, Any]:
+        return {"action": self.action, "kind": self.kind, "reducer": self.reducer, "cap": self.cap}
+
+
+@dataclass(frozen=True, slots=True)
+class InvariantSpec:
+    """A predicate over committed state, checked at every commit of the named reducers."""
+
+    name: str
+    fn: Callable[[Any], Any]
+    reducers: tuple[str, ...] | None
+    code_id: str
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "reducers": None if self.reducers is None else list(self.reducers),
+                "code": self.code_id}
+
+
+SYS_NAMESPACE = "sys/"
+RECEIPT_SCHEMA = "sys/Receipt@1"
+DENIED_SCHEMA = "sys/EffectDenied@1"
+
+
 @dataclass
 class Manifest:
     """Reducers, routes and declared schemas of a world.
@@ -89,6 +139,9 @@ class Manifest:
     name: str
     reducers: dict[str, ReducerSpec] = field(default_factory=dict)
     schemas: set[str] = field(default_factory=set)
+    capabilities: dict[str, Capability] = field(default_factory=dict)
+    policies: list[PolicyRule] = field(default_factory=list)
+    invariants: dict[str, InvariantSpec] = field(default_factory=dict)
     routes: dict[str, tuple[ReducerSpec, ...]] = field(default_factory=dict, repr=False)
     _era: bytes | None = field(default=None, repr=False)
 
@@ -112,6 +165,9 @@ class Manifest:
         if isinstance(events, str) or not events:
             raise ManifestError(f"reducer {name}: events must be a non-empty list of schema names")
         evs = tuple(_check_name(f"reducer {name}: event schema", e) for e in events)
+        if any(e.startswith(SYS_NAMESPACE) for e in evs):
+            raise ManifestError(f"reducer {name}: {SYS_NAMESPACE} schemas are not routed; the kernel "
+                                "delivers receipts and denials to the cell that intended the effect")
         if len(set(evs)) != len(evs):
             raise ManifestError(f"reducer {name}: an event schema is listed twice")
 
@@ -128,8 +184,69 @@ class Manifest:
     def schema(self, *names: str) -> None:
         """Declare event schemas that steps may emit though no reducer takes them."""
         for n in names:
-            self.schemas.add(_check_name("schema", n))
+            if _check_name("schema", n).startswith(SYS_NAMESPACE):
+                raise ManifestError(f"schema {n}: the {SYS_NAMESPACE} namespace is the kernel's")
+            self.schemas.add(n)
         self._era = None
+
+    def capability(self, name: str, *, effect: str | list[str] | tuple[str, ...], budget: int) -> Capability:
+        """Declare capability ``name`` covering effect kind(s) ``effect`` with an integer ``budget``."""
+        if not isinstance(name, str) or not FIELD_RE.match(name):
+            raise ManifestError(f"capability name {name!r} must be an identifier")
+        if name in self.capabilities:
+            raise ManifestError(f"capability {name} is declared twice in manifest {self.name}")
+        kinds = (effect,) if isinstance(effect, str) else tuple(effect)
+        if not kinds or not all(isinstance(k, str) and k for k in kinds) or len(set(kinds)) != len(kinds):
+            raise ManifestError(f"capability {name}: effect must name one or more distinct effect kinds")
+        if type(budget) is not int or budget < 0:
+            raise ManifestError(f"capability {name}: budget must be an int >= 0, got {budget!r}")
+        cap = Capability(name, kinds, budget)
+        self.capabilities[name] = cap
+        self._era = None
+        return cap
+
+    def allow(self, *, kind: str | None = None, reducer: str | None = None, cap: str | None = None) -> None:
+        """Append an allow rule (rules are tried in order; the first match decides)."""
+        self._rule("allow", kind, reducer, cap)
+
+    def deny(self, *, kind: str | None = None, reducer: str | None = None, cap: str | None = None) -> None:
+        """Append a deny rule (rules are tried in order; the first match decides)."""
+        self._rule("deny", kind, reducer, cap)
+
+    def _rule(self, action: str, kind: str | None, reducer: str | None, cap: str | None) -> None:
+        for what, v in (("kind", kind), ("reducer", reducer), ("cap", cap)):
+            if v is not None and (not isinstance(v, str) or not v):
+                raise ManifestError(f"{action} rule: {what} must be a non-empty string or None, got {v!r}")
+        self.policies.append(PolicyRule(action, kind, reducer, cap))
+        self._era = None
+
+    def invariant(self, name: str, fn: Callable[[Any], Any] | None = None, *,
+                  reducers: list[str] | tuple[str, ...] | None = None,
+                  code_id: str | None = None) -> Any:
+        """Declare invariant ``name``: ``fn(view)`` returns a false value or raises when violated.
+
+        Checked at the commit of every step of ``reducers`` (all reducers when
+        omitted), against the state as it would be after the step. Usable as a
+        decorator: ``@m.invariant("stock-non-negative", reducers=[...])``.
+        """
+        if not isinstance(name, str) or not name:
+            raise ManifestError(f"invariant name must be a non-empty string, got {name!r}")
+        if name in self.invariants:
+            raise ManifestError(f"invariant {name} is declared twice in manifest {self.name}")
+
+        def register(f: Callable[[Any], Any]) -> Callable[[Any], Any]:
+            if not callable(f):
+                raise ManifestError(f"invariant {name}: {f!r} is not callable")
+            cid = code_id if code_id is not None else code_identity(f)
+            self.invariants[name] = InvariantSpec(name, f, None if reducers is None else tuple(reducers), cid)
+            self._era = None
+            return f
+
+        return register if fn is None else register(fn)
+
+    def covering(self, kind: str) -> list[Capability]:
+        """Capabilities that cover effect ``kind``, in declaration order."""
+        return [c for c in self.capabilities.values() if kind in c.effects]
 
     def _rebuild(self) -> None:
         routes: dict[str, list[ReducerSpec]] = {}
@@ -154,11 +271,23 @@ class Manifest:
         """The canonical description of this manifest (what the era hashes)."""
         if not self.reducers:
             raise ManifestError(f"manifest {self.name} declares no reducer")
+        for inv in self.invariants.values():
+            for r in inv.reducers or ():
+                if r not in self.reducers:
+                    raise ManifestError(f"invariant {inv.name} names unknown reducer {r}")
+        for rule in self.policies:
+            if rule.cap is not None and rule.cap not in self.capabilities:
+                raise ManifestError(f"{rule.action} rule names unknown capability {rule.cap}")
+            if rule.reducer is not None and rule.reducer not in self.reducers:
+                raise ManifestError(f"{rule.action} rule names unknown reducer {rule.reducer}")
         return {
             "format": MANIFEST_FORMAT,
             "manifest": self.name,
             "reducers": [spec.describe() for spec in self.reducers.values()],
             "schemas": sorted(self.schemas),
+            "capabilities": [c.describe() for c in self.capabilities.values()],
+            "policies": [r.describe() for r in self.policies],
+            "invariants": [i.describe() for i in self.invariants.values()],
         }
 
     @property
@@ -193,6 +322,17 @@ def check_compatible(stored: dict[str, Any], manifest: Manifest) -> None:
         changed.append("reducer order (routing order) changed")
     if stored.get("schemas") != current["schemas"]:
         changed.append("declared schemas changed")
+    for section, label in (("capabilities", "capability"), ("invariants", "invariant")):
+        a_items = {x["name"]: x for x in stored.get(section, [])}
+        b_items = {x["name"]: x for x in current[section]}
+        for name in sorted(a_items.keys() | b_items.keys()):
+            if a_items.get(name) != b_items.get(name):
+                how = ("added" if name not in a_items else "removed" if name not in b_items
+                       else "code changed" if a_items[name].get("code") != b_items[name].get("code")
+                       else "changed")
+                changed.append(f"{label} {name} ({how})")
+    if stored.get("policies") != current["policies"]:
+        changed.append("policy rules changed")
     raise EraChangeError(
         f"era change in world of manifest {manifest.name}: " + "; ".join(changed)
         + ". The journal was written by other reducer code; replaying it with this manifest "

@@ -19,7 +19,8 @@ from aos.errors import NonCanonicalError
 
 __all__ = [
     "Record", "EventAdmitted", "StepScheduled", "StepCommitted", "StepFailed",
-    "SnapshotCreated", "Emit", "Intent", "encode_record", "decode_record", "KINDS",
+    "SnapshotCreated", "PolicyDecision", "EffectQueued", "ReceiptAppended", "InvariantViolated",
+    "Emit", "Intent", "encode_record", "decode_record", "KINDS",
 ]
 
 Key = Any  # str | int | bytes | None
@@ -155,8 +156,68 @@ class SnapshotCreated(Record):
     lane_id: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class PolicyDecision(Record):
+    """The committer's decision on one effect intent of step ``event_id``."""
+
+    KIND: ClassVar[str] = "PolicyDecision"
+    FIELDS: ClassVar[tuple[str, ...]] = ("event_id", "intent_hash", "allowed", "reason", "lane_id")
+    event_id: int
+    intent_hash: bytes
+    allowed: bool
+    reason: str
+    lane_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class EffectQueued(Record):
+    """An allowed intent was queued for its adapter; ``cost`` is reserved from ``cap``'s budget."""
+
+    KIND: ClassVar[str] = "EffectQueued"
+    FIELDS: ClassVar[tuple[str, ...]] = ("event_id", "intent_hash", "effect", "cap", "idempotency_key",
+                                         "cost", "lane_id")
+    event_id: int
+    intent_hash: bytes
+    effect: str  # the effect kind ("kind" names the record kind)
+    cap: str
+    idempotency_key: str
+    cost: int
+    lane_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptAppended(Record):
+    """An adapter's receipt for a queued intent (an input, admitted as ``seq``).
+
+    Its MAC was verified at admission; the MAC is not journaled, so the same
+    inputs give the same journal in any world (each world has its own secret).
+    """
+
+    KIND: ClassVar[str] = "ReceiptAppended"
+    FIELDS: ClassVar[tuple[str, ...]] = ("seq", "intent_hash", "status", "payload", "cost", "lane_id")
+    seq: int
+    intent_hash: bytes
+    status: str
+    payload: bytes  # canonical CBOR
+    cost: int
+    lane_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class InvariantViolated(Record):
+    """Step ``event_id`` would have violated ``invariant``: none of its writes were applied."""
+
+    KIND: ClassVar[str] = "InvariantViolated"
+    FIELDS: ClassVar[tuple[str, ...]] = ("event_id", "invariant", "message", "lane_id")
+    event_id: int
+    invariant: str
+    message: str
+    lane_id: int = 0
+
+
 KINDS: dict[str, type[Record]] = {
-    cls.KIND: cls for cls in (EventAdmitted, StepScheduled, StepCommitted, StepFailed, SnapshotCreated)
+    cls.KIND: cls for cls in (EventAdmitted, StepScheduled, StepCommitted, StepFailed, SnapshotCreated,
+                              PolicyDecision, EffectQueued, ReceiptAppended, InvariantViolated)
 }
 
 
@@ -231,3 +292,23 @@ def _check_types(rec: Record, where: str) -> None:
     elif isinstance(rec, SnapshotCreated):
         need(type(rec.snapshot_hash) is bytes and len(rec.snapshot_hash) == 32, "snapshot_hash")
         need(type(rec.file) is str, "file")
+    elif isinstance(rec, PolicyDecision):
+        need(_is_hash(rec.intent_hash), "intent_hash")
+        need(type(rec.allowed) is bool, "allowed")
+        need(type(rec.reason) is str, "reason")
+    elif isinstance(rec, EffectQueued):
+        need(_is_hash(rec.intent_hash), "intent_hash")
+        need(type(rec.effect) is str and type(rec.cap) is str and type(rec.idempotency_key) is str, "effect")
+        need(type(rec.cost) is int and rec.cost >= 0, "cost")
+    elif isinstance(rec, ReceiptAppended):
+        need(type(rec.seq) is int and rec.seq >= 0, "seq")
+        need(_is_hash(rec.intent_hash), "intent_hash")
+        need(type(rec.status) is str, "status")
+        need(type(rec.payload) is bytes, "payload")
+        need(type(rec.cost) is int and rec.cost >= 0, "cost")
+    elif isinstance(rec, InvariantViolated):
+        need(type(rec.invariant) is str and type(rec.message) is str, "invariant")
+
+
+def _is_hash(v: Any) -> bool:
+    return type(v) is bytes and len(v) == 32

@@ -21,8 +21,15 @@ from aos.errors import ReplayDivergenceError
 from aos.journal import Entry, Journal, JournalReader
 from aos.kernel import Kernel
 from aos.manifest import Manifest
-from aos.records import EventAdmitted, Record, SnapshotCreated, StepCommitted, StepScheduled, encode_record
-from aos.worker import compute
+from aos.records import (
+    EventAdmitted,
+    ReceiptAppended,
+    Record,
+    SnapshotCreated,
+    StepCommitted,
+    StepScheduled,
+    encode_record,
+)
 
 __all__ = ["replay", "Replay", "VerifyingSink", "replay_entries"]
 
@@ -121,7 +128,7 @@ def replay_entries(kernel: Kernel, sink: VerifyingSink,
                    progress: Callable[[int], None] | None = None) -> None:
     """Drive ``kernel`` through the journal entries held by ``sink``."""
     committer = Committer(kernel)
-    cells, inbox, admission = kernel.cells, kernel.inbox, kernel.admission
+    cells = kernel.cells
     try:
         while (entry := sink.peek()) is not None:
             if _kind(entry) == "StepScheduled":
@@ -132,14 +139,15 @@ def replay_entries(kernel: Kernel, sink: VerifyingSink,
                     rec = entry.record()
                     raise ReplayDivergenceError(rec.event_id, rec.reducer, rec.key,  # type: ignore[attr-defined]
                                                 None, None, "journal schedules a step the replay has no input for")
-                schema, value = inbox.get(ticket.input)
-                committer.commit(compute(ticket, cells.states[ticket.cid], schema, value, admission))
+                committer.commit(kernel.compute(ticket))
                 if progress is not None:
                     progress(sink.records)
                 continue
             rec = entry.record()
             if isinstance(rec, EventAdmitted):
                 kernel.admit_recorded(rec)
+            elif isinstance(rec, ReceiptAppended):
+                kernel.admit_receipt_recorded(rec)
             elif isinstance(rec, SnapshotCreated):
                 sink.consume()
                 actual = cells.snapshot_hash()

@@ -80,6 +80,8 @@ def encode_snapshot(kernel: Kernel, era: bytes, position: Position) -> tuple[byt
         "refs": refs,
         "sequencer": sequencer,
         "inbox": inbox,
+        "ledger": kernel.ledger.export(),
+        "outbox": kernel.outbox.export(),
     }
     return canonical.encode(doc, where="snapshot"), snap_hash
 
@@ -148,6 +150,8 @@ def load_snapshot(path: Path, kernel: Kernel, era: bytes) -> Position:
         })
         for seq, schema, value, left in doc["inbox"]:
             kernel.inbox.put(seq, schema, value, left)
+        kernel.ledger.restore(doc["ledger"])
+        kernel.outbox.restore(doc["outbox"])
         kernel.next_seq = doc["next_seq"]
         kernel.commits = doc["commits"]
         kernel.failures = doc["failures"]

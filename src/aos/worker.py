@@ -13,6 +13,7 @@ from typing import Any
 
 from aos import canonical
 from aos.admission import Admission, Route
+from aos.capability import Ledger
 from aos.context import Event, StepContext
 from aos.manifest import ReducerSpec
 from aos.records import Emit, Intent
@@ -44,6 +45,7 @@ class StepResult:
     emits: tuple[Emit, ...] = ()
     routes: tuple[tuple[Route, ...], ...] = ()
     intents: tuple[Intent, ...] = ()
+    reads: tuple[tuple[str, int], ...] = ()  # shared values read through ctx: (capability, remaining)
     error: tuple[str, str] | None = None
 
 
@@ -61,10 +63,10 @@ def failure_message(exc: BaseException) -> tuple[str, str]:
 
 
 def compute(ticket: Ticket, state: bytes | None, schema: str, value: bytes,
-            admission: Admission) -> StepResult:
+            admission: Admission, ledger: Ledger) -> StepResult:
     """Run the reducer of ``ticket`` on (state, event). Never raises for reducer errors."""
     spec = ticket.spec
-    ctx = StepContext(ticket.event_id, spec.name, ticket.key, admission)
+    ctx = StepContext(ticket.event_id, spec.name, ticket.key, admission, ledger)
     try:
         current = None if state is None else canonical.decode_trusted(state)
         event = Event(schema, canonical.decode_trusted(value), ticket.input)
@@ -76,4 +78,5 @@ def compute(ticket: Ticket, state: bytes | None, schema: str, value: bytes,
             new_hash = canonical.digest(new_bytes)
     except Exception as exc:
         return StepResult(ticket, error=failure_message(exc))
-    return StepResult(ticket, new_bytes, new_hash, tuple(ctx.emits), tuple(ctx.routes), tuple(ctx.intents))
+    return StepResult(ticket, new_bytes, new_hash, tuple(ctx.emits), tuple(ctx.routes), tuple(ctx.intents),
+                      tuple(ctx.reads.items()))

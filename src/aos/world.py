@@ -15,14 +15,20 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 from aos import canonical
+from aos.adapters import MODES, Adapter, Dispatcher, builtin_adapters
 from aos.admission import normalize_key
+from aos.blobs import BlobStore
+from aos.capability import BudgetView
 from aos.errors import (
     AosError,
+    InvariantViolation,
     ManifestMismatchError,
+    ReceiptError,
     StorageError,
     WorldClosedError,
     WorldLockedError,
@@ -33,6 +39,8 @@ from aos.files import write_atomic
 from aos.journal import DEFAULT_SEGMENT_BYTES, Durability, Journal, JournalReader, Position
 from aos.kernel import DEFAULT_WINDOW, Kernel
 from aos.manifest import Manifest, check_compatible
+from aos.outbox import QueuedEffect
+from aos.receipt import SECRET_FILE, Receipt, ReceiptSigner, create_secret, load_secret
 from aos.records import SnapshotCreated
 from aos.replay import VerifyingSink, replay_entries
 from aos.snapshot import SnapshotInfo, list_snapshots, load_snapshot, snapshot_index, write_snapshot
@@ -65,27 +73,33 @@ def read_meta(path: Path, manifest: Manifest) -> dict[str, Any]:
 class World:
     """A deterministic, event-sourced world. Use :meth:`World.open`."""
 
-    def __init__(self, path: Path, manifest: Manifest, journal: Journal, kernel: Kernel,
-                 lock_fd: int, snapshot_every: int, keep_snapshots: int, snapshot_on_close: bool) -> None:
+    def __init__(self, path: Path, manifest: Manifest, journal: Journal, kernel: Kernel, lock_fd: int,
+                 dispatcher: Dispatcher, options: dict[str, Any]) -> None:
         self.path = path
         self.manifest = manifest
         self._journal = journal
         self._kernel = kernel
         self._lock_fd = lock_fd
-        self.snapshot_every = snapshot_every
-        self.keep_snapshots = keep_snapshots
-        self.snapshot_on_close = snapshot_on_close
+        self._dispatcher = dispatcher
+        self.snapshot_every: int = options["snapshot_every"]
+        self.keep_snapshots: int = options["keep_snapshots"]
+        self.snapshot_on_close: bool = options["snapshot_on_close"]
+        self.on_violation: str | Callable[[InvariantViolation], None] = options["on_violation"]
         self._executor = InlineExecutor(kernel)
         self._snapshot_index = -1
         self._closed: str | None = None
         self.durable_event_id = kernel.last_event_id
+        self.violations: list[InvariantViolation] = []  # with on_violation="record"
+        self.refused_receipts: list[tuple[Receipt, ReceiptError]] = []  # adapter receipts that did not apply
 
     # ----------------------------------------------------------- opening
     @classmethod
     def open(cls, path: str | os.PathLike[str], manifest: Manifest, *, create: bool = True,
              durability: Durability | str = "group", window: int | None = None,
              snapshot_every: int = 10_000, keep_snapshots: int = 3, snapshot_on_close: bool = True,
-             segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> "World":
+             segment_bytes: int = DEFAULT_SEGMENT_BYTES, adapters: Mapping[str, Adapter] | None = None,
+             effects: str = "background",
+             on_violation: str | Callable[[InvariantViolation], None] = "raise") -> "World":
         """Create or open the world at ``path`` with ``manifest``.
 
         ``durability``: ``"group"`` (default), ``"always"``, ``"none"`` or a
@@ -93,11 +107,22 @@ class World:
         emitted events become schedulable (fixed when the world is created;
         default 64). ``snapshot_every``: write a snapshot after every N-th
         ticket (0: only on close and on request).
+
+        ``adapters`` maps effect kinds to adapters (added to the built-in
+        ``timer.set``, ``blob.put``, ``blob.get``); ``effects`` is the dispatch
+        mode: ``"background"``, ``"inline"`` or ``"manual"`` (see
+        :mod:`aos.adapters`). ``on_violation``: ``"raise"`` (``run`` raises
+        :class:`InvariantViolation` after journaling it), ``"record"`` (kept in
+        ``World.violations``) or a callable called with each violation.
         """
         if not isinstance(manifest, Manifest):
             raise TypeError(f"manifest must be an aos.Manifest, got {type(manifest).__name__}")
         if snapshot_every < 0 or keep_snapshots < 1:
             raise ValueError("snapshot_every must be >= 0 and keep_snapshots >= 1")
+        if not (on_violation in ("raise", "record") or callable(on_violation)):
+            raise ValueError(f"on_violation must be 'raise', 'record' or a callable, got {on_violation!r}")
+        if effects not in MODES:
+            raise ValueError(f"effects must be one of {MODES}, got {effects!r}")
         dur = Durability.of(durability)
         p = Path(path)
         if not (p / META).is_file():
@@ -110,6 +135,7 @@ class World:
                     "window": DEFAULT_WINDOW if window is None else window}
             if type(meta["window"]) is not int or meta["window"] < 1:
                 raise ValueError(f"window must be an int >= 1, got {window!r}")
+            create_secret(p)
             write_atomic(p / META, canonical.encode(meta, where="world metadata"))
         lock_fd = os.open(p / "world.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -120,34 +146,49 @@ class World:
             meta = read_meta(p, manifest)
             if window is not None and window != meta["window"]:
                 raise ManifestMismatchError(f"world {p} has window {meta['window']}, not {window}")
+            secret = load_secret(p)
+            if secret is None:
+                raise StorageError(f"world {p}: {SECRET_FILE} is missing or unreadable (receipts cannot be "
+                                   "authenticated without it)")
+            signer = ReceiptSigner(secret)
             journal = Journal.open(p / "journal", manifest.era, dur, segment_bytes)
             try:
-                kernel, start = cls._recover(p, manifest, journal, meta["window"])
+                kernel, start = cls._recover(p, manifest, journal, meta["window"], signer)
             except BaseException:
                 journal.close()
                 raise
         except BaseException:
             os.close(lock_fd)
             raise
-        world = cls(p, manifest, journal, kernel, lock_fd, snapshot_every, keep_snapshots, snapshot_on_close)
+        registry: dict[str, Adapter] = builtin_adapters(BlobStore(p / "blobs"))
+        registry.update(adapters or {})
+        dispatcher = Dispatcher(registry, signer, effects)
+        options = {"snapshot_every": snapshot_every, "keep_snapshots": keep_snapshots,
+                   "snapshot_on_close": snapshot_on_close, "on_violation": on_violation}
+        world = cls(p, manifest, journal, kernel, lock_fd, dispatcher, options)
         # Nothing to snapshot on close if the journal ends with the loaded snapshot.
         if journal.index == 0 or (start is not None and start.index + 1 == journal.index):
             world._snapshot_index = journal.index
+        # Intents queued without a receipt are dispatched again, with the same idempotency keys.
+        kernel.new_effects.clear()
+        kernel.violations.clear()
+        dispatcher.submit(list(kernel.outbox.queued.values()))
         return world
 
     @staticmethod
-    def _recover(p: Path, manifest: Manifest, journal: Journal, window: int) -> tuple[Kernel, Position | None]:
+    def _recover(p: Path, manifest: Manifest, journal: Journal, window: int,
+                 signer: ReceiptSigner) -> tuple[Kernel, Position | None]:
         """Newest usable snapshot + replay of the journal after it."""
         reader = JournalReader(p / "journal", manifest.era)
         start = None
-        kernel = Kernel(manifest, journal, window=window)
+        kernel = Kernel(manifest, journal, window=window, signer=signer)
         for snap in reversed(list_snapshots(p / "snapshots")):
             if snapshot_index(snap) > journal.index:
                 # Its position was torn off the journal (possible only when the journal
                 # was damaged after the snapshot): it can never be valid again.
                 snap.unlink()
                 continue
-            kernel = Kernel(manifest, journal, window=window)
+            kernel = Kernel(manifest, journal, window=window, signer=signer)
             start = load_snapshot(snap, kernel, manifest.era)
             break
         sink = VerifyingSink(reader.entries(start), journal)
@@ -174,24 +215,135 @@ class World:
             self.durable_event_id = k.last_event_id
         return seq
 
-    def run(self, max_steps: int | None = None) -> RunResult:
-        """Run steps until quiescent (or ``max_steps``); everything is synced on return."""
+    def run(self, max_steps: int | None = None, *, settle: bool | None = None,
+            timeout: float | None = None) -> RunResult:
+        """Run steps until no step is ready (or ``max_steps`` ran); everything is synced on return.
+
+        With ``settle`` (the default in the ``inline`` effects mode) it also
+        waits for the receipts of outstanding effects and runs the steps they
+        cause, until no step is ready and no effect is outstanding, or
+        ``timeout`` seconds passed. Receipts that arrived are admitted between
+        steps. Raises :class:`InvariantViolation` (with ``on_violation="raise"``)
+        after the violation was journaled; the world stays usable.
+        """
         k = self._live()
         if max_steps is not None and max_steps < 0:
             raise ValueError("max_steps must be >= 0")
+        d = self._dispatcher
+        settle = d.mode == "inline" if settle is None else settle
+        deadline = None if timeout is None else time.monotonic() + timeout
+        steps = committed = failed = receipts = 0
         try:
-            result = self._executor.run(max_steps, self._after_commit)
-            self._journal.flush(sync=True)
+            while True:
+                receipts += self._admit_arrived()
+                left = None if max_steps is None else max_steps - steps
+                r = self._executor.run(left, self._after_commit)
+                steps, committed, failed = steps + r.steps, committed + r.committed, failed + r.failed
+                self._sync_and_dispatch()
+                if max_steps is not None and steps >= max_steps:
+                    break
+                if k.sequencer.has_work():
+                    continue
+                if not settle or not k.outbox.queued:
+                    break
+                if d.mode == "inline":
+                    if not d.waiting:
+                        break
+                    receipts += self._admit(d.run_inline())
+                elif d.mode == "background":
+                    wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    got = d.wait(wait)
+                    if got is None:
+                        break  # timed out
+                    receipts += self._admit([got])
+                else:
+                    break
+        except InvariantViolation:
+            self._sync_and_dispatch()
+            raise
         except BaseException as exc:
             self._abandon(f"is unusable after an interrupted run ({type(exc).__name__}); reopen it")
             raise
-        self.durable_event_id = k.last_event_id
-        return result
+        return RunResult(steps, committed, failed, not k.sequencer.has_work(), receipts, len(k.outbox.queued))
 
     def _after_commit(self) -> None:
         k = self._kernel
         if self.snapshot_every and k.last_event_id % self.snapshot_every == 0:
             self.snapshot()
+        if k.violations:
+            self._surface_violations()
+        if k.new_effects and self._journal.durable_index == self._journal.index:
+            self._dispatcher.submit(k.new_effects)
+            k.new_effects = []
+        if self._dispatcher.mode == "background":
+            self._admit_arrived()
+
+    def _sync_and_dispatch(self) -> None:
+        k = self._kernel
+        self._journal.flush(sync=True)
+        self.durable_event_id = k.last_event_id
+        if k.new_effects:  # only durable intents go to adapters
+            self._dispatcher.submit(k.new_effects)
+            k.new_effects = []
+
+    def _surface_violations(self) -> None:
+        k = self._kernel
+        found, k.violations = k.violations, []
+        for v in found:
+            if self.on_violation == "raise":
+                raise v
+            if self.on_violation == "record":
+                self.violations.append(v)
+            else:
+                self.on_violation(v)  # type: ignore[operator]
+
+    def _admit_arrived(self) -> int:
+        if self._dispatcher.mode != "background":
+            return 0
+        return self._admit(self._dispatcher.take())
+
+    def _admit(self, receipts: list[Receipt]) -> int:
+        """Admit adapter receipts; those that do not apply are kept in ``refused_receipts``."""
+        k = self._kernel
+        n = 0
+        for r in receipts:
+            try:
+                k.admit_receipt(r)
+                n += 1
+            except ReceiptError as exc:
+                self.refused_receipts.append((r, exc))
+        if n:
+            self._journal.commit_point()
+        return n
+
+    # -------------------------------------------------------------- effects
+    def receipt(self, intent_hash: bytes, status: str = "ok", payload: Any = None, cost: int = 0) -> Receipt:
+        """A receipt signed with this world's secret, for an effect executed outside its adapters."""
+        self._live()
+        return self._kernel.signer.make(intent_hash, status, payload, cost)  # type: ignore[union-attr]
+
+    def submit_receipt(self, receipt: Receipt) -> int:
+        """Admit a receipt; returns its admission number.
+
+        Raises ReceiptAuthError (bad MAC), UnknownIntentError,
+        DuplicateReceiptError or ReceiptOverBudgetError, changing nothing.
+        """
+        k = self._live()
+        seq = k.admit_receipt(receipt)
+        if self._journal.commit_point():
+            self.durable_event_id = k.last_event_id
+        return seq
+
+    def pending_effects(self) -> list[QueuedEffect]:
+        """Queued effects still awaiting their receipt, in queue order."""
+        return list(self._live().outbox.queued.values())
+
+    def budget(self, cap: str) -> BudgetView:
+        """Budget, reserved, spent and remaining units of capability ``cap``."""
+        k = self._live()
+        if cap not in k.ledger.budgets:
+            raise KeyError(f"manifest {self.manifest.name} has no capability {cap!r}")
+        return k.ledger.view(cap)
 
     def state(self, reducer: str, key: Any = None) -> Any:
         """The committed state of cell (reducer, key), decoded; None if it has none."""
@@ -273,10 +425,14 @@ class World:
         k = self._kernel
         return {"event_id": k.last_event_id, "admitted": k.next_seq, "commits": k.commits,
                 "failures": k.failures, "cells": len(k.cells), "queued": k.sequencer.queued,
-                "pending": k.sequencer.pending, "records": self._journal.index}
+                "pending": k.sequencer.pending, "records": self._journal.index,
+                "effects_outstanding": len(k.outbox.queued), "effects_settled": len(k.outbox.settled),
+                "effects_dispatched": self._dispatcher.dispatched, "receipts_refused": len(self.refused_receipts),
+                "validations": k.validations, "reexecutions": k.reexecutions}
 
     # ----------------------------------------------------------- closing
     def _abandon(self, why: str) -> None:
+        self._dispatcher.close()
         try:
             self._journal.close()
         finally:
@@ -287,6 +443,7 @@ class World:
         """Snapshot (if anything changed and ``snapshot_on_close``), sync and release the world."""
         if self._closed is not None:
             return
+        self._dispatcher.close()
         try:
             if self.snapshot_on_close and self._journal.index != self._snapshot_index:
                 self.snapshot()

@@ -1,0 +1,251 @@
+"""Adapters execute effects outside the deterministic core and answer with receipts.
+
+An adapter is a callable ``fn(request) -> result`` (or an ``async def``) for
+one effect kind. ``request`` is an :class:`EffectRequest`; the result is an
+:class:`Outcome`, or any value in the value model (meaning status ``"ok"``,
+that payload, and the reserved cost as the actual cost). An adapter that
+raises produces a receipt with status ``"error"`` and cost 0.
+
+Delivery is at least once, keyed by the idempotency key: an intent whose
+receipt did not reach the journal is dispatched again when the world reopens,
+so adapters with outside effects should deduplicate by
+``request.idempotency_key``.
+
+The :class:`Dispatcher` runs adapters in one of three modes:
+
+* ``background`` (default): sync adapters on a thread pool, async ones on an
+  event loop thread; receipts are admitted as they arrive (their order is an
+  input, journaled like any other).
+* ``inline``: when the world has no step left to run, every queued intent is
+  executed (async ones concurrently) and the receipts are admitted in queue
+  order, so a run's journal depends on its inputs only.
+* ``manual``: nothing is dispatched; the embedding program reads
+  ``World.pending_effects()`` and hands receipts to ``World.submit_receipt``.
+
+Built in: ``timer.set`` (``{"after_ms": n}``: a receipt after n ms),
+``blob.put`` (``{"data": bytes}`` → ``{"hash", "size"}``) and ``blob.get``
+(``{"hash": hex}`` → ``{"data": bytes}``) over the world's blob store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import queue
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Mapping
+
+from aos import canonical
+from aos.blobs import BlobStore
+from aos.errors import AosError
+from aos.outbox import QueuedEffect
+from aos.receipt import Receipt, ReceiptSigner
+from aos.worker import failure_message
+
+__all__ = ["EffectRequest", "Outcome", "Adapter", "Dispatcher", "builtin_adapters", "MODES"]
+
+MODES = ("background", "inline", "manual")
+
+
+@dataclass(frozen=True, slots=True)
+class EffectRequest:
+    """What an adapter is asked to do."""
+
+    kind: str
+    params: Any
+    cap: str
+    idempotency_key: str
+    intent_hash: bytes
+    cost: int  # reserved
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """An adapter's answer: status ``"ok"`` or ``"error"``, a payload, the actual cost (None: as reserved)."""
+
+    status: str = "ok"
+    payload: Any = None
+    cost: int | None = None
+
+
+Adapter = Callable[[EffectRequest], "Outcome | Any | Awaitable[Outcome | Any]"]
+
+
+def builtin_adapters(blobs: BlobStore) -> dict[str, Adapter]:
+    async def timer_set(req: EffectRequest) -> Outcome:
+        ms = req.params.get("after_ms") if isinstance(req.params, dict) else None
+        if type(ms) is not int or ms < 0:
+            raise ValueError("timer.set needs params {'after_ms': int >= 0}")
+        await asyncio.sleep(ms / 1000.0)
+        return Outcome("ok", {"after_ms": ms})
+
+    def blob_put(req: EffectRequest) -> Outcome:
+        data = req.params.get("data") if isinstance(req.params, dict) else None
+        if not isinstance(data, bytes):
+            raise ValueError("blob.put needs params {'data': bytes}")
+        return Outcome("ok", {"hash": blobs.put(data), "size": len(data)})
+
+    def blob_get(req: EffectRequest) -> Outcome:
+        digest = req.params.get("hash") if isinstance(req.params, dict) else None
+        return Outcome("ok", {"data": blobs.get(digest)})  # type: ignore[arg-type]
+
+    return {"timer.set": timer_set, "blob.put": blob_put, "blob.get": blob_get}
+
+
+class Dispatcher:
+    """Runs adapters for queued effects and collects signed receipts."""
+
+    def __init__(self, adapters: Mapping[str, Adapter], signer: ReceiptSigner, mode: str = "background",
+                 threads: int = 4) -> None:
+        if mode not in MODES:
+            raise ValueError(f"effects mode must be one of {MODES}, got {mode!r}")
+        for kind, fn in adapters.items():
+            if not isinstance(kind, str) or not callable(fn):
+                raise TypeError(f"adapters must map effect kinds to callables, got {kind!r}: {fn!r}")
+        self.adapters = dict(adapters)
+        self.signer = signer
+        self.mode = mode
+        self.threads = threads
+        self._arrived: queue.SimpleQueue[Receipt] = queue.SimpleQueue()
+        self._inflight: set[bytes] = set()
+        self._waiting: list[QueuedEffect] = []  # inline mode
+        self._pool: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.dispatched = 0
+
+    # ------------------------------------------------------------- execution
+    def _request(self, e: QueuedEffect) -> EffectRequest:
+        return EffectRequest(e.kind, canonical.decode_trusted(e.params), e.cap, e.idempotency_key,
+                             e.intent_hash, e.cost)
+
+    def _receipt(self, e: QueuedEffect, result: Any = None, exc: BaseException | None = None) -> Receipt:
+        if exc is None:
+            out = result if isinstance(result, Outcome) else Outcome("ok", result, None)
+            cost = e.cost if out.cost is None else out.cost
+            try:
+                return self.signer.make(e.intent_hash, out.status, out.payload, cost)
+            except (AosError, TypeError, ValueError) as bad:
+                exc = bad
+        name, msg = failure_message(exc)
+        return self.signer.make(e.intent_hash, "error", {"error": name, "message": msg}, 0)
+
+    def _adapter(self, e: QueuedEffect) -> Adapter | None:
+        return self.adapters.get(e.kind)
+
+    def _run_sync(self, e: QueuedEffect) -> Receipt:
+        fn = self._adapter(e)
+        if fn is None:
+            return self._receipt(e, exc=LookupError(f"no adapter registered for effect kind {e.kind!r}"))
+        try:
+            return self._receipt(e, fn(self._request(e)))
+        except Exception as exc:  # an adapter's failure is the effect's failure
+            return self._receipt(e, exc=exc)
+
+    async def _run_async(self, e: QueuedEffect) -> Receipt:
+        fn = self._adapter(e)
+        try:
+            return self._receipt(e, await fn(self._request(e)))  # type: ignore[misc]
+        except Exception as exc:
+            return self._receipt(e, exc=exc)
+
+    def _is_async(self, e: QueuedEffect) -> bool:
+        fn = self._adapter(e)
+        return fn is not None and inspect.iscoroutinefunction(fn)
+
+    # ----------------------------------------------------------- background
+    def _ensure_background(self) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="aos-adapter")
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            self._loop_thread = threading.Thread(target=self._loop.run_forever, name="aos-adapter-loop",
+                                                 daemon=True)
+            self._loop_thread.start()
+
+    def _deliver(self, r: Receipt) -> None:
+        with self._lock:
+            self._inflight.discard(r.intent_hash)
+        self._arrived.put(r)
+
+    def submit(self, effects: list[QueuedEffect]) -> None:
+        """Hand queued (and durable) effects to their adapters."""
+        if self.mode == "manual" or not effects:
+            return
+        if self.mode == "inline":
+            self._waiting.extend(effects)
+            return
+        self._ensure_background()
+        for e in effects:
+            with self._lock:
+                if e.intent_hash in self._inflight:
+                    continue
+                self._inflight.add(e.intent_hash)
+            self.dispatched += 1
+            if self._is_async(e):
+                fut = asyncio.run_coroutine_threadsafe(self._run_async(e), self._loop)  # type: ignore[arg-type]
+                fut.add_done_callback(lambda f: self._deliver(f.result()))
+            else:
+                self._pool.submit(lambda e=e: self._deliver(self._run_sync(e)))  # type: ignore[union-attr]
+
+    def take(self) -> list[Receipt]:
+        """Receipts that have arrived (background mode), in arrival order."""
+        out: list[Receipt] = []
+        while True:
+            try:
+                out.append(self._arrived.get_nowait())
+            except queue.Empty:
+                return out
+
+    def wait(self, timeout: float | None) -> Receipt | None:
+        """Block until a receipt arrives (background mode)."""
+        try:
+            return self._arrived.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    # ---------------------------------------------------------------- inline
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def run_inline(self) -> list[Receipt]:
+        """Execute every waiting effect; receipts come back in queue order."""
+        batch, self._waiting = self._waiting, []
+        self.dispatched += len(batch)
+        receipts: list[Receipt | None] = [None] * len(batch)
+        pending: list[tuple[int, QueuedEffect]] = []
+        for i, e in enumerate(batch):
+            if self._is_async(e):
+                pending.append((i, e))
+            else:
+                receipts[i] = self._run_sync(e)
+        if pending:
+            async def gather() -> list[Receipt]:
+                return await asyncio.gather(*(self._run_async(e) for _i, e in pending))
+
+            for (i, _e), r in zip(pending, asyncio.run(gather()), strict=True):
+                receipts[i] = r
+        return [r for r in receipts if r is not None]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        if self._loop is not None:
+            loop = self._loop
+
+            def stop() -> None:
+                for task in asyncio.all_tasks(loop):
+                    task.cancel()  # effects in flight are dispatched again when the world reopens
+                loop.call_soon(loop.stop)
+
+            loop.call_soon_threadsafe(stop)
+            if self._loop_thread is not None:
+                self._loop_thread.join(timeout=5)
+            if not loop.is_running():
+                loop.close()
+            self._loop = None
