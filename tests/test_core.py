@@ -115,3 +115,41 @@ def test_growth_to_many_cells_and_inputs() -> None:
     got = drain(s)
     assert [c for _t, c, _i in got] == list(range(n))
     assert s.queued == 0
+
+
+def test_poll_waits_for_what_the_next_ticket_depends_on() -> None:
+    s = Sequencer(window=3)
+    for i in range(3):
+        s.deliver(0, i)
+    s.deliver(1, 10)
+    assert s.poll(0) == (1, 0, 0)
+    assert s.poll(0) == (2, 1, 10)
+    assert s.poll(0) is False  # cell 0's ticket 1 has not committed
+    assert s.poll(1) == (3, 0, 1)
+    assert s.poll(1) is False  # ticket 4 needs ticket 1 committed (window) and cell 0's ticket 3
+    assert s.poll(2) is False
+    assert s.poll(3) == (4, 0, 2)
+    assert s.poll(3) is False  # the ring is empty: ticket 4 may still emit
+    assert s.poll(4) is None  # nothing left at all
+
+
+def test_poll_window_bounds_how_far_ahead_tickets_go() -> None:
+    s = Sequencer(window=2)
+    for c in range(5):
+        s.deliver(c, c)
+    assert s.poll(0) == (1, 0, 0)
+    assert s.poll(0) == (2, 1, 1)
+    assert s.poll(0) is False  # ticket 3 may see what ticket 1 emits
+    s.deliver_emitted(1, 9, 99)
+    assert s.poll(1) == (3, 2, 2)  # emitted by 1, visible from 3: cell 9 joins the ring's end
+    assert s.poll(3) == (4, 3, 3) and s.poll(3) == (5, 4, 4)
+    assert s.poll(3) is False and s.poll(4) == (6, 9, 99)
+
+
+def test_poll_releases_pending_only_when_everything_committed() -> None:
+    s = Sequencer(window=50)
+    s.deliver(0, 0)
+    assert s.poll(0) == (1, 0, 0)
+    s.deliver_emitted(1, 1, 5)
+    assert s.poll(0) is False
+    assert s.poll(1) == (2, 1, 5)

@@ -83,14 +83,19 @@ def test_budget_reserved_at_commit_and_denied_when_it_does_not_fit(tmp_path: Pat
         assert w.state("test/Payer@1", "a")["receipts"] == [["ok", 1, "payment.send"]]
 
 
-def test_budget_read_through_ctx_is_recorded_and_validated(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [0, 2])
+def test_budget_read_through_ctx_is_recorded_and_validated(tmp_path: Path, workers: int) -> None:
     m = effects_manifest(budget=50)
-    with aos.World.open(tmp_path / "w", m, effects="manual") as w:
+    # With workers, b's step may be computed before a's commit reserves 20: the stale
+    # read is caught at commit and the step computed again, so b still sees 30.
+    delay = (lambda event_id: 0.05 if event_id == 1 else 0.0) if workers else None
+    with aos.World.open(tmp_path / "w", m, effects="manual", workers=workers, worker_delay=delay) as w:
         w.submit("test/Pay@1", {"id": "a", "costs": [20]})
         w.submit("test/Pay@1", {"id": "b", "peek": True})
         w.run()
         assert w.state("test/Payer@1", "b")["seen_budget"] == 30
-        assert w.stats["validations"] == 1 and w.stats["reexecutions"] == 0
+        assert w.stats["validations"] == 1
+        assert w.stats["reexecutions"] == (1 if workers else 0)
 
 
 # --------------------------------------------------------------- receipts

@@ -2,17 +2,27 @@
 
 ``InlineExecutor`` does it on the calling thread, one step at a time: it is
 the reference (the *oracle*) every parallel executor is compared with.
+
+``ThreadsExecutor`` computes steps on N worker threads while the calling
+thread sequences and commits (docs/parallel.md). It assigns exactly the
+tickets the inline executor assigns — ``Sequencer.poll`` only answers once the
+next ticket no longer depends on commits in flight — and commits strictly in
+ticket order, so both write the same journal.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
 from aos.committer import Committer
 from aos.kernel import Kernel
+from aos.worker import StepResult, Ticket
 
-__all__ = ["InlineExecutor", "RunResult"]
+__all__ = ["InlineExecutor", "ThreadsExecutor", "RunResult", "Hooks"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +37,23 @@ class RunResult:
     outstanding: int = 0  # effects still awaiting a receipt
 
 
+@dataclass(frozen=True, slots=True)
+class Hooks:
+    """What the world does around commits.
+
+    ``after_commit(event_id)`` runs after every commit; ``barrier(event_id)``
+    says the world needs a quiet point right after that ticket (a snapshot):
+    no later ticket is assigned before it committed and ``at_quiet`` ran.
+    ``at_quiet()`` runs whenever nothing is in flight (every ticket assigned so
+    far has committed): the only moments external inputs may be admitted, so
+    that they enter the journal where a serial replay would admit them.
+    """
+
+    after_commit: Callable[[int], None] | None = None
+    barrier: Callable[[int], bool] | None = None
+    at_quiet: Callable[[], None] | None = None
+
+
 class InlineExecutor:
     """Serial execution: ticket, compute, commit, repeat."""
 
@@ -36,19 +63,153 @@ class InlineExecutor:
         self.kernel = kernel
         self.committer = Committer(kernel)
 
-    def run(self, max_steps: int | None = None, on_commit: Callable[[], None] | None = None) -> RunResult:
+    def run(self, max_steps: int | None = None, hooks: Hooks = Hooks()) -> RunResult:
         k = self.kernel
         commit = self.committer.commit
-        next_ticket = k.next_ticket
+        poll = k.sequencer.poll
         compute = k.compute
+        after, quiet = hooks.after_commit, hooks.at_quiet
         steps = 0
         commits0, failures0 = k.commits, k.failures
         while max_steps is None or steps < max_steps:
-            ticket = next_ticket()
-            if ticket is None:
+            t = poll(k.last_event_id)
+            if not t:
                 break
-            commit(compute(ticket))
+            commit(compute(k.ticket(*t)))
             steps += 1
-            if on_commit is not None:
-                on_commit()
+            if after is not None:
+                after(t[0])
+            if quiet is not None:
+                quiet()
+        return RunResult(steps, k.commits - commits0, k.failures - failures0, not k.sequencer.has_work())
+
+
+class ThreadsExecutor:
+    """Steps computed on worker threads; sequencing and commits on the calling thread.
+
+    ``delay(ticket) -> seconds`` (tests only) makes a worker sleep before
+    computing, to shuffle the order in which results arrive.
+    """
+
+    name = "threads"
+
+    def __init__(self, kernel: Kernel, workers: int, delay: Callable[[int], float] | None = None,
+                 lookahead: int | None = None) -> None:
+        if workers < 1:
+            raise ValueError(f"the threads executor needs workers >= 1, got {workers}")
+        self.kernel = kernel
+        self.committer = Committer(kernel)
+        self.workers = workers
+        self.delay = delay
+        # In flight at most: the sequencer's window bounds it anyway (ticket n waits for n - window).
+        self.lookahead = max(1, min(kernel.window, lookahead or 4 * workers))
+        self._cond = threading.Condition()
+        self._tickets: deque[Ticket | None] = deque()
+        self._results: dict[int, StepResult] = {}
+        self._error: BaseException | None = None
+        self._threads: list[threading.Thread] = []
+        self.busy_seconds = 0.0
+
+    # ------------------------------------------------------------ workers
+    def _start(self) -> None:
+        if self._threads:
+            return
+        for i in range(self.workers):
+            th = threading.Thread(target=self._work, name=f"aos-worker-{i}", daemon=True)
+            th.start()
+            self._threads.append(th)
+
+    def _work(self) -> None:
+        compute = self.kernel.compute
+        cond = self._cond
+        while True:
+            with cond:
+                while not self._tickets:
+                    cond.wait()
+                ticket = self._tickets.popleft()
+            if ticket is None:
+                return
+            try:
+                if self.delay is not None:
+                    time.sleep(self.delay(ticket.event_id))
+                t0 = time.perf_counter()
+                result = compute(ticket)
+                busy = time.perf_counter() - t0
+            except BaseException as exc:  # compute never raises for reducer errors: this is a kernel fault
+                with cond:
+                    self._error = exc
+                    cond.notify_all()
+                return
+            with cond:
+                self.busy_seconds += busy
+                self._results[ticket.event_id] = result
+                cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._tickets.extend([None] * len(self._threads))
+            self._cond.notify_all()
+        for th in self._threads:
+            th.join(timeout=10)
+        self._threads = []
+
+    # -------------------------------------------------------- coordination
+    def run(self, max_steps: int | None = None, hooks: Hooks = Hooks()) -> RunResult:
+        k = self.kernel
+        self._start()
+        cond = self._cond
+        commit = self.committer.commit
+        poll = k.sequencer.poll
+        after, barrier, quiet = hooks.after_commit, hooks.barrier, hooks.at_quiet
+        commits0, failures0 = k.commits, k.failures
+        committed = assigned = start = k.last_event_id  # nothing is in flight between runs
+        steps = 0
+        held = False  # a barrier ticket was assigned: no more until everything committed
+        try:
+            while True:
+                # Commit every result that is next in ticket order.
+                while True:
+                    with cond:
+                        if self._error is not None:
+                            raise self._error
+                        result = self._results.pop(committed + 1, None)
+                    if result is None:
+                        break
+                    commit(result)
+                    committed += 1
+                    steps += 1
+                    if after is not None:
+                        after(committed)
+                if committed == assigned:
+                    held = False
+                    if quiet is not None:
+                        quiet()
+                # Assign what is already determined, up to the lookahead and max_steps.
+                idle = False
+                batch: list[Ticket] = []
+                while not held and assigned - committed < self.lookahead and (
+                        max_steps is None or assigned - start < max_steps):
+                    t = poll(committed)
+                    if t is None:
+                        idle = True
+                        break
+                    if t is False:
+                        break
+                    assigned = t[0]
+                    batch.append(k.ticket(*t))
+                    if barrier is not None and barrier(assigned):
+                        held = True
+                if batch:
+                    with cond:
+                        self._tickets.extend(batch)
+                        cond.notify_all()
+                if committed == assigned and not held and (
+                        idle or (max_steps is not None and assigned - start >= max_steps)):
+                    break
+                with cond:
+                    while committed + 1 not in self._results and self._error is None:
+                        cond.wait()
+        except BaseException:
+            self.close()
+            raise
         return RunResult(steps, k.commits - commits0, k.failures - failures0, not k.sequencer.has_work())

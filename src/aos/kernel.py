@@ -173,10 +173,11 @@ class Kernel:
         schema, value = self.inbox.get(ticket.input)
         return compute(ticket, self.cells.states[ticket.cid], schema, value, self.admission, self.ledger)
 
-    def next_ticket(self) -> Ticket | None:
-        t = self.sequencer.next()
-        if t is None:
-            return None
-        event_id, cid, seq = t
+    def ticket(self, event_id: int, cid: int, seq: int) -> Ticket:
         cells = self.cells
         return Ticket(event_id, cid, seq, cells.specs[cid], cells.keys[cid])
+
+    def next_ticket(self) -> Ticket | None:
+        """The next ticket, all earlier ones being committed (serial use)."""
+        t = self.sequencer.poll(self.last_event_id)
+        return self.ticket(*t) if t else None

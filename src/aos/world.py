@@ -34,7 +34,7 @@ from aos.errors import (
     WorldLockedError,
     WorldNotFoundError,
 )
-from aos.executor import InlineExecutor, RunResult
+from aos.executor import Hooks, InlineExecutor, RunResult, ThreadsExecutor
 from aos.files import write_atomic
 from aos.journal import DEFAULT_SEGMENT_BYTES, Durability, Journal, JournalReader, Position
 from aos.kernel import DEFAULT_WINDOW, Kernel
@@ -85,7 +85,11 @@ class World:
         self.keep_snapshots: int = options["keep_snapshots"]
         self.snapshot_on_close: bool = options["snapshot_on_close"]
         self.on_violation: str | Callable[[InvariantViolation], None] = options["on_violation"]
-        self._executor = InlineExecutor(kernel)
+        workers = options["workers"]
+        self.workers: int = workers
+        self._executor: InlineExecutor | ThreadsExecutor = (
+            InlineExecutor(kernel) if workers == 0 else ThreadsExecutor(kernel, workers, options["worker_delay"]))
+        self._hooks = Hooks(self._after_commit, self._snapshot_due, self._at_quiet)
         self._snapshot_index = -1
         self._closed: str | None = None
         self.durable_event_id = kernel.last_event_id
@@ -99,7 +103,8 @@ class World:
              snapshot_every: int = 10_000, keep_snapshots: int = 3, snapshot_on_close: bool = True,
              segment_bytes: int = DEFAULT_SEGMENT_BYTES, adapters: Mapping[str, Adapter] | None = None,
              effects: str = "background",
-             on_violation: str | Callable[[InvariantViolation], None] = "raise") -> "World":
+             on_violation: str | Callable[[InvariantViolation], None] = "raise",
+             workers: int | None = None, worker_delay: Callable[[int], float] | None = None) -> "World":
         """Create or open the world at ``path`` with ``manifest``.
 
         ``durability``: ``"group"`` (default), ``"always"``, ``"none"`` or a
@@ -114,6 +119,12 @@ class World:
         :mod:`aos.adapters`). ``on_violation``: ``"raise"`` (``run`` raises
         :class:`InvariantViolation` after journaling it), ``"record"`` (kept in
         ``World.violations``) or a callable called with each violation.
+
+        ``workers``: worker threads computing steps (default: the number of
+        CPUs); 0 runs every step on the calling thread (the inline executor,
+        the reference every parallel run equals). ``worker_delay(event_id)``
+        -> seconds makes workers sleep before a step (for tests that shuffle
+        timing).
         """
         if not isinstance(manifest, Manifest):
             raise TypeError(f"manifest must be an aos.Manifest, got {type(manifest).__name__}")
@@ -123,6 +134,10 @@ class World:
             raise ValueError(f"on_violation must be 'raise', 'record' or a callable, got {on_violation!r}")
         if effects not in MODES:
             raise ValueError(f"effects must be one of {MODES}, got {effects!r}")
+        if workers is None:
+            workers = os.cpu_count() or 1
+        if type(workers) is not int or workers < 0:
+            raise ValueError(f"workers must be an int >= 0, got {workers!r}")
         dur = Durability.of(durability)
         p = Path(path)
         if not (p / META).is_file():
@@ -164,7 +179,8 @@ class World:
         registry.update(adapters or {})
         dispatcher = Dispatcher(registry, signer, effects)
         options = {"snapshot_every": snapshot_every, "keep_snapshots": keep_snapshots,
-                   "snapshot_on_close": snapshot_on_close, "on_violation": on_violation}
+                   "snapshot_on_close": snapshot_on_close, "on_violation": on_violation,
+                   "workers": workers, "worker_delay": worker_delay}
         world = cls(p, manifest, journal, kernel, lock_fd, dispatcher, options)
         # Nothing to snapshot on close if the journal ends with the loaded snapshot.
         if journal.index == 0 or (start is not None and start.index + 1 == journal.index):
@@ -224,7 +240,8 @@ class World:
         cause, until no step is ready and no effect is outstanding, or
         ``timeout`` seconds passed. Receipts that arrived are admitted between
         steps. Raises :class:`InvariantViolation` (with ``on_violation="raise"``)
-        after the violation was journaled; the world stays usable.
+        once the steps in progress have committed; the violating step was
+        journaled and none of its writes applied, and the world stays usable.
         """
         k = self._live()
         if max_steps is not None and max_steps < 0:
@@ -237,9 +254,10 @@ class World:
             while True:
                 receipts += self._admit_arrived()
                 left = None if max_steps is None else max_steps - steps
-                r = self._executor.run(left, self._after_commit)
+                r = self._executor.run(left, self._hooks)
                 steps, committed, failed = steps + r.steps, committed + r.committed, failed + r.failed
                 self._sync_and_dispatch()
+                self._surface_violations()
                 if max_steps is not None and steps >= max_steps:
                     break
                 if k.sequencer.has_work():
@@ -266,15 +284,18 @@ class World:
             raise
         return RunResult(steps, committed, failed, not k.sequencer.has_work(), receipts, len(k.outbox.queued))
 
-    def _after_commit(self) -> None:
+    def _snapshot_due(self, event_id: int) -> bool:
+        return bool(self.snapshot_every) and event_id % self.snapshot_every == 0
+
+    def _after_commit(self, event_id: int) -> None:
         k = self._kernel
-        if self.snapshot_every and k.last_event_id % self.snapshot_every == 0:
-            self.snapshot()
-        if k.violations:
-            self._surface_violations()
+        if self._snapshot_due(event_id):
+            self.snapshot()  # the executor holds a quiet point here (barrier)
         if k.new_effects and self._journal.durable_index == self._journal.index:
             self._dispatcher.submit(k.new_effects)
             k.new_effects = []
+
+    def _at_quiet(self) -> None:
         if self._dispatcher.mode == "background":
             self._admit_arrived()
 
@@ -433,6 +454,8 @@ class World:
     # ----------------------------------------------------------- closing
     def _abandon(self, why: str) -> None:
         self._dispatcher.close()
+        if isinstance(self._executor, ThreadsExecutor):
+            self._executor.close()
         try:
             self._journal.close()
         finally:
@@ -444,6 +467,8 @@ class World:
         if self._closed is not None:
             return
         self._dispatcher.close()
+        if isinstance(self._executor, ThreadsExecutor):
+            self._executor.close()
         try:
             if self.snapshot_on_close and self._journal.index != self._snapshot_index:
                 self.snapshot()

@@ -46,6 +46,7 @@ cdef class Sequencer:
     cdef int64_t* head
     cdef int64_t* tail
     cdef int64_t* depth
+    cdef int64_t* last      # the last ticket each cell was given (0: none)
     cdef char* in_ring
     cdef int64_t ncells
     cdef int64_t cell_cap
@@ -76,7 +77,7 @@ cdef class Sequencer:
             raise ValueError(f"first_ticket must be >= 1, got {first_ticket}")
         self.window = window
         self.next_ticket = first_ticket
-        self.head = self.tail = self.depth = NULL
+        self.head = self.tail = self.depth = self.last = NULL
         self.in_ring = NULL
         self.nodes = NULL
         self.ring = NULL
@@ -88,7 +89,7 @@ cdef class Sequencer:
         self._grow_pending(64)
 
     def __dealloc__(self):
-        free(self.head); free(self.tail); free(self.depth); free(self.in_ring)
+        free(self.head); free(self.tail); free(self.depth); free(self.last); free(self.in_ring)
         free(self.nodes); free(self.ring); free(self.pend)
 
     # ---------------------------------------------------------------- growth
@@ -111,6 +112,10 @@ cdef class Sequencer:
         if h == NULL:
             PyErr_NoMemory()
         self.depth = h
+        h = <int64_t*>realloc(self.last, cap * sizeof(int64_t))
+        if h == NULL:
+            PyErr_NoMemory()
+        self.last = h
         cdef char* r = <char*>realloc(self.in_ring, cap * sizeof(char))
         if r == NULL:
             PyErr_NoMemory()
@@ -119,6 +124,7 @@ cdef class Sequencer:
             self.head[i] = -1
             self.tail[i] = -1
             self.depth[i] = 0
+            self.last[i] = 0
             self.in_ring[i] = 0
         self.cell_cap = cap
         return 0
@@ -249,6 +255,7 @@ cdef class Sequencer:
             self.in_ring[c] = 0
         cell[0] = c
         ticket[0] = self.next_ticket
+        self.last[c] = self.next_ticket
         self.next_ticket += 1
         return True
 
@@ -294,6 +301,40 @@ cdef class Sequencer:
         if not ok:
             return None
         return (t, c, i)
+
+    cdef inline int64_t _poll(self, int64_t committed, int64_t* ticket, int64_t* cell,
+                              int64_t* input) noexcept nogil:
+        # 1: a ticket was assigned; 0: idle (nothing to schedule even once all
+        # commits are in); -1: wait for more commits (the decision depends on them).
+        cdef int64_t n = self.next_ticket
+        if committed < n - self.window:
+            return -1  # inputs emitted by ticket n - window may not be delivered yet
+        self._release(n, False)
+        if self.ring_len == 0:
+            if committed < n - 1:
+                return -1  # a step in flight may still emit; its inputs decide what comes next
+            if self.pend_len == 0:
+                return 0
+        elif self.last[self.ring[self.ring_head]] > committed:
+            return -1  # the cell's previous step has not committed: its state is not known yet
+        return 1 if self._next(ticket, cell, input) else 0
+
+    def poll(self, int64_t committed):
+        """Assign the next ticket if it is already determined.
+
+        ``committed``: every ticket up to it has committed (and delivered what
+        it emitted). Returns ``(ticket, cell, input)``; ``None`` when there is
+        nothing to schedule; or ``False`` when the next ticket depends on
+        commits still in flight. Which ticket goes to which cell is the same
+        whatever ``committed`` is: polling early only says "wait".
+        """
+        cdef int64_t t = 0, c = 0, i = 0, r
+        self._ensure_room(1)
+        with nogil:
+            r = self._poll(committed, &t, &c, &i)
+        if r == 1:
+            return (t, c, i)
+        return None if r == 0 else False
 
     def has_work(self):
         """True when a ticket can be assigned (ready or pending inputs exist)."""
