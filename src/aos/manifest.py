@@ -68,13 +68,19 @@ class ReducerSpec:
     key: str | None
     events: tuple[str, ...]
     code_id: str
+    native: Any = None  # an aos._core.native.NativeReducer for native reducers
 
     @property
     def keyed(self) -> bool:
         return self.key is not None
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "key": self.key, "events": list(self.events), "code": self.code_id}
+        return {"name": self.name, "key": self.key, "events": list(self.events), "code": self.code_id,
+                "native": self.native is not None}
+
+
+def _native_placeholder(ctx: Any, state: Any, event: Any) -> Any:
+    raise TypeError("a native reducer is called through its native entry point")
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +163,19 @@ class Manifest:
         the reducer is a single cell. ``code_id`` overrides the code identity
         (e.g. to cover helper functions the reducer calls).
         """
+        evs = self._check_reducer(name, events, key)
+
+        def register(fn: Reducer) -> Reducer:
+            if not callable(fn):
+                raise ManifestError(f"reducer {name}: {fn!r} is not callable")
+            cid = code_id if code_id is not None else code_identity(fn)
+            self.reducers[name] = ReducerSpec(name, fn, key, evs, cid)
+            self._rebuild()
+            return fn
+
+        return register
+
+    def _check_reducer(self, name: str, events: Any, key: str | None) -> tuple[str, ...]:
         _check_name("reducer name", name)
         if name in self.reducers:
             raise ManifestError(f"reducer {name} is declared twice in manifest {self.name}")
@@ -170,16 +189,31 @@ class Manifest:
                                 "delivers receipts and denials to the cell that intended the effect")
         if len(set(evs)) != len(evs):
             raise ManifestError(f"reducer {name}: an event schema is listed twice")
+        return evs
 
-        def register(fn: Reducer) -> Reducer:
-            if not callable(fn):
-                raise ManifestError(f"reducer {name}: {fn!r} is not callable")
-            cid = code_id if code_id is not None else code_identity(fn)
-            self.reducers[name] = ReducerSpec(name, fn, key, evs, cid)
-            self._rebuild()
-            return fn
+    def native_reducer(self, name: str, *, events: list[str] | tuple[str, ...], fn: Any, code_id: str,
+                       key: str | None = None, user: Any = None) -> ReducerSpec:
+        """Register a native reducer (the C ABI of ``aos/_core/include/aos_native.h``).
 
-        return register
+        ``fn`` is a PyCapsule named ``"aos.reducer.v1"`` holding an
+        ``aos_reducer_fn``, or the function's address; ``user`` (an address,
+        an int or an unnamed capsule) is passed to every call. ``code_id``
+        names the code's version: it enters the era, so bump it whenever the
+        native code changes. Native steps run with the GIL released.
+        """
+        from aos._core.native import NativeReducer
+
+        evs = self._check_reducer(name, events, key)
+        if not isinstance(code_id, str) or not code_id:
+            raise ManifestError(f"native reducer {name}: code_id must name the code's version")
+        try:
+            native = NativeReducer(fn, user)
+        except TypeError as exc:
+            raise ManifestError(f"native reducer {name}: {exc}") from None
+        spec = ReducerSpec(name, _native_placeholder, key, evs, "native:" + code_id, native)
+        self.reducers[name] = spec
+        self._rebuild()
+        return spec
 
     def schema(self, *names: str) -> None:
         """Declare event schemas that steps may emit though no reducer takes them."""

@@ -67,6 +67,8 @@ def compute(ticket: Ticket, state: bytes | None, schema: str, value: bytes,
     """Run the reducer of ``ticket`` on (state, event). Never raises for reducer errors."""
     spec = ticket.spec
     ctx = StepContext(ticket.event_id, spec.name, ticket.key, admission, ledger)
+    if spec.native is not None:
+        return _compute_native(ticket, ctx, state, schema, value)
     try:
         current = None if state is None else canonical.decode_trusted(state)
         event = Event(schema, canonical.decode_trusted(value), ticket.input)
@@ -78,5 +80,36 @@ def compute(ticket: Ticket, state: bytes | None, schema: str, value: bytes,
             new_hash = canonical.digest(new_bytes)
     except Exception as exc:
         return StepResult(ticket, error=failure_message(exc))
+    return StepResult(ticket, new_bytes, new_hash, tuple(ctx.emits), tuple(ctx.routes), tuple(ctx.intents),
+                      tuple(ctx.reads.items()))
+
+
+class NativeReducerError(Exception):
+    """A native reducer reported a failure."""
+
+
+def _compute_native(ticket: Ticket, ctx: StepContext, state: bytes | None, schema: str,
+                    value: bytes) -> StepResult:
+    """A native step: the C call runs without the GIL; outputs are checked like a Python reducer's."""
+    spec = ticket.spec
+    try:
+        error, action, new, emits, effects = spec.native.step(
+            ticket.event_id, state, schema.encode(), value, canonical.encode_trusted(ticket.key), ctx.seed)
+        if error is not None:
+            raise NativeReducerError(error)
+        if action == 0:
+            new_bytes = state
+        elif action == 2:
+            new_bytes = None
+        else:
+            canonical.decode(new, f"state returned by native reducer {spec.name}")
+            new_bytes = new
+        for emit_schema, emit_value in emits:
+            ctx.emit(emit_schema, canonical.decode(emit_value, f"value emitted by {spec.name}"))
+        for kind, params, cap, cost in effects:
+            ctx.effect(kind, canonical.decode(params, f"params of effect {kind}"), cap=cap, cost=cost)
+    except Exception as exc:
+        return StepResult(ticket, error=failure_message(exc))
+    new_hash = None if new_bytes is None else canonical.digest(new_bytes)
     return StepResult(ticket, new_bytes, new_hash, tuple(ctx.emits), tuple(ctx.routes), tuple(ctx.intents),
                       tuple(ctx.reads.items()))

@@ -1,0 +1,240 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+# cython: freethreading_compatible=True
+"""Calling native reducers (aos_native.h) with the GIL released.
+
+The worker hands the step's inputs as byte strings; ``NativeReducer.step``
+fills an ``aos_step_in``, releases the GIL, calls the C function, and turns
+what it reported through the ``aos_out`` callbacks (collected in C buffers)
+back into Python values.
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uintptr_t
+from libc.stdlib cimport free, realloc
+from libc.string cimport memcpy, strlen
+
+from aos._core.native cimport aos_out, aos_reducer_fn, aos_step_in
+
+ABI_VERSION = 1
+CAPSULE_NAME = "aos.reducer.v1"
+
+
+cdef struct Buf:
+    uint8_t* data
+    size_t len
+    size_t cap
+
+
+cdef struct Impl:
+    Buf state
+    int state_action  # 0 unchanged, 1 set, 2 delete
+    Buf emits         # [u32 n, schema, u32 n, value]*
+    Buf effects       # [u32 n, kind, u32 n, params, u32 n or 0xffffffff, cap, i64 cost]*
+    Buf error
+    int oom
+
+
+cdef int buf_put(Buf* b, const void* src, size_t n) noexcept nogil:
+    cdef size_t want = b.len + n
+    cdef size_t cap
+    cdef uint8_t* p
+    if want > b.cap:
+        cap = b.cap * 2 if b.cap else 256
+        while cap < want:
+            cap *= 2
+        p = <uint8_t*>realloc(b.data, cap)
+        if p == NULL:
+            return -1
+        b.data = p
+        b.cap = cap
+    if n:
+        memcpy(b.data + b.len, src, n)
+    b.len = want
+    return 0
+
+
+cdef int buf_put_sized(Buf* b, const void* src, size_t n) noexcept nogil:
+    cdef uint32_t m = <uint32_t>n
+    if n > <size_t>0xfffffffe:
+        return -1
+    if buf_put(b, &m, 4) != 0:
+        return -1
+    return buf_put(b, src, n)
+
+
+cdef inline Impl* impl_of(aos_out* out) noexcept nogil:
+    return <Impl*>out.impl
+
+
+cdef int cb_set_state(aos_out* out, const uint8_t* data, size_t len) noexcept nogil:
+    cdef Impl* im = impl_of(out)
+    im.state.len = 0
+    if data == NULL:
+        im.state_action = 2
+        return 0
+    im.state_action = 1
+    if buf_put(&im.state, data, len) != 0:
+        im.oom = 1
+        return -1
+    return 0
+
+
+cdef int cb_emit(aos_out* out, const char* schema, const uint8_t* value, size_t len) noexcept nogil:
+    cdef Impl* im = impl_of(out)
+    if schema == NULL or value == NULL:
+        return -1
+    if buf_put_sized(&im.emits, schema, strlen(schema)) != 0 or buf_put_sized(&im.emits, value, len) != 0:
+        im.oom = 1
+        return -1
+    return 0
+
+
+cdef int cb_effect(aos_out* out, const char* kind, const uint8_t* params, size_t len, const char* cap,
+                   int64_t cost) noexcept nogil:
+    cdef Impl* im = impl_of(out)
+    cdef uint32_t none = 0xffffffff
+    if kind == NULL or params == NULL:
+        return -1
+    if buf_put_sized(&im.effects, kind, strlen(kind)) != 0 or buf_put_sized(&im.effects, params, len) != 0:
+        im.oom = 1
+        return -1
+    if cap == NULL:
+        if buf_put(&im.effects, &none, 4) != 0:
+            im.oom = 1
+            return -1
+    elif buf_put_sized(&im.effects, cap, strlen(cap)) != 0:
+        im.oom = 1
+        return -1
+    if buf_put(&im.effects, &cost, 8) != 0:
+        im.oom = 1
+        return -1
+    return 0
+
+
+cdef int cb_fail(aos_out* out, const char* message) noexcept nogil:
+    cdef Impl* im = impl_of(out)
+    im.error.len = 0
+    if message == NULL:
+        return 0
+    if buf_put(&im.error, message, strlen(message)) != 0:
+        im.oom = 1
+        return -1
+    return 0
+
+
+cdef bytes take(Buf* b, size_t* pos, size_t n):
+    cdef bytes r = PyBytes_FromStringAndSize(<char*>b.data + pos[0], n)
+    pos[0] += n
+    return r
+
+
+cdef uint32_t take_u32(Buf* b, size_t* pos):
+    cdef uint32_t v
+    memcpy(&v, b.data + pos[0], 4)
+    pos[0] += 4
+    return v
+
+
+cdef class NativeReducer:
+    """A native reducer function (from a PyCapsule or an address) and its user pointer."""
+
+    cdef aos_reducer_fn fn
+    cdef void* user
+    cdef object keep  # objects that own fn / user
+
+    def __init__(self, fn, user=None):
+        if PyCapsule_IsValid(fn, CAPSULE_NAME.encode()):
+            self.fn = <aos_reducer_fn>PyCapsule_GetPointer(fn, CAPSULE_NAME.encode())
+        elif isinstance(fn, int) and fn:
+            self.fn = <aos_reducer_fn><uintptr_t>fn
+        else:
+            raise TypeError(f"a native reducer is a PyCapsule named {CAPSULE_NAME!r} or a non-zero "
+                            f"function address, got {fn!r}")
+        if user is None:
+            self.user = NULL
+        elif isinstance(user, int):
+            self.user = <void*><uintptr_t>user
+        elif PyCapsule_IsValid(user, NULL):
+            self.user = PyCapsule_GetPointer(user, NULL)
+        else:
+            raise TypeError(f"user must be None, an address or an unnamed PyCapsule, got {user!r}")
+        self.keep = (fn, user)
+
+    def step(self, int64_t event_id, object state, bytes schema, bytes event, bytes key, bytes seed):
+        """Run one step. Returns ``(error, state_action, state, emits, effects)``.
+
+        ``error`` is None or the failure message; ``state_action`` 0 keeps the
+        state, 1 sets ``state``, 2 deletes the cell; ``emits`` is a list of
+        ``(schema, value)`` and ``effects`` of ``(kind, params, cap, cost)``.
+        """
+        cdef aos_step_in inp
+        cdef aos_out out
+        cdef Impl im
+        cdef int rc
+        cdef size_t pos
+        cdef uint32_t n
+        cdef int64_t cost
+        if len(seed) != 32:
+            raise ValueError("seed must be 32 bytes")
+        inp.event_id = event_id
+        if state is None:
+            inp.state = NULL
+            inp.state_len = 0
+        else:
+            inp.state = <const uint8_t*>PyBytes_AS_STRING(state)
+            inp.state_len = PyBytes_GET_SIZE(state)
+        inp.schema = PyBytes_AS_STRING(schema)
+        inp.event = <const uint8_t*>PyBytes_AS_STRING(event)
+        inp.event_len = PyBytes_GET_SIZE(event)
+        inp.key = <const uint8_t*>PyBytes_AS_STRING(key)
+        inp.key_len = PyBytes_GET_SIZE(key)
+        inp.seed = <const uint8_t*>PyBytes_AS_STRING(seed)
+        im.state.data = im.emits.data = im.effects.data = im.error.data = NULL
+        im.state.len = im.emits.len = im.effects.len = im.error.len = 0
+        im.state.cap = im.emits.cap = im.effects.cap = im.error.cap = 0
+        im.state_action = 0
+        im.oom = 0
+        out.impl = &im
+        out.set_state = cb_set_state
+        out.emit = cb_emit
+        out.effect = cb_effect
+        out.fail = cb_fail
+        try:
+            with nogil:
+                rc = self.fn(&inp, &out, self.user)
+            if im.oom:
+                raise MemoryError("native reducer output")
+            if rc != 0:
+                msg = (PyBytes_FromStringAndSize(<char*>im.error.data, im.error.len).decode("utf-8", "replace")
+                       if im.error.len else f"native reducer returned {rc}")
+                return msg, 0, None, [], []
+            new_state = None
+            if im.state_action == 1:
+                pos = 0
+                new_state = take(&im.state, &pos, im.state.len)
+            emits = []
+            pos = 0
+            while pos < im.emits.len:
+                n = take_u32(&im.emits, &pos)
+                sch = take(&im.emits, &pos, n).decode("utf-8")
+                n = take_u32(&im.emits, &pos)
+                emits.append((sch, take(&im.emits, &pos, n)))
+            effects = []
+            pos = 0
+            while pos < im.effects.len:
+                n = take_u32(&im.effects, &pos)
+                kind = take(&im.effects, &pos, n).decode("utf-8")
+                n = take_u32(&im.effects, &pos)
+                params = take(&im.effects, &pos, n)
+                n = take_u32(&im.effects, &pos)
+                cap = None if n == 0xffffffff else take(&im.effects, &pos, n).decode("utf-8")
+                memcpy(&cost, im.effects.data + pos, 8)
+                pos += 8
+                effects.append((kind, params, cap, cost))
+            return None, im.state_action, new_state, emits, effects
+        finally:
+            free(im.state.data)
+            free(im.emits.data)
+            free(im.effects.data)
+            free(im.error.data)

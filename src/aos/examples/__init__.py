@@ -1,0 +1,1 @@
+"""Example reducers shipped with aos (used by its tests and benchmarks)."""
