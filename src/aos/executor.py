@@ -54,6 +54,33 @@ class Hooks:
     at_quiet: Callable[[], None] | None = None
 
 
+class LatencyHistogram:
+    """Counts of latencies in power-of-two microsecond buckets."""
+
+    __slots__ = ("counts",)
+
+    def __init__(self) -> None:
+        self.counts = [0] * 40
+
+    def add(self, seconds: float) -> None:
+        us = int(seconds * 1e6)
+        self.counts[min(us.bit_length(), 39)] += 1
+
+    def buckets(self) -> list[tuple[int, int]]:
+        """``(upper bound in µs, count)`` of every non-empty bucket."""
+        return [(1 << i, n) for i, n in enumerate(self.counts) if n]
+
+    def quantile(self, q: float) -> int:
+        """Upper bound (µs) of the bucket holding the q-quantile (0 when empty)."""
+        total = sum(self.counts)
+        seen = 0
+        for i, n in enumerate(self.counts):
+            seen += n
+            if total and seen >= q * total:
+                return 1 << i
+        return 0
+
+
 class InlineExecutor:
     """Serial execution: ticket, compute, commit, repeat."""
 
@@ -62,6 +89,9 @@ class InlineExecutor:
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
         self.committer = Committer(kernel)
+        self.latency = LatencyHistogram()
+        self.busy_seconds = 0.0
+        self.max_inflight = 1
 
     def run(self, max_steps: int | None = None, hooks: Hooks = Hooks()) -> RunResult:
         k = self.kernel
@@ -69,13 +99,18 @@ class InlineExecutor:
         poll = k.sequencer.poll
         compute = k.compute
         after, quiet = hooks.after_commit, hooks.at_quiet
+        clock, latency = time.perf_counter, self.latency
         steps = 0
         commits0, failures0 = k.commits, k.failures
         while max_steps is None or steps < max_steps:
             t = poll(k.last_event_id)
             if not t:
                 break
-            commit(compute(k.ticket(*t)))
+            t0 = clock()
+            result = compute(k.ticket(*t))
+            self.busy_seconds += clock() - t0
+            commit(result)
+            latency.add(clock() - t0)
             steps += 1
             if after is not None:
                 after(t[0])
@@ -108,7 +143,10 @@ class ThreadsExecutor:
         self._results: dict[int, StepResult] = {}
         self._error: BaseException | None = None
         self._threads: list[threading.Thread] = []
+        self._assigned_at: dict[int, float] = {}
         self.busy_seconds = 0.0
+        self.latency = LatencyHistogram()
+        self.max_inflight = 0
 
     # ------------------------------------------------------------ workers
     def _start(self) -> None:
@@ -165,6 +203,7 @@ class ThreadsExecutor:
         committed = assigned = start = k.last_event_id  # nothing is in flight between runs
         steps = 0
         held = False  # a barrier ticket was assigned: no more until everything committed
+        clock, assigned_at = time.perf_counter, self._assigned_at
         try:
             while True:
                 # Commit every result that is next in ticket order.
@@ -178,6 +217,7 @@ class ThreadsExecutor:
                     commit(result)
                     committed += 1
                     steps += 1
+                    self.latency.add(clock() - assigned_at.pop(committed))
                     if after is not None:
                         after(committed)
                 if committed == assigned:
@@ -196,9 +236,12 @@ class ThreadsExecutor:
                     if t is False:
                         break
                     assigned = t[0]
+                    assigned_at[assigned] = clock()
                     batch.append(k.ticket(*t))
                     if barrier is not None and barrier(assigned):
                         held = True
+                if assigned - committed > self.max_inflight:
+                    self.max_inflight = assigned - committed
                 if batch:
                     with cond:
                         self._tickets.extend(batch)

@@ -451,6 +451,35 @@ class World:
                 "effects_dispatched": self._dispatcher.dispatched, "receipts_refused": len(self.refused_receipts),
                 "validations": k.validations, "reexecutions": k.reexecutions}
 
+    def metrics(self) -> dict[str, Any]:
+        """Scheduling and commit metrics since the world was opened (docs/parallel.md)."""
+        k = self._live()
+        s = k.sequencer
+        ex = self._executor
+        tickets = max(0, s.next_ticket - 1)
+        wait_cell = None
+        if s.wait_max and s.wait_max_cell < len(k.cells.specs):
+            wait_cell = (k.cells.specs[s.wait_max_cell].name, k.cells.keys[s.wait_max_cell])
+        return {
+            "executor": ex.name,
+            "workers": self.workers,
+            "tickets": tickets,
+            "commits": k.commits,
+            "failures": k.failures,
+            "validations": k.validations,
+            "reexecutions": k.reexecutions,
+            "conflicts": {"stale_budget_read": k.reexecutions},
+            "queue": {"queued": s.queued, "queued_max": s.queued_max, "pending_emitted": s.pending,
+                      "ready_cells": s.ready, "in_flight_max": ex.max_inflight},
+            "wait_ticks": {"max": s.wait_max, "max_cell": wait_cell, "max_at_ticket": s.wait_max_ticket,
+                           "mean": s.wait_sum / tickets if tickets else 0.0},
+            "worker_busy_seconds": ex.busy_seconds,
+            "commit_latency_us": {"buckets": ex.latency.buckets(), "p50": ex.latency.quantile(0.5),
+                                  "p99": ex.latency.quantile(0.99)},
+            "effects": {"outstanding": len(k.outbox.queued), "settled": len(k.outbox.settled),
+                        "dispatched": self._dispatcher.dispatched, "receipts_refused": len(self.refused_receipts)},
+        }
+
     # ----------------------------------------------------------- closing
     def _abandon(self, why: str) -> None:
         self._dispatcher.close()

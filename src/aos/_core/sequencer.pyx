@@ -47,6 +47,7 @@ cdef class Sequencer:
     cdef int64_t* tail
     cdef int64_t* depth
     cdef int64_t* last      # the last ticket each cell was given (0: none)
+    cdef int64_t* since     # the ticket current when the cell last entered the ring
     cdef char* in_ring
     cdef int64_t ncells
     cdef int64_t cell_cap
@@ -69,6 +70,12 @@ cdef class Sequencer:
     cdef readonly int64_t next_ticket
     cdef readonly int64_t window
     cdef readonly int64_t queued
+    # fairness metrics (waits in tickets between an input becoming ready and being ticketed)
+    cdef readonly int64_t wait_sum
+    cdef readonly int64_t wait_max
+    cdef readonly int64_t wait_max_cell
+    cdef readonly int64_t wait_max_ticket
+    cdef readonly int64_t queued_max
 
     def __cinit__(self, int64_t window=64, int64_t first_ticket=1):
         if window < 1:
@@ -77,7 +84,7 @@ cdef class Sequencer:
             raise ValueError(f"first_ticket must be >= 1, got {first_ticket}")
         self.window = window
         self.next_ticket = first_ticket
-        self.head = self.tail = self.depth = self.last = NULL
+        self.head = self.tail = self.depth = self.last = self.since = NULL
         self.in_ring = NULL
         self.nodes = NULL
         self.ring = NULL
@@ -89,7 +96,7 @@ cdef class Sequencer:
         self._grow_pending(64)
 
     def __dealloc__(self):
-        free(self.head); free(self.tail); free(self.depth); free(self.last); free(self.in_ring)
+        free(self.head); free(self.tail); free(self.depth); free(self.last); free(self.since); free(self.in_ring)
         free(self.nodes); free(self.ring); free(self.pend)
 
     # ---------------------------------------------------------------- growth
@@ -116,6 +123,10 @@ cdef class Sequencer:
         if h == NULL:
             PyErr_NoMemory()
         self.last = h
+        h = <int64_t*>realloc(self.since, cap * sizeof(int64_t))
+        if h == NULL:
+            PyErr_NoMemory()
+        self.since = h
         cdef char* r = <char*>realloc(self.in_ring, cap * sizeof(char))
         if r == NULL:
             PyErr_NoMemory()
@@ -125,6 +136,7 @@ cdef class Sequencer:
             self.tail[i] = -1
             self.depth[i] = 0
             self.last[i] = 0
+            self.since[i] = 0
             self.in_ring[i] = 0
         self.cell_cap = cap
         return 0
@@ -214,8 +226,11 @@ cdef class Sequencer:
         self.tail[cell] = idx
         self.depth[cell] += 1
         self.queued += 1
+        if self.queued > self.queued_max:
+            self.queued_max = self.queued
         if not self.in_ring[cell]:
             self.in_ring[cell] = 1
+            self.since[cell] = self.next_ticket
             self.ring[(self.ring_head + self.ring_len) % self.ring_cap] = cell
             self.ring_len += 1
 
@@ -230,7 +245,7 @@ cdef class Sequencer:
             self.pend_len -= 1
 
     cdef inline bint _next(self, int64_t* ticket, int64_t* cell, int64_t* input) noexcept nogil:
-        cdef int64_t c, idx
+        cdef int64_t c, idx, wait
         self._release(self.next_ticket, False)
         if self.ring_len == 0:
             if self.pend_len == 0:
@@ -241,6 +256,13 @@ cdef class Sequencer:
         self.ring_len -= 1
         idx = self.head[c]
         input[0] = self.nodes[idx].input
+        # fairness metrics: how many tickets went to other cells while this one was ready
+        wait = self.next_ticket - self.since[c]
+        self.wait_sum += wait
+        if wait > self.wait_max:
+            self.wait_max = wait
+            self.wait_max_cell = c
+            self.wait_max_ticket = self.next_ticket
         self.head[c] = self.nodes[idx].next
         if self.head[c] < 0:
             self.tail[c] = -1
@@ -251,6 +273,7 @@ cdef class Sequencer:
         if self.depth[c] > 0:
             self.ring[(self.ring_head + self.ring_len) % self.ring_cap] = c
             self.ring_len += 1
+            self.since[c] = self.next_ticket + 1
         else:
             self.in_ring[c] = 0
         cell[0] = c
