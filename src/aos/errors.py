@@ -8,7 +8,7 @@ __all__ = [
     "MissingKeyFieldError", "InvalidKeyError", "UnknownReducerError", "StorageError",
     "JournalCorruptError", "SnapshotCorruptError", "WorldLockedError", "WorldNotFoundError",
     "WorldClosedError", "ReplayDivergenceError", "ReceiptError", "ReceiptAuthError", "UnknownIntentError",
-    "DuplicateReceiptError", "ReceiptOverBudgetError", "InvariantViolation",
+    "DuplicateReceiptError", "ReceiptOverBudgetError", "InvariantViolation", "Backpressure",
 ]
 
 
@@ -68,6 +68,10 @@ class MissingKeyFieldError(AdmissionError):
 
 class InvalidKeyError(AdmissionError):
     """The key field holds a value that cannot key a cell (str, int or bytes only)."""
+
+
+class Backpressure(AdmissionError):
+    """The world's input queue is full and the caller chose not to wait (longer)."""
 
 
 class UnknownReducerError(AosError, KeyError):

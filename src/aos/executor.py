@@ -52,6 +52,7 @@ class Hooks:
     after_commit: Callable[[int], None] | None = None
     barrier: Callable[[int], bool] | None = None
     at_quiet: Callable[[], None] | None = None
+    wants_quiet: Callable[[], bool] | None = None  # inputs wait: stop assigning until nothing is in flight
 
 
 class LatencyHistogram:
@@ -198,7 +199,7 @@ class ThreadsExecutor:
         cond = self._cond
         commit = self.committer.commit
         poll = k.sequencer.poll
-        after, barrier, quiet = hooks.after_commit, hooks.barrier, hooks.at_quiet
+        after, barrier, quiet, wants_quiet = hooks.after_commit, hooks.barrier, hooks.at_quiet, hooks.wants_quiet
         commits0, failures0 = k.commits, k.failures
         committed = assigned = start = k.last_event_id  # nothing is in flight between runs
         steps = 0
@@ -227,6 +228,8 @@ class ThreadsExecutor:
                 # Assign what is already determined, up to the lookahead and max_steps.
                 idle = False
                 batch: list[Ticket] = []
+                if wants_quiet is not None and wants_quiet():
+                    held = True  # inputs are waiting: let what is in flight commit first
                 while not held and assigned - committed < self.lookahead and (
                         max_steps is None or assigned - start < max_steps):
                     t = poll(committed)
@@ -246,9 +249,11 @@ class ThreadsExecutor:
                     with cond:
                         self._tickets.extend(batch)
                         cond.notify_all()
-                if committed == assigned and not held and (
-                        idle or (max_steps is not None and assigned - start >= max_steps)):
-                    break
+                if committed == assigned:
+                    if held:
+                        continue  # the quiet point is here: admit, then go on
+                    if idle or (max_steps is not None and assigned - start >= max_steps):
+                        break
                 with cond:
                     while committed + 1 not in self._results and self._error is None:
                         cond.wait()

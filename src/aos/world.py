@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
@@ -26,6 +28,7 @@ from aos.blobs import BlobStore
 from aos.capability import BudgetView
 from aos.errors import (
     AosError,
+    Backpressure,
     InvariantViolation,
     ManifestMismatchError,
     ReceiptError,
@@ -89,7 +92,13 @@ class World:
         self.workers: int = workers
         self._executor: InlineExecutor | ThreadsExecutor = (
             InlineExecutor(kernel) if workers == 0 else ThreadsExecutor(kernel, workers, options["worker_delay"]))
-        self._hooks = Hooks(self._after_commit, self._snapshot_due, self._at_quiet)
+        self._hooks = Hooks(self._after_commit, self._snapshot_due, self._at_quiet, self._wants_quiet)
+        self.max_queued: int = options["max_queued"]
+        self._cv = threading.Condition(threading.RLock())
+        self._runner: int | None = None  # the thread running run(), if any
+        self._run_lock = threading.RLock()
+        self._arrivals: deque[list[Any]] = deque()  # submissions from other threads during run()
+        self._room_waiters = 0  # submitters blocked on a full world
         self._snapshot_index = -1
         self._closed: str | None = None
         self.durable_event_id = kernel.last_event_id
@@ -104,7 +113,8 @@ class World:
              segment_bytes: int = DEFAULT_SEGMENT_BYTES, adapters: Mapping[str, Adapter] | None = None,
              effects: str = "background",
              on_violation: str | Callable[[InvariantViolation], None] = "raise",
-             workers: int | None = None, worker_delay: Callable[[int], float] | None = None) -> "World":
+             workers: int | None = None, worker_delay: Callable[[int], float] | None = None,
+             max_queued: int = 1_000_000) -> "World":
         """Create or open the world at ``path`` with ``manifest``.
 
         ``durability``: ``"group"`` (default), ``"always"``, ``"none"`` or a
@@ -124,7 +134,8 @@ class World:
         CPUs); 0 runs every step on the calling thread (the inline executor,
         the reference every parallel run equals). ``worker_delay(event_id)``
         -> seconds makes workers sleep before a step (for tests that shuffle
-        timing).
+        timing). ``max_queued`` bounds the inputs waiting in mailboxes (see
+        :meth:`submit` for what happens when it is reached).
         """
         if not isinstance(manifest, Manifest):
             raise TypeError(f"manifest must be an aos.Manifest, got {type(manifest).__name__}")
@@ -138,6 +149,8 @@ class World:
             workers = os.cpu_count() or 1
         if type(workers) is not int or workers < 0:
             raise ValueError(f"workers must be an int >= 0, got {workers!r}")
+        if type(max_queued) is not int or max_queued < 1:
+            raise ValueError(f"max_queued must be an int >= 1, got {max_queued!r}")
         dur = Durability.of(durability)
         p = Path(path)
         if not (p / META).is_file():
@@ -180,7 +193,7 @@ class World:
         dispatcher = Dispatcher(registry, signer, effects)
         options = {"snapshot_every": snapshot_every, "keep_snapshots": keep_snapshots,
                    "snapshot_on_close": snapshot_on_close, "on_violation": on_violation,
-                   "workers": workers, "worker_delay": worker_delay}
+                   "workers": workers, "worker_delay": worker_delay, "max_queued": max_queued}
         world = cls(p, manifest, journal, kernel, lock_fd, dispatcher, options)
         # Nothing to snapshot on close if the journal ends with the loaded snapshot.
         if journal.index == 0 or (start is not None and start.index + 1 == journal.index):
@@ -219,17 +232,79 @@ class World:
             raise WorldClosedError(f"world {self.path} {self._closed}")
         return self._kernel
 
-    def submit(self, schema: str, value: Any) -> int:
+    def submit(self, schema: str, value: Any, *, block: bool = True, timeout: float | None = None) -> int:
         """Admit an external event; returns its admission number.
 
         Raises UnknownSchemaError, MissingKeyFieldError, InvalidKeyError or
         UnencodableValueError, in which case nothing is journaled.
+
+        Backpressure: at most ``max_queued`` inputs wait in mailboxes. When
+        the world is full, ``block=False`` raises :class:`Backpressure` at
+        once; ``block=True`` waits for room — up to ``timeout`` seconds, then
+        raises :class:`Backpressure` — while ``run`` drains the queue on
+        another thread, or runs steps itself when no run is in progress.
+        ``submit`` may be called from other threads while ``run`` executes;
+        the event is then admitted at the runner's next quiet point (where a
+        serial replay admits it too) and the call returns once it is.
         """
         k = self._live()
-        seq = k.admit(k.admission.check(schema, value))
+        adm = k.admission.check(schema, value)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cv:
+            while self._full():
+                if not block:
+                    raise Backpressure(f"world {self.path} has {self._queued()} inputs queued "
+                                       f"(max_queued={self.max_queued}); the event was not admitted")
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise Backpressure(f"world {self.path} stayed full for {timeout} s "
+                                       f"(max_queued={self.max_queued}); the event was not admitted")
+                if self._runner is None:
+                    self._make_room(deadline)
+                    continue
+                self._room_waiters += 1
+                try:
+                    self._cv.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+                finally:
+                    self._room_waiters -= 1
+            if self._runner is None or self._runner == threading.get_ident():
+                return self._admit_event(adm)
+            arrival: list[Any] = [adm, None]
+            self._arrivals.append(arrival)
+            while arrival[1] is None:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    self._arrivals.remove(arrival)  # still under the lock: the runner has not taken it
+                    raise Backpressure(f"world {self.path} did not reach a point to admit the event "
+                                       f"within {timeout} s; the event was not admitted")
+                self._cv.wait(left)
+            if isinstance(arrival[1], BaseException):
+                raise arrival[1]
+            return arrival[1]
+
+    def _admit_event(self, adm: Any) -> int:
+        k = self._kernel
+        seq = k.admit(adm)
         if self._journal.commit_point():
             self.durable_event_id = k.last_event_id
         return seq
+
+    def _queued(self) -> int:
+        s = self._kernel.sequencer
+        return s.queued + s.pending + len(self._arrivals)
+
+    def _full(self) -> bool:
+        return self._queued() >= self.max_queued
+
+    def _make_room(self, deadline: float | None) -> None:
+        """Run steps on this thread until the world is no longer full (no run in progress)."""
+        self._cv.release()
+        try:
+            step = max(1, self.max_queued // 10)
+            if self.run(max_steps=step).steps == 0 and self._full():
+                raise Backpressure(f"world {self.path} is full (max_queued={self.max_queued}) and no step "
+                                   "can run to make room")
+        finally:
+            self._cv.acquire()
 
     def run(self, max_steps: int | None = None, *, settle: bool | None = None,
             timeout: float | None = None) -> RunResult:
@@ -246,12 +321,35 @@ class World:
         k = self._live()
         if max_steps is not None and max_steps < 0:
             raise ValueError("max_steps must be >= 0")
+        with self._run_lock:  # one run at a time; another thread's run() waits for this one
+            with self._cv:
+                outer = self._runner is not None
+                self._runner = threading.get_ident()
+            try:
+                return self._run(k, max_steps, settle, timeout)
+            finally:
+                if not outer:
+                    with self._cv:
+                        self._runner = None
+                        self._at_quiet_arrivals()
+                        self._cv.notify_all()
+
+    def _at_quiet_arrivals(self) -> None:
+        while self._arrivals:  # submitted just as the run ended: admit them now
+            arrival = self._arrivals.popleft()
+            try:
+                arrival[1] = self._admit_event(arrival[0])
+            except BaseException as exc:
+                arrival[1] = exc
+
+    def _run(self, k: Kernel, max_steps: int | None, settle: bool | None, timeout: float | None) -> RunResult:
         d = self._dispatcher
         settle = d.mode == "inline" if settle is None else settle
         deadline = None if timeout is None else time.monotonic() + timeout
         steps = committed = failed = receipts = 0
         try:
             while True:
+                self._at_quiet()  # nothing is in flight between executor runs
                 receipts += self._admit_arrived()
                 left = None if max_steps is None else max_steps - steps
                 r = self._executor.run(left, self._hooks)
@@ -298,6 +396,21 @@ class World:
     def _at_quiet(self) -> None:
         if self._dispatcher.mode == "background":
             self._admit_arrived()
+        if self._arrivals:
+            with self._cv:
+                while self._arrivals:
+                    arrival = self._arrivals.popleft()
+                    try:
+                        arrival[1] = self._admit_event(arrival[0])
+                    except BaseException as exc:  # e.g. a closed journal: the submitter must hear of it
+                        arrival[1] = exc
+                self._cv.notify_all()
+        elif self._room_waiters:
+            with self._cv:
+                self._cv.notify_all()
+
+    def _wants_quiet(self) -> bool:
+        return bool(self._arrivals)
 
     def _sync_and_dispatch(self) -> None:
         k = self._kernel
@@ -492,7 +605,16 @@ class World:
             os.close(self._lock_fd)
 
     def close(self) -> None:
-        """Snapshot (if anything changed and ``snapshot_on_close``), sync and release the world."""
+        """Snapshot (if anything changed and ``snapshot_on_close``), sync and release the world.
+
+        A run in progress on another thread is waited for.
+        """
+        if self._closed is not None:
+            return
+        with self._run_lock:
+            self._close()
+
+    def _close(self) -> None:
         if self._closed is not None:
             return
         self._dispatcher.close()
