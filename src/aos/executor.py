@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
+from aos._core import Pipeline
 from aos.committer import Committer
 from aos.kernel import Kernel
-from aos.worker import StepResult, Ticket
 
 __all__ = ["InlineExecutor", "ThreadsExecutor", "RunResult", "Hooks"]
 
@@ -123,8 +122,10 @@ class InlineExecutor:
 class ThreadsExecutor:
     """Steps computed on worker threads; sequencing and commits on the calling thread.
 
-    ``delay(ticket) -> seconds`` (tests only) makes a worker sleep before
-    computing, to shuffle the order in which results arrive.
+    Tickets and results pass through a :class:`aos._core.Pipeline` (ticket
+    queue and reorder buffer in C; waits release the GIL). ``delay(ticket)
+    -> seconds`` (tests only) makes a worker sleep before computing, to
+    shuffle the order in which results arrive.
     """
 
     name = "threads"
@@ -139,55 +140,44 @@ class ThreadsExecutor:
         self.delay = delay
         # In flight at most: the sequencer's window bounds it anyway (ticket n waits for n - window).
         self.lookahead = max(1, min(kernel.window, lookahead or 4 * workers))
-        self._cond = threading.Condition()
-        self._tickets: deque[Ticket | None] = deque()
-        self._results: dict[int, StepResult] = {}
+        self._pipe = Pipeline(self.lookahead + 1)
         self._error: BaseException | None = None
         self._threads: list[threading.Thread] = []
-        self._assigned_at: dict[int, float] = {}
-        self.busy_seconds = 0.0
+        self._busy = [0.0] * workers
         self.latency = LatencyHistogram()
         self.max_inflight = 0
+
+    @property
+    def busy_seconds(self) -> float:
+        return sum(self._busy)
 
     # ------------------------------------------------------------ workers
     def _start(self) -> None:
         if self._threads:
             return
         for i in range(self.workers):
-            th = threading.Thread(target=self._work, name=f"aos-worker-{i}", daemon=True)
+            th = threading.Thread(target=self._work, args=(i,), name=f"aos-worker-{i}", daemon=True)
             th.start()
             self._threads.append(th)
 
-    def _work(self) -> None:
+    def _work(self, index: int) -> None:
         compute = self.kernel.compute
-        cond = self._cond
-        while True:
-            with cond:
-                while not self._tickets:
-                    cond.wait()
-                ticket = self._tickets.popleft()
-            if ticket is None:
-                return
+        pipe, busy, delay, clock = self._pipe, self._busy, self.delay, time.perf_counter
+        while (ticket := pipe.take()) is not None:
             try:
-                if self.delay is not None:
-                    time.sleep(self.delay(ticket.event_id))
-                t0 = time.perf_counter()
+                if delay is not None:
+                    time.sleep(delay(ticket.event_id))
+                t0 = clock()
                 result = compute(ticket)
-                busy = time.perf_counter() - t0
+                busy[index] += clock() - t0
             except BaseException as exc:  # compute never raises for reducer errors: this is a kernel fault
-                with cond:
-                    self._error = exc
-                    cond.notify_all()
+                self._error = exc
+                pipe.fail()
                 return
-            with cond:
-                self.busy_seconds += busy
-                self._results[ticket.event_id] = result
-                cond.notify_all()
+            pipe.complete(ticket.event_id, result)
 
     def close(self) -> None:
-        with self._cond:
-            self._tickets.extend([None] * len(self._threads))
-            self._cond.notify_all()
+        self._pipe.close()
         for th in self._threads:
             th.join(timeout=10)
         self._threads = []
@@ -196,40 +186,35 @@ class ThreadsExecutor:
     def run(self, max_steps: int | None = None, hooks: Hooks = Hooks()) -> RunResult:
         k = self.kernel
         self._start()
-        cond = self._cond
+        pipe = self._pipe
         commit = self.committer.commit
         poll = k.sequencer.poll
         after, barrier, quiet, wants_quiet = hooks.after_commit, hooks.barrier, hooks.at_quiet, hooks.wants_quiet
         commits0, failures0 = k.commits, k.failures
         committed = assigned = start = k.last_event_id  # nothing is in flight between runs
         steps = 0
-        held = False  # a barrier ticket was assigned: no more until everything committed
-        clock, assigned_at = time.perf_counter, self._assigned_at
+        held = False  # a barrier ticket was assigned or inputs wait: no more until everything committed
+        clock, assigned_at, latency = time.perf_counter, {}, self.latency
         try:
             while True:
                 # Commit every result that is next in ticket order.
-                while True:
-                    with cond:
-                        if self._error is not None:
-                            raise self._error
-                        result = self._results.pop(committed + 1, None)
-                    if result is None:
-                        break
+                while committed < assigned and (result := pipe.result(committed + 1, False)) is not None:
                     commit(result)
                     committed += 1
                     steps += 1
-                    self.latency.add(clock() - assigned_at.pop(committed))
+                    latency.add(clock() - assigned_at.pop(committed))
                     if after is not None:
                         after(committed)
+                if self._error is not None:
+                    raise self._error
                 if committed == assigned:
                     held = False
                     if quiet is not None:
                         quiet()
-                # Assign what is already determined, up to the lookahead and max_steps.
-                idle = False
-                batch: list[Ticket] = []
                 if wants_quiet is not None and wants_quiet():
                     held = True  # inputs are waiting: let what is in flight commit first
+                # Assign what is already determined, up to the lookahead and max_steps.
+                idle = False
                 while not held and assigned - committed < self.lookahead and (
                         max_steps is None or assigned - start < max_steps):
                     t = poll(committed)
@@ -240,23 +225,27 @@ class ThreadsExecutor:
                         break
                     assigned = t[0]
                     assigned_at[assigned] = clock()
-                    batch.append(k.ticket(*t))
+                    pipe.put(assigned, k.ticket(*t))
                     if barrier is not None and barrier(assigned):
                         held = True
                 if assigned - committed > self.max_inflight:
                     self.max_inflight = assigned - committed
-                if batch:
-                    with cond:
-                        self._tickets.extend(batch)
-                        cond.notify_all()
                 if committed == assigned:
                     if held:
                         continue  # the quiet point is here: admit, then go on
                     if idle or (max_steps is not None and assigned - start >= max_steps):
                         break
-                with cond:
-                    while committed + 1 not in self._results and self._error is None:
-                        cond.wait()
+                    continue
+                # Wait (without the GIL) for the next result in ticket order.
+                result = pipe.result(committed + 1, True)
+                if result is None:
+                    raise self._error or RuntimeError("worker pipeline failed")
+                commit(result)
+                committed += 1
+                steps += 1
+                latency.add(clock() - assigned_at.pop(committed))
+                if after is not None:
+                    after(committed)
         except BaseException:
             self.close()
             raise
