@@ -27,3 +27,11 @@ def test_readme_starts_with_the_two_setup_commands() -> None:
     assert len(lines) == 2
     assert "pip install" in lines[0] and "aos demo" in lines[0]
     assert "pytest" in lines[1]
+
+
+def test_readme_parallel_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    code = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)[1]
+    monkeypatch.chdir(tmp_path)
+    exec(compile("import aos\n" + code.replace("10_000", "200"), str(README), "exec"), {"__name__": "readme"})
+    assert "'max': 199" in capsys.readouterr().out  # 200 cells ready at once: the last waits 199 tickets

@@ -1,0 +1,69 @@
+"""Scaling of the threads executor (pytest-benchmark).
+
+* native reducer (aos.examples.spin, ≈ 200 µs per step) at 0 (inline), 1 and 2 workers;
+* the same loop as a pure-Python reducer (≈ 1 ms per step) at 0, 1 and 2 workers
+  (parallel only on free-threaded CPython);
+* contention: steps reading a budget that half of them spend vs nobody spends;
+* head of line: cold-cell commit latency behind a hot cell 10,000 events deep.
+
+Speed-ups are the ratios of the medians, e.g. ``native[0] / native[2]``.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+from typing import Any
+
+import pytest
+
+from workloads import ContentionRun, SpinRun, hol_cold_latency
+
+WORKERS = sorted({0, 1, 2, os.cpu_count() or 1})
+
+
+def bench_world(benchmark: Any, wl: Any, rounds: int = 3) -> int:
+    holder: dict[str, Any] = {}
+
+    def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
+        if "w" in holder:
+            w, tmp = holder.pop("w")
+            w.close()
+        w, tmp = wl.setup()
+        holder["w"] = (w, tmp)
+        return (w,), {}
+
+    steps = benchmark.pedantic(wl.run, setup=setup, rounds=rounds, iterations=1)
+    w, tmp = holder.pop("w")
+    benchmark.extra_info["metrics"] = {k: v for k, v in w.metrics().items() if k in ("reexecutions", "validations")}
+    w.close()
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
+    benchmark.extra_info["steps"] = steps
+    benchmark.extra_info["steps_per_s"] = round(steps / benchmark.stats.stats.median)
+    benchmark.extra_info["free_threaded"] = not getattr(sys, "_is_gil_enabled", lambda: True)()
+    return steps
+
+
+@pytest.mark.parametrize("workers", WORKERS)
+def test_native_spin(benchmark: Any, workers: int) -> None:
+    assert bench_world(benchmark, SpinRun(native=True, workers=workers)) == 4_000
+
+
+@pytest.mark.parametrize("workers", [0, 1, 2])
+def test_python_spin(benchmark: Any, workers: int) -> None:
+    assert bench_world(benchmark, SpinRun(native=False, workers=workers, steps=1_000), rounds=2) == 1_000
+
+
+@pytest.mark.parametrize("high", [False, True], ids=["low", "high"])
+def test_budget_contention(benchmark: Any, high: bool) -> None:
+    assert bench_world(benchmark, ContentionRun(high=high)) == 2_000
+
+
+def test_hot_cell_cold_latency(benchmark: Any) -> None:
+    lat = benchmark.pedantic(hol_cold_latency, rounds=1, iterations=1)
+    benchmark.extra_info["cold_latency_steps_median"] = statistics.median(lat)
+    benchmark.extra_info["cold_latency_steps_max"] = max(lat)
+    assert len(lat) == 20
