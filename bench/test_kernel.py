@@ -13,9 +13,11 @@ import pytest
 from workloads import KernelRun
 
 
-@pytest.mark.parametrize("durability", ["group", "none"])
-def test_serial_kernel_counter_10k_cells(benchmark: Any, durability: str) -> None:
-    wl = KernelRun(events=20_000, durability=durability)
+@pytest.mark.parametrize("durability, workers", [("group", 0), ("none", 0), ("group", 1)],
+                         ids=["group-inline", "none-inline", "group-threads1"])
+def test_serial_kernel_counter_10k_cells(benchmark: Any, durability: str, workers: int) -> None:
+    """Inline (the serial kernel), and the threads executor with one worker on the same load."""
+    wl = KernelRun(events=20_000, durability=durability, workers=workers)
     holder: dict[str, Any] = {}
 
     def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -31,3 +33,4 @@ def test_serial_kernel_counter_10k_cells(benchmark: Any, durability: str) -> Non
     benchmark.extra_info["steps"] = steps
     benchmark.extra_info["steps_per_s"] = round(steps / benchmark.stats.stats.median)
     benchmark.extra_info["durability"] = durability
+    benchmark.extra_info["workers"] = workers

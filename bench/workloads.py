@@ -35,10 +35,11 @@ class KernelRun:
     events: int = 20_000
     cells: int = CELLS
     durability: str = "group"
+    workers: int = 0  # the serial kernel; >= 1 measures the threads executor's overhead
 
     def setup(self) -> tuple[aos.World, Path]:
         tmp = Path(tempfile.mkdtemp(prefix="aos-bench-"))
-        w = aos.World.open(tmp / "w", counter_manifest(), durability=self.durability,
+        w = aos.World.open(tmp / "w", counter_manifest(), durability=self.durability, workers=self.workers,
                            snapshot_every=0, snapshot_on_close=False)
         for schema, value in counter_events(self.events, self.cells):
             w.submit(schema, value)

@@ -67,3 +67,18 @@ def test_cold_cell_is_ticketed_right_behind_a_hot_cell(tmp_path: Path) -> None:
     tickets = [r.event_id for _e, r in JournalReader(tmp_path / "w" / "journal", m.era).records()
                if getattr(r, "key", None) == "cold"]
     assert tickets == [102]
+
+
+def test_default_workers_follow_what_can_run_in_parallel() -> None:
+    import os
+    import sys
+
+    from aos.examples import spin
+    from aos.world import default_workers
+
+    py = make_counter_manifest()
+    native = make_counter_manifest()
+    native.native_reducer("test/Spin@1", events=["test/Add@1"], fn=spin.REDUCER, user=1, code_id="s")
+    free_threaded = not getattr(sys, "_is_gil_enabled", lambda: True)()
+    assert default_workers(py) == ((os.cpu_count() or 1) if free_threaded else 0)
+    assert default_workers(native) == (os.cpu_count() or 1)

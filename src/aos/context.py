@@ -55,7 +55,10 @@ class StepContext:
 
     @property
     def seed(self) -> bytes:
-        return self.rng.seed
+        """The step's 32-byte seed: BLAKE3 of ``[event_id, reducer, key]``."""
+        if self._rng is not None:
+            return self._rng.seed
+        return step_seed(self.event_id, self.reducer, self.key)
 
     @property
     def rng(self) -> Rng:

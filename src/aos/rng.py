@@ -21,8 +21,11 @@ _BLOCK = 256
 
 
 def step_seed(event_id: int, reducer: str, key: Any) -> bytes:
-    """The 32-byte seed of the step with ticket ``event_id`` on cell (reducer, key)."""
-    return canonical.digest(canonical.encode([event_id, reducer, key]))
+    """The 32-byte seed of the step with ticket ``event_id`` on cell (reducer, key).
+
+    ``key`` is a cell key that passed admission (str, int, bytes or None).
+    """
+    return canonical.digest(canonical.encode_trusted([event_id, reducer, key]))
 
 
 class Rng:

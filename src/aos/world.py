@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -71,6 +72,14 @@ def read_meta(path: Path, manifest: Manifest) -> dict[str, Any]:
         raise StorageError(f"{meta_path}: malformed world metadata: {exc}") from None
     check_compatible(stored, manifest)
     return meta
+
+
+def default_workers(manifest: Manifest) -> int:
+    """Worker threads by default: one per CPU where they can run steps in parallel, else 0."""
+    gil = getattr(sys, "_is_gil_enabled", lambda: True)()
+    if not gil or any(spec.native is not None for spec in manifest.reducers.values()):
+        return os.cpu_count() or 1
+    return 0
 
 
 class World:
@@ -130,9 +139,12 @@ class World:
         :class:`InvariantViolation` after journaling it), ``"record"`` (kept in
         ``World.violations``) or a callable called with each violation.
 
-        ``workers``: worker threads computing steps (default: the number of
-        CPUs); 0 runs every step on the calling thread (the inline executor,
-        the reference every parallel run equals). ``worker_delay(event_id)``
+        ``workers``: worker threads computing steps; 0 runs every step on the
+        calling thread (the inline executor, the reference every parallel run
+        equals). The default is the number of CPUs where threads can run steps
+        in parallel — the manifest has a native reducer, or the interpreter
+        runs without the GIL — and 0 otherwise, where threads would only add
+        hand-over costs to Python reducers that hold the GIL. ``worker_delay(event_id)``
         -> seconds makes workers sleep before a step (for tests that shuffle
         timing). ``max_queued`` bounds the inputs waiting in mailboxes (see
         :meth:`submit` for what happens when it is reached).
@@ -146,7 +158,7 @@ class World:
         if effects not in MODES:
             raise ValueError(f"effects must be one of {MODES}, got {effects!r}")
         if workers is None:
-            workers = os.cpu_count() or 1
+            workers = default_workers(manifest)
         if type(workers) is not int or workers < 0:
             raise ValueError(f"workers must be an int >= 0, got {workers!r}")
         if type(max_queued) is not int or max_queued < 1:
