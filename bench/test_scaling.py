@@ -67,3 +67,25 @@ def test_hot_cell_cold_latency(benchmark: Any) -> None:
     benchmark.extra_info["cold_latency_steps_median"] = statistics.median(lat)
     benchmark.extra_info["cold_latency_steps_max"] = max(lat)
     assert len(lat) == 20
+
+
+@pytest.mark.parametrize("straggler_ms", [0, 20])
+def test_straggler(benchmark: Any, straggler_ms: int) -> None:
+    """One 20 ms step among 2,000 native 200 µs steps, 2 workers.
+
+    Without an idle barrier the other worker keeps computing other cells'
+    steps meanwhile, so the run takes about half the straggler longer, not
+    the whole straggler (with a barrier per tick the other worker would idle
+    through it).
+    """
+    wl = SpinRun(native=True, workers=2, steps=2_000)
+    slow = straggler_ms / 1000.0
+
+    def setup_with_delay() -> tuple[Any, Any]:
+        w, tmp = SpinRun.setup(wl)
+        w._executor.delay = (lambda event_id: slow if event_id == 500 else 0.0) if slow else None
+        return w, tmp
+
+    wl.setup = setup_with_delay  # type: ignore[method-assign]
+    assert bench_world(benchmark, wl) == 2_000
+    benchmark.extra_info["straggler_ms"] = straggler_ms

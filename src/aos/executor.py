@@ -138,8 +138,9 @@ class ThreadsExecutor:
         self.committer = Committer(kernel)
         self.workers = workers
         self.delay = delay
-        # In flight at most: the sequencer's window bounds it anyway (ticket n waits for n - window).
-        self.lookahead = max(1, min(kernel.window, lookahead or 4 * workers))
+        # Tickets in flight at most. The window bounds it anyway (ticket n waits for n - window);
+        # using all of it lets other cells flow past a slow step for as long as possible.
+        self.lookahead = max(1, min(kernel.window, lookahead or kernel.window))
         self._pipe = Pipeline(self.lookahead + 1)
         self._error: BaseException | None = None
         self._threads: list[threading.Thread] = []
@@ -165,8 +166,8 @@ class ThreadsExecutor:
         pipe, busy, delay, clock = self._pipe, self._busy, self.delay, time.perf_counter
         while (ticket := pipe.take()) is not None:
             try:
-                if delay is not None:
-                    time.sleep(delay(ticket.event_id))
+                if delay is not None and (pause := delay(ticket.event_id)) > 0:
+                    time.sleep(pause)
                 t0 = clock()
                 result = compute(ticket)
                 busy[index] += clock() - t0
