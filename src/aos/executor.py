@@ -196,6 +196,10 @@ class ThreadsExecutor:
         steps = 0
         held = False  # a barrier ticket was assigned or inputs wait: no more until everything committed
         clock, assigned_at, latency = time.perf_counter, {}, self.latency
+        # In-flight depth adapts (timing only, never the ticket order): a stale read that made the
+        # committer compute a step again halves it; a run of clean commits widens it again.
+        depth, floor = self.lookahead, min(self.lookahead, 2 * self.workers)
+        reexecutions, clean = k.reexecutions, 0
         try:
             while True:
                 # Commit every result that is next in ticket order.
@@ -204,6 +208,10 @@ class ThreadsExecutor:
                     committed += 1
                     steps += 1
                     latency.add(clock() - assigned_at.pop(committed))
+                    if k.reexecutions != reexecutions:
+                        reexecutions, depth, clean = k.reexecutions, max(floor, depth // 2), 0
+                    elif depth < self.lookahead and (clean := clean + 1) >= depth:
+                        depth, clean = depth + 1, 0
                     if after is not None:
                         after(committed)
                 if self._error is not None:
@@ -216,7 +224,7 @@ class ThreadsExecutor:
                     held = True  # inputs are waiting: let what is in flight commit first
                 # Assign what is already determined, up to the lookahead and max_steps.
                 idle = False
-                while not held and assigned - committed < self.lookahead and (
+                while not held and assigned - committed < depth and (
                         max_steps is None or assigned - start < max_steps):
                     t = poll(committed)
                     if t is None:
@@ -245,6 +253,8 @@ class ThreadsExecutor:
                 committed += 1
                 steps += 1
                 latency.add(clock() - assigned_at.pop(committed))
+                if k.reexecutions != reexecutions:
+                    reexecutions, depth, clean = k.reexecutions, max(floor, depth // 2), 0
                 if after is not None:
                     after(committed)
         except BaseException:
