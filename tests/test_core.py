@@ -153,3 +153,41 @@ def test_poll_releases_pending_only_when_everything_committed() -> None:
     s.deliver_emitted(1, 1, 5)
     assert s.poll(0) is False
     assert s.poll(1) == (2, 1, 5)
+
+
+def test_priority_classes_serve_urgent_cells_first() -> None:
+    s = Sequencer(window=8, aging=1000)
+    s.deliver(10, 0, 2)
+    s.deliver(11, 1, 1)
+    s.deliver(12, 2, 0)
+    s.deliver(13, 3, 1)
+    assert [s.next()[1] for _ in range(4)] == [12, 11, 13, 10]
+
+
+def test_aging_serves_a_long_waiting_low_priority_cell() -> None:
+    s = Sequencer(window=8, aging=5)
+    s.deliver(99, 0, 3)  # background class
+    for i in range(20):
+        s.deliver(1, 100 + i, 0)  # an urgent cell with many inputs
+    order = [s.next()[1] for _ in range(8)]
+    # the background cell waited 5 tickets: then it is served before the urgent one
+    assert order == [1, 1, 1, 1, 1, 99, 1, 1]
+
+
+def test_export_restore_keeps_classes_and_waits() -> None:
+    a = Sequencer(window=4, aging=6)
+    for i in range(30):
+        a.deliver(i % 9, i, i % 4)
+    for _ in range(7):
+        t, c, i = a.next()
+        a.deliver_emitted(t, (c + 5) % 13, 500 + i, (c + 1) % 4)
+    b = Sequencer.from_state(a.export_state())
+    assert b.export_state() == a.export_state()
+    assert drain(a) == drain(b)
+
+
+def test_invalid_priority() -> None:
+    with pytest.raises(ValueError, match="priority"):
+        Sequencer().deliver(0, 0, 4)
+    with pytest.raises(ValueError, match="aging"):
+        Sequencer(aging=0)

@@ -65,7 +65,7 @@ class Committer:
                 for emit, routes in zip(result.emits, result.routes, strict=True):
                     inbox.put(seq, emit.schema, emit.value, len(routes))
                     for spec, key in routes:
-                        deliver(t.event_id, cells.id_of(spec, key), seq)
+                        deliver(t.event_id, cells.id_of(spec, key), seq, spec.priority)
                     seq += 1
                 k.next_seq = seq
             if result.intents:
@@ -112,4 +112,4 @@ class Committer:
                     "cap": intent.cap, "kind": intent.kind, "reason": decision.reason, "intent_hash": h,
                     "idempotency_key": intent.idempotency_key})
                 k.inbox.put(seq, DENIED_SCHEMA, value, 1)
-                k.sequencer.deliver_emitted(t.event_id, t.cid, seq)
+                k.sequencer.deliver_emitted(t.event_id, t.cid, seq, t.spec.priority)

@@ -30,9 +30,10 @@ from aos.receipt import Receipt, ReceiptSigner
 from aos.records import EventAdmitted, ReceiptAppended, Record
 from aos.worker import StepResult, Ticket, compute
 
-__all__ = ["Kernel", "Sink", "Inbox", "DEFAULT_WINDOW"]
+__all__ = ["Kernel", "Sink", "Inbox", "DEFAULT_WINDOW", "DEFAULT_AGING"]
 
 DEFAULT_WINDOW = 64
+DEFAULT_AGING = 256
 
 
 class Sink(Protocol):
@@ -68,13 +69,13 @@ class Kernel:
     """Cells + sequencer + inbox; admission and ticketing."""
 
     def __init__(self, manifest: Manifest, sink: Sink, window: int = DEFAULT_WINDOW,
-                 signer: ReceiptSigner | None = None) -> None:
+                 signer: ReceiptSigner | None = None, aging: int = DEFAULT_AGING) -> None:
         self.manifest = manifest
         self.admission = Admission(manifest)
         self.sink = sink
         self.signer = signer
         self.cells = CellTable()
-        self.sequencer = Sequencer(window=window)
+        self.sequencer = Sequencer(window=window, aging=aging)
         self.inbox = Inbox()
         self.ledger = Ledger(manifest)
         self.outbox = Outbox()
@@ -104,7 +105,7 @@ class Kernel:
         self.inbox.put(seq, adm.schema, adm.value, len(adm.routes))
         cells, deliver = self.cells, self.sequencer.deliver
         for spec, key in adm.routes:
-            deliver(cells.id_of(spec, key), seq)
+            deliver(cells.id_of(spec, key), seq, spec.priority)
         return seq
 
     def admit_recorded(self, rec: EventAdmitted) -> None:
@@ -150,8 +151,8 @@ class Kernel:
                                   "payload": canonical.decode_trusted(r.payload), "intent_hash": r.intent_hash,
                                   "idempotency_key": effect.idempotency_key})
         self.inbox.put(seq, RECEIPT_SCHEMA, value, 1)
-        cid = self.cells.id_of(self.manifest.get(effect.reducer), effect.key)
-        self.sequencer.deliver(cid, seq)
+        spec = self.manifest.get(effect.reducer)
+        self.sequencer.deliver(self.cells.id_of(spec, effect.key), seq, spec.priority)
         return seq
 
     def admit_receipt_recorded(self, rec: ReceiptAppended) -> None:

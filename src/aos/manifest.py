@@ -69,6 +69,7 @@ class ReducerSpec:
     events: tuple[str, ...]
     code_id: str
     native: Any = None  # an aos._core.native.NativeReducer for native reducers
+    priority: int = 1  # scheduling class: 0 is served first, 3 last (with aging)
 
     @property
     def keyed(self) -> bool:
@@ -76,7 +77,7 @@ class ReducerSpec:
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "key": self.key, "events": list(self.events), "code": self.code_id,
-                "native": self.native is not None}
+                "native": self.native is not None, "priority": self.priority}
 
 
 def _native_placeholder(ctx: Any, state: Any, event: Any) -> Any:
@@ -156,27 +157,31 @@ class Manifest:
 
     # ----------------------------------------------------------- building
     def reducer(self, name: str, *, events: list[str] | tuple[str, ...], key: str | None = None,
-                code_id: str | None = None) -> Callable[[Reducer], Reducer]:
+                code_id: str | None = None, priority: int = 1) -> Callable[[Reducer], Reducer]:
         """Register ``fn(ctx, state, event) -> new_state`` as reducer ``name``.
 
         ``key`` names the event field whose value selects the cell; without it
         the reducer is a single cell. ``code_id`` overrides the code identity
-        (e.g. to cover helper functions the reducer calls).
+        (e.g. to cover helper functions the reducer calls). ``priority`` is
+        the cells' scheduling class: 0 is served first, then 1 (the default),
+        2, 3; a ready cell that waited ``aging`` tickets is served regardless.
         """
-        evs = self._check_reducer(name, events, key)
+        evs = self._check_reducer(name, events, key, priority)
 
         def register(fn: Reducer) -> Reducer:
             if not callable(fn):
                 raise ManifestError(f"reducer {name}: {fn!r} is not callable")
             cid = code_id if code_id is not None else code_identity(fn)
-            self.reducers[name] = ReducerSpec(name, fn, key, evs, cid)
+            self.reducers[name] = ReducerSpec(name, fn, key, evs, cid, None, priority)
             self._rebuild()
             return fn
 
         return register
 
-    def _check_reducer(self, name: str, events: Any, key: str | None) -> tuple[str, ...]:
+    def _check_reducer(self, name: str, events: Any, key: str | None, priority: int) -> tuple[str, ...]:
         _check_name("reducer name", name)
+        if type(priority) is not int or not 0 <= priority <= 3:
+            raise ManifestError(f"reducer {name}: priority must be an int from 0 (first) to 3, got {priority!r}")
         if name in self.reducers:
             raise ManifestError(f"reducer {name} is declared twice in manifest {self.name}")
         if key is not None and (not isinstance(key, str) or not FIELD_RE.match(key)):
@@ -192,7 +197,7 @@ class Manifest:
         return evs
 
     def native_reducer(self, name: str, *, events: list[str] | tuple[str, ...], fn: Any, code_id: str,
-                       key: str | None = None, user: Any = None) -> ReducerSpec:
+                       key: str | None = None, user: Any = None, priority: int = 1) -> ReducerSpec:
         """Register a native reducer (the C ABI of ``aos/_core/include/aos_native.h``).
 
         ``fn`` is a PyCapsule named ``"aos.reducer.v1"`` holding an
@@ -203,14 +208,14 @@ class Manifest:
         """
         from aos._core.native import NativeReducer
 
-        evs = self._check_reducer(name, events, key)
+        evs = self._check_reducer(name, events, key, priority)
         if not isinstance(code_id, str) or not code_id:
             raise ManifestError(f"native reducer {name}: code_id must name the code's version")
         try:
             native = NativeReducer(fn, user)
         except TypeError as exc:
             raise ManifestError(f"native reducer {name}: {exc}") from None
-        spec = ReducerSpec(name, _native_placeholder, key, evs, "native:" + code_id, native)
+        spec = ReducerSpec(name, _native_placeholder, key, evs, "native:" + code_id, native, priority)
         self.reducers[name] = spec
         self._rebuild()
         return spec

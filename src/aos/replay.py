@@ -179,7 +179,7 @@ class Replay:
         """Replay everything; return the snapshot hash (hex) of the replayed cells."""
         reader = JournalReader(self.path / "journal", self.manifest.era)
         sink = VerifyingSink(reader.entries())
-        kernel = Kernel(self.manifest, sink, window=self.meta["window"])
+        kernel = Kernel(self.manifest, sink, window=self.meta["window"], aging=self.meta["aging"])
         replay_entries(kernel, sink, progress)
         self.kernel = kernel
         return kernel.cells.snapshot_hash().hex()

@@ -60,15 +60,16 @@ def encode_snapshot(kernel: Kernel, era: bytes, position: Position) -> tuple[byt
 
     sequencer = {
         "next_ticket": seq_state["next_ticket"],
-        "ring": [ref(c) for c in seq_state["ring"]],
+        "rings": [[[ref(c), since] for c, since in ring] for ring in seq_state["rings"]],
         "mailboxes": seq_state["mailboxes"],
-        "pending": [[v, ref(c), i] for v, c, i in seq_state["pending"]],
+        "pending": [[v, ref(c), i, k] for v, c, i, k in seq_state["pending"]],
     }
     inbox = [[seq, e[0], e[1], e[2]] for seq, e in sorted(kernel.inbox.events.items())]
     doc = {
         "format": SNAPSHOT_FORMAT,
         "era": era,
         "window": kernel.window,
+        "aging": kernel.sequencer.aging,
         "position": position.to_wire(),
         "event_id": kernel.last_event_id,
         "next_seq": kernel.next_seq,
@@ -123,8 +124,8 @@ def load_snapshot(path: Path, kernel: Kernel, era: bytes) -> Position:
             raise SnapshotCorruptError(where, f"unknown snapshot format {doc.get('format')!r}")
         if doc["era"] != era:
             raise SnapshotCorruptError(where, "snapshot was written under another era")
-        if doc["window"] != kernel.window:
-            raise SnapshotCorruptError(where, f"snapshot window {doc['window']} differs from the world's")
+        if doc["window"] != kernel.window or doc["aging"] != kernel.sequencer.aging:
+            raise SnapshotCorruptError(where, "snapshot window or aging differs from the world's")
         position = Position.from_wire(doc["position"])
         if position.index != snapshot_index(path):
             raise SnapshotCorruptError(where, "record index in the file name disagrees with the content")
@@ -143,10 +144,11 @@ def load_snapshot(path: Path, kernel: Kernel, era: bytes) -> Position:
         sq = doc["sequencer"]
         kernel.sequencer = Sequencer.from_state({
             "window": kernel.window,
+            "aging": kernel.sequencer.aging,
             "next_ticket": sq["next_ticket"],
-            "ring": [cid_of[r] for r in sq["ring"]],
+            "rings": [[[cid_of[r], since] for r, since in ring] for ring in sq["rings"]],
             "mailboxes": sq["mailboxes"],
-            "pending": [[v, cid_of[r], i] for v, r, i in sq["pending"]],
+            "pending": [[v, cid_of[r], i, k] for v, r, i, k in sq["pending"]],
         })
         for seq, schema, value, left in doc["inbox"]:
             kernel.inbox.put(seq, schema, value, left)

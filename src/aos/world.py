@@ -41,7 +41,7 @@ from aos.errors import (
 from aos.executor import Hooks, InlineExecutor, RunResult, ThreadsExecutor
 from aos.files import write_atomic
 from aos.journal import DEFAULT_SEGMENT_BYTES, Durability, Journal, JournalReader, Position
-from aos.kernel import DEFAULT_WINDOW, Kernel
+from aos.kernel import DEFAULT_AGING, DEFAULT_WINDOW, Kernel
 from aos.manifest import Manifest, check_compatible
 from aos.outbox import QueuedEffect
 from aos.receipt import SECRET_FILE, Receipt, ReceiptSigner, create_secret, load_secret
@@ -65,7 +65,7 @@ def read_meta(path: Path, manifest: Manifest) -> dict[str, Any]:
         if meta.get("format") != WORLD_FORMAT:
             raise StorageError(f"{meta_path}: unknown world format {meta.get('format')!r}")
         stored = meta["manifest"]
-        _ = meta["window"]
+        _ = meta["window"], meta["aging"]
     except (AosError, KeyError, AttributeError, TypeError) as exc:
         if isinstance(exc, StorageError):
             raise
@@ -117,7 +117,7 @@ class World:
     # ----------------------------------------------------------- opening
     @classmethod
     def open(cls, path: str | os.PathLike[str], manifest: Manifest, *, create: bool = True,
-             durability: Durability | str = "group", window: int | None = None,
+             durability: Durability | str = "group", window: int | None = None, aging: int | None = None,
              snapshot_every: int = 10_000, keep_snapshots: int = 3, snapshot_on_close: bool = True,
              segment_bytes: int = DEFAULT_SEGMENT_BYTES, adapters: Mapping[str, Adapter] | None = None,
              effects: str = "background",
@@ -129,7 +129,9 @@ class World:
         ``durability``: ``"group"`` (default), ``"always"``, ``"none"`` or a
         :class:`Durability`. ``window``: how many tickets after a step its
         emitted events become schedulable (fixed when the world is created;
-        default 64). ``snapshot_every``: write a snapshot after every N-th
+        default 64). ``aging``: tickets after which a ready cell of a lower
+        priority class is served before more urgent ones (fixed at creation;
+        default 256). ``snapshot_every``: write a snapshot after every N-th
         ticket (0: only on close and on request).
 
         ``adapters`` maps effect kinds to adapters (added to the built-in
@@ -172,9 +174,12 @@ class World:
                 raise StorageError(f"{p} exists and is not an aos world (no {META}); refusing to use it")
             p.mkdir(parents=True, exist_ok=True)
             meta = {"format": WORLD_FORMAT, "manifest": manifest.describe(),
-                    "window": DEFAULT_WINDOW if window is None else window}
+                    "window": DEFAULT_WINDOW if window is None else window,
+                    "aging": DEFAULT_AGING if aging is None else aging}
             if type(meta["window"]) is not int or meta["window"] < 1:
                 raise ValueError(f"window must be an int >= 1, got {window!r}")
+            if type(meta["aging"]) is not int or meta["aging"] < 1:
+                raise ValueError(f"aging must be an int >= 1, got {aging!r}")
             create_secret(p)
             write_atomic(p / META, canonical.encode(meta, where="world metadata"))
         lock_fd = os.open(p / "world.lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -186,6 +191,8 @@ class World:
             meta = read_meta(p, manifest)
             if window is not None and window != meta["window"]:
                 raise ManifestMismatchError(f"world {p} has window {meta['window']}, not {window}")
+            if aging is not None and aging != meta["aging"]:
+                raise ManifestMismatchError(f"world {p} has aging {meta['aging']}, not {aging}")
             secret = load_secret(p)
             if secret is None:
                 raise StorageError(f"world {p}: {SECRET_FILE} is missing or unreadable (receipts cannot be "
@@ -193,7 +200,7 @@ class World:
             signer = ReceiptSigner(secret)
             journal = Journal.open(p / "journal", manifest.era, dur, segment_bytes)
             try:
-                kernel, start = cls._recover(p, manifest, journal, meta["window"], signer)
+                kernel, start = cls._recover(p, manifest, journal, meta["window"], signer, meta["aging"])
             except BaseException:
                 journal.close()
                 raise
@@ -218,18 +225,18 @@ class World:
 
     @staticmethod
     def _recover(p: Path, manifest: Manifest, journal: Journal, window: int,
-                 signer: ReceiptSigner) -> tuple[Kernel, Position | None]:
+                 signer: ReceiptSigner, aging: int) -> tuple[Kernel, Position | None]:
         """Newest usable snapshot + replay of the journal after it."""
         reader = JournalReader(p / "journal", manifest.era)
         start = None
-        kernel = Kernel(manifest, journal, window=window, signer=signer)
+        kernel = Kernel(manifest, journal, window=window, signer=signer, aging=aging)
         for snap in reversed(list_snapshots(p / "snapshots")):
             if snapshot_index(snap) > journal.index:
                 # Its position was torn off the journal (possible only when the journal
                 # was damaged after the snapshot): it can never be valid again.
                 snap.unlink()
                 continue
-            kernel = Kernel(manifest, journal, window=window, signer=signer)
+            kernel = Kernel(manifest, journal, window=window, signer=signer, aging=aging)
             start = load_snapshot(snap, kernel, manifest.era)
             break
         sink = VerifyingSink(reader.entries(start), journal)

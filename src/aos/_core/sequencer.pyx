@@ -39,6 +39,11 @@ cdef struct Pending:
     int64_t visible_at
     int64_t cell
     int64_t input
+    int64_t cls
+
+
+cdef enum:
+    NCLASS = 4  # priority classes: 0 is served first
 
 
 cdef class Sequencer:
@@ -48,6 +53,7 @@ cdef class Sequencer:
     cdef int64_t* depth
     cdef int64_t* last      # the last ticket each cell was given (0: none)
     cdef int64_t* since     # the ticket current when the cell last entered the ring
+    cdef char* cls          # the cell's priority class
     cdef char* in_ring
     cdef int64_t ncells
     cdef int64_t cell_cap
@@ -56,11 +62,13 @@ cdef class Sequencer:
     cdef int64_t node_cap
     cdef int64_t free_node
     cdef int64_t node_used
-    # ready ring (FIFO of cell ids)
-    cdef int64_t* ring
+    # ready rings (one FIFO of cell ids per priority class)
+    cdef int64_t* ring[NCLASS]
     cdef int64_t ring_cap
-    cdef int64_t ring_head
-    cdef int64_t ring_len
+    cdef int64_t ring_head[NCLASS]
+    cdef int64_t ring_count[NCLASS]
+    cdef int64_t ring_len   # cells in all rings
+    cdef readonly int64_t aging
     # emitted inputs waiting for their visibility ticket (FIFO, visible_at non-decreasing)
     cdef Pending* pend
     cdef int64_t pend_cap
@@ -77,17 +85,25 @@ cdef class Sequencer:
     cdef readonly int64_t wait_max_ticket
     cdef readonly int64_t queued_max
 
-    def __cinit__(self, int64_t window=64, int64_t first_ticket=1):
+    def __cinit__(self, int64_t window=64, int64_t first_ticket=1, int64_t aging=256):
+        cdef int k
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
+        if aging < 1:
+            raise ValueError(f"aging must be >= 1, got {aging}")
+        self.aging = aging
         if first_ticket < 1:
             raise ValueError(f"first_ticket must be >= 1, got {first_ticket}")
         self.window = window
         self.next_ticket = first_ticket
         self.head = self.tail = self.depth = self.last = self.since = NULL
         self.in_ring = NULL
+        self.cls = NULL
         self.nodes = NULL
-        self.ring = NULL
+        for k in range(NCLASS):
+            self.ring[k] = NULL
+            self.ring_head[k] = 0
+            self.ring_count[k] = 0
         self.pend = NULL
         self.free_node = -1
         self._grow_cells(64)
@@ -97,7 +113,10 @@ cdef class Sequencer:
 
     def __dealloc__(self):
         free(self.head); free(self.tail); free(self.depth); free(self.last); free(self.since); free(self.in_ring)
-        free(self.nodes); free(self.ring); free(self.pend)
+        free(self.cls); free(self.nodes); free(self.pend)
+        cdef int k
+        for k in range(NCLASS):
+            free(self.ring[k])
 
     # ---------------------------------------------------------------- growth
     cdef int _grow_cells(self, int64_t want) except -1:
@@ -131,6 +150,10 @@ cdef class Sequencer:
         if r == NULL:
             PyErr_NoMemory()
         self.in_ring = r
+        r = <char*>realloc(self.cls, cap * sizeof(char))
+        if r == NULL:
+            PyErr_NoMemory()
+        self.cls = r
         for i in range(self.cell_cap, cap):
             self.head[i] = -1
             self.tail[i] = -1
@@ -138,6 +161,7 @@ cdef class Sequencer:
             self.last[i] = 0
             self.since[i] = 0
             self.in_ring[i] = 0
+            self.cls[i] = 1
         self.cell_cap = cap
         return 0
 
@@ -157,19 +181,22 @@ cdef class Sequencer:
     cdef int _grow_ring(self, int64_t want) except -1:
         cdef int64_t cap = self.ring_cap if self.ring_cap else 64
         cdef int64_t i
+        cdef int k
+        cdef int64_t* r
         while cap < want:
             cap *= 2
         if cap == self.ring_cap:
             return 0
-        cdef int64_t* r = <int64_t*>malloc(cap * sizeof(int64_t))
-        if r == NULL:
-            PyErr_NoMemory()
-        for i in range(self.ring_len):
-            r[i] = self.ring[(self.ring_head + i) % self.ring_cap]
-        free(self.ring)
-        self.ring = r
+        for k in range(NCLASS):
+            r = <int64_t*>malloc(cap * sizeof(int64_t))
+            if r == NULL:
+                PyErr_NoMemory()
+            for i in range(self.ring_count[k]):
+                r[i] = self.ring[k][(self.ring_head[k] + i) % self.ring_cap]
+            free(self.ring[k])
+            self.ring[k] = r
+            self.ring_head[k] = 0
         self.ring_cap = cap
-        self.ring_head = 0
         return 0
 
     cdef int _grow_pending(self, int64_t want) except -1:
@@ -231,8 +258,31 @@ cdef class Sequencer:
         if not self.in_ring[cell]:
             self.in_ring[cell] = 1
             self.since[cell] = self.next_ticket
-            self.ring[(self.ring_head + self.ring_len) % self.ring_cap] = cell
-            self.ring_len += 1
+            self._ring_push(cell)
+
+    cdef inline void _ring_push(self, int64_t cell) noexcept nogil:
+        cdef int k = self.cls[cell]
+        self.ring[k][(self.ring_head[k] + self.ring_count[k]) % self.ring_cap] = cell
+        self.ring_count[k] += 1
+        self.ring_len += 1
+
+    cdef inline int _choose(self) noexcept nogil:
+        # The ring to serve next: the front that has waited `aging` tickets or more (the
+        # longest-waiting such front first), else the front of the most urgent class.
+        cdef int k, best = -1
+        cdef int64_t f, best_since = 0
+        for k in range(NCLASS):
+            if self.ring_count[k]:
+                f = self.ring[k][self.ring_head[k]]
+                if self.next_ticket - self.since[f] >= self.aging and (best < 0 or self.since[f] < best_since):
+                    best = k
+                    best_since = self.since[f]
+        if best >= 0:
+            return best
+        for k in range(NCLASS):
+            if self.ring_count[k]:
+                return k
+        return -1
 
     cdef inline void _release(self, int64_t upto, bint everything) noexcept nogil:
         cdef Pending* p
@@ -240,19 +290,24 @@ cdef class Sequencer:
             p = &self.pend[self.pend_head]
             if not everything and p.visible_at > upto:
                 break
+            if not self.in_ring[p.cell]:
+                self.cls[p.cell] = <char>p.cls  # a cell keeps its class while it is ready
             self._push_mailbox(p.cell, p.input)
             self.pend_head = (self.pend_head + 1) % self.pend_cap
             self.pend_len -= 1
 
     cdef inline bint _next(self, int64_t* ticket, int64_t* cell, int64_t* input) noexcept nogil:
         cdef int64_t c, idx, wait
+        cdef int k
         self._release(self.next_ticket, False)
         if self.ring_len == 0:
             if self.pend_len == 0:
                 return False
             self._release(0, True)
-        c = self.ring[self.ring_head]
-        self.ring_head = (self.ring_head + 1) % self.ring_cap
+        k = self._choose()
+        c = self.ring[k][self.ring_head[k]]
+        self.ring_head[k] = (self.ring_head[k] + 1) % self.ring_cap
+        self.ring_count[k] -= 1
         self.ring_len -= 1
         idx = self.head[c]
         input[0] = self.nodes[idx].input
@@ -271,8 +326,7 @@ cdef class Sequencer:
         self.depth[c] -= 1
         self.queued -= 1
         if self.depth[c] > 0:
-            self.ring[(self.ring_head + self.ring_len) % self.ring_cap] = c
-            self.ring_len += 1
+            self._ring_push(c)
             self.since[c] = self.next_ticket + 1
         else:
             self.in_ring[c] = 0
@@ -283,16 +337,20 @@ cdef class Sequencer:
         return True
 
     # ---------------------------------------------------------------- API
-    def deliver(self, int64_t cell, int64_t input):
-        """Queue ``input`` for ``cell``, visible to the next ticket."""
+    def deliver(self, int64_t cell, int64_t input, int priority=1):
+        """Queue ``input`` for ``cell`` (of priority class ``priority``), visible to the next ticket."""
+        if priority < 0 or priority >= NCLASS:
+            raise ValueError(f"priority class must be 0..{NCLASS - 1}, got {priority}")
         self._reserve(cell)
+        if not self.in_ring[cell]:
+            self.cls[cell] = <char>priority  # a cell keeps its class while it is ready
         # Pending inputs must stay ahead of later external ones when their
         # visibility point has come; release them first so order is kept.
         with nogil:
             self._release(self.next_ticket, False)
             self._push_mailbox(cell, input)
 
-    def deliver_emitted(self, int64_t emitter, int64_t cell, int64_t input):
+    def deliver_emitted(self, int64_t emitter, int64_t cell, int64_t input, int priority=1):
         """Queue ``input``, emitted by the step with ticket ``emitter``.
 
         It becomes visible at ticket ``emitter + window`` (or as soon as
@@ -300,6 +358,8 @@ cdef class Sequencer:
         """
         if emitter >= self.next_ticket:
             raise ValueError(f"emitter ticket {emitter} has not been assigned yet")
+        if priority < 0 or priority >= NCLASS:
+            raise ValueError(f"priority class must be 0..{NCLASS - 1}, got {priority}")
         cdef int64_t visible_at = emitter + self.window
         if self.pend_len > 0:
             if visible_at < self.pend[(self.pend_head + self.pend_len - 1) % self.pend_cap].visible_at:
@@ -312,6 +372,7 @@ cdef class Sequencer:
         p.visible_at = visible_at
         p.cell = cell
         p.input = input
+        p.cls = priority
         self.pend_len += 1
 
     def next(self):
@@ -338,7 +399,7 @@ cdef class Sequencer:
                 return -1  # a step in flight may still emit; its inputs decide what comes next
             if self.pend_len == 0:
                 return 0
-        elif self.last[self.ring[self.ring_head]] > committed:
+        elif self.last[self.ring[self._choose()][self.ring_head[self._choose()]]] > committed:
             return -1  # the cell's previous step has not committed: its state is not known yet
         return 1 if self._next(ticket, cell, input) else 0
 
@@ -380,51 +441,67 @@ cdef class Sequencer:
 
     # ------------------------------------------------------- persistence
     def export_state(self):
-        """The whole scheduling state as plain lists (for snapshots)."""
-        cdef int64_t k, c, idx
-        ring = []
+        """The whole scheduling state as plain lists (for snapshots).
+
+        ``rings`` holds, per priority class, ``[cell, since]`` in ring order;
+        ``mailboxes`` the inputs of those cells in the same order.
+        """
+        cdef int64_t i, c, idx
+        cdef int k
+        rings = []
         mail = []
-        for k in range(self.ring_len):
-            c = self.ring[(self.ring_head + k) % self.ring_cap]
-            ring.append(c)
-            inputs = []
-            idx = self.head[c]
-            while idx >= 0:
-                inputs.append(self.nodes[idx].input)
-                idx = self.nodes[idx].next
-            mail.append(inputs)
+        for k in range(NCLASS):
+            ring = []
+            for i in range(self.ring_count[k]):
+                c = self.ring[k][(self.ring_head[k] + i) % self.ring_cap]
+                ring.append([c, self.since[c]])
+                inputs = []
+                idx = self.head[c]
+                while idx >= 0:
+                    inputs.append(self.nodes[idx].input)
+                    idx = self.nodes[idx].next
+                mail.append(inputs)
+            rings.append(ring)
         pend = []
-        for k in range(self.pend_len):
-            p = self.pend[(self.pend_head + k) % self.pend_cap]
-            pend.append([p.visible_at, p.cell, p.input])
-        return {"next_ticket": self.next_ticket, "window": self.window,
-                "ring": ring, "mailboxes": mail, "pending": pend}
+        for i in range(self.pend_len):
+            p = self.pend[(self.pend_head + i) % self.pend_cap]
+            pend.append([p.visible_at, p.cell, p.input, p.cls])
+        return {"next_ticket": self.next_ticket, "window": self.window, "aging": self.aging,
+                "rings": rings, "mailboxes": mail, "pending": pend}
 
     @classmethod
     def from_state(cls, state):
         """Rebuild a sequencer from ``export_state()`` output."""
-        cdef Sequencer s = cls(window=state["window"], first_ticket=state["next_ticket"])
-        ring = state["ring"]
+        cdef Sequencer s = cls(window=state["window"], first_ticket=state["next_ticket"], aging=state["aging"])
+        rings = state["rings"]
         mail = state["mailboxes"]
-        if len(ring) != len(mail):
-            raise ValueError("sequencer state: ring and mailboxes differ in length")
-        for c, inputs in zip(ring, mail):
+        if len(rings) != NCLASS:
+            raise ValueError(f"sequencer state: expected {NCLASS} rings, got {len(rings)}")
+        entries = [(k, c, since) for k, ring in enumerate(rings) for c, since in ring]
+        if len(entries) != len(mail):
+            raise ValueError("sequencer state: rings and mailboxes differ in length")
+        for (k, c, since), inputs in zip(entries, mail):
             if not inputs:
                 raise ValueError(f"sequencer state: cell {c} is ready with an empty mailbox")
             if c < s.ncells and s.in_ring[c]:
-                raise ValueError(f"sequencer state: cell {c} appears twice in the ring")
+                raise ValueError(f"sequencer state: cell {c} appears twice in the rings")
+            s._reserve(c)
+            s.cls[c] = <char>k
             for i in inputs:
                 s._reserve(c)
                 s._push_mailbox(c, i)
+            s.since[c] = since
         last = None
-        for visible_at, c, i in state["pending"]:
+        for visible_at, c, i, k in state["pending"]:
             if last is not None and visible_at < last:
                 raise ValueError("sequencer state: pending inputs out of order")
+            if k < 0 or k >= NCLASS:
+                raise ValueError(f"sequencer state: bad priority class {k}")
             last = visible_at
             s._reserve(c)
             if s.pend_len + 1 > s.pend_cap:
                 s._grow_pending(s.pend_len + 1)
             s._ensure_room(1)
-            s.pend[(s.pend_head + s.pend_len) % s.pend_cap] = Pending(visible_at, c, i)
+            s.pend[(s.pend_head + s.pend_len) % s.pend_cap] = Pending(visible_at, c, i, k)
             s.pend_len += 1
         return s
