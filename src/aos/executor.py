@@ -20,6 +20,7 @@ from typing import Callable
 from aos._core import Pipeline
 from aos.committer import Committer
 from aos.kernel import Kernel
+from aos.worker import StepResult
 
 __all__ = ["InlineExecutor", "ThreadsExecutor", "RunResult", "Hooks"]
 
@@ -200,10 +201,14 @@ class ThreadsExecutor:
         # committer compute a step again halves it; a run of clean commits widens it again.
         depth, floor = self.lookahead, min(self.lookahead, 2 * self.workers)
         reexecutions, clean = k.reexecutions, 0
+        waited: StepResult | None = None  # the result the coordinator last waited for
         try:
             while True:
                 # Commit every result that is next in ticket order.
-                while committed < assigned and (result := pipe.result(committed + 1, False)) is not None:
+                while committed < assigned:
+                    result, waited = waited or pipe.result(committed + 1, False), None
+                    if result is None:
+                        break
                     commit(result)
                     committed += 1
                     steps += 1
@@ -246,17 +251,9 @@ class ThreadsExecutor:
                         break
                     continue
                 # Wait (without the GIL) for the next result in ticket order.
-                result = pipe.result(committed + 1, True)
-                if result is None:
+                waited = pipe.result(committed + 1, True)
+                if waited is None:
                     raise self._error or RuntimeError("worker pipeline failed")
-                commit(result)
-                committed += 1
-                steps += 1
-                latency.add(clock() - assigned_at.pop(committed))
-                if k.reexecutions != reexecutions:
-                    reexecutions, depth, clean = k.reexecutions, max(floor, depth // 2), 0
-                if after is not None:
-                    after(committed)
         except BaseException:
             self.close()
             raise

@@ -350,15 +350,16 @@ class World:
                 if not outer:
                     with self._cv:
                         self._runner = None
-                        self._at_quiet_arrivals()
+                        self._admit_arrivals()  # submitted just as the run ended
                         self._cv.notify_all()
 
-    def _at_quiet_arrivals(self) -> None:
-        while self._arrivals:  # submitted just as the run ended: admit them now
+    def _admit_arrivals(self) -> None:
+        """Admit events submitted from other threads (the caller holds ``_cv``; nothing is in flight)."""
+        while self._arrivals:
             arrival = self._arrivals.popleft()
             try:
                 arrival[1] = self._admit_event(arrival[0])
-            except BaseException as exc:
+            except BaseException as exc:  # e.g. a closed journal: the submitter must hear of it
                 arrival[1] = exc
 
     def _run(self, k: Kernel, max_steps: int | None, settle: bool | None, timeout: float | None) -> RunResult:
@@ -417,12 +418,7 @@ class World:
             self._admit_arrived()
         if self._arrivals:
             with self._cv:
-                while self._arrivals:
-                    arrival = self._arrivals.popleft()
-                    try:
-                        arrival[1] = self._admit_event(arrival[0])
-                    except BaseException as exc:  # e.g. a closed journal: the submitter must hear of it
-                        arrival[1] = exc
+                self._admit_arrivals()
                 self._cv.notify_all()
         elif self._room_waiters:
             with self._cv:
