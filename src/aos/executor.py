@@ -17,10 +17,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from aos._core import Pipeline
+from aos._core.coordinator import coordinate
+from aos._core.pipeline import Pipeline
 from aos.committer import Committer
 from aos.kernel import Kernel
-from aos.worker import StepResult
 
 __all__ = ["InlineExecutor", "ThreadsExecutor", "RunResult", "Hooks"]
 
@@ -188,72 +188,9 @@ class ThreadsExecutor:
     def run(self, max_steps: int | None = None, hooks: Hooks = Hooks()) -> RunResult:
         k = self.kernel
         self._start()
-        pipe = self._pipe
-        commit = self.committer.commit
-        poll = k.sequencer.poll
-        after, barrier, quiet, wants_quiet = hooks.after_commit, hooks.barrier, hooks.at_quiet, hooks.wants_quiet
         commits0, failures0 = k.commits, k.failures
-        committed = assigned = start = k.last_event_id  # nothing is in flight between runs
-        steps = 0
-        held = False  # a barrier ticket was assigned or inputs wait: no more until everything committed
-        clock, assigned_at, latency = time.perf_counter, {}, self.latency
-        # In-flight depth adapts (timing only, never the ticket order): a stale read that made the
-        # committer compute a step again halves it; a run of clean commits widens it again.
-        depth, floor = self.lookahead, min(self.lookahead, 2 * self.workers)
-        reexecutions, clean = k.reexecutions, 0
-        waited: StepResult | None = None  # the result the coordinator last waited for
         try:
-            while True:
-                # Commit every result that is next in ticket order.
-                while committed < assigned:
-                    result, waited = waited or pipe.result(committed + 1, False), None
-                    if result is None:
-                        break
-                    commit(result)
-                    committed += 1
-                    steps += 1
-                    latency.add(clock() - assigned_at.pop(committed))
-                    if k.reexecutions != reexecutions:
-                        reexecutions, depth, clean = k.reexecutions, max(floor, depth // 2), 0
-                    elif depth < self.lookahead and (clean := clean + 1) >= depth:
-                        depth, clean = depth + 1, 0
-                    if after is not None:
-                        after(committed)
-                if self._error is not None:
-                    raise self._error
-                if committed == assigned:
-                    held = False
-                    if quiet is not None:
-                        quiet()
-                if wants_quiet is not None and wants_quiet():
-                    held = True  # inputs are waiting: let what is in flight commit first
-                # Assign what is already determined, up to the lookahead and max_steps.
-                idle = False
-                while not held and assigned - committed < depth and (
-                        max_steps is None or assigned - start < max_steps):
-                    t = poll(committed)
-                    if t is None:
-                        idle = True
-                        break
-                    if t is False:
-                        break
-                    assigned = t[0]
-                    assigned_at[assigned] = clock()
-                    pipe.put(assigned, k.ticket(*t))
-                    if barrier is not None and barrier(assigned):
-                        held = True
-                if assigned - committed > self.max_inflight:
-                    self.max_inflight = assigned - committed
-                if committed == assigned:
-                    if held:
-                        continue  # the quiet point is here: admit, then go on
-                    if idle or (max_steps is not None and assigned - start >= max_steps):
-                        break
-                    continue
-                # Wait (without the GIL) for the next result in ticket order.
-                waited = pipe.result(committed + 1, True)
-                if waited is None:
-                    raise self._error or RuntimeError("worker pipeline failed")
+            steps = coordinate(self, k, max_steps, hooks)  # the loop, in aos/_core/coordinator.pyx
         except BaseException:
             self.close()
             raise

@@ -1,0 +1,100 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+# cython: freethreading_compatible=True
+"""The coordinator loop of the threads executor: sequencing and ticket-order commits.
+
+It runs on the thread that called ``World.run``. Each turn it commits every
+result that is next in ticket order, runs the world's hooks, assigns the
+tickets the sequencer has already determined (up to the in-flight depth,
+which adapts to stale reads) and then waits — in :class:`Pipeline`, without
+the GIL — for the next result. The commit itself and the hooks are Python
+(they touch Python objects); the loop's bookkeeping is typed C.
+"""
+
+from libc.stdint cimport int64_t
+
+
+cdef inline int64_t _max(int64_t a, int64_t b) noexcept nogil:
+    return a if a > b else b
+
+
+def coordinate(executor, kernel, object max_steps, hooks):
+    """Run the pipeline until nothing is left (or ``max_steps`` were assigned); return the steps committed."""
+    pipe = executor._pipe
+    poll = kernel.sequencer.poll
+    cdef int64_t committed = kernel.last_event_id  # nothing is in flight between runs
+    cdef int64_t assigned = committed
+    cdef int64_t start = committed
+    cdef int64_t steps = 0
+    cdef int64_t limit = -1 if max_steps is None else max_steps
+    cdef int64_t lookahead = executor.lookahead
+    cdef int64_t depth = lookahead
+    cdef int64_t floor = min(lookahead, 2 * executor.workers)
+    cdef int64_t clean = 0
+    cdef int64_t reexecutions = kernel.reexecutions
+    cdef int64_t max_inflight = executor.max_inflight
+    cdef bint held = False  # a barrier ticket was assigned or inputs wait: no more until all committed
+    cdef bint idle
+    commit = executor.committer.commit
+    ticket_of = kernel.ticket
+    latency = executor.latency
+    after, barrier, quiet, wants_quiet = hooks.after_commit, hooks.barrier, hooks.at_quiet, hooks.wants_quiet
+    from time import perf_counter as clock
+    assigned_at = {}
+    waited = None  # the result the loop last waited for
+    while True:
+        # Commit every result that is next in ticket order.
+        while committed < assigned:
+            result = waited if waited is not None else pipe.result(committed + 1, False)
+            waited = None
+            if result is None:
+                break
+            commit(result)
+            committed += 1
+            steps += 1
+            latency.add(clock() - assigned_at.pop(committed))
+            if kernel.reexecutions != reexecutions:
+                reexecutions = kernel.reexecutions
+                depth = _max(floor, depth // 2)
+                clean = 0
+            elif depth < lookahead:
+                clean += 1
+                if clean >= depth:
+                    depth += 1
+                    clean = 0
+            if after is not None:
+                after(committed)
+        if executor._error is not None:
+            raise executor._error
+        if committed == assigned:
+            held = False
+            if quiet is not None:
+                quiet()
+        if wants_quiet is not None and wants_quiet():
+            held = True  # inputs are waiting: let what is in flight commit first
+        # Assign what is already determined, up to the in-flight depth and max_steps.
+        idle = False
+        while not held and assigned - committed < depth and (limit < 0 or assigned - start < limit):
+            t = poll(committed)
+            if t is None:
+                idle = True
+                break
+            if t is False:
+                break
+            assigned = t[0]
+            assigned_at[assigned] = clock()
+            pipe.put(assigned, ticket_of(*t))
+            if barrier is not None and barrier(assigned):
+                held = True
+        if assigned - committed > max_inflight:
+            max_inflight = assigned - committed
+            executor.max_inflight = max_inflight
+        if committed == assigned:
+            if held:
+                continue  # the quiet point is here: admit, then go on
+            if idle or (limit >= 0 and assigned - start >= limit):
+                return steps
+            continue
+        # Wait (without the GIL) for the next result in ticket order.
+        waited = pipe.result(committed + 1, True)
+        if waited is None:
+            raise executor._error or RuntimeError("worker pipeline failed")
