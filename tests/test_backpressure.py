@@ -13,6 +13,8 @@ import aos
 from aos.journal import JournalReader
 from aos.records import EventAdmitted
 
+pytestmark = pytest.mark.parallel
+
 
 def manifest(sleep: float = 0.0) -> aos.Manifest:
     m = aos.Manifest("test/flood@1")

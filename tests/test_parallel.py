@@ -11,6 +11,8 @@ import aos
 from aos.journal import JournalReader
 from conftest import make_counter_manifest
 
+pytestmark = pytest.mark.parallel
+
 
 @pytest.mark.parametrize("workers", [0, 1, 3])
 def test_max_steps_is_exact_with_workers(tmp_path: Path, workers: int) -> None:
