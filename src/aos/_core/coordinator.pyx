@@ -28,7 +28,7 @@ def coordinate(executor, kernel, object max_steps, hooks):
     cdef int64_t limit = -1 if max_steps is None else max_steps
     cdef int64_t lookahead = executor.lookahead
     cdef int64_t depth = lookahead
-    cdef int64_t floor = min(lookahead, 2 * executor.workers)
+    cdef int64_t floor = min(lookahead, executor.workers)
     cdef int64_t clean = 0
     cdef int64_t reexecutions = kernel.reexecutions
     cdef int64_t max_inflight = executor.max_inflight
