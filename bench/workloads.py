@@ -181,3 +181,177 @@ def hol_cold_latency(workers: int = 2, hot: int = 10_000, cold: int = 20, native
         return latencies
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ------------------------------------------------------------- baselines
+def counter_reducer(ctx: Any, state: Any, event: Any) -> Any:
+    """The counter reducer of ``counter_manifest``, as a plain function (for the floor loop)."""
+    return {"n": (state or {"n": 0})["n"] + event.value["by"]}
+
+
+class _Event:
+    __slots__ = ("schema", "value")
+
+    def __init__(self, schema: str, value: Any) -> None:
+        self.schema, self.value = schema, value
+
+
+def floor_loop(events: int = 20_000, cells: int = CELLS) -> float:
+    """Seconds for a plain Python loop calling the counter reducer, no kernel (the floor)."""
+    evs = [_Event(s, v) for s, v in counter_events(events, cells)]
+    states: dict[Any, Any] = {}
+    t0 = time.perf_counter()
+    for ev in evs:
+        key = ev.value["id"]
+        states[key] = counter_reducer(None, states.get(key), ev)
+    return time.perf_counter() - t0
+
+
+_ES_COUNTER: Any = None
+
+
+def _es_counter() -> Any:
+    """The eventsourcing aggregate of a counter cell (defined once: the library registers its topic)."""
+    global _ES_COUNTER
+    if _ES_COUNTER is None:
+        from eventsourcing.domain import Aggregate, event
+
+        class Counter(Aggregate):
+            @event("Created")
+            def __init__(self, key: str, by: int) -> None:
+                self.key = key
+                self.n = by
+
+            @event("Incremented")
+            def increment(self, by: int) -> None:
+                self.n += by
+
+        _ES_COUNTER = Counter
+    return _ES_COUNTER
+
+
+def eventsourcing_run(persistence: str, events: int, cells: int = CELLS) -> float:
+    """Seconds for the counter workload in the eventsourcing library: one aggregate per cell, one event per step.
+
+    ``persistence``: ``"memory"`` (its plain-old-Python-objects store) or
+    ``"sqlite"`` (a SQLite file; each save is a committed transaction).
+    """
+    from eventsourcing.application import Application
+
+    Counter = _es_counter()
+    tmp = Path(tempfile.mkdtemp(prefix="aos-bench-es-"))
+    env = {} if persistence == "memory" else {"PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                                               "SQLITE_DBNAME": str(tmp / "events.db")}
+    try:
+        app = Application(env=env)
+        aggregates: dict[str, Any] = {}
+        work = [(v["id"], v["by"]) for _s, v in counter_events(events, cells)]
+        t0 = time.perf_counter()
+        for key, by in work:
+            agg = aggregates.get(key)
+            if agg is None:
+                agg = aggregates[key] = Counter(key, by)
+            else:
+                agg.increment(by)
+            app.save(agg)
+        elapsed = time.perf_counter() - t0
+        app.close()
+        return elapsed
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ----------------------------------------------------------------- replay
+def replay_vs_run(events: int = 20_000) -> tuple[float, float]:
+    """(seconds of the original run, seconds of ``aos.replay(...).verify()``) of the same journal."""
+    m = counter_manifest()
+    tmp = Path(tempfile.mkdtemp(prefix="aos-bench-"))
+    try:
+        with aos.World.open(tmp / "w", m, workers=0, snapshot_every=0, snapshot_on_close=False) as w:
+            for schema, value in counter_events(events):
+                w.submit(schema, value)
+            w.sync()
+            t0 = time.perf_counter()
+            w.run()
+            run = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        aos.replay(tmp / "w", m).verify()
+        return run, time.perf_counter() - t0
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ----------------------------------------------------------------- memory
+MEMORY_SCRIPT = r"""
+import resource, sys, tempfile, shutil
+from pathlib import Path
+import aos
+cells = int(sys.argv[1])
+m = aos.Manifest("bench/memory@1")
+@m.reducer("bench/Cell@1", key="id", events=["bench/Set@1"], code_id="cell")
+def cell(ctx, state, event):
+    return event.value["v"]
+tmp = Path(tempfile.mkdtemp(prefix="aos-bench-rss-"))
+try:
+    with aos.World.open(tmp / "w", m, workers=0, durability="none", snapshot_every=0,
+                        snapshot_on_close=False) as w:
+        payload = "x" * 52  # with its CBOR head and map: about 64 bytes of state per cell
+        batch = 50_000
+        for start in range(0, cells, batch):
+            for i in range(start, min(cells, start + batch)):
+                w.submit("bench/Set@1", {"id": i, "v": {"p": payload, "i": i}})
+            w.run()
+        assert len(w.cells()) == cells
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+"""
+
+
+def peak_rss_mb(cells: int, python: str | None = None) -> float:
+    """Peak RSS (MB) of a fresh process holding a world of ``cells`` cells of ~64-byte state."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([python or sys.executable, "-c", MEMORY_SCRIPT, str(cells)], capture_output=True,
+                         text=True, check=True, timeout=1800)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------- journal
+def journal_vs_raw(records: int = 50_000, durability: str = "group") -> tuple[float, float]:
+    """(seconds to append ``records`` journal records, seconds to write the same bytes to a plain file).
+
+    Both write in the same groups and fsync after each group (``group``) or never (``none``).
+    """
+    import os
+
+    from aos.journal import Durability, Journal
+    from aos.records import StepCommitted
+
+    tmp = Path(tempfile.mkdtemp(prefix="aos-bench-"))
+    try:
+        era = bytes(32)
+        group = 1000
+        recs = [StepCommitted(i + 1, bytes([i % 256]) * 32) for i in range(records)]
+        j = Journal.open(tmp / "journal", era, Durability(durability, group_commits=group, group_ms=1e9))
+        t0 = time.perf_counter()
+        for r in recs:
+            j.append(r)
+            j.commit_point()
+        j.flush(sync=durability != "none")
+        journal = time.perf_counter() - t0
+        j.close()
+        data = b"".join(p.read_bytes() for p in sorted((tmp / "journal").iterdir()))
+        chunk = max(1, len(data) * group // records)
+        fd = os.open(tmp / "raw", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        t0 = time.perf_counter()
+        for off in range(0, len(data), chunk):
+            os.write(fd, data[off:off + chunk])
+            if durability != "none":
+                os.fsync(fd)
+        raw = time.perf_counter() - t0
+        os.close(fd)
+        return journal, raw
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,254 @@
+"""Every performance figure of aos beside its baseline, in one run.
+
+    python bench/report.py [--quick] [--json PATH] [--plot PATH] [--ft-python PATH]
+
+Runs the workloads of ``bench/workloads.py`` (the same ones the
+pytest-benchmark suites time), prints a Markdown table, writes the figures as
+JSON (``{"machine": {...}, "figures": {NAME: {"value", "unit", "min", "max",
+"runs", ...}}}``) and draws speed-up against workers with the ideal line.
+Ratios are computed per round from runs interleaved with their baseline, so
+drifts of the machine's speed cancel out; ``value`` is the median.
+``--quick`` uses small sizes (a smoke test, well under 3 minutes); its
+figures are not comparable with a full run. ``--ft-python`` names a
+free-threaded interpreter with aos installed, for ``python_ft_speedup_2w``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import workloads as wl  # noqa: E402
+
+GOALS = {
+    "kernel_vs_eventsourcing_mem": (">=", 5.0),
+    "native_speedup_2w": (">=", 1.9),
+    "threads1_vs_inline": ("<=", 1.10),
+    "contention_high_vs_low": (">=", 0.6),
+    "hol_cold_latency_steps": ("<=", 3.0),
+    "replay_vs_run": (">=", 1.5),
+    "rss_mb_1m_cells": ("<=", 400.0),
+}
+
+
+def timed(workload: Any) -> float:
+    """Seconds of ``workload.run`` on a fresh ``workload.setup()``."""
+    w, tmp = workload.setup()
+    try:
+        t0 = time.perf_counter()
+        workload.run(w)
+        return time.perf_counter() - t0
+    finally:
+        w.close()
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def figure(samples: list[float], unit: str, baseline: str = "", **extra: Any) -> dict[str, Any]:
+    return {"value": statistics.median(samples), "unit": unit, "min": min(samples), "max": max(samples),
+            "runs": len(samples), "baseline": baseline, **extra}
+
+
+class Report:
+    def __init__(self, quick: bool) -> None:
+        self.quick = quick
+        self.rounds = 2 if quick else 3
+        self.figures: dict[str, dict[str, Any]] = {}
+        self.speedups: dict[str, dict[int, float]] = {}
+
+    def rounds_of(self, fn: Callable[[], Any]) -> list[Any]:
+        return [fn() for _ in range(self.rounds)]
+
+    # ------------------------------------------------------------- kernel
+    def kernel(self) -> None:
+        events = 5_000 if self.quick else 20_000
+        sqlite_events = 500 if self.quick else 2_000
+        rows = self.rounds_of(lambda: (timed(wl.KernelRun(events=events)),
+                                       wl.eventsourcing_run("memory", events),
+                                       wl.eventsourcing_run("sqlite", sqlite_events),
+                                       wl.floor_loop(events)))
+        kernel = [events / r[0] for r in rows]
+        es_mem = [events / r[1] for r in rows]
+        es_sqlite = [sqlite_events / r[2] for r in rows]
+        floor = [events / r[3] for r in rows]
+        f = self.figures
+        f["kernel_steps_per_s"] = figure(kernel, "steps/s", "durable (group fsync), inline, 10,000 cells")
+        f["eventsourcing_mem_events_per_s"] = figure(es_mem, "events/s", "eventsourcing, in-memory store")
+        f["eventsourcing_sqlite_events_per_s"] = figure(es_sqlite, "events/s", "eventsourcing, SQLite file")
+        f["kernel_vs_eventsourcing_mem"] = figure([k / e for k, e in zip(kernel, es_mem, strict=True)], "x",
+                                                  "eventsourcing_mem_events_per_s")
+        f["floor_loop_steps_per_s"] = figure(floor, "steps/s", "plain loop calling the reducer, no kernel")
+
+    # ------------------------------------------------------------ scaling
+    def scaling(self) -> None:
+        cpus = os.cpu_count() or 1
+        workers = sorted({0, 1, 2, cpus})
+        steps = 800 if self.quick else 4_000
+        rows = self.rounds_of(lambda: {n: timed(wl.SpinRun(native=True, workers=n, steps=steps)) for n in workers})
+        speed = {n: statistics.median(r[0] / r[n] for r in rows) for n in workers if n}
+        self.speedups["native (vs inline)"] = speed
+        f = self.figures
+        f["native_speedup_2w"] = figure([r[0] / r[2] for r in rows], "x", "inline (0 workers)",
+                                        vs_1_worker=statistics.median(r[1] / r[2] for r in rows))
+        f["native_speedup_max_workers"] = figure([r[0] / r[cpus] for r in rows], "x", "inline (0 workers)",
+                                                 workers=cpus)
+        py_steps = 150 if self.quick else 600
+        py = self.rounds_of(lambda: {n: timed(wl.SpinRun(native=False, workers=n, steps=py_steps))
+                                     for n in (0, 1, 2)})
+        f["python_speedup_2w"] = figure([r[0] / r[2] for r in py], "x", "inline (0 workers)",
+                                        vs_1_worker=statistics.median(r[1] / r[2] for r in py))
+        self.speedups["Python, GIL (vs inline)"] = {n: statistics.median(r[0] / r[n] for r in py) for n in (1, 2)}
+
+    def free_threaded(self, python: str) -> None:
+        code = ("import json, sys; sys.path.insert(0, %r); import report; "
+                "print(json.dumps(report.ft_part(%r)))" % (str(Path(__file__).parent), self.quick))
+        out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True, timeout=1800)
+        rows = [{int(k): v for k, v in r.items()} for r in json.loads(out.stdout.strip().splitlines()[-1])]
+        self.figures["python_ft_speedup_2w"] = figure([r[0] / r[2] for r in rows], "x", "inline (0 workers)",
+                                                      vs_1_worker=statistics.median(r[1] / r[2] for r in rows),
+                                                      interpreter=python)
+        self.speedups["Python, free-threaded (vs inline)"] = {
+            n: statistics.median(r[0] / r[n] for r in rows) for n in (1, 2)}
+
+    # ------------------------------------------------------------- others
+    def overhead_and_contention(self) -> None:
+        events = 5_000 if self.quick else 20_000
+        rows = self.rounds_of(lambda: (timed(wl.KernelRun(events=events, workers=0)),
+                                       timed(wl.KernelRun(events=events, workers=1))))
+        self.figures["threads1_vs_inline"] = figure([r[1] / r[0] for r in rows], "x time",
+                                                    "inline, counter reducer (30 µs steps)")
+        steps = 600 if self.quick else 2_000
+        rows = self.rounds_of(lambda: (timed(wl.ContentionRun(high=False, steps=steps)),
+                                       timed(wl.ContentionRun(high=True, steps=steps))))
+        self.figures["contention_high_vs_low"] = figure([r[0] / r[1] for r in rows], "x throughput",
+                                                        "same steps, nobody spends the budget")
+
+    def head_of_line(self) -> None:
+        lat = wl.hol_cold_latency(hot=2_000 if self.quick else 10_000, cold=10 if self.quick else 20)
+        self.figures["hol_cold_latency_steps"] = figure([float(x) for x in lat], "step-times",
+                                                        "hot cell with 10,000 queued events", runs=len(lat))
+
+    def replay(self) -> None:
+        events = 5_000 if self.quick else 20_000
+        rows = self.rounds_of(lambda: wl.replay_vs_run(events))
+        self.figures["replay_vs_run"] = figure([run / rep for run, rep in rows], "x speed",
+                                               "the original run of the same journal",
+                                               replay_seconds=statistics.median(rep for _r, rep in rows))
+
+    def memory(self) -> None:
+        cells = 100_000 if self.quick else 1_000_000
+        rss = wl.peak_rss_mb(cells)
+        scale = 1_000_000 / cells
+        self.figures["rss_mb_1m_cells"] = figure([rss * scale], "MB", "peak RSS of the process",
+                                                 measured_cells=cells, extrapolated=scale != 1)
+
+    def journal(self) -> None:
+        records = 10_000 if self.quick else 50_000
+        rows = self.rounds_of(lambda: wl.journal_vs_raw(records))
+        self.figures["journal_append_vs_raw"] = figure([raw / j for j, raw in rows], "x throughput",
+                                                       "plain writes of the same bytes, same fsync groups")
+
+    # -------------------------------------------------------------- output
+    def table(self) -> str:
+        lines = ["| figure | value | unit | min / median / max | baseline | goal |", "|---|---|---|---|---|---|"]
+        for name, f in self.figures.items():
+            goal = GOALS.get(name)
+            goal_s = "" if goal is None else f"{goal[0]} {goal[1]:g} " + ("✓" if _meets(f["value"], goal) else "✗")
+            lines.append(f"| `{name}` | {_fmt(f['value'])} | {f['unit']} | {_fmt(f['min'])} / {_fmt(f['value'])} / "
+                         f"{_fmt(f['max'])} | {f['baseline']} | {goal_s} |")
+        return "\n".join(lines)
+
+    def plot(self, path: Path) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+        top = max([2] + [n for s in self.speedups.values() for n in s])
+        ax.plot([1, top], [1, top], "k--", label="ideal (linear)")
+        for label, s in self.speedups.items():
+            xs = sorted(s)
+            ax.plot(xs, [s[x] for x in xs], "o-", label=label)
+        ax.set_xlabel("workers")
+        ax.set_ylabel("speed-up over the inline executor")
+        ax.set_title("aos: steps in parallel, journal identical to inline")
+        ax.set_xticks(range(1, top + 1))
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path)
+
+
+def _meets(value: float, goal: tuple[str, float]) -> bool:
+    return value >= goal[1] if goal[0] == ">=" else value <= goal[1]
+
+
+def _fmt(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}"
+
+
+def ft_part(quick: bool) -> list[dict[int, float]]:
+    """Run inside the free-threaded interpreter: Python spin at 0, 1 and 2 workers."""
+    steps = 150 if quick else 600
+    return [{n: timed(wl.SpinRun(native=False, workers=n, steps=steps)) for n in (0, 1, 2)}
+            for _ in range(2 if quick else 3)]
+
+
+def machine() -> dict[str, Any]:
+    import blake3
+    import cbor2
+
+    import aos
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cpus": os.cpu_count(), "python": platform.python_version(),
+            "implementation": platform.python_implementation(), "platform": platform.platform(),
+            "aos": aos.__version__, "cbor2": getattr(cbor2, "__version__", "?"), "blake3": blake3.__version__,
+            "gil": getattr(sys, "_is_gil_enabled", lambda: True)()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes: a smoke test (not comparable figures)")
+    ap.add_argument("--json", type=Path, help="write the figures as JSON here")
+    ap.add_argument("--plot", type=Path, help="draw speed-up against workers (PNG) here")
+    ap.add_argument("--ft-python", help="a free-threaded interpreter with aos installed")
+    args = ap.parse_args(argv)
+    r = Report(args.quick)
+    t0 = time.perf_counter()
+    steps = [("kernel", r.kernel), ("scaling", r.scaling), ("overhead and contention", r.overhead_and_contention),
+             ("head of line", r.head_of_line), ("replay", r.replay), ("memory", r.memory),
+             ("journal", r.journal)]
+    if args.ft_python:
+        steps.append(("free-threaded", lambda: r.free_threaded(args.ft_python)))
+    for name, step in steps:
+        print(f"… {name}", file=sys.stderr, flush=True)
+        step()
+    print(r.table())
+    print(f"\n{'quick' if args.quick else 'full'} run, {time.perf_counter() - t0:.0f} s, on {machine()['cpu']}")
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine(), "quick": args.quick, "figures": r.figures}, indent=2))
+    if args.plot:
+        r.plot(args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
