@@ -49,6 +49,18 @@ class Admission:
         self.manifest = manifest
 
     def check(self, schema: Any, value: Any, origin: str = "submitted event") -> Admitted:
+        """Validate and encode an event; raise a typed error naming what is wrong and where."""
+        specs = self._specs(schema, origin)
+        data = canonical.encode(value, where=f"{origin} {schema}")
+        return Admitted(schema, data, self._routes(schema, value, specs, origin))
+
+    def check_encoded(self, schema: Any, data: bytes, origin: str) -> Admitted:
+        """The same for an event whose canonical bytes are known (journal replay)."""
+        specs = self._specs(schema, origin)
+        value = canonical.decode(data, f"{origin} {schema}")
+        return Admitted(schema, data, self._routes(schema, value, specs, origin))
+
+    def _specs(self, schema: Any, origin: str) -> tuple[ReducerSpec, ...]:
         if not isinstance(schema, str):
             raise UnknownSchemaError(f"{origin}: schema must be a string, got {type(schema).__name__}")
         m = self.manifest
@@ -57,9 +69,11 @@ class Admission:
             raise UnknownSchemaError(
                 f"{origin}: unknown schema {schema!r}: no reducer of manifest {m.name} takes it "
                 "and the manifest does not declare it")
-        data = canonical.encode(value, where=f"{origin} {schema}")
+        return specs or ()
+
+    def _routes(self, schema: str, value: Any, specs: tuple[ReducerSpec, ...], origin: str) -> tuple[Route, ...]:
         if not specs:
-            return Admitted(schema, data, ())
+            return ()
         routes: list[Route] = []
         for spec in specs:
             if spec.key is None:
@@ -73,4 +87,4 @@ class Admission:
                 raise MissingKeyFieldError(
                     f"{origin} {schema}: missing field {spec.key!r}, which reducer {spec.name} is keyed by")
             routes.append((spec, normalize_key(value[spec.key], f"{origin} {schema} field {spec.key!r}")))
-        return Admitted(schema, data, tuple(routes))
+        return tuple(routes)

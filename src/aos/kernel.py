@@ -108,14 +108,16 @@ class Kernel:
             deliver(cells.id_of(spec, key), seq, spec.priority)
         return seq
 
-    def admit_recorded(self, rec: EventAdmitted) -> None:
-        """Re-admit an external event read from the journal (replay)."""
-        if rec.seq != self.next_seq:
+    def admit_recorded(self, seq: int, schema: str, value: bytes) -> None:
+        """Re-admit an external event read from the journal (replay).
+
+        The sink then compares the re-made ``EventAdmitted`` with the journal's
+        bytes, which proves the record canonical too.
+        """
+        if seq != self.next_seq:
             raise ReplayDivergenceError(None, None, None, None, None,
-                                        f"EventAdmitted has seq {rec.seq}, replay expects {self.next_seq}")
-        value = canonical.decode(rec.value, f"value of admitted event {rec.seq}")
-        adm = self.admission.check(rec.schema, value, origin=f"journaled event {rec.seq}")
-        self.admit(adm)
+                                        f"EventAdmitted has seq {seq}, replay expects {self.next_seq}")
+        self.admit(self.admission.check_encoded(schema, value, origin=f"journaled event {seq}"))
 
     # ----------------------------------------------------------- receipts
     def check_receipt(self, r: Receipt, authenticate: bool = True) -> QueuedEffect:
