@@ -20,16 +20,21 @@ __all__ = ["CellTable"]
 
 
 class CellTable:
-    """Cell ids, keys and committed states."""
+    """Cell ids, keys and committed states.
 
-    __slots__ = ("_ids", "specs", "keys", "states", "hashes", "live")
+    Kept compact for worlds of millions of cells: ids are found through one
+    dict per reducer keyed by the cell key, and state hashes live in one
+    bytearray (32 bytes per cell id) rather than as separate objects.
+    """
+
+    __slots__ = ("_ids", "specs", "keys", "states", "_hashes", "live")
 
     def __init__(self) -> None:
-        self._ids: dict[tuple[str, Any], int] = {}
+        self._ids: dict[str, dict[Any, int]] = {}
         self.specs: list[ReducerSpec] = []
         self.keys: list[Any] = []
         self.states: list[bytes | None] = []
-        self.hashes: list[bytes | None] = []
+        self._hashes = bytearray()
         self.live = 0
 
     def __len__(self) -> int:
@@ -38,31 +43,40 @@ class CellTable:
 
     def id_of(self, spec: ReducerSpec, key: Any) -> int:
         """The id of cell (spec, key), allocating one on first use."""
-        k = (spec.name, key)
-        cid = self._ids.get(k)
+        ids = self._ids.get(spec.name)
+        if ids is None:
+            ids = self._ids[spec.name] = {}
+        cid = ids.get(key)
         if cid is None:
             cid = len(self.specs)
-            self._ids[k] = cid
+            ids[key] = cid
             self.specs.append(spec)
             self.keys.append(key)
             self.states.append(None)
-            self.hashes.append(None)
+            self._hashes += bytes(32)
         return cid
 
     def find(self, reducer: str, key: Any) -> int | None:
-        return self._ids.get((reducer, key))
+        ids = self._ids.get(reducer)
+        return None if ids is None else ids.get(key)
 
     def set(self, cid: int, state: bytes | None, state_hash: bytes | None) -> None:
         before = self.states[cid] is not None
         self.states[cid] = state
-        self.hashes[cid] = state_hash
+        if state_hash is not None:
+            self._hashes[cid * 32:cid * 32 + 32] = state_hash
         self.live += (state is not None) - before
+
+    def hash_of(self, cid: int) -> bytes | None:
+        """The state hash of a cell, or None when it has no state."""
+        return None if self.states[cid] is None else bytes(self._hashes[cid * 32:cid * 32 + 32])
 
     def items(self) -> Iterator[tuple[ReducerSpec, Any, bytes, bytes]]:
         """Live cells as (spec, key, state bytes, state hash), in id order."""
+        hashes = self._hashes
         for cid, state in enumerate(self.states):
             if state is not None:
-                yield self.specs[cid], self.keys[cid], state, self.hashes[cid]  # type: ignore[misc]
+                yield self.specs[cid], self.keys[cid], state, bytes(hashes[cid * 32:cid * 32 + 32])
 
     def sorted_items(self) -> list[tuple[bytes, ReducerSpec, Any, bytes, bytes]]:
         """Live cells in canonical order: by the CBOR encoding of ``[reducer, key]``."""
