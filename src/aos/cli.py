@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+from pathlib import Path
+from typing import Any
 
 import click
 
@@ -42,6 +46,155 @@ def demo(directory: str, orders: int, durability: str) -> None:
         sys.exit(1)
 
 
+# ------------------------------------------------------------ world reading
+def _load_manifest(spec: str) -> Any:
+    """``module:attribute`` -> the Manifest it names."""
+    import importlib
+
+    from aos.manifest import Manifest
+
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise click.ClickException(f"--manifest: expected module:attribute, got {spec!r}")
+    sys.path.insert(0, os.getcwd())
+    try:
+        obj = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise click.ClickException(f"--manifest: cannot load {spec}: {exc}") from None
+    if not isinstance(obj, Manifest):
+        raise click.ClickException(f"--manifest: {spec} is a {type(obj).__name__}, not an aos.Manifest")
+    return obj
+
+
+def _world_dir(path: str) -> Path:
+    from aos.errors import WorldNotFoundError
+    from aos.world import META
+
+    p = Path(path)
+    if not (p / META).is_file():
+        raise WorldNotFoundError(f"no world at {p} ({META} is missing)")
+    return p
+
+
+def _parse_key(text: str | None) -> Any:
+    """A cell key from the command line: JSON (``42``, ``"42"``) when it parses as an int or string, else the text."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if type(value) in (int, str) else text
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.hex() if len(value) == 32 else repr(value)
+    return repr(value)
+
+
+manifest_option = click.option("--manifest", "manifest_spec", required=True, metavar="MODULE:ATTR",
+                               help="The world's manifest, e.g. shop.world_def:manifest.")
+
+
+@cli.command()
+@click.argument("world", type=click.Path(file_okay=False))
+def info(world: str) -> None:
+    """Era, record counts per kind, last event_id, latest snapshot of WORLD."""
+    from collections import Counter
+
+    from aos import canonical
+    from aos.journal import JournalReader
+    from aos.snapshot import list_snapshots
+    from aos.world import META
+
+    p = _world_dir(world)
+    meta = canonical.decode((p / META).read_bytes(), str(p / META))
+    era = canonical.hash_value(meta["manifest"]).hex()
+    kinds: Counter[str] = Counter()
+    last_event = 0
+    reader = JournalReader(p / "journal")
+    for _entry, rec in reader.records():
+        kinds[rec.KIND] += 1
+        last_event = max(last_event, getattr(rec, "event_id", 0) or 0)
+    snaps = list_snapshots(p / "snapshots")
+    click.echo(f"world          {p.resolve()}")
+    click.echo(f"manifest       {meta['manifest']['manifest']} ({len(meta['manifest']['reducers'])} reducers)")
+    click.echo(f"era            {era}")
+    click.echo(f"window, aging  {meta['window']}, {meta['aging']}")
+    click.echo(f"records        {sum(kinds.values())} in {len(reader.segments())} segment(s)"
+               + (f", torn tail at {reader.torn_at[0]}:{reader.torn_at[1]}" if reader.torn_at else ""))
+    for kind, n in sorted(kinds.items()):
+        click.echo(f"  {kind:<17} {n}")
+    click.echo(f"last event_id  {last_event}")
+    if snaps:
+        doc = canonical.decode(snaps[-1].read_bytes(), str(snaps[-1]))
+        click.echo(f"snapshot       {snaps[-1].name}: event_id {doc['event_id']}, {len(doc['cells'])} cells, "
+                   f"hash {doc['snapshot_hash'].hex()}")
+    else:
+        click.echo("snapshot       none")
+    click.echo("durability     chosen by each World.open (group by default); not recorded in the world")
+
+
+@cli.command()
+@click.argument("world", type=click.Path(file_okay=False))
+@click.option("-n", "count", default=20, show_default=True, help="How many of the last records.")
+@click.option("--kind", "kinds", multiple=True, help="Only records of this kind (repeatable).")
+def tail(world: str, count: int, kinds: tuple[str, ...]) -> None:
+    """The last records of WORLD's journal, one per line."""
+    from collections import deque
+
+    from aos import canonical
+    from aos.journal import JournalReader
+
+    p = _world_dir(world)
+    last: deque[Any] = deque(maxlen=max(count, 0))
+    for entry, rec in JournalReader(p / "journal").records():
+        if not kinds or rec.KIND in kinds:
+            last.append((entry, rec))
+    for entry, rec in last:
+        fields = []
+        for name, value in rec.to_wire().items():
+            if name in ("kind", "lane_id"):
+                continue
+            if name in ("value", "payload", "params") and isinstance(value, bytes):
+                value = canonical.decode_trusted(value)
+            fields.append(f"{name}={_show(value)}")
+        click.echo(f"#{entry.index:<7} {rec.KIND:<17} " + " ".join(fields))
+
+
+@cli.command()
+@click.argument("world", type=click.Path(file_okay=False))
+@click.argument("reducer", required=False)
+@manifest_option
+@click.option("--at", "at", type=int, default=None, help="As of this event_id (time travel).")
+def cells(world: str, reducer: str | None, manifest_spec: str, at: int | None) -> None:
+    """Live cells of WORLD (of REDUCER), by serial replay of its journal."""
+    from aos.replay import Replay
+
+    r = Replay(_world_dir(world), _load_manifest(manifest_spec))
+    r.verify(until=at)
+    rows = r.cells(reducer)
+    for name, key in rows:
+        click.echo(f"{name}  {_show(key)}")
+    click.echo(f"{len(rows)} cell(s)" + (f" as of event_id {at}" if at is not None else ""))
+
+
+@cli.command()
+@click.argument("world", type=click.Path(file_okay=False))
+@click.argument("reducer")
+@click.argument("key", required=False)
+@manifest_option
+@click.option("--at", "at", type=int, default=None, help="As of this event_id (time travel).")
+def state(world: str, reducer: str, key: str | None, manifest_spec: str, at: int | None) -> None:
+    """The state of cell (REDUCER, KEY) of WORLD, now or as of --at EVENT_ID."""
+    from aos.replay import Replay
+
+    r = Replay(_world_dir(world), _load_manifest(manifest_spec))
+    r.verify(until=at)
+    click.echo(json.dumps(r.state(reducer, _parse_key(key)), default=_show, sort_keys=True))
+
+
 def main() -> None:
     try:
         rc = cli.main(standalone_mode=False)
@@ -51,7 +204,7 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except (AosError, OSError) as exc:
+    except (AosError, OSError, ValueError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     sys.exit(rc if isinstance(rc, int) else 0)

@@ -123,9 +123,9 @@ def _peek(entry: Entry) -> dict[str, Any]:
     return m if isinstance(m, dict) else {}
 
 
-def replay_entries(kernel: Kernel, sink: VerifyingSink,
-                   progress: Callable[[int], None] | None = None) -> None:
-    """Drive ``kernel`` through the journal entries held by ``sink``."""
+def replay_entries(kernel: Kernel, sink: VerifyingSink, progress: Callable[[int], None] | None = None,
+                   until: int | None = None) -> None:
+    """Drive ``kernel`` through the journal entries held by ``sink`` (up to ticket ``until``)."""
     committer = Committer(kernel)
     cells = kernel.cells
     try:
@@ -138,6 +138,8 @@ def replay_entries(kernel: Kernel, sink: VerifyingSink,
                 kernel.admit_recorded(m["seq"], m.get("schema"), m["value"])
                 continue
             if kind == "StepScheduled":
+                if until is not None and isinstance(m.get("event_id"), int) and m["event_id"] > until:
+                    return
                 # The records of a step are not decoded: the sink compares the bytes
                 # the replay produces with them, which also proves them canonical.
                 ticket = kernel.next_ticket()
@@ -179,14 +181,45 @@ class Replay:
         self.meta: dict[str, Any] = read_meta(self.path, manifest)
         self.kernel: Kernel | None = None
 
-    def verify(self, progress: Callable[[int], None] | None = None) -> str:
-        """Replay everything; return the snapshot hash (hex) of the replayed cells."""
+    def verify(self, progress: Callable[[int], None] | None = None, until: int | None = None) -> str:
+        """Replay everything (or up to ticket ``until``); return the snapshot hash (hex) of the cells.
+
+        Afterwards :meth:`state` and :meth:`cells` read the replayed state:
+        with ``until`` that is the world as it was right after that ticket.
+        """
+        if until is not None and (type(until) is not int or until < 0):
+            raise ValueError(f"until must be an event_id >= 0, got {until!r}")
         reader = JournalReader(self.path / "journal", self.manifest.era)
         sink = VerifyingSink(reader.entries())
         kernel = Kernel(self.manifest, sink, window=self.meta["window"], aging=self.meta["aging"])
-        replay_entries(kernel, sink, progress)
+        replay_entries(kernel, sink, progress, until)
+        if until is not None and kernel.last_event_id < until:
+            raise ValueError(f"the journal of {self.path} ends at event_id {kernel.last_event_id}, before {until}")
         self.kernel = kernel
         return kernel.cells.snapshot_hash().hex()
+
+    def _replayed(self) -> Kernel:
+        if self.kernel is None:
+            self.verify()
+        assert self.kernel is not None
+        return self.kernel
+
+    def state(self, reducer: str, key: Any = None) -> Any:
+        """The replayed state of cell (reducer, key), decoded; None if it has none."""
+        from aos.canonical import decode_trusted
+
+        self.manifest.get(reducer)
+        k = self._replayed()
+        cid = k.cells.find(reducer, key)
+        data = None if cid is None else k.cells.states[cid]
+        return None if data is None else decode_trusted(data)
+
+    def cells(self, reducer: str | None = None) -> list[tuple[str, Any]]:
+        """Live cells of the replayed state as (reducer, key), in canonical order."""
+        if reducer is not None:
+            self.manifest.get(reducer)
+        return [(spec.name, key) for _n, spec, key, _s, _h in self._replayed().cells.sorted_items()
+                if reducer is None or spec.name == reducer]
 
 
 def replay(path: str | os.PathLike[str], manifest: Manifest) -> Replay:

@@ -1,0 +1,78 @@
+"""The aos command line on a world built by the test."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from aos.cli import cli
+from aos.demo import run_demo
+
+MANIFEST = "aos.demo:manifest"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cli") / "shop.world"
+    run_demo(path, orders=60)
+    return path
+
+
+def invoke(*args: str) -> str:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_info_counts_records_and_names_the_snapshot(world: Path) -> None:
+    out = invoke("info", str(world))
+    assert "manifest       aos/demo-shop@1 (3 reducers)" in out
+    assert "  StepScheduled " in out and "  ReceiptAppended " in out
+    steps = int(next(line.split()[-1] for line in out.splitlines() if line.startswith("  StepScheduled")))
+    assert f"last event_id  {steps}" in out
+    assert "snapshot       0" in out
+
+
+def test_tail_prints_the_last_records_filtered_by_kind(world: Path) -> None:
+    out = invoke("tail", str(world), "-n", "3", "--kind", "StepScheduled")
+    lines = out.strip().splitlines()
+    assert len(lines) == 3 and all(" StepScheduled " in line for line in lines)
+    ids = [int(line.split("event_id=")[1]) for line in lines]
+    assert ids == sorted(ids) and ids[-1] - ids[0] == 2
+
+
+def test_state_now_and_in_the_past(world: Path) -> None:
+    now = json.loads(invoke("state", str(world), "shop/Order@1", "o-000005", "--manifest", MANIFEST))
+    assert now["status"] in ("shipped", "short", "confirmed")
+    first = next(int(line.split("event_id=")[1]) for line in invoke(
+        "tail", str(world), "-n", "100000", "--kind", "StepScheduled").splitlines() if "o-000005" in line)
+    then = json.loads(invoke("state", str(world), "shop/Order@1", "o-000005", "--manifest", MANIFEST,
+                             "--at", str(first)))
+    assert then["status"] == "open" and then["answered"] == 0
+    before = invoke("state", str(world), "shop/Order@1", "o-000005", "--manifest", MANIFEST, "--at", str(first - 1))
+    assert before.strip() == "null"
+
+
+def test_cells_lists_live_cells(world: Path) -> None:
+    out = invoke("cells", str(world), "shop/Ledger@1", "--manifest", MANIFEST)
+    assert out.splitlines() == ["shop/Ledger@1  None", "1 cell(s)"]
+    assert int(invoke("cells", str(world), "--manifest", MANIFEST).splitlines()[-1].split()[0]) > 60
+
+
+@pytest.mark.parametrize("args, message", [
+    (["info", "NOWHERE"], "error: no world at NOWHERE"),
+    (["state", "WORLD", "shop/Nope@1", "x", "--manifest", MANIFEST], "has no reducer 'shop/Nope@1'"),
+    (["state", "WORLD", "shop/Order@1", "x", "--manifest", "aos.demo:nothing"], "cannot load aos.demo:nothing"),
+    (["state", "WORLD", "shop/Order@1", "x", "--manifest", MANIFEST, "--at", "99999999"], "ends at event_id"),
+])
+def test_errors_are_one_line_and_exit_non_zero(world: Path, args: list[str], message: str) -> None:
+    args = [str(world) if a == "WORLD" else a for a in args]
+    out = subprocess.run([sys.executable, "-m", "aos", *args], capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert message in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) <= 2
