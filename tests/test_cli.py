@@ -76,3 +76,17 @@ def test_errors_are_one_line_and_exit_non_zero(world: Path, args: list[str], mes
     assert out.returncode != 0
     assert message in out.stderr and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) <= 2
+
+
+def test_metrics_of_the_last_session(world: Path) -> None:
+    out = invoke("metrics", str(world))
+    assert out.startswith("executor       inline (0 workers)")
+    assert "starvation     longest ring wait" in out and "commit latency p50" in out
+    tickets = int(out.splitlines()[1].split()[1])
+    assert f"last event_id  {tickets}" in invoke("info", str(world))
+
+
+def test_replay_verify_gives_the_snapshot_hash(world: Path) -> None:
+    out = invoke("replay", str(world), "--verify", "--manifest", MANIFEST)
+    digest = out.strip().splitlines()[-1].split()[-1]
+    assert f"hash {digest}" in invoke("info", str(world))

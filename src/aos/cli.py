@@ -195,6 +195,51 @@ def state(world: str, reducer: str, key: str | None, manifest_spec: str, at: int
     click.echo(json.dumps(r.state(reducer, _parse_key(key)), default=_show, sort_keys=True))
 
 
+@cli.command()
+@click.argument("world", type=click.Path(file_okay=False))
+def metrics(world: str) -> None:
+    """Scheduling and commit metrics of WORLD's last session (written when it closed)."""
+    from aos.world import METRICS
+
+    path = _world_dir(world) / METRICS
+    if not path.is_file():
+        raise click.ClickException(f"{world} has no {METRICS}: the world has not been closed since it was created")
+    m = json.loads(path.read_text())
+    q, w, lat = m["queue"], m["wait_ticks"], m["commit_latency_us"]
+    click.echo(f"executor       {m['executor']} ({m['workers']} workers)")
+    click.echo(f"tickets        {m['tickets']}  commits {m['commits']}  failures {m['failures']}")
+    click.echo(f"validations    {m['validations']}  re-executions {m['reexecutions']}  conflicts {m['conflicts']}")
+    click.echo(f"queue          now {q['queued']}, at most {q['queued_max']}; in flight at most {q['in_flight_max']}")
+    click.echo(f"starvation     longest ring wait {w['max']} tickets (cell {w['max_cell']}, at ticket "
+               f"{w['max_at_ticket']}); mean {w['mean']:.2f}")
+    click.echo(f"workers busy   {m['worker_busy_seconds']:.3f} s")
+    click.echo(f"commit latency p50 <= {lat['p50']} us, p99 <= {lat['p99']} us")
+
+
+@cli.command(name="replay")
+@click.argument("world", type=click.Path(file_okay=False))
+@manifest_option
+@click.option("--verify", is_flag=True, required=True, help="Replay serially and compare every record.")
+def replay_cmd(world: str, manifest_spec: str, verify: bool) -> None:
+    """Replay WORLD's journal serially and verify it byte for byte."""
+    from aos.journal import JournalReader
+    from aos.replay import Replay
+
+    p = _world_dir(world)
+    m = _load_manifest(manifest_spec)
+    total = sum(1 for _ in JournalReader(p / "journal", m.era).entries())
+    with click.progressbar(length=total, label="replaying", file=sys.stderr) as bar:
+        seen = [0]
+
+        def progress(records: int) -> None:
+            bar.update(records - seen[0])
+            seen[0] = records
+
+        digest = Replay(p, m).verify(progress=progress)
+        bar.update(total - seen[0])
+    click.echo(f"verified {total} records: snapshot hash {digest}")
+
+
 def main() -> None:
     try:
         rc = cli.main(standalone_mode=False)

@@ -14,6 +14,7 @@ verifying every recorded state hash (replay-or-die).
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import sys
 import threading
@@ -53,6 +54,7 @@ __all__ = ["World", "read_meta"]
 
 WORLD_FORMAT = 1
 META = "world.cbor"
+METRICS = "metrics.json"
 
 
 def read_meta(path: Path, manifest: Manifest) -> dict[str, Any]:
@@ -639,6 +641,8 @@ class World:
             if self.snapshot_on_close and self._journal.index != self._snapshot_index:
                 self.snapshot()
             self._journal.close()
+            # The scheduling and commit metrics of this session, for `aos metrics` (not part of the state).
+            write_atomic(self.path / METRICS, json.dumps(self.metrics(), indent=2, default=str).encode())
         finally:
             self._closed = "is closed"
             os.close(self._lock_fd)
