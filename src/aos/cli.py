@@ -240,6 +240,18 @@ def replay_cmd(world: str, manifest_spec: str, verify: bool) -> None:
     click.echo(f"verified {total} records: snapshot hash {digest}")
 
 
+@cli.command()
+@click.argument("world", type=click.Path(file_okay=False))
+@click.option("--sqlite", "target", required=True, type=click.Path(dir_okay=False),
+              help="A new SQLite file to write.")
+def export(world: str, target: str) -> None:
+    """Export WORLD's records, steps, events, effects, receipts and cells as SQLite tables."""
+    from aos.export import export_sqlite
+
+    counts = export_sqlite(_world_dir(world), Path(target))
+    click.echo(f"wrote {target}: " + ", ".join(f"{n} {t}" for t, n in counts.items()))
+
+
 def main() -> None:
     try:
         rc = cli.main(standalone_mode=False)

@@ -1,0 +1,127 @@
+"""Export a world's journal, cells, effects and receipts to SQLite tables.
+
+Schema (docs/cli.md has example queries):
+
+* ``records(idx, segment, offset, kind, event_id, seq, body)`` — every
+  journal record; ``body`` is the record as JSON (byte strings as hex,
+  embedded CBOR values decoded).
+* ``steps(event_id, reducer, key, input, outcome, state_hash, error)`` —
+  one row per step; ``outcome`` is ``committed``, ``failed`` or
+  ``violated``.
+* ``events(seq, schema, value, origin_event_id)`` — admitted events
+  (external ones have no origin; emitted ones name the step that emitted them).
+* ``effects(intent_hash, event_id, kind, cap, idempotency_key, cost, allowed, reason)``
+* ``receipts(seq, intent_hash, status, payload, cost)``
+* ``cells(reducer, key, state, state_hash)`` — live cells of the latest snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from aos import canonical
+from aos.journal import JournalReader
+from aos.records import (
+    EffectQueued,
+    EventAdmitted,
+    InvariantViolated,
+    PolicyDecision,
+    ReceiptAppended,
+    StepCommitted,
+    StepFailed,
+    StepScheduled,
+)
+from aos.snapshot import list_snapshots
+
+__all__ = ["export_sqlite", "SCHEMA"]
+
+SCHEMA = """
+CREATE TABLE records (idx INTEGER PRIMARY KEY, segment TEXT, offset INTEGER, kind TEXT, event_id INTEGER,
+                      seq INTEGER, body TEXT);
+CREATE TABLE steps (event_id INTEGER PRIMARY KEY, reducer TEXT, key TEXT, input INTEGER, outcome TEXT,
+                    state_hash TEXT, error TEXT);
+CREATE TABLE events (seq INTEGER PRIMARY KEY, schema TEXT, value TEXT, origin_event_id INTEGER);
+CREATE TABLE effects (intent_hash TEXT PRIMARY KEY, event_id INTEGER, kind TEXT, cap TEXT, idempotency_key TEXT,
+                      cost INTEGER, allowed INTEGER, reason TEXT);
+CREATE TABLE receipts (seq INTEGER PRIMARY KEY, intent_hash TEXT, status TEXT, payload TEXT, cost INTEGER);
+CREATE TABLE cells (reducer TEXT, key TEXT, state TEXT, state_hash TEXT, PRIMARY KEY (reducer, key));
+"""
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {str(_plain(k)): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _json(value: Any) -> str:
+    return json.dumps(_plain(value), sort_keys=True)
+
+
+def export_sqlite(world: Path, target: Path) -> dict[str, int]:
+    """Write the tables into a new SQLite file ``target``; returns the row count of each table."""
+    if target.exists():
+        raise FileExistsError(f"{target} exists; choose a new file")
+    db = sqlite3.connect(target)
+    try:
+        db.executescript(SCHEMA)
+        seq = 0  # admission numbers of emitted events follow the journal's order
+        for entry, rec in JournalReader(world / "journal").records():
+            wire = rec.to_wire()
+            body = {k: (canonical.decode_trusted(v) if k in ("value", "payload") and isinstance(v, bytes) else v)
+                    for k, v in wire.items()}
+            db.execute("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (entry.index, entry.segment, entry.offset, rec.KIND, getattr(rec, "event_id", None),
+                        getattr(rec, "seq", None), _json(body)))
+            if isinstance(rec, EventAdmitted):
+                db.execute("INSERT INTO events VALUES (?, ?, ?, NULL)",
+                           (rec.seq, rec.schema, _json(canonical.decode_trusted(rec.value))))
+                seq = rec.seq + 1
+            elif isinstance(rec, StepScheduled):
+                db.execute("INSERT INTO steps VALUES (?, ?, ?, ?, NULL, NULL, NULL)",
+                           (rec.event_id, rec.reducer, _json(rec.key), rec.input))
+            elif isinstance(rec, StepCommitted):
+                db.execute("UPDATE steps SET outcome = 'committed', state_hash = ? WHERE event_id = ?",
+                           (None if rec.state_hash is None else rec.state_hash.hex(), rec.event_id))
+                for emit in rec.emits:
+                    db.execute("INSERT INTO events VALUES (?, ?, ?, ?)",
+                               (seq, emit.schema, _json(canonical.decode_trusted(emit.value)), rec.event_id))
+                    seq += 1
+            elif isinstance(rec, StepFailed):
+                db.execute("UPDATE steps SET outcome = 'failed', error = ? WHERE event_id = ?",
+                           (f"{rec.error}: {rec.message}", rec.event_id))
+            elif isinstance(rec, InvariantViolated):
+                db.execute("UPDATE steps SET outcome = 'violated', error = ? WHERE event_id = ?",
+                           (f"{rec.invariant}: {rec.message}", rec.event_id))
+            elif isinstance(rec, PolicyDecision):
+                if not rec.allowed:
+                    seq += 1  # the denial event delivered to the cell takes an admission number
+                db.execute("INSERT OR REPLACE INTO effects (intent_hash, event_id, allowed, reason) "
+                           "VALUES (?, ?, ?, ?)", (rec.intent_hash.hex(), rec.event_id, int(rec.allowed), rec.reason))
+            elif isinstance(rec, EffectQueued):
+                db.execute("UPDATE effects SET kind = ?, cap = ?, idempotency_key = ?, cost = ? WHERE intent_hash = ?",
+                           (rec.effect, rec.cap, rec.idempotency_key, rec.cost, rec.intent_hash.hex()))
+            elif isinstance(rec, ReceiptAppended):
+                db.execute("INSERT INTO receipts VALUES (?, ?, ?, ?, ?)",
+                           (rec.seq, rec.intent_hash.hex(), rec.status, _json(canonical.decode_trusted(rec.payload)),
+                            rec.cost))
+                seq = rec.seq + 1
+        snaps = list_snapshots(world / "snapshots")
+        if snaps:
+            doc = canonical.decode(snaps[-1].read_bytes(), str(snaps[-1]))
+            for reducer, key, state_hash in doc["cells"]:
+                db.execute("INSERT INTO cells VALUES (?, ?, ?, ?)",
+                           (reducer, _json(key), _json(canonical.decode_trusted(doc["states"][state_hash])),
+                            state_hash.hex()))
+        db.commit()
+        return {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # noqa: S608 - fixed table names
+                for t in ("records", "steps", "events", "effects", "receipts", "cells")}
+    finally:
+        db.close()
