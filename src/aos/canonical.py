@@ -25,6 +25,7 @@ from typing import Any
 import blake3
 import cbor2
 
+from aos._core.encoder import encode as _fast_encode
 from aos.errors import NonCanonicalError, UnencodableValueError
 
 __all__ = ["encode", "decode", "encode_trusted", "decode_trusted", "digest", "hash_value", "normalize",
@@ -100,6 +101,9 @@ def encode(value: Any, where: str | None = None, path: str = "value") -> bytes:
     Raises :class:`UnencodableValueError` naming the offending ``path`` inside
     the value; ``where`` says what the value was (e.g. the event schema).
     """
+    data = _fast_encode(value)  # the C writer; None: a value it leaves to the general path below
+    if data is not None:
+        return data
     problem = _find_problem(value, path)
     if problem is not None:
         raise UnencodableValueError(problem[1], problem[0], where)
@@ -119,6 +123,8 @@ def decode(data: bytes, where: str = "data") -> Any:
         value = cbor2.loads(data)
     except Exception as exc:  # cbor2 raises several types for malformed input
         raise NonCanonicalError(f"{where}: not valid CBOR ({type(exc).__name__}: {exc})") from None
+    if _fast_encode(value) == data:  # in the model and canonical (else the checks below say what is wrong)
+        return value
     problem = _find_problem(value, "value")
     if problem is not None:
         raise NonCanonicalError(f"{where}: {problem[0]}: {problem[1]}")
@@ -135,7 +141,8 @@ def decode(data: bytes, where: str = "data") -> Any:
 
 def encode_trusted(value: Any) -> bytes:
     """Canonical CBOR of a value built by aos itself from checked parts (no model walk)."""
-    return cbor2.dumps(value, canonical=True)
+    data = _fast_encode(value)
+    return data if data is not None else cbor2.dumps(value, canonical=True)
 
 
 def decode_trusted(data: bytes) -> Any:

@@ -29,6 +29,7 @@ from typing import Iterator
 
 import blake3
 
+from aos._core import frames
 from aos.errors import JournalCorruptError, NonCanonicalError
 from aos.files import write_atomic
 from aos.records import Record, decode_record, encode_record
@@ -43,6 +44,7 @@ FRAME_OVERHEAD = _FRAME.size + 32
 MAX_RECORD = 1 << 30
 GENESIS = bytes(32)
 DEFAULT_SEGMENT_BYTES = 32 << 20
+_SCAN_BATCH = 4096  # frames checked per call into the C scanner
 
 
 def _seg_name(first_index: int) -> str:
@@ -164,32 +166,31 @@ class _Scan:
         self.torn_at: int | None = None
 
     def __iter__(self) -> Iterator[Entry]:
-        data, size, name = self.data, len(self.data), self.name
-        off = self.offset
-        unpack = _FRAME.unpack_from
-        while off < size:
-            if size - off < _FRAME.size:
+        data, name = self.data, self.name
+        size = len(data)
+        while self.offset < size:
+            # frames.scan checks lengths and chain links in C, a batch at a time
+            found, stop, off, chain = frames.scan(data, self.offset, self.chain, _SCAN_BATCH)
+            index = self.index
+            for at, payload, link in found:
+                yield Entry(index, name, at, payload, link)
+                index += 1
+            self.index, self.offset, self.chain = index, off, chain
+            if stop == frames.SCAN_END:
+                continue
+            if stop == frames.SCAN_SHORT_HEAD:
                 self._tail(off, "frame header cut short")
-                return
-            n, check = unpack(data, off)
-            if check != _len_check(n) or n > MAX_RECORD:
+            elif stop == frames.SCAN_BAD_LENGTH:
                 if self.is_last and not any(data[off:]):
                     self.torn_at = off
                     return
                 raise JournalCorruptError(name, off, "frame length fails its check")
-            end = off + _FRAME.size + n + 32
-            if end > size:
+            elif stop == frames.SCAN_PAST_END:
+                n = _FRAME.unpack_from(data, off)[0]
                 self._tail(off, f"frame of {n} bytes runs past the end of the segment")
-                return
-            payload = data[off + _FRAME.size:off + _FRAME.size + n]
-            chain = _chain(self.chain, payload)
-            if chain != data[end - 32:end]:
+            else:
                 raise JournalCorruptError(name, off, "record fails its hash chain check")
-            yield Entry(self.index, name, off, payload, chain)
-            self.chain = chain
-            self.index += 1
-            off = end
-            self.offset = off
+            return
 
     def _tail(self, off: int, reason: str) -> None:
         if not self.is_last:
@@ -333,12 +334,7 @@ class Journal:
             raise ValueError(f"record of {n} bytes exceeds the {MAX_RECORD} byte limit")
         if self._offset > SEG_HEADER_SIZE and self._offset + FRAME_OVERHEAD + n > self.segment_bytes:
             self._rotate()
-        chain = _chain(self.chain, payload)
-        buf = self._buf
-        buf += _FRAME.pack(n, _len_check(n))
-        buf += payload
-        buf += chain
-        self.chain = chain
+        self.chain = frames.append(self._buf, self.chain, payload)
         self._offset += FRAME_OVERHEAD + n
         idx = self.index
         self.index += 1

@@ -15,12 +15,15 @@ from typing import Any, ClassVar
 import cbor2
 
 from aos import canonical
+from aos._core.encoder import ordered
+from aos._core.encoder import step_committed as committed_payload
+from aos._core.encoder import step_scheduled as scheduled_payload
 from aos.errors import NonCanonicalError
 
 __all__ = [
     "Record", "EventAdmitted", "StepScheduled", "StepCommitted", "StepFailed",
     "SnapshotCreated", "PolicyDecision", "EffectQueued", "ReceiptAppended", "InvariantViolated",
-    "Emit", "Intent", "encode_record", "decode_record", "KINDS",
+    "Emit", "Intent", "encode_record", "decode_record", "KINDS", "scheduled_payload", "committed_payload",
 ]
 
 Key = Any  # str | int | bytes | None
@@ -235,10 +238,23 @@ def encode_record(record: Record) -> bytes:
 
     Records are built by the kernel from checked parts (ints, strings, keys
     that passed admission, byte strings; never floats), and ``to_wire`` lists
-    map keys in canonical order, so cbor2's plain mode already writes the
-    canonical bytes and the canonical key sort can be skipped on this hot path.
+    map keys in canonical order, so they are written as given, without the
+    canonical key sort, by the C writer of :mod:`aos._core.encoder` (the two
+    records of every step have their own writers there).
     """
-    return cbor2.dumps(record.to_wire())
+    t = type(record)
+    try:
+        if t is StepScheduled:
+            r = record
+            return scheduled_payload(r.event_id, r.reducer, r.key, r.input, r.lane_id)  # type: ignore[attr-defined]
+        if t is StepCommitted:
+            r = record
+            return committed_payload(r.event_id, r.state_hash, r.emits, r.effects, r.lane_id)  # type: ignore
+    except ValueError:  # e.g. an int key beyond 64 bits: the general writer below
+        pass
+    wire = record.to_wire()
+    data = ordered(wire)
+    return data if data is not None else cbor2.dumps(wire)  # e.g. a cost beyond 64 bits
 
 
 def decode_record(payload: bytes, where: str = "record") -> Record:
