@@ -194,6 +194,8 @@ class Dispatcher:
     def take(self) -> list[Receipt]:
         """Receipts that have arrived (background mode), in arrival order."""
         out: list[Receipt] = []
+        if self._arrived.empty():  # the common case, checked once per step: no exception raised
+            return out
         while True:
             try:
                 out.append(self._arrived.get_nowait())

@@ -27,7 +27,14 @@ from aos.kernel import Kernel
 from aos.manifest import DENIED_SCHEMA
 from aos.outbox import QueuedEffect
 from aos.policy import Decision, decide
-from aos.records import EffectQueued, InvariantViolated, PolicyDecision, StepCommitted, StepFailed, StepScheduled
+from aos.records import (
+    EffectQueued,
+    InvariantViolated,
+    PolicyDecision,
+    StepFailed,
+    committed_payload,
+    scheduled_payload,
+)
 from aos.worker import StepResult, Ticket
 
 __all__ = ["Committer"]
@@ -49,7 +56,7 @@ class Committer:
         if result.reads:
             result = self._revalidate(result)
         sink = k.sink
-        sink.append(StepScheduled(t.event_id, t.spec.name, t.key, t.input))
+        sink.append_payload(scheduled_payload(t.event_id, t.spec.name, t.key, t.input))
         if result.error is not None:
             sink.append(StepFailed(t.event_id, result.error[0], result.error[1]))
             k.failures += 1
@@ -58,7 +65,7 @@ class Committer:
             k.violations.append(InvariantViolation(t.event_id, violated[0], t.spec.name, t.key, violated[1]))
         else:
             k.cells.set(t.cid, result.state, result.state_hash)
-            sink.append(StepCommitted(t.event_id, result.state_hash, result.emits, result.intents))
+            sink.append_payload(committed_payload(t.event_id, result.state_hash, result.emits, result.intents))
             if result.emits:
                 cells, deliver, inbox = k.cells, k.sequencer.deliver_emitted, k.inbox
                 seq = k.next_seq

@@ -37,7 +37,10 @@ DEFAULT_AGING = 256
 
 
 class Sink(Protocol):
+    """Where the kernel's records go: the journal (a live world) or a comparison with it (replay)."""
+
     def append(self, record: Record) -> int: ...
+    def append_payload(self, payload: bytes) -> int: ...  # a record already encoded (the step path)
     def commit_point(self) -> bool: ...
 
 

@@ -27,8 +27,12 @@ from aos.records import (
     SnapshotCreated,
     StepCommitted,
     StepScheduled,
+    decode_record,
     encode_record,
 )
+
+# Only a StepScheduled payload (a map, head 0xa6) has "key" as its first key.
+_SCHEDULED_FIRST_KEY = b"\x63key"
 
 __all__ = ["replay", "Replay", "VerifyingSink", "replay_entries"]
 
@@ -50,7 +54,7 @@ class VerifyingSink:
         self._next: Entry | None = None
         self._done = False
         self.journal = journal
-        self.step: StepScheduled | None = None
+        self._scheduled: bytes | None = None  # the last StepScheduled payload produced
         self.records = 0
         self._advance()
 
@@ -70,16 +74,20 @@ class VerifyingSink:
         return entry
 
     def append(self, record: Record) -> int:
-        if isinstance(record, StepScheduled):
-            self.step = record
-        if self._next is None:
+        return self.append_payload(encode_record(record))
+
+    def append_payload(self, payload: bytes) -> int:
+        entry = self._next
+        if entry is None:
             if self.journal is None:
                 raise _JournalEnd()
-            return self.journal.append(record)
-        entry = self.consume()
-        payload = encode_record(record)
+            return self.journal.append_payload(payload)
+        self._advance()
+        self.records += 1
         if payload != entry.payload:
-            self._diverged(entry, record, payload)
+            self._diverged(entry, payload)
+        if payload[1:5] == _SCHEDULED_FIRST_KEY:  # remembered for the divergence report
+            self._scheduled = payload
         return entry.index
 
     def commit_point(self) -> bool:
@@ -87,14 +95,17 @@ class VerifyingSink:
             return self.journal.commit_point()
         return False
 
-    def _diverged(self, entry: Entry, produced: Record, payload: bytes) -> None:
+    def _diverged(self, entry: Entry, payload: bytes) -> None:
         from aos.canonical import digest
 
         recorded = entry.record()
-        step = self.step
+        produced = decode_record(payload, "replayed record")
+        step = decode_record(self._scheduled, "replayed record") if self._scheduled is not None else None
         event_id = getattr(produced, "event_id", None) or getattr(recorded, "event_id", None)
-        reducer = step.reducer if step is not None and step.event_id == event_id else None
-        key = step.key if reducer is not None else None
+        if isinstance(produced, StepScheduled):
+            step = produced
+        reducer = step.reducer if isinstance(step, StepScheduled) and step.event_id == event_id else None
+        key = step.key if reducer is not None else None  # type: ignore[union-attr]
         where = f"segment {entry.segment} offset {entry.offset}"
         if isinstance(recorded, StepCommitted) and isinstance(produced, StepCommitted):
             if recorded.state_hash != produced.state_hash:
