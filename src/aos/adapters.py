@@ -191,6 +191,10 @@ class Dispatcher:
             else:
                 self._pool.submit(lambda e=e: self._deliver(self._run_sync(e)))  # type: ignore[union-attr]
 
+    def has_arrived(self) -> bool:
+        """Whether a receipt is waiting to be taken (background mode)."""
+        return not self._arrived.empty()
+
     def take(self) -> list[Receipt]:
         """Receipts that have arrived (background mode), in arrival order."""
         out: list[Receipt] = []

@@ -97,26 +97,32 @@ class InlineExecutor:
     def run(self, max_steps: int | None = None, hooks: Hooks = Hooks()) -> RunResult:
         k = self.kernel
         commit = self.committer.commit
-        poll = k.sequencer.poll
-        compute = k.compute
+        seq = k.sequencer
+        poll = seq.poll
+        compute, ticket = k.compute, k.ticket
         after, quiet = hooks.after_commit, hooks.at_quiet
-        clock, latency = time.perf_counter, self.latency
-        steps = 0
+        clock, counts = time.perf_counter, self.latency.counts
+        steps, busy = 0, 0.0
+        limit = -1 if max_steps is None else max_steps
         commits0, failures0 = k.commits, k.failures
-        while max_steps is None or steps < max_steps:
-            t = poll(k.last_event_id)
-            if not t:
-                break
-            t0 = clock()
-            result = compute(k.ticket(*t))
-            self.busy_seconds += clock() - t0
-            commit(result)
-            latency.add(clock() - t0)
-            steps += 1
-            if after is not None:
-                after(t[0])
-            if quiet is not None:
-                quiet()
+        try:
+            while steps != limit:
+                t = poll(seq.next_ticket - 1)  # every ticket so far has committed
+                if not t:
+                    break
+                t0 = clock()
+                result = compute(ticket(*t))
+                t1 = clock()
+                commit(result)
+                busy += t1 - t0
+                counts[min(int((clock() - t0) * 1e6).bit_length(), 39)] += 1  # LatencyHistogram.add
+                steps += 1
+                if after is not None:
+                    after(t[0])
+                if quiet is not None:
+                    quiet()
+        finally:
+            self.busy_seconds += busy
         return RunResult(steps, k.commits - commits0, k.failures - failures0, not k.sequencer.has_work())
 
 

@@ -44,6 +44,7 @@ FRAME_OVERHEAD = _FRAME.size + 32
 MAX_RECORD = 1 << 30
 GENESIS = bytes(32)
 DEFAULT_SEGMENT_BYTES = 32 << 20
+_append_frame = frames.append
 _SCAN_BATCH = 4096  # frames checked per call into the C scanner
 
 
@@ -329,15 +330,14 @@ class Journal:
     def append_payload(self, payload: bytes) -> int:
         if self._closed:
             raise ValueError("journal is closed")
-        n = len(payload)
-        if n > MAX_RECORD:
-            raise ValueError(f"record of {n} bytes exceeds the {MAX_RECORD} byte limit")
-        if self._offset > SEG_HEADER_SIZE and self._offset + FRAME_OVERHEAD + n > self.segment_bytes:
+        end = self._offset + FRAME_OVERHEAD + len(payload)
+        if end > self.segment_bytes and self._offset > SEG_HEADER_SIZE:
             self._rotate()
-        self.chain = frames.append(self._buf, self.chain, payload)
-        self._offset += FRAME_OVERHEAD + n
+            end = self._offset + FRAME_OVERHEAD + len(payload)
+        self.chain = _append_frame(self._buf, self.chain, payload)  # checks MAX_RECORD
+        self._offset = end
         idx = self.index
-        self.index += 1
+        self.index = idx + 1
         return idx
 
     def commit_point(self) -> bool:
@@ -346,14 +346,13 @@ class Journal:
         Returns True when everything appended so far is now durable.
         """
         self._pending_commits += 1
-        mode = self.durability.mode
-        if mode == "always":
+        d = self.durability
+        if d.mode == "always":
             self.flush(sync=True)
             return True
-        if (self._pending_commits >= self.durability.group_commits
-                or (time.monotonic() - self._last_sync) * 1000.0 >= self.durability.group_ms):
-            self.flush(sync=mode == "group")
-            return mode == "group"
+        if self._pending_commits >= d.group_commits or (time.monotonic() - self._last_sync) * 1000.0 >= d.group_ms:
+            self.flush(sync=d.mode == "group")
+            return d.mode == "group"
         return False
 
     def flush(self, sync: bool = True) -> None:

@@ -408,16 +408,19 @@ class World:
         return bool(self.snapshot_every) and event_id % self.snapshot_every == 0
 
     def _after_commit(self, event_id: int) -> None:
-        k = self._kernel
-        if self._snapshot_due(event_id):
+        # runs after every commit: the common case (no snapshot, no new effect) costs two tests
+        every = self.snapshot_every
+        if every and event_id % every == 0:
             self.snapshot()  # the executor holds a quiet point here (barrier)
+        k = self._kernel
         if k.new_effects and self._journal.durable_index == self._journal.index:
             self._dispatcher.submit(k.new_effects)
             k.new_effects = []
 
     def _at_quiet(self) -> None:
-        if self._dispatcher.mode == "background":
-            self._admit_arrived()
+        d = self._dispatcher
+        if d.mode == "background" and d.has_arrived():
+            self._admit(d.take())
         if self._arrivals:
             with self._cv:
                 self._admit_arrivals()
