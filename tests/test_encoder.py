@@ -178,3 +178,33 @@ def test_scan_stops_at_the_first_bad_frame():
     assert frames.scan(bytes(buf) + b"\0\0\0", 0, bytes(32))[1] == frames.SCAN_SHORT_HEAD
     assert len(frames.scan(bytes(buf), 0, bytes(32), 2)[0]) == 2
     assert all(frames.length_check(n) == zlib.crc32(n.to_bytes(4, "little")) for n in (0, 1, 255, 2**31, 2**32 - 1))
+
+
+# ------------------------------------------------------------ record kinds
+def test_record_kind_reads_every_kind_without_decoding():
+    from aos.records import KINDS, EventAdmitted, ReceiptAppended, SnapshotCreated
+
+    samples = [EventAdmitted(0, "s", b"\x01"), StepScheduled(3, "r", "kind", 1),
+               StepScheduled(4, "r", "\x64kind", 1), StepCommitted(2, bytes(32)),
+               ReceiptAppended(5, bytes(32), "ok", b"\xf6", 3), SnapshotCreated(9, bytes(32), "s.snap")]
+    for rec in samples:
+        assert encoder.record_kind(encode_record(rec)) == rec.KIND
+    assert {type(r).KIND for r in samples} <= set(KINDS)
+    for junk in (b"", b"\x00", b"\xa1", b"\xa1\x64kind", b"\xa1\x64kind\x01", b"\xbf", b"\xa2\x63key\x7b\xff"):
+        assert encoder.record_kind(junk) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64))
+def test_record_kind_never_fails_on_junk(data):
+    assert encoder.record_kind(data) in (None, *[k for k in __import__("aos.records").records.KINDS]) or \
+        isinstance(encoder.record_kind(data), str)
+
+
+@SETTINGS
+@given(st.integers(0, 2**63 - 1), st.text(max_size=30), st.binary(max_size=40))
+def test_event_admitted_matches_the_generic_writer(seq, schema, value):
+    from aos.records import EventAdmitted
+
+    rec = EventAdmitted(seq, schema, value)
+    assert encode_record(rec) == cbor2.dumps(rec.to_wire())

@@ -113,9 +113,9 @@ class Position:
         return cls(index, segment, offset, chain)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Entry:
-    """One record read back, with where it lies."""
+    """One record read back, with where it lies (not changed once made)."""
 
     index: int
     segment: str
@@ -167,16 +167,23 @@ class _Scan:
         self.torn_at: int | None = None
 
     def __iter__(self) -> Iterator[Entry]:
+        name = self.name
+        for index, found in self.batches():
+            for at, payload, link in found:
+                yield Entry(index, name, at, payload, link)
+                index += 1
+
+    def batches(self) -> Iterator[tuple[int, list[tuple[int, bytes, bytes]]]]:
+        """``(index of the first, [(offset, payload, chain), ...])`` batches of good frames."""
         data, name = self.data, self.name
         size = len(data)
         while self.offset < size:
             # frames.scan checks lengths and chain links in C, a batch at a time
             found, stop, off, chain = frames.scan(data, self.offset, self.chain, _SCAN_BATCH)
             index = self.index
-            for at, payload, link in found:
-                yield Entry(index, name, at, payload, link)
-                index += 1
-            self.index, self.offset, self.chain = index, off, chain
+            self.index, self.offset, self.chain = index + len(found), off, chain
+            if found:
+                yield index, found
             if stop == frames.SCAN_END:
                 continue
             if stop == frames.SCAN_SHORT_HEAD:
@@ -219,6 +226,13 @@ class JournalReader:
 
     def entries(self, start: Position | None = None) -> Iterator[Entry]:
         """Entries from ``start`` (or the beginning) to the end of the journal."""
+        for name, index, found in self.batches(start):
+            for at, payload, link in found:
+                yield Entry(index, name, at, payload, link)
+                index += 1
+
+    def batches(self, start: Position | None = None) -> Iterator[tuple[str, int, list[tuple[int, bytes, bytes]]]]:
+        """The journal from ``start`` as ``(segment, index of the first, [(offset, payload, chain), ...])``."""
         segs = self.segments()
         if not segs:
             self.end = Position(0, 0, SEG_HEADER_SIZE, GENESIS)
@@ -244,7 +258,8 @@ class JournalReader:
                     raise JournalCorruptError(path.name, 0, "segment does not continue the previous segment's chain")
                 offset = SEG_HEADER_SIZE
             scan = _Scan(path.name, data, index, offset, chain, i == len(segs) - 1)
-            yield from scan
+            for first_index, found in scan.batches():
+                yield path.name, first_index, found
             index, chain = scan.index, scan.chain
             if scan.torn_at is not None:
                 self.torn_at = (path.name, scan.torn_at)

@@ -27,7 +27,7 @@ from aos.errors import (
 from aos.manifest import RECEIPT_SCHEMA, Manifest
 from aos.outbox import Outbox, QueuedEffect
 from aos.receipt import Receipt, ReceiptSigner
-from aos.records import EventAdmitted, ReceiptAppended, Record
+from aos.records import ReceiptAppended, Record, admitted_payload
 from aos.worker import StepResult, Ticket, compute
 
 __all__ = ["Kernel", "Sink", "Inbox", "DEFAULT_WINDOW", "DEFAULT_AGING"]
@@ -103,7 +103,7 @@ class Kernel:
     def admit(self, adm: Admitted) -> int:
         """Journal and deliver an external event (visible to the next ticket)."""
         seq = self.next_seq
-        self.sink.append(EventAdmitted(seq, adm.schema, adm.value))
+        self.sink.append_payload(admitted_payload(seq, adm.schema, adm.value))
         self.next_seq = seq + 1
         self.inbox.put(seq, adm.schema, adm.value, len(adm.routes))
         cells, deliver = self.cells, self.sequencer.deliver

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import cbor2
 
 from aos import canonical
+from aos._core.encoder import event_admitted as admitted_payload
 from aos._core.encoder import ordered
 from aos._core.encoder import step_committed as committed_payload
 from aos._core.encoder import step_scheduled as scheduled_payload
@@ -24,6 +25,7 @@ __all__ = [
     "Record", "EventAdmitted", "StepScheduled", "StepCommitted", "StepFailed",
     "SnapshotCreated", "PolicyDecision", "EffectQueued", "ReceiptAppended", "InvariantViolated",
     "Emit", "Intent", "encode_record", "decode_record", "KINDS", "scheduled_payload", "committed_payload",
+    "admitted_payload",
 ]
 
 Key = Any  # str | int | bytes | None
@@ -244,6 +246,9 @@ def encode_record(record: Record) -> bytes:
     """
     t = type(record)
     try:
+        if t is EventAdmitted:
+            r = record
+            return admitted_payload(r.seq, r.schema, r.value, r.lane_id)  # type: ignore[attr-defined]
         if t is StepScheduled:
             r = record
             return scheduled_payload(r.event_id, r.reducer, r.key, r.input, r.lane_id)  # type: ignore[attr-defined]

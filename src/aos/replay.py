@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from aos._core.encoder import record_kind
 from aos.canonical import decode_trusted
 from aos.committer import Committer
 from aos.errors import ReplayDivergenceError
@@ -44,51 +45,75 @@ class _JournalEnd(Exception):
 class VerifyingSink:
     """A kernel sink that checks each record against the journal's next one.
 
+    It reads the journal in the batches of :meth:`JournalReader.batches`.
     When the journal's records run out, records go to ``journal`` when one is
     given (a world completing a step whose outcome was torn off), else the
     replay stops.
     """
 
-    def __init__(self, entries: Iterator[Entry], journal: Journal | None = None) -> None:
-        self._entries = entries
-        self._next: Entry | None = None
-        self._done = False
+    def __init__(self, batches: Iterator[tuple[str, int, list[tuple[int, bytes, bytes]]]],
+                 journal: Journal | None = None) -> None:
+        self._batches = batches
+        self._segment = ""
+        self._first = 0  # index of the batch's first frame
+        self._frames: list[tuple[int, bytes, bytes]] = []
+        self._i = 0
+        self._next: bytes | None = None  # the payload of the next journal record
         self.journal = journal
         self._scheduled: bytes | None = None  # the last StepScheduled payload produced
         self.records = 0
-        self._advance()
+        self._load()
 
-    def _advance(self) -> None:
-        self._next = next(self._entries, None)
-        if self._next is None:
-            self._done = True
+    def _load(self) -> None:
+        while self._i >= len(self._frames):
+            batch = next(self._batches, None)
+            if batch is None:
+                self._next = None
+                return
+            self._segment, self._first, self._frames = batch
+            self._i = 0
+        self._next = self._frames[self._i][1]
 
-    def peek(self) -> Entry | None:
+    def peek_payload(self) -> bytes | None:
+        """The next journal record's payload (None at the end)."""
         return self._next
 
+    def peek(self) -> Entry | None:
+        """The next journal record (None at the end)."""
+        if self._next is None:
+            return None
+        at, payload, chain = self._frames[self._i]
+        return Entry(self._first + self._i, self._segment, at, payload, chain)
+
     def consume(self) -> Entry:
-        entry = self._next
+        entry = self.peek()
         assert entry is not None
-        self._advance()
+        self._i += 1
         self.records += 1
+        self._load()
         return entry
 
     def append(self, record: Record) -> int:
         return self.append_payload(encode_record(record))
 
     def append_payload(self, payload: bytes) -> int:
-        entry = self._next
-        if entry is None:
+        expected = self._next
+        if expected is None:
             if self.journal is None:
                 raise _JournalEnd()
             return self.journal.append_payload(payload)
-        self._advance()
+        if payload != expected:
+            self._diverged(self.peek(), payload)  # type: ignore[arg-type]
+        i = self._i
+        self._i = i + 1
         self.records += 1
-        if payload != entry.payload:
-            self._diverged(entry, payload)
+        if i + 1 < len(self._frames):
+            self._next = self._frames[i + 1][1]
+        else:
+            self._load()
         if payload[1:5] == _SCHEDULED_FIRST_KEY:  # remembered for the divergence report
             self._scheduled = payload
-        return entry.index
+        return self._first + i
 
     def commit_point(self) -> bool:
         if self._next is None and self.journal is not None:
@@ -125,11 +150,11 @@ def _hex(h: bytes | None) -> str:
     return h.hex() if h is not None else "none (cell deleted)"
 
 
-def _peek(entry: Entry) -> dict[str, Any]:
-    """A journal entry's map, read without the full canonical checks ({} when malformed)."""
+def _peek(payload: bytes) -> dict[str, Any]:
+    """A journal record's map, read without the full canonical checks ({} when malformed)."""
     try:
-        m = decode_trusted(entry.payload)
-    except Exception:  # malformed: entry.record() reports it properly
+        m = decode_trusted(payload)
+    except Exception:  # malformed: Entry.record() reports it properly
         return {}
     return m if isinstance(m, dict) else {}
 
@@ -138,30 +163,34 @@ def replay_entries(kernel: Kernel, sink: VerifyingSink, progress: Callable[[int]
                    until: int | None = None) -> None:
     """Drive ``kernel`` through the journal entries held by ``sink`` (up to ticket ``until``)."""
     committer = Committer(kernel)
+    commit, compute, next_ticket = committer.commit, kernel.compute, kernel.next_ticket
     cells = kernel.cells
     try:
-        while (entry := sink.peek()) is not None:
-            m = _peek(entry)
-            kind = m.get("kind")
-            if kind == "EventAdmitted" and type(m.get("value")) is bytes and type(m.get("seq")) is int:
-                # Records the replay re-makes are not decoded strictly: the sink compares the
-                # bytes the replay produces with them, which also proves them canonical.
-                kernel.admit_recorded(m["seq"], m.get("schema"), m["value"])
-                continue
+        while (payload := sink.peek_payload()) is not None:
+            # Dispatch on the record kind, read without decoding the record: the records a step
+            # makes are compared byte for byte with the journal's, which proves them canonical.
+            kind = record_kind(payload)
             if kind == "StepScheduled":
-                if until is not None and isinstance(m.get("event_id"), int) and m["event_id"] > until:
-                    return
-                # The records of a step are not decoded: the sink compares the bytes
-                # the replay produces with them, which also proves them canonical.
-                ticket = kernel.next_ticket()
+                if until is not None:
+                    event_id = _peek(payload).get("event_id")
+                    if isinstance(event_id, int) and event_id > until:
+                        return
+                ticket = next_ticket()
                 if ticket is None:
-                    rec = entry.record()
+                    rec = sink.peek().record()  # type: ignore[union-attr]
                     raise ReplayDivergenceError(rec.event_id, rec.reducer, rec.key,  # type: ignore[attr-defined]
                                                 None, None, "journal schedules a step the replay has no input for")
-                committer.commit(kernel.compute(ticket))
+                commit(compute(ticket))
                 if progress is not None:
                     progress(sink.records)
                 continue
+            if kind == "EventAdmitted":
+                m = _peek(payload)
+                if type(m.get("value")) is bytes and type(m.get("seq")) is int:
+                    kernel.admit_recorded(m["seq"], m.get("schema"), m["value"])  # re-made and compared
+                    continue
+            entry = sink.peek()
+            assert entry is not None
             rec = entry.record()
             if isinstance(rec, ReceiptAppended):
                 kernel.admit_receipt_recorded(rec)
@@ -201,7 +230,7 @@ class Replay:
         if until is not None and (type(until) is not int or until < 0):
             raise ValueError(f"until must be an event_id >= 0, got {until!r}")
         reader = JournalReader(self.path / "journal", self.manifest.era)
-        sink = VerifyingSink(reader.entries())
+        sink = VerifyingSink(reader.batches())
         kernel = Kernel(self.manifest, sink, window=self.meta["window"], aging=self.meta["aging"])
         replay_entries(kernel, sink, progress, until)
         if until is not None and kernel.last_event_id < until:

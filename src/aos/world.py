@@ -241,7 +241,7 @@ class World:
             kernel = Kernel(manifest, journal, window=window, signer=signer, aging=aging)
             start = load_snapshot(snap, kernel, manifest.era)
             break
-        sink = VerifyingSink(reader.entries(start), journal)
+        sink = VerifyingSink(reader.batches(start), journal)
         kernel.sink = sink
         replay_entries(kernel, sink)
         kernel.sink = journal

@@ -49,7 +49,7 @@ DEF MAX_DEPTH = 400
 DEF OK = 0
 DEF UNSUPPORTED = 1
 
-__all__ = ["encode", "ordered", "step_scheduled", "step_committed", "MAX_DEPTH"]
+__all__ = ["encode", "ordered", "event_admitted", "step_scheduled", "step_committed", "record_kind", "MAX_DEPTH"]
 
 
 cdef struct Buf:
@@ -435,6 +435,10 @@ cdef bytes K_LANE = b"\x67lane_id"
 cdef bytes K_REDUCER = b"\x67reducer"
 cdef bytes K_EVENT = b"\x68event_id"
 cdef bytes K_STATE_HASH = b"\x6astate_hash"
+cdef bytes K_SEQ = b"\x63seq"
+cdef bytes K_VALUE = b"\x65value"
+cdef bytes K_SCHEMA = b"\x66schema"
+cdef bytes V_ADMITTED = b"\x6dEventAdmitted"
 cdef bytes V_SCHEDULED = b"\x6dStepScheduled"
 cdef bytes V_COMMITTED = b"\x6dStepCommitted"
 
@@ -510,3 +514,104 @@ def step_committed(event_id, state_hash, tuple emits, tuple effects, lane_id=0):
         return PyBytes_FromStringAndSize(<char*>b.p, b.n)
     finally:
         buf_free(&b)
+
+
+def event_admitted(seq, str schema, bytes value, lane_id=0):
+    """The payload of ``EventAdmitted`` (keys: seq, kind, value, schema, lane_id)."""
+    cdef Buf b
+    buf_init(&b)
+    try:
+        head(&b, 5, 5)
+        put_raw(&b, K_SEQ)
+        put_uint(&b, seq)
+        put_raw(&b, K_KIND)
+        put_raw(&b, V_ADMITTED)
+        put_raw(&b, K_VALUE)
+        put(&b, value, 0, False)
+        put_raw(&b, K_SCHEMA)
+        if put_text(&b, schema):
+            raise ValueError(f"schema {schema!r:.100} cannot be written as UTF-8")
+        put_raw(&b, K_LANE)
+        put_uint(&b, lane_id)
+        return PyBytes_FromStringAndSize(<char*>b.p, b.n)
+    finally:
+        buf_free(&b)
+
+
+# ------------------------------------------------------------ record kinds
+cdef Py_ssize_t skip(const unsigned char* p, Py_ssize_t n, Py_ssize_t at, int depth) noexcept:
+    """The offset after the CBOR item at ``at`` (-1 when malformed or cut short)."""
+    cdef unsigned int major, ai
+    cdef uint64_t arg = 0
+    cdef Py_ssize_t i, width
+    if at >= n or depth > MAX_DEPTH:
+        return -1
+    major = p[at] >> 5
+    ai = p[at] & 31
+    at += 1
+    if ai < 24:
+        arg = ai
+    elif ai <= 27:
+        width = 1 << (ai - 24)
+        if at + width > n:
+            return -1
+        for i in range(width):
+            arg = (arg << 8) | p[at + i]
+        at += width
+    else:
+        return -1  # indefinite lengths and reserved values are not in canonical records
+    if major == 2 or major == 3:
+        if arg > <uint64_t>(n - at):
+            return -1
+        return at + <Py_ssize_t>arg
+    if major == 4 or major == 5:
+        if arg > <uint64_t>(n - at):
+            return -1
+        for i in range(<Py_ssize_t>arg * (2 if major == 5 else 1)):
+            at = skip(p, n, at, depth + 1)
+            if at < 0:
+                return -1
+        return at
+    if major == 6:
+        return skip(p, n, at, depth + 1)
+    return at  # ints, simple values and floats: the head was all of it
+
+
+cdef dict KIND_NAMES = {}
+
+
+def record_kind(bytes payload):
+    """The ``kind`` of a record payload, read without decoding the rest (``None`` if not found).
+
+    Only a hint for dispatch: every record is still checked by comparison or
+    by a strict decode.
+    """
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(payload)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(payload), at = 1, entries, k, end, vend
+    if n < 1 or (p[0] >> 5) != 5 or (p[0] & 31) >= 24:
+        return None
+    entries = p[0] & 31
+    for k in range(entries):
+        end = skip(p, n, at, 1)
+        if end < 0:
+            return None
+        if end - at == 5 and memcmp(p + at, b"\x64kind", 5) == 0:
+            if end >= n or (p[end] >> 5) != 3:
+                return None
+            vend = skip(p, n, end, 1)
+            if vend < 0:
+                return None
+            raw = PyBytes_FromStringAndSize(<const char*>(p + end), vend - end)
+            name = KIND_NAMES.get(raw)
+            if name is None:
+                try:
+                    name = raw[1 if (p[end] & 31) < 24 else 1 + (1 << ((p[end] & 31) - 24)):].decode("utf-8")
+                except UnicodeDecodeError:
+                    return None
+                if len(KIND_NAMES) < 64:
+                    KIND_NAMES[raw] = name
+            return name
+        at = skip(p, n, end, 1)
+        if at < 0:
+            return None
+    return None
