@@ -35,7 +35,7 @@ def admitted(path: Path, m: aos.Manifest) -> int:
 @pytest.mark.parametrize("workers", [0, 2])
 def test_non_blocking_submit_raises_when_full_and_journals_nothing(tmp_path: Path, workers: int) -> None:
     m = manifest()
-    with aos.World.open(tmp_path / "w", m, max_queued=5, workers=workers) as w:
+    with aos.World.open(tmp_path / "w", m, max_queued=5, workers=workers, offload="all") as w:
         for i in range(5):
             w.submit("test/E@1", {"k": i, "n": 1}, block=False)
         before = w.stats["records"]
@@ -51,7 +51,7 @@ def test_non_blocking_submit_raises_when_full_and_journals_nothing(tmp_path: Pat
 @pytest.mark.parametrize("workers", [0, 2])
 def test_blocking_submit_makes_room_and_memory_stays_bounded(tmp_path: Path, workers: int) -> None:
     m = manifest()
-    with aos.World.open(tmp_path / "w", m, max_queued=50, workers=workers) as w:
+    with aos.World.open(tmp_path / "w", m, max_queued=50, workers=workers, offload="all") as w:
         for i in range(2_000):
             w.submit("test/E@1", {"k": i % 13, "n": 1})
         w.run()
@@ -68,7 +68,7 @@ def test_flood_from_threads_while_running_loses_nothing(tmp_path: Path, workers:
     stop = threading.Event()
     errors: list[BaseException] = []
     seqs: list[int] = []
-    with aos.World.open(tmp_path / "w", m, max_queued=20, workers=workers) as w:
+    with aos.World.open(tmp_path / "w", m, max_queued=20, workers=workers, offload="all") as w:
         def runner() -> None:
             try:
                 while not stop.is_set():

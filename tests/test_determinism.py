@@ -98,7 +98,8 @@ def test_reopening_mid_run_continues_exactly_like_an_uninterrupted_run(tmp_path:
     from aos.records import StepScheduled
 
     def open_world(path: Path) -> aos.World:
-        return aos.World.open(path, workload_manifest(), workers=2, effects="inline", on_violation="record",
+        return aos.World.open(path, workload_manifest(), workers=2, offload="all", effects="inline",
+                              on_violation="record",
                               aging=40, adapters={"payment.send": payment_adapter()})
 
     def steps(path: Path) -> list[tuple[int, str, Any]]:

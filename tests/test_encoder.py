@@ -208,3 +208,66 @@ def test_event_admitted_matches_the_generic_writer(seq, schema, value):
 
     rec = EventAdmitted(seq, schema, value)
     assert encode_record(rec) == cbor2.dumps(rec.to_wire())
+
+
+# ------------------------------------------------------------------ reader
+from aos._core import decoder  # noqa: E402
+
+
+@SETTINGS
+@given(values)
+def test_reader_reads_back_what_the_writer_wrote(value):
+    data = _reference(value)
+    expected = cbor2.loads(data)
+    for strict in (False, True):
+        got = decoder.decode(data, strict)
+        assert got == expected and cbor2.dumps(got, canonical=True) == data
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.binary(max_size=40))
+def test_strict_reader_accepts_only_what_the_general_path_accepts(data):
+    got = decoder.decode(data, True)
+    if got is decoder.UNHANDLED:
+        return
+    # accepted: it must be valid, canonical, in the model, and equal cbor2's reading
+    assert canonical.encode(got) == data
+    assert cbor2.loads(data) == got
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.binary(max_size=40))
+def test_lenient_reader_agrees_with_cbor2(data):
+    got = decoder.decode(data)
+    if got is decoder.UNHANDLED:
+        return
+    assert cbor2.loads(data) == got
+
+
+@pytest.mark.parametrize("data", [
+    b"\x18\x05",  # 5 in a two-byte head
+    b"\xa2\x61b\x01\x61a\x02",  # keys out of order
+    b"\xa2\x61a\x01\x61a\x02",  # duplicate key
+    b"\xfa\x3f\x80\x00\x00",  # 1.0 as a single (a half would do)
+    b"\xfb\x3f\xf0\x00\x00\x00\x00\x00\x00",  # 1.0 as a double
+    b"\xf9\x80\x00",  # -0.0
+    b"\xf9\x7e\x00",  # NaN
+    b"\x9f\x01\xff",  # indefinite array
+    b"\xc1\x01",  # a tag
+    b"\x01\x02",  # trailing bytes
+    b"\x62\xc3\x28",  # invalid UTF-8
+    b"\xa1\xf6\x01",  # a null key
+])
+def test_strict_reader_leaves_non_canonical_bytes_to_the_general_path(data):
+    from aos.errors import NonCanonicalError
+
+    assert decoder.decode(data, True) is decoder.UNHANDLED
+    with pytest.raises(NonCanonicalError):
+        canonical.decode(data)
+
+
+def test_reader_depth_limit():
+    deep = b"\x81" * canonical.MAX_DEPTH + b"\x80"
+    ok = b"\x81" * (canonical.MAX_DEPTH - 1) + b"\x80"
+    assert decoder.decode(deep) is decoder.UNHANDLED
+    assert decoder.decode(ok, True) == cbor2.loads(ok)

@@ -15,9 +15,10 @@ pytestmark = pytest.mark.parallel
 
 
 @pytest.mark.parametrize("workers", [0, 1, 3])
-def test_max_steps_is_exact_with_workers(tmp_path: Path, workers: int) -> None:
+@pytest.mark.parametrize("offload", ["auto", "all"])
+def test_max_steps_is_exact_with_workers(tmp_path: Path, workers: int, offload: str) -> None:
     m = make_counter_manifest()
-    with aos.World.open(tmp_path / "w", m, workers=workers) as w:
+    with aos.World.open(tmp_path / "w", m, workers=workers, offload=offload) as w:
         for i in range(40):
             w.submit("test/Add@1", {"id": i % 5, "forward_to": (i + 1) % 5})
         assert w.run(max_steps=17).steps == 17
@@ -31,7 +32,7 @@ def test_max_steps_is_exact_with_workers(tmp_path: Path, workers: int) -> None:
 @pytest.mark.parametrize("workers", [0, 2])
 def test_metrics_report_scheduling_and_commits(tmp_path: Path, workers: int) -> None:
     m = make_counter_manifest()
-    with aos.World.open(tmp_path / "w", m, workers=workers) as w:
+    with aos.World.open(tmp_path / "w", m, workers=workers, offload="all") as w:
         for _ in range(200):
             w.submit("test/Add@1", {"id": "hot"})
         for i in range(10):
@@ -57,7 +58,7 @@ def test_cold_cell_is_ticketed_right_behind_a_hot_cell(tmp_path: Path) -> None:
     def c(ctx: Any, state: Any, event: Any) -> Any:
         return (state or 0) + 1
 
-    with aos.World.open(tmp_path / "w", m, workers=2) as w:
+    with aos.World.open(tmp_path / "w", m, workers=2, offload="all") as w:
         for _ in range(10_000):
             w.submit("test/E@1", {"k": "hot"})
         w.run(max_steps=100)
@@ -84,3 +85,29 @@ def test_default_workers_follow_what_can_run_in_parallel() -> None:
     free_threaded = not getattr(sys, "_is_gil_enabled", lambda: True)()
     assert default_workers(py) == ((os.cpu_count() or 1) if free_threaded else 0)
     assert default_workers(native) == (os.cpu_count() or 1)
+
+
+def test_offload_auto_computes_python_steps_beside_the_gil_on_the_coordinator(tmp_path: Path) -> None:
+    """Where the GIL serialises Python steps, "auto" computes them on the coordinator: same journal."""
+    import sys
+
+    m = make_counter_manifest()
+    journals, computed_here = {}, {}
+    for name, workers, offload in (("inline", 0, "auto"), ("auto", 2, "auto"), ("all", 2, "all")):
+        with aos.World.open(tmp_path / name, m, workers=workers, offload=offload) as w:
+            for i in range(300):
+                w.submit("test/Add@1", {"id": i % 7, "forward_to": (i * 3) % 7})
+            w.run()
+            computed_here[name] = w.metrics()["steps_computed_by_coordinator"]
+            steps = w.metrics()["tickets"]
+        journals[name] = b"".join(p.read_bytes() for p in sorted((tmp_path / name / "journal").iterdir()))
+    assert journals["auto"] == journals["all"] == journals["inline"]
+    if getattr(sys, "_is_gil_enabled", lambda: True)():
+        assert computed_here["auto"] == steps
+    else:
+        assert computed_here["auto"] < steps  # no GIL: the workers take steps too
+
+
+def test_offload_must_be_known(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="offload"):
+        aos.World.open(tmp_path / "w", make_counter_manifest(), workers=1, offload="some")

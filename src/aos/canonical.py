@@ -25,6 +25,8 @@ from typing import Any
 import blake3
 import cbor2
 
+from aos._core.decoder import UNHANDLED
+from aos._core.decoder import decode as _fast_decode
 from aos._core.encoder import encode as _fast_encode
 from aos.errors import NonCanonicalError, UnencodableValueError
 
@@ -119,12 +121,14 @@ def encode(value: Any, where: str | None = None, path: str = "value") -> bytes:
 
 def decode(data: bytes, where: str = "data") -> Any:
     """Decode canonical CBOR; raise :class:`NonCanonicalError` unless canonical."""
+    if type(data) is bytes:
+        value = _fast_decode(data, True)  # the C reader: in the model and canonical, or UNHANDLED
+        if value is not UNHANDLED:
+            return value
     try:
         value = cbor2.loads(data)
     except Exception as exc:  # cbor2 raises several types for malformed input
         raise NonCanonicalError(f"{where}: not valid CBOR ({type(exc).__name__}: {exc})") from None
-    if _fast_encode(value) == data:  # in the model and canonical (else the checks below say what is wrong)
-        return value
     problem = _find_problem(value, "value")
     if problem is not None:
         raise NonCanonicalError(f"{where}: {problem[0]}: {problem[1]}")
@@ -147,7 +151,8 @@ def encode_trusted(value: Any) -> bytes:
 
 def decode_trusted(data: bytes) -> Any:
     """Decode bytes this process encoded itself (no canonical check)."""
-    return cbor2.loads(data)
+    value = _fast_decode(data)
+    return cbor2.loads(data) if value is UNHANDLED else value
 
 
 def hash_value(value: Any) -> bytes:

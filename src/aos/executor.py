@@ -12,6 +12,7 @@ ticket order, so both write the same journal.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -138,9 +139,15 @@ class ThreadsExecutor:
     name = "threads"
 
     def __init__(self, kernel: Kernel, workers: int, delay: Callable[[int], float] | None = None,
-                 lookahead: int | None = None) -> None:
+                 lookahead: int | None = None, offload: str = "auto") -> None:
         if workers < 1:
             raise ValueError(f"the threads executor needs workers >= 1, got {workers}")
+        if offload not in ("auto", "all"):
+            raise ValueError(f"offload must be 'auto' or 'all', got {offload!r}")
+        # "auto": a Python step holds the GIL while it runs, so on a GIL build it cannot overlap
+        # with the coordinator; the coordinator computes it itself instead of handing it over.
+        gil = getattr(sys, "_is_gil_enabled", lambda: True)()
+        self.python_on_coordinator = offload == "auto" and gil
         self.kernel = kernel
         self.committer = Committer(kernel)
         self.workers = workers
@@ -152,12 +159,14 @@ class ThreadsExecutor:
         self._error: BaseException | None = None
         self._threads: list[threading.Thread] = []
         self._busy = [0.0] * workers
+        self.coordinator_busy = 0.0  # computing tickets no worker had taken yet
+        self.helped = 0  # steps the coordinator computed itself
         self.latency = LatencyHistogram()
         self.max_inflight = 0
 
     @property
     def busy_seconds(self) -> float:
-        return sum(self._busy)
+        return sum(self._busy) + self.coordinator_busy
 
     # ------------------------------------------------------------ workers
     def _start(self) -> None:

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import blake3
-import cbor2
 
 from aos import canonical
+from aos._core.decoder import UNHANDLED
+from aos._core.decoder import decode as _fast_decode
 from aos._core.encoder import encode as _fast_encode
 from aos.admission import Admission, Route
 from aos.capability import Ledger
@@ -25,7 +26,7 @@ from aos.records import Emit, Intent
 __all__ = ["Ticket", "StepResult", "compute", "failure_message"]
 
 _digest = blake3.blake3
-_loads = cbor2.loads  # canonical.decode_trusted: bytes aos wrote itself
+_decode = _fast_decode  # of bytes aos wrote itself; UNHANDLED: canonical.decode_trusted, the general path
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{4,}")
 MAX_MESSAGE = 2000
 
@@ -80,8 +81,11 @@ def compute(ticket: Ticket, state: bytes | None, schema: str, value: bytes,
     if spec.native is not None:
         return _compute_native(ticket, ctx, state, schema, value)
     try:
-        current = None if state is None else _loads(state)
-        event = Event(schema, _loads(value), ticket.input)
+        current = None if state is None else _decode(state)
+        if current is UNHANDLED:
+            current = canonical.decode_trusted(state)  # type: ignore[arg-type]
+        decoded = _decode(value)
+        event = Event(schema, canonical.decode_trusted(value) if decoded is UNHANDLED else decoded, ticket.input)
         new = spec.fn(ctx, current, event)
         if new is None:
             new_bytes, new_hash = None, None

@@ -102,7 +102,8 @@ class World:
         workers = options["workers"]
         self.workers: int = workers
         self._executor: InlineExecutor | ThreadsExecutor = (
-            InlineExecutor(kernel) if workers == 0 else ThreadsExecutor(kernel, workers, options["worker_delay"]))
+            InlineExecutor(kernel) if workers == 0
+            else ThreadsExecutor(kernel, workers, options["worker_delay"], offload=options["offload"]))
         self._hooks = Hooks(self._after_commit, self._snapshot_due, self._at_quiet, self._wants_quiet)
         self.max_queued: int = options["max_queued"]
         self._cv = threading.Condition(threading.RLock())
@@ -125,7 +126,7 @@ class World:
              effects: str = "background",
              on_violation: str | Callable[[InvariantViolation], None] = "raise",
              workers: int | None = None, worker_delay: Callable[[int], float] | None = None,
-             max_queued: int = 1_000_000) -> "World":
+             max_queued: int = 1_000_000, offload: str | None = None) -> "World":
         """Create or open the world at ``path`` with ``manifest``.
 
         ``durability``: ``"group"`` (default), ``"always"``, ``"none"`` or a
@@ -148,10 +149,17 @@ class World:
         equals). The default is the number of CPUs where threads can run steps
         in parallel — the manifest has a native reducer, or the interpreter
         runs without the GIL — and 0 otherwise, where threads would only add
-        hand-over costs to Python reducers that hold the GIL. ``worker_delay(event_id)``
-        -> seconds makes workers sleep before a step (for tests that shuffle
-        timing). ``max_queued`` bounds the inputs waiting in mailboxes (see
-        :meth:`submit` for what happens when it is reached).
+        hand-over costs to Python reducers that hold the GIL. ``offload``
+        says which steps go to the workers: ``"auto"`` sends a step there when
+        it can run beside the calling thread — its reducer is native, or the
+        interpreter runs without the GIL — and computes a Python step under
+        the GIL on the calling thread, where a hand-over would only add cost;
+        ``"all"`` sends every step (for Python reducers that release the GIL
+        themselves, e.g. in NumPy). ``worker_delay(event_id)`` -> seconds makes
+        workers sleep before a step (for tests that shuffle timing; it implies
+        ``offload="all"`` unless told otherwise). ``max_queued`` bounds the
+        inputs waiting in mailboxes (see :meth:`submit` for what happens when
+        it is reached).
         """
         if not isinstance(manifest, Manifest):
             raise TypeError(f"manifest must be an aos.Manifest, got {type(manifest).__name__}")
@@ -165,6 +173,10 @@ class World:
             workers = default_workers(manifest)
         if type(workers) is not int or workers < 0:
             raise ValueError(f"workers must be an int >= 0, got {workers!r}")
+        if offload is None:
+            offload = "all" if worker_delay is not None else "auto"
+        if offload not in ("auto", "all"):
+            raise ValueError(f"offload must be 'auto' or 'all', got {offload!r}")
         if type(max_queued) is not int or max_queued < 1:
             raise ValueError(f"max_queued must be an int >= 1, got {max_queued!r}")
         dur = Durability.of(durability)
@@ -214,7 +226,8 @@ class World:
         dispatcher = Dispatcher(registry, signer, effects)
         options = {"snapshot_every": snapshot_every, "keep_snapshots": keep_snapshots,
                    "snapshot_on_close": snapshot_on_close, "on_violation": on_violation,
-                   "workers": workers, "worker_delay": worker_delay, "max_queued": max_queued}
+                   "workers": workers, "worker_delay": worker_delay, "max_queued": max_queued,
+                   "offload": offload}
         world = cls(p, manifest, journal, kernel, lock_fd, dispatcher, options)
         # Nothing to snapshot on close if the journal ends with the loaded snapshot.
         if journal.index == 0 or (start is not None and start.index + 1 == journal.index):
@@ -607,6 +620,7 @@ class World:
             "wait_ticks": {"max": s.wait_max, "max_cell": wait_cell, "max_at_ticket": s.wait_max_ticket,
                            "mean": s.wait_sum / tickets if tickets else 0.0},
             "worker_busy_seconds": ex.busy_seconds,
+            "steps_computed_by_coordinator": getattr(ex, "helped", 0),
             "commit_latency_us": {"buckets": ex.latency.buckets(), "p50": ex.latency.quantile(0.5),
                                   "p99": ex.latency.quantile(0.99)},
             "effects": {"outstanding": len(k.outbox.queued), "settled": len(k.outbox.settled),

@@ -5,8 +5,10 @@
 It runs on the thread that called ``World.run``. Each turn it commits every
 result that is next in ticket order, runs the world's hooks, assigns the
 tickets the sequencer has already determined (up to the in-flight depth,
-which adapts to stale reads) and then waits — in :class:`Pipeline`, without
-the GIL — for the next result. The commit itself and the hooks are Python
+which adapts to stale reads) and then, when no worker has taken the next
+ticket yet, computes that one itself (short steps then cost no hand-over);
+otherwise it waits — in :class:`Pipeline`, without the GIL — for the next
+result. The commit itself and the hooks are Python
 (they touch Python objects); the loop's bookkeeping is typed C.
 """
 
@@ -35,6 +37,9 @@ def coordinate(executor, kernel, object max_steps, hooks):
     cdef bint held = False  # a barrier ticket was assigned or inputs wait: no more until all committed
     cdef bint idle
     commit = executor.committer.commit
+    compute = kernel.compute
+    cdef int64_t helped = executor.helped
+    cdef bint python_here = executor.python_on_coordinator
     ticket_of = kernel.ticket
     latency = executor.latency
     after, barrier, quiet, wants_quiet = hooks.after_commit, hooks.barrier, hooks.at_quiet, hooks.wants_quiet
@@ -82,7 +87,16 @@ def coordinate(executor, kernel, object max_steps, hooks):
                 break
             assigned = t[0]
             assigned_at[assigned] = clock()
-            pipe.put(assigned, ticket_of(*t))
+            tk = ticket_of(*t)
+            if python_here and tk.spec.native is None:
+                # a Python step under the GIL: computed here, straight into the reorder buffer
+                t0 = clock()
+                pipe.complete(assigned, compute(tk))
+                executor.coordinator_busy += clock() - t0
+                helped += 1
+                executor.helped = helped
+            else:
+                pipe.put(assigned, tk)
             if barrier is not None and barrier(assigned):
                 held = True
         if assigned - committed > max_inflight:
@@ -94,7 +108,16 @@ def coordinate(executor, kernel, object max_steps, hooks):
             if idle or (limit >= 0 and assigned - start >= limit):
                 return steps
             continue
-        # Wait (without the GIL) for the next result in ticket order.
+        # Help rather than wait: when no worker has taken the next ticket yet, compute it here
+        # (against the committed state, as the inline executor would). Else wait without the GIL.
+        t = pipe.steal(committed + 1)
+        if t is not None:
+            t0 = clock()
+            waited = compute(t)
+            executor.coordinator_busy += clock() - t0
+            helped += 1
+            executor.helped = helped
+            continue
         waited = pipe.result(committed + 1, True)
         if waited is None:
             raise executor._error or RuntimeError("worker pipeline failed")

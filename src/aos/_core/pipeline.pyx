@@ -114,6 +114,26 @@ cdef class Pipeline:
         self.results[slot] = None
         return r
 
+    def steal(self, int64_t n):
+        """Take ticket ``n`` back if it is still first in the queue (no worker took it); else None.
+
+        The coordinator computes such a ticket itself instead of waiting for it.
+        """
+        cdef int64_t slot = n % self.capacity
+        cdef bint got = False
+        with nogil:
+            pthread_mutex_lock(&self.mutex)
+            if self.length > 0 and self.queue[self.head] == n:
+                self.head = (self.head + 1) % self.capacity
+                self.length -= 1
+                got = True
+            pthread_mutex_unlock(&self.mutex)
+        if not got:
+            return None
+        t = self.tickets[slot]
+        self.tickets[slot] = None
+        return t
+
     def fail(self):
         """Wake the coordinator: a worker hit an error it cannot turn into a result."""
         with nogil:

@@ -1,0 +1,257 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: freethreading_compatible=True
+"""The canonical CBOR reader of the step path.
+
+Every step decodes its cell's state and its event; a replay also reads every
+record. This reader handles the value model's items (unsigned and negative
+ints, byte and text strings, arrays, maps with ``str``, ``int`` or ``bytes``
+keys, ``false``, ``true``, ``null`` and floats of the three widths) in C.
+
+``decode(data, strict)`` returns :data:`UNHANDLED` for anything else (tags,
+indefinite lengths, undefined and simple values, other map keys, nesting
+deeper than the model allows, trailing bytes, invalid UTF-8): the caller then
+takes the general path of :mod:`aos.canonical`, which decodes it or raises the
+precise error. With ``strict`` the bytes must also be canonical (shortest
+heads, map keys in canonical order without duplicates, floats in their
+shortest width, no ``NaN``, no ``-0.0``); if they are not, the result is
+:data:`UNHANDLED` too, and the general path says what is wrong.
+"""
+
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from cpython.long cimport PyLong_FromUnsignedLongLong, PyLong_FromLongLong
+from cpython.float cimport PyFloat_FromDouble
+from libc.string cimport memcpy, memcmp
+from libc.stdint cimport uint16_t, uint32_t, uint64_t
+from libc.math cimport ldexp, isnan, frexp, floor, INFINITY, NAN
+
+
+cdef extern from "Python.h":
+    object PyList_New(Py_ssize_t)
+    void PyList_SET_ITEM(object, Py_ssize_t, object)
+    void Py_INCREF(object)
+
+
+DEF MAX_DEPTH = 400
+
+__all__ = ["decode", "UNHANDLED"]
+
+
+class _Unhandled:
+    """The marker of a value this reader leaves to the general path."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return "UNHANDLED"
+
+
+UNHANDLED = _Unhandled()
+
+
+cdef struct Reader:
+    const unsigned char* p
+    Py_ssize_t n
+    Py_ssize_t at
+    bint strict
+    bint bad  # set when the item is outside what this reader handles
+
+
+cdef inline int read_head(Reader* r, unsigned int* major, uint64_t* arg) noexcept:
+    """Read a head; 0 on success, -1 when bad (flagged)."""
+    cdef unsigned int ai, i, width
+    cdef uint64_t v = 0
+    if r.at >= r.n:
+        r.bad = True
+        return -1
+    major[0] = r.p[r.at] >> 5
+    ai = r.p[r.at] & 31
+    r.at += 1
+    if ai < 24:
+        arg[0] = ai
+        return 0
+    if ai > 27:
+        r.bad = True  # indefinite lengths and reserved values
+        return -1
+    width = 1u << (ai - 24)
+    if r.at + width > r.n:
+        r.bad = True
+        return -1
+    for i in range(width):
+        v = (v << 8) | r.p[r.at + i]
+    r.at += width
+    if r.strict and major[0] != 7:
+        # shortest form: the argument must not fit the next narrower width
+        if (ai == 24 and v < 24) or (ai == 25 and v <= 0xff) or (ai == 26 and v <= 0xffff) \
+                or (ai == 27 and v <= 0xffffffff):
+            r.bad = True
+            return -1
+    arg[0] = v
+    return 0
+
+
+cdef double half_to_double(uint16_t h) noexcept:
+    cdef int e = (h >> 10) & 0x1f
+    cdef int m = h & 0x3ff
+    cdef double v
+    if e == 0:
+        v = ldexp(<double>m, -24)
+    elif e == 31:
+        v = INFINITY if m == 0 else NAN
+    else:
+        v = ldexp(<double>(m + 1024), e - 25)
+    return -v if (h & 0x8000) else v
+
+
+cdef object read_item(Reader* r, int depth):
+    """The next item (None with r.bad set when it is not handled)."""
+    cdef unsigned int major
+    cdef uint64_t arg
+    cdef Py_ssize_t i, n, start, kstart, kend, prev_start = -1, prev_len = 0, klen
+    cdef uint32_t u32
+    cdef uint64_t u64
+    cdef float f32
+    cdef double d
+    cdef int c
+    cdef unsigned char b0
+    cdef list items
+    cdef dict m
+    start = r.at
+    if read_head(r, &major, &arg) < 0:
+        return None
+    if major == 0:
+        return PyLong_FromUnsignedLongLong(arg)
+    if major == 1:
+        if arg < (<uint64_t>1 << 63):
+            return PyLong_FromLongLong(-1 - <long long>arg)
+        return -1 - PyLong_FromUnsignedLongLong(arg)
+    if major == 2 or major == 3:
+        if arg > <uint64_t>(r.n - r.at):
+            r.bad = True
+            return None
+        n = <Py_ssize_t>arg
+        i = r.at
+        r.at += n
+        if major == 2:
+            return PyBytes_FromStringAndSize(<const char*>(r.p + i), n)
+        try:
+            return PyUnicode_DecodeUTF8(<const char*>(r.p + i), n, NULL)
+        except UnicodeDecodeError:
+            r.bad = True
+            return None
+    if major == 4 or major == 5:
+        if depth >= MAX_DEPTH or arg > <uint64_t>(r.n - r.at):  # every item takes a byte at least
+            r.bad = True
+            return None
+        n = <Py_ssize_t>arg
+        if major == 4:
+            items = PyList_New(n)
+            for i in range(n):
+                v = read_item(r, depth + 1)
+                if r.bad:
+                    # fill the rest so the half-built list can be freed
+                    for c in range(i, n):
+                        Py_INCREF(None)
+                        PyList_SET_ITEM(items, c, None)
+                    return None
+                Py_INCREF(v)
+                PyList_SET_ITEM(items, i, v)
+            return items
+        m = {}
+        for i in range(n):
+            kstart = r.at
+            if kstart >= r.n:
+                r.bad = True
+                return None
+            b0 = r.p[kstart] >> 5
+            if b0 > 3:  # keys are ints, byte strings or text strings
+                r.bad = True
+                return None
+            k = read_item(r, depth + 1)
+            if r.bad:
+                return None
+            kend = r.at
+            klen = kend - kstart
+            if r.strict and prev_start >= 0:
+                # canonical order: shorter encodings first, then bytewise; no duplicates
+                if klen < prev_len:
+                    r.bad = True
+                    return None
+                if klen == prev_len:
+                    c = memcmp(r.p + prev_start, r.p + kstart, klen)
+                    if c >= 0:
+                        r.bad = True
+                        return None
+            prev_start, prev_len = kstart, klen
+            v = read_item(r, depth + 1)
+            if r.bad:
+                return None
+            if k in m:  # a duplicate key (only possible when not strict)
+                r.bad = True
+                return None
+            m[k] = v
+        return m
+    if major == 7:
+        b0 = r.p[start] & 31
+        if b0 == 20:
+            return False
+        if b0 == 21:
+            return True
+        if b0 == 22:
+            return None
+        if b0 == 25:
+            d = half_to_double(<uint16_t>arg)
+        elif b0 == 26:
+            u32 = <uint32_t>arg
+            memcpy(&f32, &u32, 4)
+            d = <double>f32
+            if r.strict and not isnan(d) and <double>(<float>d) == d and _fits_half(d):
+                r.bad = True
+                return None
+        elif b0 == 27:
+            u64 = arg
+            memcpy(&d, &u64, 8)
+            if r.strict and not isnan(d) and <double>(<float>d) == d:
+                r.bad = True  # a single would do
+                return None
+        else:
+            r.bad = True  # undefined and simple values
+            return None
+        if isnan(d) or (d == 0.0 and (r.p[start + 1] & 0x80)):
+            if r.strict or isnan(d):
+                r.bad = True  # NaN is not in the model; -0.0 is written as 0.0
+                return None
+        return PyFloat_FromDouble(d)
+    r.bad = True  # tags
+    return None
+
+
+cdef bint _fits_half(double d) noexcept:
+    """Whether a finite ``d`` is exactly a binary16 value."""
+    cdef double a = -d if d < 0 else d
+    cdef double m
+    cdef int e
+    if a == 0.0 or a == INFINITY:
+        return True
+    if a > 65504.0:
+        return False
+    if a >= ldexp(1.0, -14):
+        frexp(a, &e)
+        m = ldexp(a, 11 - e)
+        return m == floor(m)
+    m = ldexp(a, 24)
+    return m == <double>(<long long>m)
+
+
+def decode(bytes data, bint strict=False):
+    """The value of ``data``, or :data:`UNHANDLED` (see the module docstring)."""
+    cdef Reader r
+    r.p = <const unsigned char*>PyBytes_AS_STRING(data)
+    r.n = PyBytes_GET_SIZE(data)
+    r.at = 0
+    r.strict = strict
+    r.bad = False
+    value = read_item(&r, 0)
+    if r.bad or r.at != r.n:
+        return UNHANDLED
+    return value
