@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
+import queue
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
+import aos
 from aos.cli import cli
 from aos.demo import run_demo
+from conftest import make_counter_manifest
 
 MANIFEST = "aos.demo:manifest"
 
@@ -26,14 +32,25 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def invoke(*args: str) -> str:
     result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
     assert result.exit_code == 0, result.output
+    assert "\x1b[" not in result.output  # captured output is plain text, never terminal colours
     return result.output
+
+
+def kind_count(info: str, kind: str) -> int:
+    """The count of one record kind in the table ``aos info`` prints."""
+    return int(next(line.split()[1] for line in info.splitlines() if line.split()[:1] == [kind]))
 
 
 def test_info_counts_records_and_names_the_snapshot(world: Path) -> None:
     out = invoke("info", str(world))
     assert "manifest       aos/demo-shop@1 (3 reducers)" in out
-    assert "  StepScheduled " in out and "  ReceiptAppended " in out
-    steps = int(next(line.split()[-1] for line in out.splitlines() if line.startswith("  StepScheduled")))
+    lines = out.splitlines()
+    header = lines.index("record kind      count")
+    assert [line.split()[0] for line in lines[header + 1:]] == [
+        "EffectQueued", "EventAdmitted", "PolicyDecision", "ReceiptAppended", "SnapshotCreated", "StepCommitted",
+        "StepScheduled"]
+    steps = kind_count(out, "StepScheduled")
+    assert kind_count(out, "ReceiptAppended") > 0 and kind_count(out, "StepCommitted") == steps
     assert f"last event_id  {steps}" in out
     assert "snapshot       0" in out
 
@@ -60,7 +77,7 @@ def test_state_now_and_in_the_past(world: Path) -> None:
 
 def test_cells_lists_live_cells(world: Path) -> None:
     out = invoke("cells", str(world), "shop/Ledger@1", "--manifest", MANIFEST)
-    assert out.splitlines() == ["shop/Ledger@1  None", "1 cell(s)"]
+    assert out.splitlines() == ["reducer        key", "shop/Ledger@1  None", "1 cell(s)"]
     assert int(invoke("cells", str(world), "--manifest", MANIFEST).splitlines()[-1].split()[0]) > 60
 
 
@@ -80,8 +97,8 @@ def test_errors_are_one_line_and_exit_non_zero(world: Path, args: list[str], mes
 
 def test_metrics_of_the_last_session(world: Path) -> None:
     out = invoke("metrics", str(world))
-    assert out.startswith("executor       inline (0 workers)")
-    assert "starvation     longest ring wait" in out and "commit latency p50" in out
+    assert out.startswith("executor        inline (0 workers)")
+    assert "starvation      longest ring wait" in out and "commit latency  p50" in out
     tickets = int(out.splitlines()[1].split()[1])
     assert f"last event_id  {tickets}" in invoke("info", str(world))
 
@@ -102,8 +119,7 @@ def test_export_sqlite_answers_the_documented_queries(world: Path, tmp_path: Pat
     per_reducer = dict((r, n) for r, n, _c in db.execute(
         "SELECT reducer, count(*), sum(outcome = 'committed') FROM steps GROUP BY reducer"))
     assert set(per_reducer) == {"shop/Inventory@1", "shop/Order@1", "shop/Ledger@1"}
-    info_steps = int(next(line.split()[-1] for line in invoke("info", str(world)).splitlines()
-                          if line.startswith("  StepScheduled")))
+    info_steps = kind_count(invoke("info", str(world)), "StepScheduled")
     assert sum(per_reducer.values()) == info_steps
     # query 2: what each kind of effect cost, from its receipts
     costs = dict((k, (n, c)) for k, n, c in db.execute(
@@ -117,3 +133,79 @@ def test_export_sqlite_answers_the_documented_queries(world: Path, tmp_path: Pat
         from aos.export import export_sqlite
 
         export_sqlite(world, tmp_path / "w.db")
+
+
+# ------------------------------------------------------------------ tail --follow
+def _lines(stream: Any) -> "queue.Queue[str]":
+    """The lines of a text stream, read on a thread (so the test can wait with a deadline)."""
+    q: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in stream:
+            q.put(line.rstrip("\n"))
+        q.put("")
+
+    threading.Thread(target=pump, daemon=True).start()
+    return q
+
+
+def _follow(world: Path, *args: str) -> subprocess.Popen[str]:
+    """``aos tail WORLD --follow ARGS`` in a child process that takes Ctrl-C as a terminal would send it."""
+    code = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "from aos.cli import main; main()")
+    return subprocess.Popen([sys.executable, "-c", code, "tail", str(world), "--follow", "--poll", "0.02", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _append(world: Path, n: int) -> None:
+    """Another writer: n more events (each 5 records), in segments small enough to rotate while followed."""
+    with aos.World.open(world, make_counter_manifest(), segment_bytes=1024, snapshot_on_close=False) as w:
+        for i in range(n):
+            w.submit("test/Add@1", {"id": f"k{i % 3}", "by": i})
+            w.run()
+
+
+def test_tail_follow_prints_records_another_writer_appends(tmp_path: Path) -> None:
+    from aos.journal import JournalReader
+
+    world = tmp_path / "followed.world"
+    _append(world, 2)
+    before = sum(1 for _ in JournalReader(world / "journal").entries())
+    child = _follow(world, "-n", "2", "--timeout", "120")
+    try:
+        errors = _lines(child.stderr)
+        assert "following" in errors.get(timeout=60)
+        _append(world, 30)
+        after = sum(1 for _ in JournalReader(world / "journal").entries())
+        assert len(JournalReader(world / "journal").segments()) > 3  # the writer rotated segments meanwhile
+        out, seen = _lines(child.stdout), []
+        while len(seen) < after - before + 2:
+            line = out.get(timeout=60)
+            assert line, f"aos tail --follow ended early: {seen[-3:]}"
+            seen.append(line)
+        assert [int(line.split()[0][1:]) for line in seen] == list(range(before - 2, after))
+        assert seen[-1].split()[1] == "StepCommitted" and "EventAdmitted" in seen[-5]
+        assert "value={'by': 29, 'id': 'k2'}" in seen[-5]
+        child.send_signal(signal.SIGINT)
+        assert child.wait(timeout=60) == 0  # Ctrl-C ends following cleanly
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_tail_follow_stops_after_max_records_of_a_kind(tmp_path: Path) -> None:
+    world = tmp_path / "followed.world"
+    _append(world, 1)
+    child = _follow(world, "-n", "0", "--kind", "EventAdmitted", "--max-records", "3", "--timeout", "120")
+    try:
+        assert "following" in _lines(child.stderr).get(timeout=60)
+        _append(world, 5)
+        out, _err = child.communicate(timeout=60)
+        assert child.returncode == 0
+        lines = out.splitlines()
+        assert len(lines) == 3 and all(line.split()[1] == "EventAdmitted" for line in lines)
+        assert [line.split("value=")[1].split(" schema=")[0] for line in lines] == [
+            "{'by': 0, 'id': 'k0'}", "{'by': 1, 'id': 'k1'}", "{'by': 2, 'id': 'k2'}"]
+    finally:
+        child.kill()
+        child.wait()
