@@ -289,6 +289,82 @@ def metrics(world: str) -> None:
     _out(grid)
 
 
+KIND_STYLES = {"cell": "bold yellow", "step": "bold blue", "event": "bold green", "receipt": "bold magenta",
+               "denial": "bold red", "effect": "bold cyan"}
+
+
+@cli.command()
+@click.argument("world", type=click.Path(file_okay=False))
+@click.option("--effect", "intent", metavar="INTENT_HASH", help="Explain this effect intent (hex, or a unique prefix).")
+@click.option("--cell", nargs=2, metavar="REDUCER KEY", default=None,
+              help="Explain this cell's state (KEY null: the reducer's keyless cell).")
+@click.option("--at", "at", type=int, default=None, help="With --cell: the state as of this event_id.")
+@click.option("--depth", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Also explain this many earlier writes of the cell.")
+@click.option("--manifest", "manifest_spec", default=None, metavar="MODULE:ATTR",
+              help="Optional: check the world was made with it and that REDUCER is one of its reducers.")
+@click.option("--dot", "dot_file", type=click.Path(dir_okay=False), help="Also write the graph as Graphviz DOT.")
+@click.option("--png", "png_file", type=click.Path(dir_okay=False), help="Also draw the graph as a PNG (matplotlib).")
+def why(world: str, intent: str | None, cell: tuple[str, str] | None, at: int | None, depth: int,
+        manifest_spec: str | None, dot_file: str | None, png_file: str | None) -> None:
+    """The provenance of an effect or of a cell's state: the steps and events that caused it.
+
+    Read from WORLD's journal alone (no reducer runs). Printed as a tree from
+    the effect or cell down to the events submitted from outside.
+    """
+    from rich.text import Text
+    from rich.tree import Tree
+
+    from aos.provenance import Provenance
+
+    if (intent is None) == (cell is None):
+        raise click.UsageError("give either --effect INTENT_HASH or --cell REDUCER KEY")
+    if at is not None and cell is None:
+        raise click.UsageError("--at goes with --cell")
+    p = _world_dir(world)
+    if manifest_spec is not None:
+        from aos.world import read_meta
+
+        m = _load_manifest(manifest_spec)
+        read_meta(p, m)
+        if cell is not None:
+            m.get(cell[0])
+    prov = Provenance(p)
+    if cell is not None:
+        key = None if cell[1] == "null" else _parse_key(cell[1])
+        graph = prov.why_cell(cell[0], key, at=at, depth=depth)
+    else:
+        assert intent is not None
+        graph = prov.why_effect(intent, depth=depth)
+    branches: list[Any] = []
+    tree: Any = None
+    for level, label, node, repeated in graph.walk():
+        text = Text()
+        if label is not None:
+            text.append(f"{label} ", style="dim italic")
+        text.append(node.title, style=KIND_STYLES[node.kind])
+        text.append(f"  {node.text}")
+        if repeated:
+            text.append("  (shown above)", style="dim")
+        if tree is None:
+            tree = Tree(text)
+            branches = [tree]
+            continue
+        del branches[level:]
+        branches.append(branches[-1].add(text))
+    _out(tree)
+    size = f"{len(graph.nodes)} nodes, {len(graph.edges)} edges"
+    if dot_file is not None:
+        Path(dot_file).write_text(graph.to_dot())
+        click.echo(f"wrote {dot_file} ({size})")
+    if png_file is not None:
+        try:
+            graph.write_png(png_file)
+        except ImportError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"wrote {png_file} ({size})")
+
+
 @cli.command(name="replay")
 @click.argument("world", type=click.Path(file_okay=False))
 @manifest_option
