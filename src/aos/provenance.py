@@ -54,18 +54,32 @@ class UnknownSubjectError(AosError, LookupError):
     """The effect or cell asked about is not in the journal."""
 
 
+class _Folded:
+    """A nested container shown by its size only."""
+
+    def __init__(self, n: int, kind: str) -> None:
+        self.text = f"[{n} items]" if kind == "list" else f"{{{n} fields}}"
+
+    def __repr__(self) -> str:
+        return self.text
+
+
 def _brief(value: Any, limit: int = 72) -> str:
-    """A value on one short line."""
-    def plain(v: Any) -> Any:
+    """A value on one short line: hashes shortened, nested containers folded when it is too long."""
+    def plain(v: Any, depth: int, fold: bool) -> Any:
         if isinstance(v, bytes):
             return v.hex()[:12] if len(v) == 32 else (v if len(v) <= 16 else v[:16] + b"...")
+        if isinstance(v, (dict, list)) and fold and depth > 0:
+            return _Folded(len(v), "list" if isinstance(v, list) else "dict")
         if isinstance(v, dict):
-            return {k: plain(x) for k, x in v.items()}
+            return {k: plain(x, depth + 1, fold) for k, x in v.items()}
         if isinstance(v, list):
-            return [plain(x) for x in v]
+            return [plain(x, depth + 1, fold) for x in v]
         return v
 
-    text = repr(plain(value))
+    text = repr(plain(value, 0, False))
+    if len(text) > limit:
+        text = repr(plain(value, 0, True))
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
