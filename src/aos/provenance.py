@@ -114,6 +114,7 @@ class WhyGraph:
     root: str
     nodes: dict[str, Node] = field(default_factory=dict)
     edges: list[Edge] = field(default_factory=list)
+    _linked: set[Edge] = field(default_factory=set, repr=False, compare=False)
 
     def add(self, node: Node) -> bool:
         """Add a node; False when it is already there."""
@@ -124,7 +125,8 @@ class WhyGraph:
 
     def link(self, src: str, dst: str, label: str) -> None:
         edge = Edge(src, dst, label)
-        if edge not in self.edges:
+        if edge not in self._linked:
+            self._linked.add(edge)
             self.edges.append(edge)
 
     def causes(self, node_id: str) -> list[Edge]:
