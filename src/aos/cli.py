@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from aos.errors import AosError
+from aos.records import KINDS
 
 __all__ = ["main", "cli"]
 
@@ -93,6 +94,40 @@ def _show(value: Any) -> str:
     return repr(value)
 
 
+def _out(*renderables: Any) -> None:
+    """Print rich renderables on stdout: coloured on a terminal, plain text (no trailing blanks) otherwise."""
+    from rich.console import Console
+
+    console = Console(highlight=False, markup=False, emoji=False)
+    if console.is_terminal:
+        console.print(*renderables)
+        return
+    console.width = 10_000  # captured or piped: never wrap a line for an imagined terminal
+    with console.capture() as captured:
+        console.print(*renderables)
+    click.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
+
+
+def _fields() -> Any:
+    """A two-column grid of named fields (name in bold)."""
+    from rich.table import Table
+
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold cyan", no_wrap=True)
+    grid.add_column()
+    return grid
+
+
+def _table(*columns: str, right: tuple[str, ...] = ()) -> Any:
+    """A table with a header and no borders; ``right`` names the right-aligned columns."""
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, padding=(0, 1), header_style="bold")
+    for name in columns:
+        table.add_column(name, justify="right" if name in right else "left")
+    return table
+
+
 manifest_option = click.option("--manifest", "manifest_spec", required=True, metavar="MODULE:ATTR",
                                help="The world's manifest, e.g. shop.world_def:manifest.")
 
@@ -118,49 +153,84 @@ def info(world: str) -> None:
         kinds[rec.KIND] += 1
         last_event = max(last_event, getattr(rec, "event_id", 0) or 0)
     snaps = list_snapshots(p / "snapshots")
-    click.echo(f"world          {p.resolve()}")
-    click.echo(f"manifest       {meta['manifest']['manifest']} ({len(meta['manifest']['reducers'])} reducers)")
-    click.echo(f"era            {era}")
-    click.echo(f"window, aging  {meta['window']}, {meta['aging']}")
-    click.echo(f"records        {sum(kinds.values())} in {len(reader.segments())} segment(s)"
-               + (f", torn tail at {reader.torn_at[0]}:{reader.torn_at[1]}" if reader.torn_at else ""))
-    for kind, n in sorted(kinds.items()):
-        click.echo(f"  {kind:<17} {n}")
-    click.echo(f"last event_id  {last_event}")
+    grid = _fields()
+    grid.add_row("world", str(p.resolve()))
+    grid.add_row("manifest", f"{meta['manifest']['manifest']} ({len(meta['manifest']['reducers'])} reducers)")
+    grid.add_row("era", era)
+    grid.add_row("window, aging", f"{meta['window']}, {meta['aging']}")
+    grid.add_row("records", f"{sum(kinds.values())} in {len(reader.segments())} segment(s)"
+                 + (f", torn tail at {reader.torn_at[0]}:{reader.torn_at[1]}" if reader.torn_at else ""))
+    grid.add_row("last event_id", str(last_event))
     if snaps:
         doc = canonical.decode(snaps[-1].read_bytes(), str(snaps[-1]))
-        click.echo(f"snapshot       {snaps[-1].name}: event_id {doc['event_id']}, {len(doc['cells'])} cells, "
-                   f"hash {doc['snapshot_hash'].hex()}")
+        grid.add_row("snapshot", f"{snaps[-1].name}: event_id {doc['event_id']}, {len(doc['cells'])} cells, "
+                                 f"hash {doc['snapshot_hash'].hex()}")
     else:
-        click.echo("snapshot       none")
-    click.echo("durability     chosen by each World.open (group by default); not recorded in the world")
+        grid.add_row("snapshot", "none")
+    grid.add_row("durability", "chosen by each World.open (group by default); not recorded in the world")
+    table = _table("record kind", "count", right=("count",))
+    for kind, n in sorted(kinds.items()):
+        table.add_row(kind, str(n))
+    _out(grid, "", table)
+
+
+def _record_line(entry: Any, rec: Any) -> str:
+    from aos import canonical
+
+    fields = []
+    for name, value in rec.to_wire().items():
+        if name in ("kind", "lane_id"):
+            continue
+        if name in ("value", "payload", "params") and isinstance(value, bytes):
+            value = canonical.decode_trusted(value)
+        fields.append(f"{name}={_show(value)}")
+    return f"#{entry.index:<7} {rec.KIND:<17} " + " ".join(fields)
 
 
 @cli.command()
 @click.argument("world", type=click.Path(file_okay=False))
 @click.option("-n", "count", default=20, show_default=True, help="How many of the last records.")
-@click.option("--kind", "kinds", multiple=True, help="Only records of this kind (repeatable).")
-def tail(world: str, count: int, kinds: tuple[str, ...]) -> None:
-    """The last records of WORLD's journal, one per line."""
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(sorted(KINDS)),
+              help="Only records of this kind (repeatable).")
+@click.option("-f", "--follow", is_flag=True, help="Then print records as they are appended, until Ctrl-C.")
+@click.option("--timeout", type=float, default=None, metavar="SECONDS",
+              help="With --follow: stop after following this long.")
+@click.option("--max-records", type=int, default=None, metavar="N",
+              help="With --follow: stop after N new records.")
+@click.option("--poll", type=float, default=0.2, show_default=True, metavar="SECONDS",
+              help="With --follow: how often to look for new records.")
+def tail(world: str, count: int, kinds: tuple[str, ...], follow: bool, timeout: float | None,
+         max_records: int | None, poll: float) -> None:
+    """The last records of WORLD's journal, one per line (with -f, and then new ones as they come)."""
+    import time
     from collections import deque
 
-    from aos import canonical
     from aos.journal import JournalReader
 
     p = _world_dir(world)
     last: deque[Any] = deque(maxlen=max(count, 0))
-    for entry, rec in JournalReader(p / "journal").records():
+    reader = JournalReader(p / "journal")
+    for entry, rec in reader.records():
         if not kinds or rec.KIND in kinds:
             last.append((entry, rec))
     for entry, rec in last:
-        fields = []
-        for name, value in rec.to_wire().items():
-            if name in ("kind", "lane_id"):
+        click.echo(_record_line(entry, rec))
+    if not follow or max_records == 0:
+        return
+    deadline = None if timeout is None else time.monotonic() + timeout
+    click.echo(f"following {p}; Ctrl-C to stop", err=True)
+    shown = 0
+    try:
+        for entry in reader.follow(reader.end, poll, lambda: deadline is not None and time.monotonic() >= deadline):
+            rec = entry.record()
+            if kinds and rec.KIND not in kinds:
                 continue
-            if name in ("value", "payload", "params") and isinstance(value, bytes):
-                value = canonical.decode_trusted(value)
-            fields.append(f"{name}={_show(value)}")
-        click.echo(f"#{entry.index:<7} {rec.KIND:<17} " + " ".join(fields))
+            click.echo(_record_line(entry, rec))
+            shown += 1
+            if max_records is not None and shown >= max_records:
+                return
+    except KeyboardInterrupt:
+        return
 
 
 @cli.command()
@@ -175,9 +245,10 @@ def cells(world: str, reducer: str | None, manifest_spec: str, at: int | None) -
     r = Replay(_world_dir(world), _load_manifest(manifest_spec))
     r.verify(until=at)
     rows = r.cells(reducer)
+    table = _table("reducer", "key")
     for name, key in rows:
-        click.echo(f"{name}  {_show(key)}")
-    click.echo(f"{len(rows)} cell(s)" + (f" as of event_id {at}" if at is not None else ""))
+        table.add_row(name, _show(key))
+    _out(table, f"{len(rows)} cell(s)" + (f" as of event_id {at}" if at is not None else ""))
 
 
 @cli.command()
@@ -206,14 +277,92 @@ def metrics(world: str) -> None:
         raise click.ClickException(f"{world} has no {METRICS}: the world has not been closed since it was created")
     m = json.loads(path.read_text())
     q, w, lat = m["queue"], m["wait_ticks"], m["commit_latency_us"]
-    click.echo(f"executor       {m['executor']} ({m['workers']} workers)")
-    click.echo(f"tickets        {m['tickets']}  commits {m['commits']}  failures {m['failures']}")
-    click.echo(f"validations    {m['validations']}  re-executions {m['reexecutions']}  conflicts {m['conflicts']}")
-    click.echo(f"queue          now {q['queued']}, at most {q['queued_max']}; in flight at most {q['in_flight_max']}")
-    click.echo(f"starvation     longest ring wait {w['max']} tickets (cell {w['max_cell']}, at ticket "
-               f"{w['max_at_ticket']}); mean {w['mean']:.2f}")
-    click.echo(f"workers busy   {m['worker_busy_seconds']:.3f} s")
-    click.echo(f"commit latency p50 <= {lat['p50']} us, p99 <= {lat['p99']} us")
+    grid = _fields()
+    grid.add_row("executor", f"{m['executor']} ({m['workers']} workers)")
+    grid.add_row("tickets", f"{m['tickets']}  commits {m['commits']}  failures {m['failures']}")
+    grid.add_row("validations", f"{m['validations']}  re-executions {m['reexecutions']}  conflicts {m['conflicts']}")
+    grid.add_row("queue", f"now {q['queued']}, at most {q['queued_max']}; in flight at most {q['in_flight_max']}")
+    grid.add_row("starvation", f"longest ring wait {w['max']} tickets (cell {w['max_cell']}, at ticket "
+                               f"{w['max_at_ticket']}); mean {w['mean']:.2f}")
+    grid.add_row("workers busy", f"{m['worker_busy_seconds']:.3f} s")
+    grid.add_row("commit latency", f"p50 <= {lat['p50']} us, p99 <= {lat['p99']} us")
+    _out(grid)
+
+
+KIND_STYLES = {"cell": "bold yellow", "step": "bold blue", "event": "bold green", "receipt": "bold magenta",
+               "denial": "bold red", "effect": "bold cyan"}
+
+
+@cli.command()
+@click.argument("world", type=click.Path(file_okay=False))
+@click.option("--effect", "intent", metavar="INTENT_HASH", help="Explain this effect intent (hex, or a unique prefix).")
+@click.option("--cell", nargs=2, metavar="REDUCER KEY", default=None,
+              help="Explain this cell's state (KEY null: the reducer's keyless cell).")
+@click.option("--at", "at", type=int, default=None, help="With --cell: the state as of this event_id.")
+@click.option("--depth", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Also explain this many earlier writes of the cell.")
+@click.option("--manifest", "manifest_spec", default=None, metavar="MODULE:ATTR",
+              help="Optional: check the world was made with it and that REDUCER is one of its reducers.")
+@click.option("--dot", "dot_file", type=click.Path(dir_okay=False), help="Also write the graph as Graphviz DOT.")
+@click.option("--png", "png_file", type=click.Path(dir_okay=False), help="Also draw the graph as a PNG (matplotlib).")
+def why(world: str, intent: str | None, cell: tuple[str, str] | None, at: int | None, depth: int,
+        manifest_spec: str | None, dot_file: str | None, png_file: str | None) -> None:
+    """The provenance of an effect or of a cell's state: the steps and events that caused it.
+
+    Read from WORLD's journal alone (no reducer runs). Printed as a tree from
+    the effect or cell down to the events submitted from outside.
+    """
+    from rich.text import Text
+    from rich.tree import Tree
+
+    from aos.provenance import Provenance
+
+    if (intent is None) == (cell is None):
+        raise click.UsageError("give either --effect INTENT_HASH or --cell REDUCER KEY")
+    if at is not None and cell is None:
+        raise click.UsageError("--at goes with --cell")
+    p = _world_dir(world)
+    if manifest_spec is not None:
+        from aos.world import read_meta
+
+        m = _load_manifest(manifest_spec)
+        read_meta(p, m)
+        if cell is not None:
+            m.get(cell[0])
+    prov = Provenance(p)
+    if cell is not None:
+        key = None if cell[1] == "null" else _parse_key(cell[1])
+        graph = prov.why_cell(cell[0], key, at=at, depth=depth)
+    else:
+        assert intent is not None
+        graph = prov.why_effect(intent, depth=depth)
+    branches: list[Any] = []
+    tree: Any = None
+    for level, label, node, repeated in graph.walk():
+        text = Text()
+        if label is not None:
+            text.append(f"{label} ", style="dim italic")
+        text.append(node.title, style=KIND_STYLES[node.kind])
+        text.append(f"  {node.text}")
+        if repeated:
+            text.append("  (shown above)", style="dim")
+        if tree is None:
+            tree = Tree(text)
+            branches = [tree]
+            continue
+        del branches[level:]
+        branches.append(branches[-1].add(text))
+    _out(tree)
+    size = f"{len(graph.nodes)} nodes, {len(graph.edges)} edges"
+    if dot_file is not None:
+        Path(dot_file).write_text(graph.to_dot())
+        click.echo(f"wrote {dot_file} ({size})")
+    if png_file is not None:
+        try:
+            graph.write_png(png_file)
+        except ImportError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"wrote {png_file} ({size})")
 
 
 @cli.command(name="replay")

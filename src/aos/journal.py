@@ -25,7 +25,7 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import blake3
 
@@ -272,6 +272,56 @@ class JournalReader:
         """Typed records, with their entries."""
         for entry in self.entries(start):
             yield entry, entry.record()
+
+    def follow(self, start: Position | None = None, poll: float = 0.2,
+               stop: Callable[[], bool] = lambda: False) -> Iterator[Entry]:
+        """Entries from ``start`` on, then each new one as a writer appends it, until ``stop()``.
+
+        Every ``poll`` seconds it reads the bytes appended after the last whole
+        frame (verifying lengths and the chain as :meth:`entries` does), and it
+        moves on to the next segment once the writer has rotated to it (a
+        writer flushes a segment completely before creating the next one). A
+        frame still being written is read on a later poll. ``stop`` is checked
+        between polls; ``start`` defaults to the beginning of the journal.
+        """
+        pos = start if start is not None else Position(0, 0, SEG_HEADER_SIZE, GENESIS)
+        index, chain, seg, offset = pos.index, pos.chain, pos.segment, pos.offset
+        need_header = start is None  # a given start comes from a pass that checked its segment
+        while True:
+            path = self.directory / _seg_name(seg)
+            newer = [p for p in self.segments() if p.name > path.name]  # listed before reading: see above
+            data = b""
+            try:
+                with open(path, "rb") as f:
+                    if need_header:
+                        head = f.read(SEG_HEADER_SIZE)
+                        if len(head) == SEG_HEADER_SIZE:  # segments are created atomically
+                            first, prev, era = _read_header(path, head)
+                            if self.era is not None and era != self.era:
+                                raise JournalCorruptError(path.name, 0, "segment was written under another era")
+                            if first != index or prev != chain:
+                                raise JournalCorruptError(path.name, 0, "segment does not continue the chain")
+                            need_header = False
+                    if not need_header:
+                        f.seek(offset)
+                        data = f.read()
+            except FileNotFoundError:
+                pass
+            if data:
+                scan = _Scan(path.name, data, index, 0, chain, not newer)
+                try:
+                    for e in scan:
+                        yield Entry(e.index, e.segment, offset + e.offset, e.payload, e.chain)
+                except JournalCorruptError as exc:
+                    raise JournalCorruptError(exc.segment, offset + exc.offset, exc.reason) from None
+                index, chain, offset = scan.index, scan.chain, offset + scan.offset
+            elif newer and not need_header:  # this segment is read to its end and the writer has moved on
+                seg, offset, need_header = int(newer[0].stem), SEG_HEADER_SIZE, True
+                continue
+            if stop():
+                return
+            if not data or scan.torn_at is not None:
+                time.sleep(poll)
 
 
 class Journal:
