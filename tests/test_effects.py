@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,17 @@ def test_budget_read_through_ctx_is_recorded_and_validated(tmp_path: Path, worke
     m = effects_manifest(budget=50)
     # With workers, b's step may be computed before a's commit reserves 20: the stale
     # read is caught at commit and the step computed again, so b still sees 30.
-    delay = (lambda event_id: 0.05 if event_id == 1 else 0.0) if workers else None
+    second_taken = threading.Event()
+
+    def delay(event_id: int) -> float:
+        # ticket 1 waits until the other worker has taken ticket 2 (then a little longer)
+        if event_id == 2:
+            second_taken.set()
+            return 0.0
+        second_taken.wait(timeout=5)
+        return 0.05
+
+    delay = delay if workers else None  # type: ignore[assignment]
     with aos.World.open(tmp_path / "w", m, effects="manual", workers=workers, worker_delay=delay) as w:
         w.submit("test/Pay@1", {"id": "a", "costs": [20]})
         w.submit("test/Pay@1", {"id": "b", "peek": True})

@@ -146,6 +146,7 @@ class ThreadsExecutor:
             raise ValueError(f"offload must be 'auto' or 'all', got {offload!r}")
         # "auto": a Python step holds the GIL while it runs, so on a GIL build it cannot overlap
         # with the coordinator; the coordinator computes it itself instead of handing it over.
+        self.offload = offload
         gil = getattr(sys, "_is_gil_enabled", lambda: True)()
         self.python_on_coordinator = offload == "auto" and gil
         self.kernel = kernel

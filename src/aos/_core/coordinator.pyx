@@ -40,6 +40,7 @@ def coordinate(executor, kernel, object max_steps, hooks):
     compute = kernel.compute
     cdef int64_t helped = executor.helped
     cdef bint python_here = executor.python_on_coordinator
+    cdef bint may_help = executor.offload == "auto"  # "all": every step is a worker's
     ticket_of = kernel.ticket
     latency = executor.latency
     after, barrier, quiet, wants_quiet = hooks.after_commit, hooks.barrier, hooks.at_quiet, hooks.wants_quiet
@@ -110,7 +111,7 @@ def coordinate(executor, kernel, object max_steps, hooks):
             continue
         # Help rather than wait: when no worker has taken the next ticket yet, compute it here
         # (against the committed state, as the inline executor would). Else wait without the GIL.
-        t = pipe.steal(committed + 1)
+        t = pipe.steal(committed + 1) if may_help else None
         if t is not None:
             t0 = clock()
             waited = compute(t)
