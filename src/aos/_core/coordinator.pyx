@@ -46,14 +46,25 @@ def coordinate(executor, kernel, object max_steps, hooks):
     after, barrier, quiet, wants_quiet = hooks.after_commit, hooks.barrier, hooks.at_quiet, hooks.wants_quiet
     from time import perf_counter as clock
     assigned_at = {}
+    mine = {}  # tickets the coordinator computes itself, by event_id
     waited = None  # the result the loop last waited for
     while True:
         # Commit every result that is next in ticket order.
         while committed < assigned:
-            result = waited if waited is not None else pipe.result(committed + 1, False)
-            waited = None
-            if result is None:
-                break
+            if waited is not None:
+                result = waited
+                waited = None
+            elif mine and (committed + 1) in mine:
+                # computed right before its commit, against the committed state, as inline does
+                t0 = clock()
+                result = compute(mine.pop(committed + 1))
+                executor.coordinator_busy += clock() - t0
+                helped += 1
+                executor.helped = helped
+            else:
+                result = pipe.result(committed + 1, False)
+                if result is None:
+                    break
             commit(result)
             committed += 1
             steps += 1
@@ -90,12 +101,7 @@ def coordinate(executor, kernel, object max_steps, hooks):
             assigned_at[assigned] = clock()
             tk = ticket_of(*t)
             if python_here and tk.spec.native is None:
-                # a Python step under the GIL: computed here, straight into the reorder buffer
-                t0 = clock()
-                pipe.complete(assigned, compute(tk))
-                executor.coordinator_busy += clock() - t0
-                helped += 1
-                executor.helped = helped
+                mine[assigned] = tk  # a Python step under the GIL: computed here when it is next to commit
             else:
                 pipe.put(assigned, tk)
             if barrier is not None and barrier(assigned):
@@ -109,6 +115,8 @@ def coordinate(executor, kernel, object max_steps, hooks):
             if idle or (limit >= 0 and assigned - start >= limit):
                 return steps
             continue
+        if mine and (committed + 1) in mine:
+            continue  # the next ticket is the coordinator's own: compute and commit it
         # Help rather than wait: when no worker has taken the next ticket yet, compute it here
         # (against the committed state, as the inline executor would). Else wait without the GIL.
         t = pipe.steal(committed + 1) if may_help else None
