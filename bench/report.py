@@ -93,7 +93,7 @@ class Report:
     # ------------------------------------------------------------ scaling
     def scaling(self) -> None:
         cpus = os.cpu_count() or 1
-        workers = sorted({0, 1, 2, cpus})
+        workers = sorted({0, 1, 2, cpus} | {n for n in (4, 8, 16, 32, 64) if n < cpus})
         steps = 800 if self.quick else 4_000
         rows = self.rounds_of(lambda: {n: timed(wl.SpinRun(native=True, workers=n, steps=steps)) for n in workers})
         speed = {n: statistics.median(r[0] / r[n] for r in rows) for n in workers if n}
