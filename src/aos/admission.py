@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from aos import canonical
+from aos._core.decoder import UNHANDLED
+from aos._core.decoder import decode as _fast_decode
+from aos._core.encoder import encode as _fast_encode
 from aos.errors import InvalidKeyError, MissingKeyFieldError, UnknownSchemaError
 from aos.manifest import Manifest, ReducerSpec
 
@@ -33,7 +36,7 @@ def normalize_key(key: Any, where: str) -> Any:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Admitted:
     """A validated event: its canonical bytes and the cells it goes to, in route order."""
 
@@ -51,13 +54,17 @@ class Admission:
     def check(self, schema: Any, value: Any, origin: str = "submitted event") -> Admitted:
         """Validate and encode an event; raise a typed error naming what is wrong and where."""
         specs = self._specs(schema, origin)
-        data = canonical.encode(value, where=f"{origin} {schema}")
+        data = _fast_encode(value)  # the C writer; None: the general path, which explains a bad value
+        if data is None:
+            data = canonical.encode(value, where=f"{origin} {schema}")
         return Admitted(schema, data, self._routes(schema, value, specs, origin))
 
     def check_encoded(self, schema: Any, data: bytes, origin: str) -> Admitted:
         """The same for an event whose canonical bytes are known (journal replay)."""
         specs = self._specs(schema, origin)
-        value = canonical.decode(data, f"{origin} {schema}")
+        value = _fast_decode(data, True) if type(data) is bytes else UNHANDLED
+        if value is UNHANDLED:
+            value = canonical.decode(data, f"{origin} {schema}")
         return Admitted(schema, data, self._routes(schema, value, specs, origin))
 
     def _specs(self, schema: Any, origin: str) -> tuple[ReducerSpec, ...]:
@@ -86,5 +93,9 @@ class Admission:
             if spec.key not in value:
                 raise MissingKeyFieldError(
                     f"{origin} {schema}: missing field {spec.key!r}, which reducer {spec.name} is keyed by")
-            routes.append((spec, normalize_key(value[spec.key], f"{origin} {schema} field {spec.key!r}")))
+            key = value[spec.key]
+            t = type(key)
+            if t is not str and t is not int and t is not bytes:  # (the message is built only when needed)
+                key = normalize_key(key, f"{origin} {schema} field {spec.key!r}")
+            routes.append((spec, key))
         return tuple(routes)

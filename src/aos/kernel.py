@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from aos import canonical
 from aos._core import Sequencer
+from aos._core.decoder import event_admitted_fields
 from aos.admission import Admission, Admitted
 from aos.capability import Ledger
 from aos.cells import CellTable
@@ -121,6 +122,22 @@ class Kernel:
             raise ReplayDivergenceError(None, None, None, None, None,
                                         f"EventAdmitted has seq {seq}, replay expects {self.next_seq}")
         self.admit(self.admission.check_encoded(schema, value, origin=f"journaled event {seq}"))
+
+    def admit_journaled(self, payload: bytes) -> bool:
+        """Re-admit the ``EventAdmitted`` record ``payload`` read from the journal (replay, fast path).
+
+        Its fields are read in C; the record aos would write for them goes
+        through the sink, which compares it with the journal's bytes (so the
+        record is proven canonical). Returns False, admitting nothing, when
+        the payload is not laid out as aos writes it: the caller then decodes
+        it in full (and reports what is wrong).
+        """
+        fields = event_admitted_fields(payload)
+        if fields is None:
+            return False
+        seq, schema, value = fields
+        self.admit_recorded(seq, schema, value)
+        return True
 
     # ----------------------------------------------------------- receipts
     def check_receipt(self, r: Receipt, authenticate: bool = True) -> QueuedEffect:

@@ -164,6 +164,7 @@ def replay_entries(kernel: Kernel, sink: VerifyingSink, progress: Callable[[int]
     """Drive ``kernel`` through the journal entries held by ``sink`` (up to ticket ``until``)."""
     committer = Committer(kernel)
     commit, compute, next_ticket = committer.commit, kernel.compute, kernel.next_ticket
+    admit_journaled = kernel.admit_journaled
     cells = kernel.cells
     try:
         while (payload := sink.peek_payload()) is not None:
@@ -184,11 +185,8 @@ def replay_entries(kernel: Kernel, sink: VerifyingSink, progress: Callable[[int]
                 if progress is not None:
                     progress(sink.records)
                 continue
-            if kind == "EventAdmitted":
-                m = _peek(payload)
-                if type(m.get("value")) is bytes and type(m.get("seq")) is int:
-                    kernel.admit_recorded(m["seq"], m.get("schema"), m["value"])  # re-made and compared
-                    continue
+            if kind == "EventAdmitted" and admit_journaled(payload):  # re-made and compared
+                continue
             entry = sink.peek()
             assert entry is not None
             rec = entry.record()

@@ -34,7 +34,7 @@ cdef extern from "Python.h":
 
 DEF MAX_DEPTH = 400
 
-__all__ = ["decode", "UNHANDLED"]
+__all__ = ["decode", "UNHANDLED", "event_admitted_fields"]
 
 
 class _Unhandled:
@@ -255,3 +255,41 @@ def decode(bytes data, bint strict=False):
     if r.bad or r.at != r.n:
         return UNHANDLED
     return value
+
+
+cdef inline bint expect(Reader* r, const char* s, Py_ssize_t n) noexcept:
+    if r.at + n > r.n or memcmp(r.p + r.at, s, n) != 0:
+        return False
+    r.at += n
+    return True
+
+
+def event_admitted_fields(bytes payload):
+    """``(seq, schema, value)`` of an ``EventAdmitted`` payload laid out as aos writes it, else ``None``.
+
+    The caller re-makes the payload from these fields and compares, so this
+    only has to find them; anything unexpected returns ``None`` (and the
+    record is then decoded in full).
+    """
+    cdef Reader r
+    cdef unsigned int major
+    cdef uint64_t arg
+    r.p = <const unsigned char*>PyBytes_AS_STRING(payload)
+    r.n = PyBytes_GET_SIZE(payload)
+    r.at = 0
+    r.strict = True
+    r.bad = False
+    if not expect(&r, b"\xa5\x63seq", 5):
+        return None
+    seq = read_item(&r, 1)
+    if r.bad or type(seq) is not int:
+        return None
+    if not expect(&r, b"\x64kind\x6dEventAdmitted\x65value", 25):
+        return None
+    value = read_item(&r, 1)
+    if r.bad or type(value) is not bytes or not expect(&r, b"\x66schema", 7):
+        return None
+    schema = read_item(&r, 1)
+    if r.bad or type(schema) is not str:
+        return None
+    return seq, schema, value
