@@ -22,6 +22,7 @@ from aos.capability import Ledger
 from aos.context import Event, StepContext
 from aos.manifest import ReducerSpec
 from aos.records import Emit, Intent
+from aos.rng import step_seed
 
 __all__ = ["Ticket", "StepResult", "compute", "failure_message"]
 
@@ -77,9 +78,9 @@ def compute(ticket: Ticket, state: bytes | None, schema: str, value: bytes,
             admission: Admission, ledger: Ledger) -> StepResult:
     """Run the reducer of ``ticket`` on (state, event). Never raises for reducer errors."""
     spec = ticket.spec
-    ctx = StepContext(ticket.event_id, spec.name, ticket.key, admission, ledger)
     if spec.native is not None:
-        return _compute_native(ticket, ctx, state, schema, value)
+        return _compute_native(ticket, state, schema, value, admission, ledger)
+    ctx = StepContext(ticket.event_id, spec.name, ticket.key, admission, ledger)
     try:
         current = None if state is None else _decode(state)
         if current is UNHANDLED:
@@ -106,13 +107,19 @@ class NativeReducerError(Exception):
     """A native reducer reported a failure."""
 
 
-def _compute_native(ticket: Ticket, ctx: StepContext, state: bytes | None, schema: str,
-                    value: bytes) -> StepResult:
-    """A native step: the C call runs without the GIL; outputs are checked like a Python reducer's."""
+def _compute_native(ticket: Ticket, state: bytes | None, schema: str, value: bytes,
+                    admission: Admission, ledger: Ledger) -> StepResult:
+    """A native step: the C call runs without the GIL; outputs are checked like a Python reducer's.
+
+    The work around the call holds the GIL, so it is kept short: the step
+    context is only built when the step emitted or intended something, and
+    error texts only when there is an error.
+    """
     spec = ticket.spec
     try:
         error, action, new, emits, effects = spec.native.step(
-            ticket.event_id, state, schema.encode(), value, canonical.encode_trusted(ticket.key), ctx.seed)
+            ticket.event_id, state, schema.encode(), value, canonical.encode_trusted(ticket.key),
+            step_seed(ticket.event_id, spec.name, ticket.key))
         if error is not None:
             raise NativeReducerError(error)
         if action == 0:
@@ -120,14 +127,19 @@ def _compute_native(ticket: Ticket, ctx: StepContext, state: bytes | None, schem
         elif action == 2:
             new_bytes = None
         else:
-            canonical.decode(new, f"state returned by native reducer {spec.name}")
+            if _fast_decode(new, True) is UNHANDLED:  # not canonical or not in the model: say why
+                canonical.decode(new, f"state returned by native reducer {spec.name}")
             new_bytes = new
-        for emit_schema, emit_value in emits:
-            ctx.emit(emit_schema, canonical.decode(emit_value, f"value emitted by {spec.name}"))
-        for kind, params, cap, cost in effects:
-            ctx.effect(kind, canonical.decode(params, f"params of effect {kind}"), cap=cap, cost=cost)
+        if emits or effects:
+            ctx = StepContext(ticket.event_id, spec.name, ticket.key, admission, ledger)
+            for emit_schema, emit_value in emits:
+                ctx.emit(emit_schema, canonical.decode(emit_value, f"value emitted by {spec.name}"))
+            for kind, params, cap, cost in effects:
+                ctx.effect(kind, canonical.decode(params, f"params of effect {kind}"), cap=cap, cost=cost)
     except Exception as exc:
         return StepResult(ticket, error=failure_message(exc))
-    new_hash = None if new_bytes is None else canonical.digest(new_bytes)
-    return StepResult(ticket, new_bytes, new_hash, tuple(ctx.emits), tuple(ctx.routes), tuple(ctx.intents),
-                      tuple(ctx.reads.items()))
+    new_hash = None if new_bytes is None else _digest(new_bytes).digest()
+    if emits or effects:
+        return StepResult(ticket, new_bytes, new_hash, tuple(ctx.emits), tuple(ctx.routes), tuple(ctx.intents),
+                          tuple(ctx.reads.items()))
+    return StepResult(ticket, new_bytes, new_hash)
