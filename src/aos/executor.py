@@ -22,6 +22,7 @@ from aos._core.coordinator import coordinate
 from aos._core.pipeline import Pipeline
 from aos.committer import Committer
 from aos.kernel import Kernel
+from aos.worker import StepResult, Ticket
 
 __all__ = ["InlineExecutor", "ThreadsExecutor", "RunResult", "Hooks"]
 
@@ -167,7 +168,7 @@ class ThreadsExecutor:
 
     @property
     def busy_seconds(self) -> float:
-        return sum(self._busy) + self.coordinator_busy
+        return sum(self._busy) + self.coordinator_busy + self._pipe.native_busy_ns / 1e9
 
     # ------------------------------------------------------------ workers
     def _start(self) -> None:
@@ -179,20 +180,24 @@ class ThreadsExecutor:
             self._threads.append(th)
 
     def _work(self, index: int) -> None:
+        # Native jobs run inside serve() without the GIL; Python tickets come back here.
         compute = self.kernel.compute
         pipe, busy, delay, clock = self._pipe, self._busy, self.delay, time.perf_counter
-        while (ticket := pipe.take()) is not None:
+
+        def step(ticket: Ticket) -> StepResult | None:
             try:
                 if delay is not None and (pause := delay(ticket.event_id)) > 0:
                     time.sleep(pause)
                 t0 = clock()
                 result = compute(ticket)
                 busy[index] += clock() - t0
+                return result
             except BaseException as exc:  # compute never raises for reducer errors: this is a kernel fault
                 self._error = exc
                 pipe.fail()
-                return
-            pipe.complete(ticket.event_id, result)
+                return None
+
+        pipe.serve(step)
 
     def close(self) -> None:
         self._pipe.close()

@@ -29,7 +29,7 @@ from aos.manifest import RECEIPT_SCHEMA, Manifest
 from aos.outbox import Outbox, QueuedEffect
 from aos.receipt import Receipt, ReceiptSigner
 from aos.records import ReceiptAppended, Record, admitted_payload
-from aos.worker import StepResult, Ticket, compute
+from aos.worker import StepResult, Ticket, compute, finish_native, prepare_native
 
 __all__ = ["Kernel", "Sink", "Inbox", "DEFAULT_WINDOW", "DEFAULT_AGING"]
 
@@ -195,6 +195,15 @@ class Kernel:
         """Compute a step against the committed state (serial executors and replay)."""
         schema, value = self.inbox.get(ticket.input)
         return compute(ticket, self.cells.states[ticket.cid], schema, value, self.admission, self.ledger)
+
+    def prepare_native(self, ticket: Ticket) -> Any:
+        """The native call of ``ticket``, for a worker that runs it without the GIL (threads executor)."""
+        schema, value = self.inbox.get(ticket.input)
+        return prepare_native(ticket, self.cells.states[ticket.cid], schema, value)
+
+    def finish_native(self, ticket: Ticket, call: Any) -> StepResult:
+        """The result of a native call a worker ran (checked like any step's outputs)."""
+        return finish_native(ticket, call.state, call.outputs(), self.admission, self.ledger)
 
     def ticket(self, event_id: int, cid: int, seq: int) -> Ticket:
         cells = self.cells

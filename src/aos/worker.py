@@ -24,7 +24,7 @@ from aos.manifest import ReducerSpec
 from aos.records import Emit, Intent
 from aos.rng import step_seed
 
-__all__ = ["Ticket", "StepResult", "compute", "failure_message"]
+__all__ = ["Ticket", "StepResult", "compute", "failure_message", "prepare_native", "finish_native"]
 
 _digest = blake3.blake3
 _decode = _fast_decode  # of bytes aos wrote itself; UNHANDLED: canonical.decode_trusted, the general path
@@ -109,17 +109,35 @@ class NativeReducerError(Exception):
 
 def _compute_native(ticket: Ticket, state: bytes | None, schema: str, value: bytes,
                     admission: Admission, ledger: Ledger) -> StepResult:
-    """A native step: the C call runs without the GIL; outputs are checked like a Python reducer's.
+    """A native step: the C call runs without the GIL; outputs are checked like a Python reducer's."""
+    spec = ticket.spec
+    try:
+        outputs = spec.native.step(ticket.event_id, state, schema.encode(), value,
+                                   canonical.encode_trusted(ticket.key), step_seed(ticket.event_id, spec.name,
+                                                                                    ticket.key))
+    except Exception as exc:
+        return StepResult(ticket, error=failure_message(exc))
+    return finish_native(ticket, state, outputs, admission, ledger)
 
-    The work around the call holds the GIL, so it is kept short: the step
-    context is only built when the step emitted or intended something, and
-    error texts only when there is an error.
+
+def prepare_native(ticket: Ticket, state: bytes | None, schema: str, value: bytes) -> Any:
+    """The native call of a step, prepared for a worker that runs it without the GIL (a ``NativeCall``)."""
+    spec = ticket.spec
+    return spec.native.prepare(ticket.event_id, state, schema.encode(), value, canonical.encode_trusted(ticket.key),
+                               step_seed(ticket.event_id, spec.name, ticket.key))
+
+
+def finish_native(ticket: Ticket, state: bytes | None, outputs: tuple[Any, ...], admission: Admission,
+                  ledger: Ledger) -> StepResult:
+    """The result of a native call: its outputs checked like a Python reducer's.
+
+    This holds the GIL, so it is kept short: the step context is only built
+    when the step emitted or intended something, and error texts only when
+    there is an error.
     """
     spec = ticket.spec
     try:
-        error, action, new, emits, effects = spec.native.step(
-            ticket.event_id, state, schema.encode(), value, canonical.encode_trusted(ticket.key),
-            step_seed(ticket.event_id, spec.name, ticket.key))
+        error, action, new, emits, effects = outputs
         if error is not None:
             raise NativeReducerError(error)
         if action == 0:

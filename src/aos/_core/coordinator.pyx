@@ -41,6 +41,8 @@ def coordinate(executor, kernel, object max_steps, hooks):
     cdef int64_t helped = executor.helped
     cdef bint python_here = executor.python_on_coordinator
     cdef bint may_help = executor.offload == "auto"  # "all": every step is a worker's
+    cdef bint native_direct = executor.delay is None  # (a test's worker_delay needs the Python path)
+    prepare_native, finish_native = kernel.prepare_native, kernel.finish_native
     ticket_of = kernel.ticket
     latency = executor.latency
     after, barrier, quiet, wants_quiet = hooks.after_commit, hooks.barrier, hooks.at_quiet, hooks.wants_quiet
@@ -65,6 +67,8 @@ def coordinate(executor, kernel, object max_steps, hooks):
                 result = pipe.result(committed + 1, False)
                 if result is None:
                     break
+            if type(result) is tuple:  # a native job's outcome
+                result = finish_native(result[0], result[1])
             commit(result)
             committed += 1
             steps += 1
@@ -100,7 +104,15 @@ def coordinate(executor, kernel, object max_steps, hooks):
             assigned = t[0]
             assigned_at[assigned] = clock()
             tk = ticket_of(*t)
-            if python_here and tk.spec.native is None:
+            if tk.spec.native is not None:
+                if native_direct:
+                    # the worker runs the C call without ever taking the GIL; the outputs are
+                    # checked here, before the commit
+                    call = prepare_native(tk)
+                    pipe.put_native(assigned, (tk, call), call.job_address)
+                else:
+                    pipe.put(assigned, tk)
+            elif python_here:
                 mine[assigned] = tk  # a Python step under the GIL: computed here when it is next to commit
             else:
                 pipe.put(assigned, tk)

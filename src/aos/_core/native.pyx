@@ -15,6 +15,7 @@ from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy, strlen
 
 from aos._core.native cimport aos_out, aos_reducer_fn, aos_step_in
+from aos._core.native_job cimport NativeJob
 
 ABI_VERSION = 1
 CAPSULE_NAME = "aos.reducer.v1"
@@ -136,6 +137,87 @@ cdef uint32_t take_u32(Buf* b, size_t* pos):
     return v
 
 
+cdef object collect(Impl* im, int rc):
+    """``(error, state_action, state, emits, effects)`` from what a call reported."""
+    cdef size_t pos
+    cdef uint32_t n
+    cdef int64_t cost
+    if im.oom:
+        raise MemoryError("native reducer output")
+    if rc != 0:
+        msg = (PyBytes_FromStringAndSize(<char*>im.error.data, im.error.len).decode("utf-8", "replace")
+               if im.error.len else f"native reducer returned {rc}")
+        return msg, 0, None, [], []
+    new_state = None
+    if im.state_action == 1:
+        pos = 0
+        new_state = take(&im.state, &pos, im.state.len)
+    emits = []
+    pos = 0
+    while pos < im.emits.len:
+        n = take_u32(&im.emits, &pos)
+        sch = take(&im.emits, &pos, n).decode("utf-8")
+        n = take_u32(&im.emits, &pos)
+        emits.append((sch, take(&im.emits, &pos, n)))
+    effects = []
+    pos = 0
+    while pos < im.effects.len:
+        n = take_u32(&im.effects, &pos)
+        kind = take(&im.effects, &pos, n).decode("utf-8")
+        n = take_u32(&im.effects, &pos)
+        params = take(&im.effects, &pos, n)
+        n = take_u32(&im.effects, &pos)
+        cap = None if n == 0xffffffff else take(&im.effects, &pos, n).decode("utf-8")
+        memcpy(&cost, im.effects.data + pos, 8)
+        pos += 8
+        effects.append((kind, params, cap, cost))
+    return None, im.state_action, new_state, emits, effects
+
+
+cdef void impl_init(Impl* im) noexcept:
+    im.state.data = im.emits.data = im.effects.data = im.error.data = NULL
+    im.state.len = im.emits.len = im.effects.len = im.error.len = 0
+    im.state.cap = im.emits.cap = im.effects.cap = im.error.cap = 0
+    im.state_action = 0
+    im.oom = 0
+
+
+cdef void impl_free(Impl* im) noexcept:
+    free(im.state.data)
+    free(im.emits.data)
+    free(im.effects.data)
+    free(im.error.data)
+    impl_init(im)
+
+
+cdef class NativeCall:
+    """One native step prepared for a worker: inputs held, the call made later without the GIL.
+
+    :meth:`NativeReducer.prepare` fills it (with the GIL); a worker runs the
+    C function through :attr:`job` (``aos._core.native_job.NativeJob``)
+    without ever taking the GIL; :meth:`outputs` then reads the result.
+    """
+
+    cdef NativeJob job
+    cdef Impl im
+    cdef readonly object state
+    cdef object keep  # the byte strings the job's pointers point into
+
+    def __dealloc__(self):
+        impl_free(&self.im)
+
+    @property
+    def job_address(self):
+        return <uintptr_t>&self.job
+
+    def outputs(self):
+        """``(error, state_action, state, emits, effects)``, as :meth:`NativeReducer.step` returns."""
+        try:
+            return collect(&self.im, self.job.rc)
+        finally:
+            impl_free(&self.im)
+
+
 cdef class NativeReducer:
     """A native reducer function (from a PyCapsule or an address) and its user pointer."""
 
@@ -160,6 +242,37 @@ cdef class NativeReducer:
         else:
             raise TypeError(f"user must be None, an address or an unnamed PyCapsule, got {user!r}")
         self.keep = (fn, user)
+
+    def prepare(self, int64_t event_id, object state, bytes schema, bytes event, bytes key, bytes seed):
+        """A :class:`NativeCall` of one step, for a worker to run without the GIL."""
+        cdef NativeCall c = NativeCall.__new__(NativeCall)
+        if len(seed) != 32:
+            raise ValueError("seed must be 32 bytes")
+        c.state = state
+        c.keep = (state, schema, event, key, seed, self)
+        c.job.fn = self.fn
+        c.job.user = self.user
+        c.job.rc = 0
+        c.job.inp.event_id = event_id
+        if state is None:
+            c.job.inp.state = NULL
+            c.job.inp.state_len = 0
+        else:
+            c.job.inp.state = <const uint8_t*>PyBytes_AS_STRING(state)
+            c.job.inp.state_len = PyBytes_GET_SIZE(state)
+        c.job.inp.schema = PyBytes_AS_STRING(schema)
+        c.job.inp.event = <const uint8_t*>PyBytes_AS_STRING(event)
+        c.job.inp.event_len = PyBytes_GET_SIZE(event)
+        c.job.inp.key = <const uint8_t*>PyBytes_AS_STRING(key)
+        c.job.inp.key_len = PyBytes_GET_SIZE(key)
+        c.job.inp.seed = <const uint8_t*>PyBytes_AS_STRING(seed)
+        impl_init(&c.im)
+        c.job.out.impl = &c.im
+        c.job.out.set_state = cb_set_state
+        c.job.out.emit = cb_emit
+        c.job.out.effect = cb_effect
+        c.job.out.fail = cb_fail
+        return c
 
     def step(self, int64_t event_id, object state, bytes schema, bytes event, bytes key, bytes seed):
         """Run one step. Returns ``(error, state_action, state, emits, effects)``.
@@ -203,36 +316,7 @@ cdef class NativeReducer:
         try:
             with nogil:
                 rc = self.fn(&inp, &out, self.user)
-            if im.oom:
-                raise MemoryError("native reducer output")
-            if rc != 0:
-                msg = (PyBytes_FromStringAndSize(<char*>im.error.data, im.error.len).decode("utf-8", "replace")
-                       if im.error.len else f"native reducer returned {rc}")
-                return msg, 0, None, [], []
-            new_state = None
-            if im.state_action == 1:
-                pos = 0
-                new_state = take(&im.state, &pos, im.state.len)
-            emits = []
-            pos = 0
-            while pos < im.emits.len:
-                n = take_u32(&im.emits, &pos)
-                sch = take(&im.emits, &pos, n).decode("utf-8")
-                n = take_u32(&im.emits, &pos)
-                emits.append((sch, take(&im.emits, &pos, n)))
-            effects = []
-            pos = 0
-            while pos < im.effects.len:
-                n = take_u32(&im.effects, &pos)
-                kind = take(&im.effects, &pos, n).decode("utf-8")
-                n = take_u32(&im.effects, &pos)
-                params = take(&im.effects, &pos, n)
-                n = take_u32(&im.effects, &pos)
-                cap = None if n == 0xffffffff else take(&im.effects, &pos, n).decode("utf-8")
-                memcpy(&cost, im.effects.data + pos, 8)
-                pos += 8
-                effects.append((kind, params, cap, cost))
-            return None, im.state_action, new_state, emits, effects
+            return collect(&im, rc)
         finally:
             free(im.state.data)
             free(im.emits.data)

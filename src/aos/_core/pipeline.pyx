@@ -10,9 +10,26 @@ waiting workers and a waiting coordinator hold neither the GIL nor a Python
 lock.
 """
 
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uintptr_t
 from libc.stdlib cimport calloc, free
 from cpython.exc cimport PyErr_NoMemory
+
+from aos._core.native_job cimport NativeJob
+
+
+cdef extern from "<time.h>" nogil:
+    ctypedef long time_t
+    struct timespec:
+        time_t tv_sec
+        long tv_nsec
+    int clock_gettime(int clk, timespec* ts)
+    int CLOCK_MONOTONIC
+
+
+cdef inline int64_t now_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
 
 
 cdef extern from "<pthread.h>" nogil:
@@ -39,6 +56,8 @@ cdef class Pipeline:
     cdef pthread_cond_t has_result
     cdef int64_t* queue      # ring of ticket numbers waiting for a worker
     cdef int64_t* done       # done[n % capacity] == n once ticket n's result is in
+    cdef NativeJob** jobs    # jobs[n % capacity]: a native step the worker runs without the GIL, or NULL
+    cdef readonly int64_t native_busy_ns  # time workers spent in native jobs
     cdef readonly int64_t capacity
     cdef int64_t head
     cdef int64_t length
@@ -54,7 +73,8 @@ cdef class Pipeline:
         self.capacity = capacity
         self.queue = <int64_t*>calloc(capacity, sizeof(int64_t))
         self.done = <int64_t*>calloc(capacity, sizeof(int64_t))
-        if self.queue == NULL or self.done == NULL:
+        self.jobs = <NativeJob**>calloc(capacity, sizeof(NativeJob*))
+        if self.queue == NULL or self.done == NULL or self.jobs == NULL:
             PyErr_NoMemory()
         pthread_mutex_init(&self.mutex, NULL)
         pthread_cond_init(&self.has_ticket, NULL)
@@ -69,6 +89,7 @@ cdef class Pipeline:
         pthread_mutex_destroy(&self.mutex)
         free(self.queue)
         free(self.done)
+        free(self.jobs)
 
     # ------------------------------------------------------------ coordinator
     def put(self, int64_t n, ticket):
@@ -76,6 +97,7 @@ cdef class Pipeline:
         cdef bint full
         cdef int64_t slot = n % self.capacity
         self.tickets[slot] = ticket
+        self.jobs[slot] = NULL
         with nogil:
             pthread_mutex_lock(&self.mutex)
             full = self.length == self.capacity
@@ -87,6 +109,32 @@ cdef class Pipeline:
             pthread_mutex_unlock(&self.mutex)
         if full:
             self.tickets[slot] = None
+            raise OverflowError("more tickets in flight than the pipeline holds")
+
+    def put_native(self, int64_t n, outcome, uintptr_t job):
+        """Queue native step ``n``: a worker runs ``job`` (a ``NativeJob``) without the GIL.
+
+        ``outcome`` (which owns the job) is what :meth:`result` returns once
+        the job has run.
+        """
+        cdef bint full
+        cdef int64_t slot = n % self.capacity
+        if job == 0:
+            raise ValueError("no native job")
+        self.results[slot] = outcome
+        self.tickets[slot] = None
+        with nogil:
+            pthread_mutex_lock(&self.mutex)
+            full = self.length == self.capacity
+            if not full:
+                self.jobs[slot] = <NativeJob*>job
+                self.done[slot] = -1
+                self.queue[(self.head + self.length) % self.capacity] = n
+                self.length += 1
+                pthread_cond_signal(&self.has_ticket)
+            pthread_mutex_unlock(&self.mutex)
+        if full:
+            self.results[slot] = None
             raise OverflowError("more tickets in flight than the pipeline holds")
 
     def result(self, int64_t n, bint wait):
@@ -107,6 +155,7 @@ cdef class Pipeline:
             ready = self.done[slot] == n
             if ready:
                 self.done[slot] = -1
+                self.jobs[slot] = NULL
             pthread_mutex_unlock(&self.mutex)
         if not ready:
             return None
@@ -123,7 +172,7 @@ cdef class Pipeline:
         cdef bint got = False
         with nogil:
             pthread_mutex_lock(&self.mutex)
-            if self.length > 0 and self.queue[self.head] == n:
+            if self.length > 0 and self.queue[self.head] == n and self.jobs[slot] == NULL:
                 self.head = (self.head + 1) % self.capacity
                 self.length -= 1
                 got = True
@@ -180,6 +229,51 @@ cdef class Pipeline:
             if self.waiting_for == n:
                 pthread_cond_signal(&self.has_result)
             pthread_mutex_unlock(&self.mutex)
+
+    def serve(self, python_step):
+        """A worker's loop, until the pipeline closes (or ``python_step`` returns None).
+
+        Native jobs run here without the GIL from taking the ticket to
+        handing in the result; other tickets go to ``python_step(ticket) ->
+        result`` with the GIL.
+        """
+        cdef int64_t n, slot, t0
+        cdef NativeJob* job
+        while True:
+            with nogil:
+                while True:
+                    pthread_mutex_lock(&self.mutex)
+                    while self.length == 0 and not self.closed:
+                        pthread_cond_wait(&self.has_ticket, &self.mutex)
+                    n = -1
+                    job = NULL
+                    if self.length > 0 and not self.closed:
+                        n = self.queue[self.head]
+                        self.head = (self.head + 1) % self.capacity
+                        self.length -= 1
+                        job = self.jobs[n % self.capacity]
+                    pthread_mutex_unlock(&self.mutex)
+                    if job == NULL:
+                        break  # closed, or a Python ticket
+                    t0 = now_ns()
+                    job.rc = job.fn(&job.inp, &job.out, job.user)
+                    t0 = now_ns() - t0
+                    slot = n % self.capacity
+                    pthread_mutex_lock(&self.mutex)
+                    self.native_busy_ns += t0
+                    self.done[slot] = n
+                    if self.waiting_for == n:
+                        pthread_cond_signal(&self.has_result)
+                    pthread_mutex_unlock(&self.mutex)
+            if n < 0:
+                return
+            slot = n % self.capacity
+            t = self.tickets[slot]
+            self.tickets[slot] = None
+            result = python_step(t)
+            if result is None:
+                return
+            self.complete(n, result)
 
     @property
     def queued(self):
