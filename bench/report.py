@@ -117,7 +117,7 @@ class Report:
         rows = [{int(k): v for k, v in r.items()} for r in json.loads(out.stdout.strip().splitlines()[-1])]
         self.figures["python_ft_speedup_2w"] = figure([r[0] / r[2] for r in rows], "x", "inline (0 workers)",
                                                       vs_1_worker=statistics.median(r[1] / r[2] for r in rows),
-                                                      interpreter=python)
+                                                      interpreter=Path(python).name)
         self.speedups["Python, free-threaded (vs inline)"] = {
             n: statistics.median(r[0] / r[n] for r in rows) for n in (1, 2)}
 
@@ -206,9 +206,17 @@ def ft_part(quick: bool) -> list[dict[int, float]]:
             for _ in range(2 if quick else 3)]
 
 
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "?"
+
+
 def machine() -> dict[str, Any]:
     import blake3
-    import cbor2
 
     import aos
 
@@ -220,7 +228,7 @@ def machine() -> dict[str, Any]:
         pass
     return {"cpu": cpu, "cpus": os.cpu_count(), "python": platform.python_version(),
             "implementation": platform.python_implementation(), "platform": platform.platform(),
-            "aos": aos.__version__, "cbor2": getattr(cbor2, "__version__", "?"), "blake3": blake3.__version__,
+            "aos": aos.__version__, "cbor2": _version("cbor2"), "blake3": blake3.__version__,
             "gil": getattr(sys, "_is_gil_enabled", lambda: True)()}
 
 
