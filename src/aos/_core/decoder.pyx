@@ -243,14 +243,18 @@ cdef bint _fits_half(double d) noexcept:
     return m == <double>(<long long>m)
 
 
-def decode(bytes data, bint strict=False):
-    """The value of ``data``, or :data:`UNHANDLED` (see the module docstring)."""
-    cdef Reader r
+cdef inline void reader_init(Reader* r, bytes data, bint strict) noexcept:
     r.p = <const unsigned char*>PyBytes_AS_STRING(data)
     r.n = PyBytes_GET_SIZE(data)
     r.at = 0
     r.strict = strict
     r.bad = False
+
+
+def decode(bytes data, bint strict=False):
+    """The value of ``data``, or :data:`UNHANDLED` (see the module docstring)."""
+    cdef Reader r
+    reader_init(&r, data, strict)
     value = read_item(&r, 0)
     if r.bad or r.at != r.n:
         return UNHANDLED
@@ -272,13 +276,7 @@ def event_admitted_fields(bytes payload):
     record is then decoded in full).
     """
     cdef Reader r
-    cdef unsigned int major
-    cdef uint64_t arg
-    r.p = <const unsigned char*>PyBytes_AS_STRING(payload)
-    r.n = PyBytes_GET_SIZE(payload)
-    r.at = 0
-    r.strict = True
-    r.bad = False
+    reader_init(&r, payload, True)
     if not expect(&r, b"\xa5\x63seq", 5):
         return None
     seq = read_item(&r, 1)

@@ -36,10 +36,8 @@ cdef extern from "Python.h":
     ctypedef struct PyObject
     const char* PyUnicode_AsUTF8AndSize(object, Py_ssize_t*) except NULL
     long long PyLong_AsLongLongAndOverflow(object, int*) except? -1
-    Py_ssize_t PyList_GET_SIZE(object)
-    PyObject* PyList_GET_ITEM(object, Py_ssize_t)
-    Py_ssize_t PyTuple_GET_SIZE(object)
-    PyObject* PyTuple_GET_ITEM(object, Py_ssize_t)
+    Py_ssize_t PySequence_Fast_GET_SIZE(object)
+    PyObject* PySequence_Fast_GET_ITEM(object, Py_ssize_t)
     Py_ssize_t PyDict_GET_SIZE(object)
     int PyDict_Next(object, Py_ssize_t*, PyObject**, PyObject**)
     double PyFloat_AS_DOUBLE(object)
@@ -369,19 +367,12 @@ cdef int put(Buf* b, object v, int depth, bint sort) except -1:
         return UNSUPPORTED
     if t is dict:
         return put_map(b, v, depth, sort)
-    if t is list:
-        n = PyList_GET_SIZE(v)
+    if t is list or t is tuple:
+        n = PySequence_Fast_GET_SIZE(v)
         head(b, 4, <uint64_t>n)
         for i in range(n):
-            # the item is held by the list; a reducer's value is not mutated while it is encoded
-            if put(b, <object>PyList_GET_ITEM(v, i), depth + 1, sort):
-                return UNSUPPORTED
-        return OK
-    if t is tuple:
-        n = PyTuple_GET_SIZE(v)
-        head(b, 4, <uint64_t>n)
-        for i in range(n):
-            if put(b, <object>PyTuple_GET_ITEM(v, i), depth + 1, sort):
+            # the item is held by the sequence; a reducer's value is not mutated while it is encoded
+            if put(b, <object>PySequence_Fast_GET_ITEM(v, i), depth + 1, sort):
                 return UNSUPPORTED
         return OK
     return UNSUPPORTED
@@ -396,17 +387,21 @@ cdef object finish(Buf* b, int rc):
         buf_free(b)
 
 
-def encode(value):
-    """Canonical CBOR of ``value``, or ``None`` when it needs the general path."""
+cdef object write(object value, bint sort):
     cdef Buf b
     cdef int rc
     buf_init(&b)
     try:
-        rc = put(&b, value, 0, True)
+        rc = put(&b, value, 0, sort)
     except BaseException:
         buf_free(&b)
         raise
     return finish(&b, rc)
+
+
+def encode(value):
+    """Canonical CBOR of ``value``, or ``None`` when it needs the general path."""
+    return write(value, True)
 
 
 def ordered(value):
@@ -414,15 +409,7 @@ def ordered(value):
 
     Returns ``None`` for a value outside the exact types above.
     """
-    cdef Buf b
-    cdef int rc
-    buf_init(&b)
-    try:
-        rc = put(&b, value, 0, False)
-    except BaseException:
-        buf_free(&b)
-        raise
-    return finish(&b, rc)
+    return write(value, False)
 
 
 # Record keys, pre-encoded (text strings), in canonical order.

@@ -281,44 +281,7 @@ cdef class NativeReducer:
         state, 1 sets ``state``, 2 deletes the cell; ``emits`` is a list of
         ``(schema, value)`` and ``effects`` of ``(kind, params, cap, cost)``.
         """
-        cdef aos_step_in inp
-        cdef aos_out out
-        cdef Impl im
-        cdef int rc
-        cdef size_t pos
-        cdef uint32_t n
-        cdef int64_t cost
-        if len(seed) != 32:
-            raise ValueError("seed must be 32 bytes")
-        inp.event_id = event_id
-        if state is None:
-            inp.state = NULL
-            inp.state_len = 0
-        else:
-            inp.state = <const uint8_t*>PyBytes_AS_STRING(state)
-            inp.state_len = PyBytes_GET_SIZE(state)
-        inp.schema = PyBytes_AS_STRING(schema)
-        inp.event = <const uint8_t*>PyBytes_AS_STRING(event)
-        inp.event_len = PyBytes_GET_SIZE(event)
-        inp.key = <const uint8_t*>PyBytes_AS_STRING(key)
-        inp.key_len = PyBytes_GET_SIZE(key)
-        inp.seed = <const uint8_t*>PyBytes_AS_STRING(seed)
-        im.state.data = im.emits.data = im.effects.data = im.error.data = NULL
-        im.state.len = im.emits.len = im.effects.len = im.error.len = 0
-        im.state.cap = im.emits.cap = im.effects.cap = im.error.cap = 0
-        im.state_action = 0
-        im.oom = 0
-        out.impl = &im
-        out.set_state = cb_set_state
-        out.emit = cb_emit
-        out.effect = cb_effect
-        out.fail = cb_fail
-        try:
-            with nogil:
-                rc = self.fn(&inp, &out, self.user)
-            return collect(&im, rc)
-        finally:
-            free(im.state.data)
-            free(im.emits.data)
-            free(im.effects.data)
-            free(im.error.data)
+        cdef NativeCall c = self.prepare(event_id, state, schema, event, key, seed)
+        with nogil:
+            c.job.rc = c.job.fn(&c.job.inp, &c.job.out, c.job.user)
+        return c.outputs()

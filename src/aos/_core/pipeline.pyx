@@ -94,20 +94,9 @@ cdef class Pipeline:
     # ------------------------------------------------------------ coordinator
     def put(self, int64_t n, ticket):
         """Queue ticket number ``n`` (carried by ``ticket``) for the workers."""
-        cdef bint full
         cdef int64_t slot = n % self.capacity
         self.tickets[slot] = ticket
-        self.jobs[slot] = NULL
-        with nogil:
-            pthread_mutex_lock(&self.mutex)
-            full = self.length == self.capacity
-            if not full:
-                self.done[slot] = -1
-                self.queue[(self.head + self.length) % self.capacity] = n
-                self.length += 1
-                pthread_cond_signal(&self.has_ticket)
-            pthread_mutex_unlock(&self.mutex)
-        if full:
+        if not self.enqueue(n, NULL):
             self.tickets[slot] = None
             raise OverflowError("more tickets in flight than the pipeline holds")
 
@@ -117,25 +106,30 @@ cdef class Pipeline:
         ``outcome`` (which owns the job) is what :meth:`result` returns once
         the job has run.
         """
-        cdef bint full
         cdef int64_t slot = n % self.capacity
         if job == 0:
             raise ValueError("no native job")
         self.results[slot] = outcome
         self.tickets[slot] = None
+        if not self.enqueue(n, <NativeJob*>job):
+            self.results[slot] = None
+            raise OverflowError("more tickets in flight than the pipeline holds")
+
+    cdef bint enqueue(self, int64_t n, NativeJob* job) noexcept:
+        """Queue ticket ``n`` (with its native job, or NULL) for a worker; False when full."""
+        cdef bint full
+        cdef int64_t slot = n % self.capacity
         with nogil:
             pthread_mutex_lock(&self.mutex)
             full = self.length == self.capacity
             if not full:
-                self.jobs[slot] = <NativeJob*>job
+                self.jobs[slot] = job
                 self.done[slot] = -1
                 self.queue[(self.head + self.length) % self.capacity] = n
                 self.length += 1
                 pthread_cond_signal(&self.has_ticket)
             pthread_mutex_unlock(&self.mutex)
-        if full:
-            self.results[slot] = None
-            raise OverflowError("more tickets in flight than the pipeline holds")
+        return not full
 
     def result(self, int64_t n, bint wait):
         """The result of ticket ``n`` (removed from the buffer), or None if not in yet.
