@@ -32,6 +32,23 @@ def test_submit_run_state(tmp_path: Path, counter_manifest: aos.Manifest) -> Non
         assert w.cells("test/Counter@1") == [("test/Counter@1", "a"), ("test/Counter@1", "b")]
 
 
+def test_a_str_subclass_schema_is_journaled_as_its_plain_text(tmp_path: Path,
+                                                               counter_manifest: aos.Manifest) -> None:
+    """Regression (found by the fuzzer): the C record writer took only exact str schemas."""
+
+    class Name(str):
+        def __str__(self) -> str:
+            return "not the schema"
+
+    with aos.World.open(tmp_path / "w", counter_manifest) as w:
+        w.submit(Name("test/Add@1"), {"id": "a", "by": 2})
+        w.run()
+        assert w.state("test/Counter@1", "a")["n"] == 2
+    admitted = [r for r in records(tmp_path / "w", counter_manifest) if isinstance(r, EventAdmitted)]
+    assert [type(r.schema) for r in admitted] == [str] and admitted[0].schema == "test/Add@1"
+    assert aos.replay(tmp_path / "w", counter_manifest).verify()
+
+
 def test_ticket_order_is_round_robin_over_cells(tmp_path: Path) -> None:
     m = aos.Manifest("test/rr@1")
     seen: list[tuple[int, Any]] = []

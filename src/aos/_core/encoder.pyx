@@ -442,9 +442,11 @@ cdef inline int put_uint(Buf* b, object v) except -1:
     return 0
 
 
-def step_scheduled(event_id, str reducer, key, input, lane_id=0):
+def step_scheduled(event_id, reducer, key, input, lane_id=0):
     """The payload of ``StepScheduled`` (keys: key, kind, input, lane_id, reducer, event_id)."""
     cdef Buf b
+    if not isinstance(reducer, str):
+        raise TypeError(f"reducer must be a str, got {type(reducer).__name__}")
     buf_init(&b)
     try:
         head(&b, 5, 6)
@@ -503,9 +505,11 @@ def step_committed(event_id, state_hash, tuple emits, tuple effects, lane_id=0):
         buf_free(&b)
 
 
-def event_admitted(seq, str schema, bytes value, lane_id=0):
+def event_admitted(seq, schema, bytes value, lane_id=0):
     """The payload of ``EventAdmitted`` (keys: seq, kind, value, schema, lane_id)."""
     cdef Buf b
+    if not isinstance(schema, str):
+        raise TypeError(f"schema must be a str, got {type(schema).__name__}")
     buf_init(&b)
     try:
         head(&b, 5, 5)
