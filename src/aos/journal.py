@@ -338,6 +338,7 @@ class Journal:
         self._seg_first = end.segment
         self._offset = end.offset  # where the next frame starts, counting buffered bytes
         self._buf = bytearray()
+        self._hasher = blake3.blake3()  # the chain's, reused frame after frame (one writer)
         self._pending_commits = 0
         self._last_sync = time.monotonic()
         self.durable_index = end.index
@@ -399,7 +400,7 @@ class Journal:
         if end > self.segment_bytes and self._offset > SEG_HEADER_SIZE:
             self._rotate()
             end = self._offset + FRAME_OVERHEAD + len(payload)
-        self.chain = _append_frame(self._buf, self.chain, payload)  # checks MAX_RECORD
+        self.chain = _append_frame(self._buf, self.chain, payload, self._hasher)  # checks MAX_RECORD
         self._offset = end
         idx = self.index
         self.index = idx + 1

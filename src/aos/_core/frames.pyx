@@ -65,8 +65,20 @@ cdef inline uint32_t get_u32(const unsigned char* p) noexcept:
     return p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16) | (<uint32_t>p[3] << 24)
 
 
-def append(bytearray buf, bytes prev, bytes payload):
-    """Append the frame of ``payload`` to ``buf``; return its chain hash."""
+cdef inline bytes chain_of(object hasher, bytes prev, bytes payload):
+    """BLAKE3(prev || payload) with a reused hasher (no hasher object per frame)."""
+    hasher.reset()
+    hasher.update(prev)
+    hasher.update(payload)
+    return hasher.digest()
+
+
+def append(bytearray buf, bytes prev, bytes payload, hasher=None):
+    """Append the frame of ``payload`` to ``buf``; return its chain hash.
+
+    ``hasher``: a ``blake3.blake3()`` object owned by the caller's thread,
+    reused for every frame (one is made when it is None).
+    """
     cdef Py_ssize_t n = PyBytes_GET_SIZE(payload)
     cdef Py_ssize_t at = PyByteArray_GET_SIZE(buf)
     cdef char* p
@@ -74,7 +86,7 @@ def append(bytearray buf, bytes prev, bytes payload):
         raise ValueError(f"record of {n} bytes exceeds the {MAX_RECORD} byte limit")
     if PyBytes_GET_SIZE(prev) != 32:
         raise ValueError("the previous chain must be 32 bytes")
-    chain = _blake3(prev + payload).digest()
+    chain = chain_of(_blake3() if hasher is None else hasher, prev, payload)
     PyByteArray_Resize(buf, at + 8 + n + 32)
     p = PyByteArray_AS_STRING(buf) + at
     put_u32(p, <uint32_t>n)
@@ -106,6 +118,7 @@ def scan(const unsigned char[::1] data, Py_ssize_t offset, bytes chain, Py_ssize
     cdef list frames = []
     cdef int stop = SCAN_END
     cdef const unsigned char* base = &data[0] if size else NULL
+    hasher = _blake3()
     while off < size:
         if limit >= 0 and len(frames) >= limit:
             break
@@ -121,7 +134,7 @@ def scan(const unsigned char[::1] data, Py_ssize_t offset, bytes chain, Py_ssize
             stop = SCAN_PAST_END
             break
         payload = PyBytes_FromStringAndSize(<const char*>(base + off + 8), n)
-        h = _blake3(chain + payload).digest()
+        h = chain_of(hasher, chain, payload)
         if memcmp(PyBytes_AS_STRING(<bytes>h), base + end - 32, 32) != 0:
             stop = SCAN_BAD_CHAIN
             break
