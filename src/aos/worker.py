@@ -123,8 +123,11 @@ def _compute_native(ticket: Ticket, state: bytes | None, schema: str, value: byt
 def prepare_native(ticket: Ticket, state: bytes | None, schema: str, value: bytes) -> Any:
     """The native call of a step, prepared for a worker that runs it without the GIL (a ``NativeCall``)."""
     spec = ticket.spec
-    return spec.native.prepare(ticket.event_id, state, schema.encode(), value, canonical.encode_trusted(ticket.key),
-                               step_seed(ticket.event_id, spec.name, ticket.key))
+    key = ticket.key
+    key_bytes = _fast_encode(key)
+    return spec.native.prepare(ticket.event_id, state, schema.encode(), value,
+                               canonical.encode_trusted(key) if key_bytes is None else key_bytes,
+                               step_seed(ticket.event_id, spec.name, key))
 
 
 def finish_native(ticket: Ticket, state: bytes | None, outputs: tuple[Any, ...], admission: Admission,

@@ -19,6 +19,15 @@ cdef inline int64_t _max(int64_t a, int64_t b) noexcept nogil:
     return a if a > b else b
 
 
+cdef inline int _bucket(int64_t us) noexcept nogil:
+    """The power-of-two bucket of ``us`` (its bit length, at most 39)."""
+    cdef int n = 0
+    while us > 0 and n < 39:
+        us >>= 1
+        n += 1
+    return n
+
+
 def coordinate(executor, kernel, object max_steps, hooks):
     """Run the pipeline until nothing is left (or ``max_steps`` were assigned); return the steps committed."""
     pipe = executor._pipe
@@ -44,7 +53,8 @@ def coordinate(executor, kernel, object max_steps, hooks):
     cdef bint native_direct = executor.delay is None  # (a test's worker_delay needs the Python path)
     prepare_native, finish_native = kernel.prepare_native, kernel.finish_native
     ticket_of = kernel.ticket
-    latency = executor.latency
+    counts = executor.latency.counts
+    cdef int64_t us
     after, barrier, quiet, wants_quiet = hooks.after_commit, hooks.barrier, hooks.at_quiet, hooks.wants_quiet
     from time import perf_counter as clock
     assigned_at = {}
@@ -72,7 +82,8 @@ def coordinate(executor, kernel, object max_steps, hooks):
             commit(result)
             committed += 1
             steps += 1
-            latency.add(clock() - assigned_at.pop(committed))
+            us = <int64_t>((clock() - assigned_at.pop(committed)) * 1e6)  # LatencyHistogram.add, inline
+            counts[_bucket(us)] += 1
             if kernel.reexecutions != reexecutions:
                 reexecutions = kernel.reexecutions
                 depth = _max(floor, depth // 2)
