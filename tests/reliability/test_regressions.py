@@ -1,0 +1,72 @@
+"""Regression tests for the defects the reliability suite found, one each, small and fast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aos
+from conftest import make_counter_manifest
+
+
+def test_world_killed_while_being_created_can_be_opened(tmp_path: Path) -> None:
+    """A process killed between writing secret.key and world.cbor left a world that never opened again."""
+    m = make_counter_manifest()
+    path = tmp_path / "w"
+    path.mkdir()
+    (path / "secret.key").write_bytes(b"\x01" * 32)  # what an interrupted creation leaves
+    (path / "world.cbor.tmp").write_bytes(b"\xa1")
+    with aos.World.open(path, m) as w:
+        w.submit("test/Add@1", {"id": 1})
+        w.run()
+        h = w.snapshot_hash()
+    assert aos.replay(path, m).verify() == h
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("not a world")
+    try:
+        aos.World.open(tmp_path / "other", m)
+    except aos.StorageError as exc:
+        assert "not an aos world" in str(exc)
+    else:  # pragma: no cover - reported by the assertion
+        raise AssertionError("a directory with foreign files was taken for a world")
+
+
+def test_malformed_world_metadata_is_a_storage_error(tmp_path: Path) -> None:
+    """A world.cbor with a non-map description, odd window/aging or a bad reducer list raised
+    AttributeError, TypeError, ValueError or OverflowError from World.open instead of a typed error."""
+    import shutil
+
+    from aos import canonical
+
+    m = make_counter_manifest()
+    path = tmp_path / "w"
+    with aos.World.open(path, m):
+        pass
+    meta = canonical.decode((path / "world.cbor").read_bytes())
+    bad = [dict(meta, manifest=5), dict(meta, manifest=dict(meta["manifest"], reducers=5)),
+           dict(meta, manifest=dict(meta["manifest"], reducers=[1, 2])),
+           dict(meta, manifest=dict(meta["manifest"], capabilities="x")),
+           dict(meta, window="64"), dict(meta, window=0), dict(meta, aging=2**70), dict(meta, aging=None)]
+    for i, doc in enumerate(bad):
+        copy = tmp_path / f"c{i}"
+        shutil.copytree(path, copy)
+        (copy / "world.cbor").write_bytes(canonical.encode(doc))
+        try:
+            aos.World.open(copy, m)
+        except aos.StorageError as exc:
+            assert "world.cbor" in str(exc), exc
+        else:  # pragma: no cover - reported by the assertion
+            raise AssertionError(f"case {i}: malformed metadata was accepted")
+    try:
+        aos.World.open(tmp_path / "huge", m, window=2**70)
+    except ValueError:
+        pass
+    else:  # pragma: no cover - reported by the assertion
+        raise AssertionError("a window the sequencer cannot hold was accepted")
+    assert not (tmp_path / "huge").exists() or not (tmp_path / "huge" / "world.cbor").exists()
+    empty = aos.Manifest("t/m@1")  # a manifest error is still reported as one when a world exists
+    try:
+        aos.World.open(tmp_path / "w", empty)
+    except aos.ManifestError:
+        pass
+    else:  # pragma: no cover - reported by the assertion
+        raise AssertionError("a manifest without reducers opened a world")
