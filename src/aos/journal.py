@@ -234,7 +234,9 @@ class JournalReader:
                 begun = True
                 offset = start.offset  # type: ignore[union-attr]
                 if offset > len(data):
-                    raise JournalCorruptError(path.name, offset, "snapshot position lies past the end of the segment")
+                    # name where the segment ends: that is where it was cut short
+                    raise JournalCorruptError(path.name, len(data), f"segment ends before offset {offset}, "
+                                              "where a snapshot says the journal goes on")
             else:
                 if first != index:
                     raise JournalCorruptError(path.name, 0, f"segment starts at record {first}, expected {index}")

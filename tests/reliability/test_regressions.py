@@ -30,6 +30,31 @@ def test_world_killed_while_being_created_can_be_opened(tmp_path: Path) -> None:
         raise AssertionError("a directory with foreign files was taken for a world")
 
 
+def test_segment_cut_before_the_snapshot_position_names_where_it_ends(tmp_path: Path) -> None:
+    """The error named the snapshot's offset, past the end of the cut file, instead of where the file ends."""
+    m = make_counter_manifest()
+    path = tmp_path / "w"
+    with aos.World.open(path, m, segment_bytes=2_000, snapshot_every=0, snapshot_on_close=False) as w:
+        for i in range(60):
+            w.submit("test/Add@1", {"id": i % 5})
+        w.run()
+        info = w.snapshot()  # points into the last segment of the time...
+        for i in range(60):  # ...which then stops being the last one
+            w.submit("test/Add@1", {"id": i % 5})
+        w.run()
+    seg = path / "journal" / f"{info.position.segment:020d}.seg"
+    assert sorted((path / "journal").iterdir())[-1] != seg
+    cut = info.position.offset - 10
+    with open(seg, "r+b") as f:
+        f.truncate(cut)
+    try:
+        aos.World.open(path, m)
+    except aos.JournalCorruptError as exc:
+        assert (exc.segment, exc.offset) == (seg.name, cut), exc
+    else:  # pragma: no cover - reported by the assertion
+        raise AssertionError("a segment cut short before the snapshot position was accepted")
+
+
 def test_malformed_world_metadata_is_a_storage_error(tmp_path: Path) -> None:
     """A world.cbor with a non-map description, odd window/aging or a bad reducer list raised
     AttributeError, TypeError, ValueError or OverflowError from World.open instead of a typed error."""
