@@ -55,6 +55,34 @@ def test_segment_cut_before_the_snapshot_position_names_where_it_ends(tmp_path: 
         raise AssertionError("a segment cut short before the snapshot position was accepted")
 
 
+def test_shared_reference_bombs_are_refused_at_once() -> None:
+    """Tags 28/29 (and 25/256) made 70 bytes decode into 2**23 leaves: decode ran for minutes."""
+    import time
+
+    import cbor2
+
+    from aos import canonical
+
+    items = [b"\xd8\x1c\x80"]  # 28([]) is shared value 0; then 28([29(k-1), 29(k-1)]), doubling each time
+    for k in range(1, 21):  # 2**20 leaves: seconds before the fix (each level more doubles that)
+        ref = b"\xd8\x1d" + cbor2.dumps(k - 1)
+        items.append(b"\xd8\x1c\x82" + ref + ref)
+    bomb = b"\x98" + bytes([len(items)]) + b"".join(items)
+    string_refs = b"\xd9\x01\x00\x99\x03\xe9" + cbor2.dumps("s" * 1000) + b"\xd8\x19\x00" * 1000
+    for data in (bomb, string_refs, b"\x81\xd9\x00\x1c\x80"):  # the last: tag 28 in a longer head
+        t0 = time.perf_counter()
+        try:
+            canonical.decode(data)
+        except aos.NonCanonicalError as exc:
+            assert "outside the value model" in str(exc)
+        else:  # pragma: no cover - reported by the assertion
+            raise AssertionError("a reference tag was accepted")
+        assert time.perf_counter() - t0 < 0.5
+    # bytes that merely look like such a tag inside a string still decode
+    assert canonical.decode(cbor2.dumps(b"\xd8\x1c\xd9\x01\x00")) == b"\xd8\x1c\xd9\x01\x00"
+    assert canonical.decode(cbor2.dumps([2**70, "\xd8\x1d"], canonical=True)) == [2**70, "\xd8\x1d"]
+
+
 def test_malformed_world_metadata_is_a_storage_error(tmp_path: Path) -> None:
     """A world.cbor with a non-map description, odd window/aging or a bad reducer list raised
     AttributeError, TypeError, ValueError or OverflowError from World.open instead of a typed error."""
