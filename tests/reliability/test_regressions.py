@@ -123,3 +123,25 @@ def test_malformed_world_metadata_is_a_storage_error(tmp_path: Path) -> None:
         pass
     else:  # pragma: no cover - reported by the assertion
         raise AssertionError("a manifest without reducers opened a world")
+
+
+def test_manifest_arguments_of_the_wrong_type_are_manifest_errors() -> None:
+    """events=5, effect=5 or reducers=5 raised TypeError from inside the manifest instead of ManifestError."""
+    m = aos.Manifest("t/m@1")
+    attempts = [
+        lambda: m.reducer("t/R@1", events=5)(lambda c, s, e: s),
+        lambda: m.reducer("t/R@1", events={"t/E@1": 1})(lambda c, s, e: s),
+        lambda: m.capability("c", effect=5, budget=1),
+        lambda: m.invariant("i", lambda view: True, reducers=5),
+        lambda: m.invariant("j", lambda view: True, reducers=[["t/R@1"]]),
+    ]
+    for i, attempt in enumerate(attempts):
+        try:
+            attempt()
+        except aos.ManifestError:
+            pass
+        else:  # pragma: no cover - reported by the assertion
+            raise AssertionError(f"attempt {i} was accepted")
+    m.reducer("t/R@1", events=("t/E@1",))(lambda c, s, e: s)  # a tuple is a list of schema names too
+    m.invariant("k", lambda view: True, reducers=("t/R@1",))
+    assert m.describe()["invariants"][0]["reducers"] == ["t/R@1"]
