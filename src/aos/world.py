@@ -402,6 +402,8 @@ class World:
                         break
                     receipts += self._admit(d.run_inline())
                 elif d.mode == "background":
+                    if not d.busy:
+                        break  # every dispatched effect answered (a refused receipt leaves its effect queued)
                     wait = None if deadline is None else max(0.0, deadline - time.monotonic())
                     got = d.wait(wait)
                     if got is None:

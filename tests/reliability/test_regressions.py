@@ -181,3 +181,27 @@ def test_snapshot_rows_of_the_wrong_type_are_snapshot_errors(tmp_path: Path) -> 
             assert "malformed snapshot" in str(exc), exc
         else:  # pragma: no cover - reported by the assertion
             raise AssertionError(f"{field}={value!r} was loaded")
+
+
+def test_settle_returns_when_every_dispatched_effect_has_answered(tmp_path: Path) -> None:
+    """run(settle=True) without a timeout waited forever once an adapter's receipt was refused
+    (over budget): the effect stays queued, but no further receipt was coming."""
+    import threading
+
+    from effects_world import effects_manifest
+
+    def overcharges(req: aos.EffectRequest) -> aos.Outcome:
+        return aos.Outcome("ok", None, req.cost + 50)
+
+    m = effects_manifest(budget=10)
+    with aos.World.open(tmp_path / "w", m, effects="background", adapters={"payment.send": overcharges}) as w:
+        w.submit("test/Pay@1", {"id": "a", "costs": [3]})
+        done: list[aos.RunResult] = []
+        t = threading.Thread(target=lambda: done.append(w.run(settle=True)), daemon=True)
+        t.start()
+        t.join(10)
+        assert done, "run(settle=True) did not return"
+        assert done[0].outstanding == 1
+        assert [type(exc) for _r, exc in w.refused_receipts] == [aos.ReceiptOverBudgetError]
+        b = w.budget("pay")
+        assert (b.reserved, b.spent) == (3, 0)
