@@ -455,8 +455,9 @@ class World:
     def _surface_violations(self) -> None:
         k = self._kernel
         found, k.violations = k.violations, []
-        for v in found:
+        for i, v in enumerate(found):
             if self.on_violation == "raise":
+                k.violations = found[i + 1:]  # the next run() raises the next one: none is dropped
                 raise v
             if self.on_violation == "record":
                 self.violations.append(v)

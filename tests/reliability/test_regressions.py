@@ -205,3 +205,21 @@ def test_settle_returns_when_every_dispatched_effect_has_answered(tmp_path: Path
         assert [type(exc) for _r, exc in w.refused_receipts] == [aos.ReceiptOverBudgetError]
         b = w.budget("pay")
         assert (b.reserved, b.spent) == (3, 0)
+
+
+def test_every_invariant_violation_is_raised(tmp_path: Path) -> None:
+    """With on_violation="raise", a run meeting several violations raised the first and dropped the rest."""
+    from effects_world import effects_manifest
+
+    m = effects_manifest()
+    with aos.World.open(tmp_path / "w", m, effects="manual") as w:
+        for sku in ("x", "y", "z"):
+            w.submit("test/Take@1", {"sku": sku, "qty": 9})  # each would leave the stock negative
+        raised = []
+        for _ in range(5):
+            try:
+                w.run()
+                break
+            except aos.InvariantViolation as v:
+                raised.append(v.key)
+        assert raised == ["x", "y", "z"]
