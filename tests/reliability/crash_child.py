@@ -22,10 +22,9 @@ import random
 import sys
 import time
 
-from reliability_support import random_input, workload_adapters, workload_manifest
-
 import aos
 from aos import canonical
+from reliability_support import random_input, workload_adapters, workload_manifest
 
 
 def main() -> None:

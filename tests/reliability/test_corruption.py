@@ -25,6 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+import aos
+from aos.journal import JournalReader
 from reliability_support import (
     Failures,
     journal_payloads,
@@ -35,9 +38,6 @@ from reliability_support import (
     workload_adapters,
     workload_manifest,
 )
-
-import aos
-from aos.journal import JournalReader
 
 SHORT_CASES = 50
 LONG_CASES = 1_000

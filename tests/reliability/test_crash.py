@@ -32,6 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+import aos
+from aos import canonical
+from aos.records import EventAdmitted, InvariantViolated, StepCommitted, StepFailed
 from reliability_support import (
     Failures,
     first_difference,
@@ -43,10 +47,6 @@ from reliability_support import (
     workload_adapters,
     workload_manifest,
 )
-
-import aos
-from aos import canonical
-from aos.records import EventAdmitted, InvariantViolated, StepCommitted, StepFailed
 
 CHILD = Path(__file__).with_name("crash_child.py")
 SHORT_TRIALS = 12

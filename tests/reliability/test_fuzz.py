@@ -45,14 +45,14 @@ import cbor2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reliability_support import Failures, journal_payloads, random_input, record, scaled, workload_adapters
-from reliability_support import workload_manifest as determinism_manifest
 
 import aos
 from aos import canonical
 from aos.journal import JournalReader
 from aos.records import decode_record, encode_record
 from aos.snapshot import list_snapshots
+from reliability_support import Failures, journal_payloads, random_input, record, scaled, workload_adapters
+from reliability_support import workload_manifest as determinism_manifest
 
 # inputs per target: (short, long)
 LOOP_INPUTS = (20_000, 1_000_000)
