@@ -105,7 +105,8 @@ class Position:
     def from_wire(cls, w: list[object]) -> "Position":
         index, segment, offset, chain = w
         if not (type(index) is int and type(segment) is int and type(offset) is int
-                and type(chain) is bytes and len(chain) == 32):
+                and type(chain) is bytes and len(chain) == 32
+                and index >= 0 and segment >= 0 and offset >= SEG_HEADER_SIZE):
             raise ValueError("malformed journal position")
         return cls(index, segment, offset, chain)
 

@@ -223,3 +223,35 @@ def test_every_invariant_violation_is_raised(tmp_path: Path) -> None:
             except aos.InvariantViolation as v:
                 raised.append(v.key)
         assert raised == ["x", "y", "z"]
+
+
+def test_snapshot_position_out_of_range_is_a_snapshot_error(tmp_path: Path) -> None:
+    """A snapshot (with a matching content hash) whose journal position had a negative offset made the
+    journal reader fail with struct.error."""
+    import shutil
+
+    from aos import canonical
+    from aos.snapshot import list_snapshots
+
+    m = make_counter_manifest()
+    path = tmp_path / "w"
+    with aos.World.open(path, m, snapshot_every=0, snapshot_on_close=False) as w:
+        w.submit("test/Add@1", {"id": 1})
+        w.run()
+        w.snapshot()
+    snap = list_snapshots(path / "snapshots")[-1]
+    doc = canonical.decode(snap.read_bytes())
+    index, segment, offset, chain = doc["position"]
+    for i, position in enumerate([[index, segment, -5, chain], [index, -1, offset, chain], [index, segment, 3, chain]]):
+        copy = tmp_path / f"c{i}"
+        shutil.copytree(path, copy)
+        for old in list_snapshots(copy / "snapshots"):
+            old.unlink()
+        data = canonical.encode(dict(doc, position=position))
+        (copy / "snapshots" / f"{snap.name.split('-')[0]}-{canonical.digest(data).hex()}.snap").write_bytes(data)
+        try:
+            aos.World.open(copy, m)
+        except aos.SnapshotCorruptError as exc:
+            assert "position" in str(exc), exc
+        else:  # pragma: no cover - reported by the assertion
+            raise AssertionError(f"position {position[:3]} was accepted")
