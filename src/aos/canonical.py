@@ -74,23 +74,36 @@ def _find_problem(value: Any, path: str, depth: int = 0) -> tuple[str, str] | No
 
 
 def _has_negative_zero(value: Any) -> bool:
-    if isinstance(value, float):
-        return value == 0.0 and math.copysign(1.0, value) < 0
-    if isinstance(value, dict):
-        return any(_has_negative_zero(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(_has_negative_zero(v) for v in value)
+    # A loop, not recursion: values nest up to MAX_DEPTH levels, which recursing through
+    # generator expressions (two frames a level) turned into a RecursionError.
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, float):
+            if v == 0.0 and math.copysign(1.0, v) < 0:
+                return True
+        elif isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple)):
+            stack.extend(v)
     return False
 
 
 def normalize(value: Any) -> Any:
     """A copy of ``value`` with ``-0.0`` replaced by ``0.0`` (else ``value`` itself)."""
+    # Plain loops, one frame a level (comprehensions would add a frame each).
     if isinstance(value, float):
         return 0.0 if value == 0.0 else value
     if isinstance(value, dict):
-        return {k: normalize(v) for k, v in value.items()}
+        out = {}
+        for k, v in value.items():
+            out[k] = normalize(v)
+        return out
     if isinstance(value, (list, tuple)):
-        return [normalize(v) for v in value]
+        items = []
+        for v in value:
+            items.append(normalize(v))
+        return items
     return value
 
 

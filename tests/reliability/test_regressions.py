@@ -255,3 +255,22 @@ def test_snapshot_position_out_of_range_is_a_snapshot_error(tmp_path: Path) -> N
             assert "position" in str(exc), exc
         else:  # pragma: no cover - reported by the assertion
             raise AssertionError(f"position {position[:3]} was accepted")
+
+
+def test_deep_values_with_floats_encode_from_a_deep_stack() -> None:
+    """Values at the model's depth limit that contain a float (or bytes that look like a float head)
+    hit RecursionError in the -0.0 check, which recursed through generator expressions."""
+    from aos import canonical
+
+    deep: object = [-0.0, 1.5]
+    for _ in range(398):
+        deep = [deep]
+
+    def at_depth(n: int) -> bytes:
+        return canonical.encode(deep) if n == 0 else at_depth(n - 1)
+
+    data = at_depth(250)  # a caller that is itself some frames deep
+    inner = canonical.decode(data)
+    for _ in range(398):
+        inner = inner[0]
+    assert inner == [0.0, 1.5]
