@@ -274,3 +274,31 @@ def test_deep_values_with_floats_encode_from_a_deep_stack() -> None:
     for _ in range(398):
         inner = inner[0]
     assert inner == [0.0, 1.5]
+
+
+def test_receipt_payload_too_deep_to_deliver_is_refused_before_it_is_journaled(tmp_path: Path) -> None:
+    """A receipt payload nested 400 levels (allowed) was journaled and settled, then failed while
+    building the one-level-deeper sys/Receipt@1 event: the world kept a half-admitted receipt
+    and its journal could not be replayed."""
+    from effects_world import effects_manifest
+
+    m = effects_manifest()
+    deep: object = 0
+    for _ in range(400):  # the most a value may nest
+        deep = [deep]
+    with aos.World.open(tmp_path / "w", m, effects="manual") as w:
+        w.submit("test/Pay@1", {"id": "a", "costs": [5]})
+        w.run()
+        e = w.pending_effects()[0]
+        before = (w.stats["records"], w.budget("pay"))
+        try:
+            w.submit_receipt(w.receipt(e.intent_hash, "ok", deep, 5))
+        except aos.ReceiptError as exc:
+            assert "cannot be delivered" in str(exc)
+        else:  # pragma: no cover - reported by the assertion
+            raise AssertionError("a receipt that cannot be delivered was admitted")
+        assert (w.stats["records"], w.budget("pay")) == before and w.pending_effects() == [e]
+        w.submit_receipt(w.receipt(e.intent_hash, "ok", {"ok": 1}, 5))
+        w.run()
+        h = w.snapshot_hash()
+    assert aos.replay(tmp_path / "w", m).verify() == h
