@@ -35,3 +35,16 @@ def make_counter_manifest(name: str = "test/counter@1") -> aos.Manifest:
 @pytest.fixture
 def counter_manifest() -> aos.Manifest:
     return make_counter_manifest()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the counts of the reliability suite (tests/reliability) when it ran."""
+    import sys
+
+    support = sys.modules.get("reliability_support")
+    if support is None or not support.REPORT:
+        return
+    terminalreporter.section("reliability counts")
+    for mode, sections in support.REPORT.items():
+        for section, counts in sections.items():
+            terminalreporter.write_line(f"[{mode}] {section}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))

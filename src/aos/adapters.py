@@ -167,9 +167,15 @@ class Dispatcher:
             self._loop_thread.start()
 
     def _deliver(self, r: Receipt) -> None:
+        self._arrived.put(r)  # before it leaves _inflight, so that `busy` never misses it
         with self._lock:
             self._inflight.discard(r.intent_hash)
-        self._arrived.put(r)
+
+    @property
+    def busy(self) -> bool:
+        """Background mode: a dispatched effect has not answered yet, or a receipt waits to be taken."""
+        with self._lock:
+            return bool(self._inflight) or not self._arrived.empty()
 
     def submit(self, effects: list[QueuedEffect]) -> None:
         """Hand queued (and durable) effects to their adapters."""

@@ -77,23 +77,36 @@ def _find_problem(value: Any, path: str, depth: int = 0) -> tuple[str, str] | No
 
 
 def _has_negative_zero(value: Any) -> bool:
-    if isinstance(value, float):
-        return value == 0.0 and math.copysign(1.0, value) < 0
-    if isinstance(value, dict):
-        return any(_has_negative_zero(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(_has_negative_zero(v) for v in value)
+    # A loop, not recursion: values nest up to MAX_DEPTH levels, which recursing through
+    # generator expressions (two frames a level) turned into a RecursionError.
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, float):
+            if v == 0.0 and math.copysign(1.0, v) < 0:
+                return True
+        elif isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple)):
+            stack.extend(v)
     return False
 
 
 def normalize(value: Any) -> Any:
     """A copy of ``value`` with ``-0.0`` replaced by ``0.0`` (else ``value`` itself)."""
+    # Plain loops, one frame a level (comprehensions would add a frame each).
     if isinstance(value, float):
         return 0.0 if value == 0.0 else value
     if isinstance(value, dict):
-        return {k: normalize(v) for k, v in value.items()}
+        out = {}
+        for k, v in value.items():
+            out[k] = normalize(v)
+        return out
     if isinstance(value, (list, tuple)):
-        return [normalize(v) for v in value]
+        items = []
+        for v in value:
+            items.append(normalize(v))
+        return items
     return value
 
 
@@ -119,12 +132,54 @@ def encode(value: Any, where: str | None = None, path: str = "value") -> bytes:
     return data
 
 
+# Tags 25 and 256 (string references) and 28 and 29 (shared values) let cbor2 build a value far
+# larger than its bytes: a hundred bytes of nested shared references stand for 2**60 leaves, which
+# the model walk and the re-encoding below would take forever over. Every tag but the bignum tags
+# is outside the model anyway, so bytes that may hold a reference tag (this over-matches, e.g. inside
+# strings) are scanned exactly and refused before cbor2 decodes them.
+_REFERENCE_TAG = re.compile(rb"[\xd8-\xdb]\x00{0,7}(?:[\x19\x1c\x1d]|\x01\x00)")
+_ARG_BYTES = {24: 1, 25: 2, 26: 4, 27: 8}
+
+
+def _tag_outside_model(data: bytes) -> int | None:
+    """The first tag other than 2 and 3 in ``data`` read as a sequence of CBOR heads (None: none found).
+
+    Every data item's head is followed by its contents, so the heads can be read one after the
+    other without tracking nesting; only string payloads are skipped. Malformed input ends the
+    scan (cbor2 reports it).
+    """
+    i, n = 0, len(data)
+    while i < n:
+        head = data[i]
+        major, info = head >> 5, head & 31
+        i += 1
+        if info < 24:
+            arg = info
+        elif info in _ARG_BYTES:
+            size = _ARG_BYTES[info]
+            if i + size > n:
+                return None
+            arg = int.from_bytes(data[i:i + size], "big")
+            i += size
+        elif info == 31:
+            continue  # indefinite length or break: its contents are items too
+        else:
+            return None
+        if major == 6 and arg not in (2, 3):
+            return arg
+        if major in (2, 3):
+            i += arg
+    return None
+
+
 def decode(data: bytes, where: str = "data") -> Any:
     """Decode canonical CBOR; raise :class:`NonCanonicalError` unless canonical."""
     if type(data) is bytes:
         value = _fast_decode(data, True)  # the C reader: in the model and canonical, or UNHANDLED
         if value is not UNHANDLED:
             return value
+    if _REFERENCE_TAG.search(data) is not None and (tag := _tag_outside_model(data)) is not None:
+        raise NonCanonicalError(f"{where}: CBOR tag {tag} is outside the value model")
     try:
         value = cbor2.loads(data)
     except Exception as exc:  # cbor2 raises several types for malformed input

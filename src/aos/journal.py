@@ -108,7 +108,8 @@ class Position:
     def from_wire(cls, w: list[object]) -> "Position":
         index, segment, offset, chain = w
         if not (type(index) is int and type(segment) is int and type(offset) is int
-                and type(chain) is bytes and len(chain) == 32):
+                and type(chain) is bytes and len(chain) == 32
+                and index >= 0 and segment >= 0 and offset >= SEG_HEADER_SIZE):
             raise ValueError("malformed journal position")
         return cls(index, segment, offset, chain)
 
@@ -250,7 +251,9 @@ class JournalReader:
                 begun = True
                 offset = start.offset  # type: ignore[union-attr]
                 if offset > len(data):
-                    raise JournalCorruptError(path.name, offset, "snapshot position lies past the end of the segment")
+                    # name where the segment ends: that is where it was cut short
+                    raise JournalCorruptError(path.name, len(data), f"segment ends before offset {offset}, "
+                                              "where a snapshot says the journal goes on")
             else:
                 if first != index:
                     raise JournalCorruptError(path.name, 0, f"segment starts at record {first}, expected {index}")

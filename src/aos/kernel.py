@@ -23,6 +23,7 @@ from aos.errors import (
     ReceiptError,
     ReceiptOverBudgetError,
     ReplayDivergenceError,
+    UnencodableValueError,
     UnknownIntentError,
 )
 from aos.manifest import RECEIPT_SCHEMA, Manifest
@@ -164,14 +165,19 @@ class Kernel:
     def admit_receipt(self, r: Receipt, authenticate: bool = True) -> int:
         """Journal a checked receipt, settle its budget, deliver it to the intending cell."""
         effect = self.check_receipt(r, authenticate)
+        # The sys/Receipt@1 event is built before anything changes: a payload at the model's depth
+        # limit cannot be delivered one level deeper, and must be refused, not half admitted.
+        try:
+            value = canonical.encode({"cost": r.cost, "kind": effect.kind, "status": r.status,
+                                      "payload": canonical.decode_trusted(r.payload), "intent_hash": r.intent_hash,
+                                      "idempotency_key": effect.idempotency_key})
+        except UnencodableValueError as exc:
+            raise ReceiptError(f"receipt for intent {r.intent_hash.hex()} cannot be delivered: {exc}") from None
         seq = self.next_seq
         self.sink.append(ReceiptAppended(seq, r.intent_hash, r.status, r.payload, r.cost))
         self.next_seq = seq + 1
         self.outbox.settle(r.intent_hash)
         self.ledger.settle(effect.cap, effect.cost, r.cost)
-        value = canonical.encode({"cost": r.cost, "kind": effect.kind, "status": r.status,
-                                  "payload": canonical.decode_trusted(r.payload), "intent_hash": r.intent_hash,
-                                  "idempotency_key": effect.idempotency_key})
         self.inbox.put(seq, RECEIPT_SCHEMA, value, 1)
         spec = self.manifest.get(effect.reducer)
         self.sequencer.deliver(self.cells.id_of(spec, effect.key), seq, spec.priority)

@@ -186,7 +186,7 @@ class Manifest:
             raise ManifestError(f"reducer {name} is declared twice in manifest {self.name}")
         if key is not None and (not isinstance(key, str) or not FIELD_RE.match(key)):
             raise ManifestError(f"reducer {name}: key must be an event field name, got {key!r}")
-        if isinstance(events, str) or not events:
+        if not isinstance(events, (list, tuple)) or not events:
             raise ManifestError(f"reducer {name}: events must be a non-empty list of schema names")
         evs = tuple(_check_name(f"reducer {name}: event schema", e) for e in events)
         if any(e.startswith(SYS_NAMESPACE) for e in evs):
@@ -234,7 +234,7 @@ class Manifest:
             raise ManifestError(f"capability name {name!r} must be an identifier")
         if name in self.capabilities:
             raise ManifestError(f"capability {name} is declared twice in manifest {self.name}")
-        kinds = (effect,) if isinstance(effect, str) else tuple(effect)
+        kinds = (effect,) if isinstance(effect, str) else tuple(effect) if isinstance(effect, (list, tuple)) else ()
         if not kinds or not all(isinstance(k, str) and k for k in kinds) or len(set(kinds)) != len(kinds):
             raise ManifestError(f"capability {name}: effect must name one or more distinct effect kinds")
         if type(budget) is not int or budget < 0:
@@ -272,6 +272,9 @@ class Manifest:
             raise ManifestError(f"invariant name must be a non-empty string, got {name!r}")
         if name in self.invariants:
             raise ManifestError(f"invariant {name} is declared twice in manifest {self.name}")
+        if reducers is not None and (not isinstance(reducers, (list, tuple))
+                                     or not all(isinstance(r, str) for r in reducers)):
+            raise ManifestError(f"invariant {name}: reducers must be a list of reducer names, got {reducers!r}")
 
         def register(f: Callable[[Any], Any]) -> Callable[[Any], Any]:
             if not callable(f):

@@ -111,6 +111,32 @@ def snapshot_index(path: Path) -> int:
         raise SnapshotCorruptError(str(path), "file name does not start with a record index") from None
 
 
+def _check_types(doc: dict[str, Any], where: str) -> None:
+    """The counters and rows that are restored as they are (not through checked constructors)."""
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise SnapshotCorruptError(where, f"malformed snapshot: {what} has the wrong type")
+
+    def nat(v: Any) -> bool:
+        return type(v) is int and v >= 0
+
+    for name in ("next_seq", "commits", "failures"):
+        need(nat(doc[name]), name)
+    need(type(doc["states"]) is dict and type(doc["cells"]) is list and type(doc["refs"]) is list, "cells")
+    need(type(doc["inbox"]) is list and all(
+        type(e) is list and len(e) == 4 and nat(e[0]) and type(e[1]) is str and type(e[2]) is bytes and nat(e[3])
+        for e in doc["inbox"]), "inbox")
+    need(type(doc["ledger"]) is list and all(
+        type(r) is list and len(r) == 3 and type(r[0]) is str and nat(r[1]) and nat(r[2]) for r in doc["ledger"]),
+        "ledger")
+    outbox = doc["outbox"]
+    need(type(outbox) is dict and type(outbox.get("queued")) is list and type(outbox.get("settled")) is list
+         and all(type(h) is bytes for h in outbox["settled"]), "outbox")
+    need(all(type(q) is list and len(q) == 9 and type(q[0]) is bytes and type(q[1]) is str and type(q[2]) is bytes
+             and type(q[3]) is str and type(q[4]) is str and nat(q[5]) and nat(q[6]) and type(q[7]) is str
+             and (q[8] is None or type(q[8]) in (str, int, bytes)) for q in outbox["queued"]), "outbox")
+
+
 def load_snapshot(path: Path, kernel: Kernel, era: bytes) -> Position:
     """Restore ``kernel`` (fresh) from the snapshot at ``path``; return its journal position."""
     where = str(path)
@@ -126,6 +152,7 @@ def load_snapshot(path: Path, kernel: Kernel, era: bytes) -> Position:
             raise SnapshotCorruptError(where, "snapshot was written under another era")
         if doc["window"] != kernel.window or doc["aging"] != kernel.sequencer.aging:
             raise SnapshotCorruptError(where, "snapshot window or aging differs from the world's")
+        _check_types(doc, where)
         position = Position.from_wire(doc["position"])
         if position.index != snapshot_index(path):
             raise SnapshotCorruptError(where, "record index in the file name disagrees with the content")

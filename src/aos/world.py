@@ -53,6 +53,7 @@ from aos.snapshot import SnapshotInfo, list_snapshots, load_snapshot, snapshot_i
 __all__ = ["World", "read_meta"]
 
 WORLD_FORMAT = 1
+MAX_WINDOW = 1 << 62  # window and aging: the sequencer adds them to tickets in 64-bit arithmetic
 META = "world.cbor"
 METRICS = "metrics.json"
 
@@ -67,12 +68,21 @@ def read_meta(path: Path, manifest: Manifest) -> dict[str, Any]:
         if meta.get("format") != WORLD_FORMAT:
             raise StorageError(f"{meta_path}: unknown world format {meta.get('format')!r}")
         stored = meta["manifest"]
-        _ = meta["window"], meta["aging"]
-    except (AosError, KeyError, AttributeError, TypeError) as exc:
+        if not isinstance(stored, dict):
+            raise TypeError(f"the manifest description is a {type(stored).__name__}, not a map")
+        for name in ("window", "aging"):
+            if type(meta[name]) is not int or not 1 <= meta[name] <= MAX_WINDOW:
+                raise ValueError(f"{name} must be an int from 1 to {MAX_WINDOW}, got {meta[name]!r}")
+    except (AosError, KeyError, AttributeError, TypeError, ValueError) as exc:
         if isinstance(exc, StorageError):
             raise
         raise StorageError(f"{meta_path}: malformed world metadata: {exc}") from None
-    check_compatible(stored, manifest)
+    try:
+        check_compatible(stored, manifest)
+    except (KeyError, AttributeError, TypeError, ValueError) as exc:  # a description no manifest writes
+        if isinstance(exc, AosError):  # about the manifest given (e.g. ManifestError), not the stored one
+            raise
+        raise StorageError(f"{meta_path}: malformed manifest description: {type(exc).__name__}: {exc}") from None
     return meta
 
 
@@ -184,16 +194,19 @@ class World:
         if not (p / META).is_file():
             if not create:
                 raise WorldNotFoundError(f"no world at {p} ({META} is missing) and create=False")
-            if p.exists() and (not p.is_dir() or any(p.iterdir())):
+            # A creation that was interrupted (the process died before world.cbor, which is written
+            # last, was in place) leaves only these files behind: create the world again over them.
+            leftovers = {SECRET_FILE, SECRET_FILE + ".tmp", META + ".tmp"}
+            if p.exists() and (not p.is_dir() or any(c.name not in leftovers for c in p.iterdir())):
                 raise StorageError(f"{p} exists and is not an aos world (no {META}); refusing to use it")
             p.mkdir(parents=True, exist_ok=True)
             meta = {"format": WORLD_FORMAT, "manifest": manifest.describe(),
                     "window": DEFAULT_WINDOW if window is None else window,
                     "aging": DEFAULT_AGING if aging is None else aging}
-            if type(meta["window"]) is not int or meta["window"] < 1:
-                raise ValueError(f"window must be an int >= 1, got {window!r}")
-            if type(meta["aging"]) is not int or meta["aging"] < 1:
-                raise ValueError(f"aging must be an int >= 1, got {aging!r}")
+            if type(meta["window"]) is not int or not 1 <= meta["window"] <= MAX_WINDOW:
+                raise ValueError(f"window must be an int from 1 to {MAX_WINDOW}, got {window!r}")
+            if type(meta["aging"]) is not int or not 1 <= meta["aging"] <= MAX_WINDOW:
+                raise ValueError(f"aging must be an int from 1 to {MAX_WINDOW}, got {aging!r}")
             create_secret(p)
             write_atomic(p / META, canonical.encode(meta, where="world metadata"))
         lock_fd = os.open(p / "world.lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -402,6 +415,8 @@ class World:
                         break
                     receipts += self._admit(d.run_inline())
                 elif d.mode == "background":
+                    if not d.busy:
+                        break  # every dispatched effect answered (a refused receipt leaves its effect queued)
                     wait = None if deadline is None else max(0.0, deadline - time.monotonic())
                     got = d.wait(wait)
                     if got is None:
@@ -456,8 +471,9 @@ class World:
     def _surface_violations(self) -> None:
         k = self._kernel
         found, k.violations = k.violations, []
-        for v in found:
+        for i, v in enumerate(found):
             if self.on_violation == "raise":
+                k.violations = found[i + 1:]  # the next run() raises the next one: none is dropped
                 raise v
             if self.on_violation == "record":
                 self.violations.append(v)
