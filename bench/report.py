@@ -67,8 +67,9 @@ class Report:
         self.figures: dict[str, dict[str, Any]] = {}
         self.speedups: dict[str, dict[int, float]] = {}
 
-    def rounds_of(self, fn: Callable[[], Any]) -> list[Any]:
-        return [fn() for _ in range(self.rounds)]
+    def rounds_of(self, fn: Callable[[], Any], more: bool = False) -> list[Any]:
+        """``fn()`` once per round; ``more``: 7 rounds in a full run, for the short, noisy figures."""
+        return [fn() for _ in range(7 if more and not self.quick else self.rounds)]
 
     # ------------------------------------------------------------- kernel
     def kernel(self) -> None:
@@ -77,7 +78,7 @@ class Report:
         rows = self.rounds_of(lambda: (timed(wl.KernelRun(events=events)),
                                        wl.eventsourcing_run("memory", events),
                                        wl.eventsourcing_run("sqlite", sqlite_events),
-                                       wl.floor_loop(events)))
+                                       wl.floor_loop(events)), more=True)
         kernel = [events / r[0] for r in rows]
         es_mem = [events / r[1] for r in rows]
         es_sqlite = [sqlite_events / r[2] for r in rows]
@@ -125,7 +126,7 @@ class Report:
     def overhead_and_contention(self) -> None:
         events = 5_000 if self.quick else 20_000
         rows = self.rounds_of(lambda: (timed(wl.KernelRun(events=events, workers=0)),
-                                       timed(wl.KernelRun(events=events, workers=1))))
+                                       timed(wl.KernelRun(events=events, workers=1))), more=True)
         self.figures["threads1_vs_inline"] = figure([r[1] / r[0] for r in rows], "x time",
                                                     "inline, counter reducer (30 µs steps)")
         steps = 600 if self.quick else 2_000
@@ -141,7 +142,7 @@ class Report:
 
     def replay(self) -> None:
         events = 5_000 if self.quick else 20_000
-        rows = self.rounds_of(lambda: wl.replay_vs_run(events))
+        rows = self.rounds_of(lambda: wl.replay_vs_run(events), more=True)
         self.figures["replay_vs_run"] = figure([run / rep for run, rep in rows], "x speed",
                                                "the original run of the same journal",
                                                replay_seconds=statistics.median(rep for _r, rep in rows))
