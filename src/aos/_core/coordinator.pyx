@@ -47,7 +47,6 @@ def coordinate(executor, kernel, object max_steps, hooks):
     cdef bint idle
     commit = executor.committer.commit
     compute = kernel.compute
-    cdef int64_t helped = executor.helped
     cdef bint python_here = executor.python_on_coordinator
     cdef bint may_help = executor.offload == "auto"  # "all": every step is a worker's
     cdef bint native_direct = executor.delay is None  # (a test's worker_delay needs the Python path)
@@ -71,8 +70,7 @@ def coordinate(executor, kernel, object max_steps, hooks):
                 t0 = clock()
                 result = compute(mine.pop(committed + 1))
                 executor.coordinator_busy += clock() - t0
-                helped += 1
-                executor.helped = helped
+                executor.helped += 1
             else:
                 result = pipe.result(committed + 1, False)
                 if result is None:
@@ -144,11 +142,7 @@ def coordinate(executor, kernel, object max_steps, hooks):
         # (against the committed state, as the inline executor would). Else wait without the GIL.
         t = pipe.steal(committed + 1) if may_help else None
         if t is not None:
-            t0 = clock()
-            waited = compute(t)
-            executor.coordinator_busy += clock() - t0
-            helped += 1
-            executor.helped = helped
+            mine[committed + 1] = t  # computed and committed by the loop above, like the others
             continue
         waited = pipe.result(committed + 1, True)
         if waited is None:
