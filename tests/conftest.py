@@ -37,6 +37,16 @@ def counter_manifest() -> aos.Manifest:
     return make_counter_manifest()
 
 
+LONG_TIMEOUT_S = 3 * 3600  # a long reliability run takes minutes to tens of minutes (docs/reliability.md)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long runs get a longer per-test timeout than the suite's (pyproject.toml); others keep theirs."""
+    for item in items:
+        if item.get_closest_marker("long") is not None and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(LONG_TIMEOUT_S))
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Print the counts of the reliability suite (tests/reliability) when it ran."""
     import sys

@@ -62,3 +62,21 @@ def test_replay_progress_callback(tmp_path: Path) -> None:
     seen: list[int] = []
     aos.replay(tmp_path / "w", m).verify(progress=seen.append)
     assert seen == sorted(seen) and seen[-1] > 12
+
+
+def test_a_snapshot_before_the_first_step_replays(tmp_path: Path) -> None:
+    """``snapshot()`` right after opening (event_id 0) journals a record that replay and reopening read back."""
+    m = aos.Manifest("t/early@1")
+
+    @m.reducer("t/C@1", events=["t/E@1"])
+    def count(ctx: Any, state: Any, event: Any) -> Any:
+        return (state or 0) + 1
+
+    with aos.World.open(tmp_path / "w", m) as w:
+        w.submit("t/E@1", {})
+        assert w.snapshot().event_id == 0
+        w.run()
+        h = w.snapshot_hash()
+    assert aos.replay(tmp_path / "w", m).verify() == h
+    with aos.World.open(tmp_path / "w", m) as w:
+        assert w.state("t/C@1") == 1

@@ -44,7 +44,17 @@ from aos.outbox import QueuedEffect
 from aos.receipt import Receipt, ReceiptSigner
 from aos.worker import failure_message
 
-__all__ = ["EffectRequest", "Outcome", "Adapter", "Dispatcher", "builtin_adapters", "MODES"]
+__all__ = ["EffectRequest", "Outcome", "Adapter", "Dispatcher", "builtin_adapters", "MODES", "WAKE"]
+
+
+class _Wake:
+    """What :meth:`Dispatcher.wait` returns when :meth:`Dispatcher.wake` was called instead of a receipt arriving."""
+
+    def __repr__(self) -> str:
+        return "WAKE"
+
+
+WAKE = _Wake()
 
 MODES = ("background", "inline", "manual")
 
@@ -108,7 +118,7 @@ class Dispatcher:
         self.signer = signer
         self.mode = mode
         self.threads = threads
-        self._arrived: queue.SimpleQueue[Receipt] = queue.SimpleQueue()
+        self._arrived: queue.SimpleQueue[Receipt | _Wake] = queue.SimpleQueue()
         self._inflight: set[bytes] = set()
         self._waiting: list[QueuedEffect] = []  # inline mode
         self._pool: ThreadPoolExecutor | None = None
@@ -208,12 +218,19 @@ class Dispatcher:
             return out
         while True:
             try:
-                out.append(self._arrived.get_nowait())
+                got = self._arrived.get_nowait()
             except queue.Empty:
                 return out
+            if got is not WAKE:
+                out.append(got)
 
-    def wait(self, timeout: float | None) -> Receipt | None:
-        """Block until a receipt arrives (background mode)."""
+    def wake(self) -> None:
+        """Make a :meth:`wait` in progress (or the next one) return :data:`WAKE` (background mode)."""
+        if self.mode == "background":
+            self._arrived.put(WAKE)
+
+    def wait(self, timeout: float | None) -> Receipt | _Wake | None:
+        """Block until a receipt arrives (background mode), :meth:`wake` is called (``WAKE``) or ``timeout`` (None)."""
         try:
             return self._arrived.get(timeout=timeout)
         except queue.Empty:

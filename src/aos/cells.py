@@ -60,6 +60,11 @@ class CellTable:
         ids = self._ids.get(reducer)
         return None if ids is None else ids.get(key)
 
+    def state_of(self, reducer: str, key: Any) -> bytes | None:
+        """The committed state bytes of cell (reducer, key), or None."""
+        cid = self.find(reducer, key)
+        return None if cid is None else self.states[cid]
+
     def set(self, cid: int, state: bytes | None, state_hash: bytes | None) -> None:
         before = self.states[cid] is not None
         self.states[cid] = state

@@ -7,7 +7,7 @@ __all__ = [
     "ManifestMismatchError", "EraChangeError", "AdmissionError", "UnknownSchemaError",
     "MissingKeyFieldError", "InvalidKeyError", "UnknownReducerError", "StorageError",
     "JournalCorruptError", "SnapshotCorruptError", "WorldLockedError", "WorldNotFoundError",
-    "WorldClosedError", "ReplayDivergenceError", "ReceiptError", "ReceiptAuthError", "UnknownIntentError",
+    "WorldClosedError", "ReentrantCallError", "ReplayDivergenceError", "ReceiptError", "ReceiptAuthError", "UnknownIntentError",
     "DuplicateReceiptError", "ReceiptOverBudgetError", "InvariantViolation", "Backpressure",
 ]
 
@@ -115,6 +115,10 @@ class WorldNotFoundError(StorageError, FileNotFoundError):
 
 class WorldClosedError(AosError):
     """The world was closed; no further calls are accepted."""
+
+
+class ReentrantCallError(AosError, RuntimeError):
+    """A reducer step called its own world (it would wait for its own commit)."""
 
 
 # ---------------------------------------------------------------- replay

@@ -171,6 +171,10 @@ class ThreadsExecutor:
         return sum(self._busy) + self.coordinator_busy + self._pipe.native_busy_ns / 1e9
 
     # ------------------------------------------------------------ workers
+    def on_worker(self) -> bool:
+        """Whether the calling thread is one of this executor's workers."""
+        return threading.current_thread() in self._threads
+
     def _start(self) -> None:
         if self._threads:
             return

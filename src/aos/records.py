@@ -289,7 +289,9 @@ def _check_types(rec: Record, where: str) -> None:
             raise NonCanonicalError(f"{where}: {rec.KIND}.{what} has the wrong type")
 
     if hasattr(rec, "event_id"):
-        need(type(rec.event_id) is int and rec.event_id > 0, "event_id")  # type: ignore[attr-defined]
+        # a snapshot may be taken before the first step (event_id 0); every step has a ticket >= 1
+        least = 0 if isinstance(rec, SnapshotCreated) else 1
+        need(type(rec.event_id) is int and rec.event_id >= least, "event_id")  # type: ignore[attr-defined]
     need(type(rec.lane_id) is int and rec.lane_id >= 0, "lane_id")  # type: ignore[attr-defined]
     if isinstance(rec, EventAdmitted):
         need(type(rec.seq) is int and rec.seq >= 0, "seq")

@@ -20,11 +20,13 @@ import sys
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from aos import canonical
-from aos.adapters import MODES, Adapter, Dispatcher, builtin_adapters
+from aos.adapters import MODES, WAKE, Adapter, Dispatcher, builtin_adapters
 from aos.admission import normalize_key
 from aos.blobs import BlobStore
 from aos.capability import BudgetView
@@ -34,6 +36,7 @@ from aos.errors import (
     InvariantViolation,
     ManifestMismatchError,
     ReceiptError,
+    ReentrantCallError,
     StorageError,
     WorldClosedError,
     WorldLockedError,
@@ -119,7 +122,7 @@ class World:
         self._cv = threading.Condition(threading.RLock())
         self._runner: int | None = None  # the thread running run(), if any
         self._run_lock = threading.RLock()
-        self._arrivals: deque[list[Any]] = deque()  # submissions from other threads during run()
+        self._arrivals: deque[tuple[Callable[[], Any], Future[Any]]] = deque()  # calls from other threads during run()
         self._room_waiters = 0  # submitters blocked on a full world
         self._snapshot_index = -1
         self._closed: str | None = None
@@ -315,18 +318,15 @@ class World:
                     self._room_waiters -= 1
             if self._runner is None or self._runner == threading.get_ident():
                 return self._admit_event(adm)
-            arrival: list[Any] = [adm, None]
-            self._arrivals.append(arrival)
-            while arrival[1] is None:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    self._arrivals.remove(arrival)  # still under the lock: the runner has not taken it
-                    raise Backpressure(f"world {self.path} did not reach a point to admit the event "
-                                       f"within {timeout} s; the event was not admitted")
-                self._cv.wait(left)
-            if isinstance(arrival[1], BaseException):
-                raise arrival[1]
-            return arrival[1]
+            call = self._hand_over(lambda: self._admit_event(adm))
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            return call.result(left)
+        except FutureTimeout:
+            if call.cancel():  # the runner has not taken it: nothing was admitted
+                raise Backpressure(f"world {self.path} did not reach a point to admit the event "
+                                   f"within {timeout} s; the event was not admitted") from None
+            return call.result()  # taken just now: its outcome follows at once
 
     def _admit_event(self, adm: Any) -> int:
         k = self._kernel
@@ -381,14 +381,46 @@ class World:
                         self._admit_arrivals()  # submitted just as the run ended
                         self._cv.notify_all()
 
+    # ----------------------------------------------- calls from other threads
+    def _hand_over(self, fn: Callable[[], Any]) -> Future[Any]:
+        """Queue ``fn`` for the thread running :meth:`run`, at its next quiet point (the caller holds ``_cv``).
+
+        A quiet point is a moment when every assigned ticket has committed:
+        the journal, the cells and the budgets are consistent there, and an
+        input admitted there lands where a serial replay admits it too.
+        """
+        call: Future[Any] = Future()
+        self._arrivals.append((fn, call))
+        self._dispatcher.wake()  # a run waiting for a receipt comes round to its quiet point now
+        return call
+
+    def _on_runner(self, fn: Callable[[], Any]) -> Any:
+        """Call ``fn`` now, or — while another thread runs the world — at that run's next quiet point."""
+        with self._cv:
+            if self._runner is None or self._runner == threading.get_ident():
+                self._live()
+                return fn()
+            ex = self._executor
+            if isinstance(ex, ThreadsExecutor) and ex.on_worker():
+                raise ReentrantCallError(f"a reducer step called world {self.path}; reducers read and write "
+                                         "through ctx only")
+            call = self._hand_over(fn)
+        return call.result()
+
     def _admit_arrivals(self) -> None:
-        """Admit events submitted from other threads (the caller holds ``_cv``; nothing is in flight)."""
+        """Carry out calls handed over by other threads (the caller holds ``_cv``; nothing is in flight)."""
         while self._arrivals:
-            arrival = self._arrivals.popleft()
+            fn, call = self._arrivals.popleft()
+            if not call.set_running_or_notify_cancel():
+                continue  # its caller gave up waiting (a submit's timeout)
             try:
-                arrival[1] = self._admit_event(arrival[0])
-            except BaseException as exc:  # e.g. a closed journal: the submitter must hear of it
-                arrival[1] = exc
+                if self._closed is not None:
+                    raise WorldClosedError(f"world {self.path} {self._closed}")
+                call.set_result(fn())
+            except BaseException as exc:  # e.g. a refused receipt: the caller hears of it
+                call.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
 
     def _run(self, k: Kernel, max_steps: int | None, settle: bool | None, timeout: float | None) -> RunResult:
         d = self._dispatcher
@@ -419,6 +451,8 @@ class World:
                         break  # every dispatched effect answered (a refused receipt leaves its effect queued)
                     wait = None if deadline is None else max(0.0, deadline - time.monotonic())
                     got = d.wait(wait)
+                    if got is WAKE:
+                        continue  # another thread handed over a call: serve it at the quiet point above
                     if got is None:
                         break  # timed out
                     receipts += self._admit([got])
@@ -439,7 +473,7 @@ class World:
         # runs after every commit: the common case (no snapshot, no new effect) costs two tests
         every = self.snapshot_every
         if every and event_id % every == 0:
-            self.snapshot()  # the executor holds a quiet point here (barrier)
+            self._snapshot()  # the executor holds a quiet point here (barrier)
         k = self._kernel
         if k.new_effects and self._journal.durable_index == self._journal.index:
             self._dispatcher.submit(k.new_effects)
@@ -511,7 +545,11 @@ class World:
         Raises ReceiptAuthError (bad MAC), UnknownIntentError,
         DuplicateReceiptError or ReceiptOverBudgetError, changing nothing.
         """
-        k = self._live()
+        self._live()
+        return self._on_runner(lambda: self._admit_receipt(receipt))
+
+    def _admit_receipt(self, receipt: Receipt) -> int:
+        k = self._kernel
         seq = k.admit_receipt(receipt)
         if self._journal.commit_point():
             self.durable_event_id = k.last_event_id
@@ -519,14 +557,15 @@ class World:
 
     def pending_effects(self) -> list[QueuedEffect]:
         """Queued effects still awaiting their receipt, in queue order."""
-        return list(self._live().outbox.queued.values())
+        k = self._live()
+        return self._on_runner(lambda: list(k.outbox.queued.values()))
 
     def budget(self, cap: str) -> BudgetView:
         """Budget, reserved, spent and remaining units of capability ``cap``."""
         k = self._live()
         if cap not in k.ledger.budgets:
             raise KeyError(f"manifest {self.manifest.name} has no capability {cap!r}")
-        return k.ledger.view(cap)
+        return self._on_runner(lambda: k.ledger.view(cap))
 
     def state(self, reducer: str, key: Any = None) -> Any:
         """The committed state of cell (reducer, key), decoded; None if it has none."""
@@ -538,10 +577,7 @@ class World:
             key = normalize_key(key, f"state({reducer!r})")
         elif key is not None:
             raise TypeError(f"reducer {reducer} is not keyed: pass no key")
-        cid = k.cells.find(reducer, key)
-        if cid is None:
-            return None
-        data = k.cells.states[cid]
+        data = self._on_runner(lambda: k.cells.state_of(reducer, key))
         return None if data is None else canonical.decode_trusted(data)
 
     def cells(self, reducer: str | None = None) -> list[tuple[str, Any]]:
@@ -549,22 +585,37 @@ class World:
         k = self._live()
         if reducer is not None:
             self.manifest.get(reducer)
-        return [(spec.name, key) for _n, spec, key, _s, _h in k.cells.sorted_items()
-                if reducer is None or spec.name == reducer]
+        return self._on_runner(lambda: [(spec.name, key) for _n, spec, key, _s, _h in k.cells.sorted_items()
+                                        if reducer is None or spec.name == reducer])
 
     def iter_states(self) -> Iterator[tuple[str, Any, Any]]:
-        """(reducer, key, state) of every live cell, in cell-creation order."""
+        """(reducer, key, state) of every live cell, in cell-creation order.
+
+        The cells are those committed when the call is made (at a run's next
+        quiet point when another thread is running the world); states are
+        decoded as the iteration goes.
+        """
         k = self._live()
-        for spec, key, state, _h in k.cells.items():
-            yield spec.name, key, canonical.decode_trusted(state)
+        taken = self._on_runner(lambda: [(spec.name, key, state) for spec, key, state, _h in k.cells.items()])
+        for name, key, state in taken:
+            yield name, key, canonical.decode_trusted(state)
 
     def snapshot_hash(self) -> str:
         """BLAKE3 (hex) over all live cells' state hashes (see docs/storage.md)."""
-        return self._live().cells.snapshot_hash().hex()
+        k = self._live()
+        return self._on_runner(lambda: k.cells.snapshot_hash().hex())
 
     def snapshot(self) -> SnapshotInfo:
-        """Write a snapshot now and journal a ``SnapshotCreated`` record."""
-        k = self._live()
+        """Write a snapshot now and journal a ``SnapshotCreated`` record.
+
+        Called from another thread while :meth:`run` is going, it is written
+        at the run's next quiet point and returns then.
+        """
+        self._live()
+        return self._on_runner(self._snapshot)
+
+    def _snapshot(self) -> SnapshotInfo:
+        k = self._kernel
         j = self._journal
         j.flush(sync=True)  # the snapshot's position must be on disk before the snapshot is
         info = write_snapshot(self.path / "snapshots", k, self.manifest.era, j.position)
@@ -581,10 +632,17 @@ class World:
             old.unlink(missing_ok=True)
 
     def sync(self) -> None:
-        """Write and fsync everything journaled so far."""
-        k = self._live()
+        """Write and fsync everything journaled so far.
+
+        Called from another thread while :meth:`run` is going, it syncs at the
+        run's next quiet point (everything committed by then) and returns then.
+        """
+        self._live()
+        self._on_runner(self._sync)
+
+    def _sync(self) -> None:
         self._journal.flush(sync=True)
-        self.durable_event_id = k.last_event_id
+        self.durable_event_id = self._kernel.last_event_id
 
     @property
     def era(self) -> str:
@@ -615,7 +673,11 @@ class World:
 
     def metrics(self) -> dict[str, Any]:
         """Scheduling and commit metrics since the world was opened (docs/parallel.md)."""
-        k = self._live()
+        self._live()
+        return self._on_runner(self._metrics)
+
+    def _metrics(self) -> dict[str, Any]:
+        k = self._kernel
         s = k.sequencer
         ex = self._executor
         tickets = max(0, s.next_ticket - 1)
@@ -672,10 +734,10 @@ class World:
             self._executor.close()
         try:
             if self.snapshot_on_close and self._journal.index != self._snapshot_index:
-                self.snapshot()
+                self._snapshot()
             self._journal.close()
             # The scheduling and commit metrics of this session, for `aos metrics` (not part of the state).
-            write_atomic(self.path / METRICS, json.dumps(self.metrics(), indent=2, default=str).encode())
+            write_atomic(self.path / METRICS, json.dumps(self._metrics(), indent=2, default=str).encode())
         finally:
             self._closed = "is closed"
             os.close(self._lock_fd)
