@@ -609,7 +609,7 @@ WRONG_TYPES = {
     "StepFailed": {"event_id": [0, "5"], "error": [1, None, b"e"], "message": [None, 1, b"m"],
                    "lane_id": [-1, "0"]},
     "SnapshotCreated": {
-        "event_id": [0, None], "snapshot_hash": [None, b"", "x" * 32, H1 + b"\x00"],
+        "event_id": [-1, None, "0"], "snapshot_hash": [None, b"", "x" * 32, H1 + b"\x00"],
         "file": [None, b"f", 1], "lane_id": [-1, 0.0],
     },
     "PolicyDecision": {
