@@ -78,20 +78,28 @@ def _world_dir(path: str) -> Path:
 
 
 def _parse_key(text: str | None) -> Any:
-    """A cell key from the command line: JSON (``42``, ``"42"``) when it parses as an int or string, else the text."""
+    """A cell key from the command line.
+
+    JSON that reads as an int, a string or a tagged int or byte string (``42``,
+    ``"42"``, ``{"$bytes": "6b31"}``, as ``aos state`` writes them; docs/cli.md)
+    is taken as that key, anything else as the text itself.
+    """
+    from aos.render import from_json
+
     if text is None:
         return None
     try:
-        value = json.loads(text)
+        value = from_json(json.loads(text))
     except ValueError:
         return text
-    return value if type(value) in (int, str) else text
+    return value if type(value) in (int, str, bytes) else text
 
 
 def _show(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.hex() if len(value) == 32 else repr(value)
-    return repr(value)
+    """A value for people, one line (docs/cli.md, "Values in output")."""
+    from aos.render import show
+
+    return show(value)
 
 
 def _out(*renderables: Any) -> None:
@@ -174,16 +182,35 @@ def info(world: str) -> None:
     _out(grid, "", table)
 
 
-def _record_line(entry: Any, rec: Any) -> str:
+class _Hex:
+    """A hash in a record, shown as its hex digits."""
+
+    def __init__(self, data: bytes) -> None:
+        self.text = data.hex()
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _wire_field(name: str, value: Any) -> Any:
+    """A record field for display: hashes as hex, embedded canonical values (event values, params) decoded."""
     from aos import canonical
 
-    fields = []
-    for name, value in rec.to_wire().items():
-        if name in ("kind", "lane_id"):
-            continue
-        if name in ("value", "payload", "params") and isinstance(value, bytes):
-            value = canonical.decode_trusted(value)
-        fields.append(f"{name}={_show(value)}")
+    if isinstance(value, bytes):
+        if name in ("value", "payload", "params"):
+            return canonical.decode_trusted(value)
+        return _Hex(value) if name.endswith("hash") else value
+    if isinstance(value, (list, tuple)):
+        return [_wire_field(name, v) for v in value]
+    if hasattr(value, "to_wire"):  # an emit or an effect intent inside a StepCommitted
+        fields = getattr(value, "__dataclass_fields__", {})
+        return {f: _wire_field(f, getattr(value, f)) for f in fields}
+    return value
+
+
+def _record_line(entry: Any, rec: Any) -> str:
+    """One journal record on one line: its fields in the record's own order (event_id first where it has one)."""
+    fields = [f"{name}={_show(_wire_field(name, getattr(rec, name)))}" for name in rec.FIELDS if name != "lane_id"]
     return f"#{entry.index:<7} {rec.KIND:<17} " + " ".join(fields)
 
 
@@ -263,7 +290,9 @@ def state(world: str, reducer: str, key: str | None, manifest_spec: str, at: int
 
     r = Replay(_world_dir(world), _load_manifest(manifest_spec))
     r.verify(until=at)
-    click.echo(json.dumps(r.state(reducer, _parse_key(key)), default=_show, sort_keys=True))
+    from aos.render import json_text
+
+    click.echo(json_text(r.state(reducer, _parse_key(key))))
 
 
 @cli.command()
