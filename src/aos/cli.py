@@ -28,7 +28,13 @@ def cli() -> None:
 @click.option("--durability", type=click.Choice(["group", "always", "none"]), default="group",
               show_default=True, help="Journal durability policy.")
 def demo(directory: str, orders: int, durability: str) -> None:
-    """Run the shop demo world in DIRECTORY and verify it by replay."""
+    """Run the shop demo world in DIRECTORY and verify it by replay.
+
+    An earlier demo world in DIRECTORY is replaced; a world the demo did not
+    make, or one that another process has open, is refused and left as it is.
+    """
+    import shlex
+
     from aos.demo import run_demo
 
     s = run_demo(directory, orders=orders, durability=durability)
@@ -45,6 +51,12 @@ def demo(directory: str, orders: int, durability: str) -> None:
                f"in {s.replay_seconds:.2f} s")
     if not ok:
         sys.exit(1)
+    w = shlex.quote(directory)
+    click.echo("\nnext, try:")
+    for line in (f"aos info {w}", f"aos tail {w} -n 5",
+                 f"aos state {w} shop/Ledger@1 --manifest aos.demo:manifest",
+                 f"aos why {w} --cell shop/Order@1 o-000005", f"aos replay {w} --manifest aos.demo:manifest"):
+        click.echo(f"  {line}")
 
 
 # ------------------------------------------------------------ world reading
@@ -397,9 +409,9 @@ def why(world: str, intent: str | None, cell: tuple[str, str] | None, at: int | 
 @cli.command(name="replay")
 @click.argument("world", type=click.Path(file_okay=False))
 @manifest_option
-@click.option("--verify", is_flag=True, required=True, help="Replay serially and compare every record.")
+@click.option("--verify", is_flag=True, help="Accepted for clarity: replaying always verifies every record.")
 def replay_cmd(world: str, manifest_spec: str, verify: bool) -> None:
-    """Replay WORLD's journal serially and verify it byte for byte."""
+    """Replay WORLD's journal serially and verify it byte for byte (with or without --verify)."""
     from aos.journal import JournalReader
     from aos.replay import Replay
 
