@@ -89,6 +89,8 @@ def test_cells_lists_live_cells(world: Path) -> None:
     (["state", "WORLD", "shop/Nope@1", "x", "--manifest", MANIFEST], "has no reducer 'shop/Nope@1'"),
     (["state", "WORLD", "shop/Order@1", "x", "--manifest", "aos.demo:nothing"], "cannot load aos.demo:nothing"),
     (["state", "WORLD", "shop/Order@1", "x", "--manifest", MANIFEST, "--at", "99999999"], "ends at event_id"),
+    (["state", "WORLD", "shop/Order@1", "--manifest", MANIFEST], "is keyed by 'order_id': pass a key"),
+    (["state", "WORLD", "shop/Ledger@1", "x", "--manifest", MANIFEST], "is not keyed: pass no key"),
     (["why", "NOWHERE", "--effect", "abcdef"], "error: no world at NOWHERE"),
     (["why", "WORLD", "--effect", "abcdef0123"], "no effect intent with hash abcdef0123"),
     (["why", "WORLD", "--effect", "xyz"], "'xyz' is not an intent hash"),
@@ -119,6 +121,7 @@ def test_replay_verify_gives_the_snapshot_hash(world: Path) -> None:
     out = invoke("replay", str(world), "--verify", "--manifest", MANIFEST)
     digest = out.strip().splitlines()[-1].split()[-1]
     assert f"hash {digest}" in invoke("info", str(world))
+    assert invoke("replay", str(world), "--manifest", MANIFEST) == out  # verifying is all it does: --verify optional
 
 
 def test_export_sqlite_answers_the_documented_queries(world: Path, tmp_path: Path) -> None:
@@ -435,7 +438,8 @@ def test_tail_cells_why_and_export_show_every_value(odd_world: Path, tmp_path: P
     db_path = tmp_path / "odd.db"
     _odd_cli("export", str(odd_world), "--sqlite", str(db_path))
     db = sqlite3.connect(db_path)
-    states = {from_json(json.loads(k)): from_json(_strict_json(s)) for k, s in db.execute("SELECT key, state FROM cells")}
+    rows = db.execute("SELECT key, state FROM cells")
+    states = {from_json(json.loads(k)): from_json(_strict_json(s)) for k, s in rows}
     assert states == {**ODD_VALUES, b"\xfe\x01": [HUGE], 12: {"fx": 1}}
     for (body,) in db.execute("SELECT body FROM records"):
         _strict_json(body)

@@ -74,7 +74,8 @@ def test_the_deepest_values_render() -> None:
     assert show(value).count("[") == canonical.MAX_DEPTH // 2
 
 
-@pytest.mark.parametrize("obj", [{"$int": 1}, {"$float": "nan"}, {"$map": [[1]]}, {"$what": "x"}, {"$int": "1", "a": 2}])
+@pytest.mark.parametrize("obj", [{"$int": 1}, {"$float": "nan"}, {"$map": [[1]]}, {"$what": "x"},
+                                 {"$int": "1", "a": 2}])
 def test_malformed_tags_are_refused(obj: Any) -> None:
     with pytest.raises(ValueError):
         from_json(obj)

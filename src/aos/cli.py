@@ -297,14 +297,19 @@ def cells(world: str, reducer: str | None, manifest_spec: str, at: int | None) -
 @manifest_option
 @click.option("--at", "at", type=int, default=None, help="As of this event_id (time travel).")
 def state(world: str, reducer: str, key: str | None, manifest_spec: str, at: int | None) -> None:
-    """The state of cell (REDUCER, KEY) of WORLD, now or as of --at EVENT_ID."""
+    """The state of cell (REDUCER, KEY) of WORLD as JSON, now or as of --at EVENT_ID (null: no such cell).
+
+    KEY is required for a keyed reducer and left out for one without a key.
+    """
+    from aos.admission import cell_key
+    from aos.render import json_text
     from aos.replay import Replay
 
-    r = Replay(_world_dir(world), _load_manifest(manifest_spec))
+    m = _load_manifest(manifest_spec)
+    r = Replay(_world_dir(world), m)
+    cell = cell_key(m.get(reducer), _parse_key(key), f"aos state {reducer}")  # before the replay, not after
     r.verify(until=at)
-    from aos.render import json_text
-
-    click.echo(json_text(r.state(reducer, _parse_key(key))))
+    click.echo(json_text(r.state(reducer, cell)))
 
 
 @cli.command()

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from aos import canonical
 from aos.adapters import MODES, Adapter, Dispatcher, builtin_adapters
-from aos.admission import normalize_key
+from aos.admission import cell_key
 from aos.blobs import BlobStore
 from aos.capability import BudgetView
 from aos.errors import (
@@ -78,7 +78,7 @@ def read_meta(path: Path, manifest: Manifest) -> dict[str, Any]:
             raise
         raise StorageError(f"{meta_path}: malformed world metadata: {exc}") from None
     try:
-        check_compatible(stored, manifest)
+        check_compatible(stored, manifest, path)
     except (KeyError, AttributeError, TypeError, ValueError) as exc:  # a description no manifest writes
         if isinstance(exc, AosError):  # about the manifest given (e.g. ManifestError), not the stored one
             raise
@@ -529,15 +529,13 @@ class World:
         return k.ledger.view(cap)
 
     def state(self, reducer: str, key: Any = None) -> Any:
-        """The committed state of cell (reducer, key), decoded; None if it has none."""
+        """The committed state of cell (reducer, key), decoded; None if it has none.
+
+        ``key`` is required for a keyed reducer and must be left out for one
+        without a key (else :class:`CellKeyError`, a ``TypeError``).
+        """
         k = self._live()
-        spec = self.manifest.get(reducer)
-        if spec.keyed:
-            if key is None:
-                raise TypeError(f"reducer {reducer} is keyed by {spec.key!r}: pass a key")
-            key = normalize_key(key, f"state({reducer!r})")
-        elif key is not None:
-            raise TypeError(f"reducer {reducer} is not keyed: pass no key")
+        key = cell_key(self.manifest.get(reducer), key, f"state({reducer!r})")
         cid = k.cells.find(reducer, key)
         if cid is None:
             return None
@@ -553,7 +551,12 @@ class World:
                 if reducer is None or spec.name == reducer]
 
     def iter_states(self) -> Iterator[tuple[str, Any, Any]]:
-        """(reducer, key, state) of every live cell, in cell-creation order."""
+        """(reducer, key, state) of every live cell, decoded, in cell-creation order.
+
+        Cheaper than :meth:`cells` plus :meth:`state` per cell when reading
+        every state (e.g. to build a report); the world must not run while the
+        iteration is in progress.
+        """
         k = self._live()
         for spec, key, state, _h in k.cells.items():
             yield spec.name, key, canonical.decode_trusted(state)
