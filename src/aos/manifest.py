@@ -17,6 +17,7 @@ import inspect
 import marshal
 import re
 import textwrap
+import tokenize
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -50,7 +51,7 @@ def code_identity(fn: Callable[..., Any]) -> str:
     try:
         source = textwrap.dedent(inspect.getsource(fn))
         return "src:" + canonical.digest(source.encode("utf-8")).hex()
-    except (OSError, TypeError):
+    except (OSError, TypeError, SyntaxError, tokenize.TokenError):  # no source, or not the function's
         code = getattr(fn, "__code__", None)
         if code is None:
             raise ManifestError(f"cannot determine the code identity of {fn!r}: "
