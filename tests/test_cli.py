@@ -60,14 +60,16 @@ def test_tail_prints_the_last_records_filtered_by_kind(world: Path) -> None:
     out = invoke("tail", str(world), "-n", "3", "--kind", "StepScheduled")
     lines = out.strip().splitlines()
     assert len(lines) == 3 and all(" StepScheduled " in line for line in lines)
-    ids = [int(line.split("event_id=")[1]) for line in lines]
+    fields = [re.findall(r" (\w+)=", line) for line in lines]
+    assert fields == [["event_id", "reducer", "key", "input"]] * 3  # the record's own field order
+    ids = [int(line.split("event_id=")[1].split()[0]) for line in lines]
     assert ids == sorted(ids) and ids[-1] - ids[0] == 2
 
 
 def test_state_now_and_in_the_past(world: Path) -> None:
     now = json.loads(invoke("state", str(world), "shop/Order@1", "o-000005", "--manifest", MANIFEST))
     assert now["status"] in ("shipped", "short", "confirmed")
-    first = next(int(line.split("event_id=")[1]) for line in invoke(
+    first = next(int(line.split("event_id=")[1].split()[0]) for line in invoke(
         "tail", str(world), "-n", "100000", "--kind", "StepScheduled").splitlines() if "o-000005" in line)
     then = json.loads(invoke("state", str(world), "shop/Order@1", "o-000005", "--manifest", MANIFEST,
                              "--at", str(first)))
@@ -87,6 +89,8 @@ def test_cells_lists_live_cells(world: Path) -> None:
     (["state", "WORLD", "shop/Nope@1", "x", "--manifest", MANIFEST], "has no reducer 'shop/Nope@1'"),
     (["state", "WORLD", "shop/Order@1", "x", "--manifest", "aos.demo:nothing"], "cannot load aos.demo:nothing"),
     (["state", "WORLD", "shop/Order@1", "x", "--manifest", MANIFEST, "--at", "99999999"], "ends at event_id"),
+    (["state", "WORLD", "shop/Order@1", "--manifest", MANIFEST], "is keyed by 'order_id': pass a key"),
+    (["state", "WORLD", "shop/Ledger@1", "x", "--manifest", MANIFEST], "is not keyed: pass no key"),
     (["why", "NOWHERE", "--effect", "abcdef"], "error: no world at NOWHERE"),
     (["why", "WORLD", "--effect", "abcdef0123"], "no effect intent with hash abcdef0123"),
     (["why", "WORLD", "--effect", "xyz"], "'xyz' is not an intent hash"),
@@ -117,6 +121,7 @@ def test_replay_verify_gives_the_snapshot_hash(world: Path) -> None:
     out = invoke("replay", str(world), "--verify", "--manifest", MANIFEST)
     digest = out.strip().splitlines()[-1].split()[-1]
     assert f"hash {digest}" in invoke("info", str(world))
+    assert invoke("replay", str(world), "--manifest", MANIFEST) == out  # verifying is all it does: --verify optional
 
 
 def test_export_sqlite_answers_the_documented_queries(world: Path, tmp_path: Path) -> None:
@@ -342,3 +347,121 @@ def test_why_png_without_matplotlib_is_one_clear_error(world: Path, tmp_path: Pa
     assert out.returncode != 0 and "Traceback" not in out.stderr
     assert out.stderr.strip() == "Error: --png needs matplotlib: pip install 'aos-kernel[graph]'"
     assert not (tmp_path / "x.png").exists()
+
+
+# ------------------------------------------------------------------ every value renders
+HUGE = 7 ** 6000  # 5,071 decimal digits: beyond the interpreter's default int-to-text limit
+ODD_VALUES = {
+    "huge": {"n": HUGE, "neg": -HUGE, "big": 2 ** 64, "small": -(2 ** 63) - 1},
+    "inf": {"up": float("inf"), "down": float("-inf"), "x": 1.5},
+    "bytes": {"raw": b"\x00\xff", "long": bytes(range(40))},
+    "keys": {b"k": 1, 7: [b"\x01", {"$bytes": "not a tag"}], "s": {-3: None}},
+    "deep": {"d": [[[[{"x": [HUGE, float("-inf")]}]]]]},
+}
+
+
+def odd_values_manifest() -> aos.Manifest:
+    m = aos.Manifest("test/odd@1")
+    m.capability("timers", effect="timer.set", budget=1_000)
+
+    @m.reducer("test/Keep@1", key="id", events=["test/Put@1"])
+    def keep(ctx: Any, state: Any, event: Any) -> Any:
+        if event.value.get("fx"):
+            ctx.effect("timer.set", {"after_ms": 1, "big": HUGE, "b": b"\x01"}, cost=1)
+        return event.value["v"]
+
+    return m
+
+
+@pytest.fixture(scope="module")
+def odd_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("odd") / "odd.world"
+    with aos.World.open(path, odd_values_manifest(), effects="inline") as w:
+        for name, value in ODD_VALUES.items():
+            w.submit("test/Put@1", {"id": name, "v": value})
+        w.submit("test/Put@1", {"id": b"\xfe\x01", "v": [HUGE]})
+        w.submit("test/Put@1", {"id": 12, "v": {"fx": 1}, "fx": True})
+        w.run()
+    return path
+
+
+def _odd_cli(*args: str) -> str:
+    """Run ``python -m aos`` in a child (a fresh interpreter with its default int-to-text limit)."""
+    out = subprocess.run([sys.executable, "-m", "aos", *args], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).parent)
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    return out.stdout
+
+
+def _strict_json(text: str) -> Any:
+    def refuse(name: str) -> Any:
+        raise AssertionError(f"{name} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("name", sorted(ODD_VALUES))
+def test_state_prints_every_value_as_valid_json_that_reads_back(odd_world: Path, name: str) -> None:
+    from aos.render import from_json
+
+    out = _odd_cli("state", str(odd_world), "test/Keep@1", name, "--manifest", "test_cli:odd_values_manifest_m")
+    assert from_json(_strict_json(out)) == ODD_VALUES[name]
+
+
+def test_state_takes_a_bytes_key_in_the_tagged_form(odd_world: Path) -> None:
+    from aos.render import from_json
+
+    out = _odd_cli("state", str(odd_world), "test/Keep@1", '{"$bytes": "fe01"}',
+                   "--manifest", "test_cli:odd_values_manifest_m")
+    assert from_json(_strict_json(out)) == [HUGE]
+
+
+def test_tail_cells_why_and_export_show_every_value(odd_world: Path, tmp_path: Path) -> None:
+    import sqlite3
+
+    from aos.render import from_json
+
+    tail = _odd_cli("tail", str(odd_world), "-n", "1000")
+    assert "'up': inf, 'down': -inf" in tail and "b'\\x00\\xff'" in tail and "{7: [b'\\x01'" in tail
+    assert hex(HUGE) in tail and "-" + hex(HUGE) in tail and str(2 ** 64) in tail
+    assert "key=b'\\xfe\\x01'" in tail
+    intent = next(line for line in tail.splitlines() if " StepCommitted " in line and "'params'" in line)
+    assert f"'params': {{'b': b'\\x01', 'big': {hex(HUGE)}, 'after_ms': 1}}" in intent  # decoded, not CBOR
+    cells = _odd_cli("cells", str(odd_world), "--manifest", "test_cli:odd_values_manifest_m")
+    assert "b'\\xfe\\x01'" in cells and "7 cell(s)" in cells
+    why = _odd_cli("why", str(odd_world), "--cell", "test/Keep@1", "huge")
+    assert why.splitlines()[0].startswith("cell test/Keep@1 'huge'") and "(submitted)" in why
+    effect = re.search(r"'intent_hash': ([0-9a-f]{64})", intent)
+    assert effect is not None
+    assert "timer.set {'b': b'\\x01', 'big': 0x" in _odd_cli("why", str(odd_world), "--effect", effect.group(1))
+    db_path = tmp_path / "odd.db"
+    _odd_cli("export", str(odd_world), "--sqlite", str(db_path))
+    db = sqlite3.connect(db_path)
+    rows = db.execute("SELECT key, state FROM cells")
+    states = {from_json(json.loads(k)): from_json(_strict_json(s)) for k, s in rows}
+    assert states == {**ODD_VALUES, b"\xfe\x01": [HUGE], 12: {"fx": 1}}
+    for (body,) in db.execute("SELECT body FROM records"):
+        _strict_json(body)
+
+
+def test_export_failure_leaves_no_file_and_never_replaces_one(world: Path, tmp_path: Path) -> None:
+    import shutil
+
+    broken = tmp_path / "broken.world"
+    shutil.copytree(world, broken)
+    snap = sorted((broken / "snapshots").iterdir())[-1]
+    snap.write_bytes(b"\xff not a snapshot")  # the export fails at the last table, after all the others
+    out = subprocess.run([sys.executable, "-m", "aos", "export", str(broken), "--sqlite", str(tmp_path / "x.db")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.world"]  # no partial file, no temporary one
+    (tmp_path / "x.db").write_bytes(b"mine")
+    out = subprocess.run([sys.executable, "-m", "aos", "export", str(world), "--sqlite", str(tmp_path / "x.db")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "exists" in out.stderr
+    assert (tmp_path / "x.db").read_bytes() == b"mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.world", "x.db"]
+
+
+odd_values_manifest_m = odd_values_manifest()  # for --manifest test_cli:odd_values_manifest_m

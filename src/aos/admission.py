@@ -15,10 +15,10 @@ from aos import canonical
 from aos._core.decoder import UNHANDLED
 from aos._core.decoder import decode as _fast_decode
 from aos._core.encoder import encode as _fast_encode
-from aos.errors import InvalidKeyError, MissingKeyFieldError, UnknownSchemaError
+from aos.errors import CellKeyError, InvalidKeyError, MissingKeyFieldError, UnknownSchemaError
 from aos.manifest import Manifest, ReducerSpec
 
-__all__ = ["Admission", "Route", "normalize_key"]
+__all__ = ["Admission", "Route", "normalize_key", "cell_key"]
 
 Route = tuple[ReducerSpec, Any]  # (reducer, key); key is None for a non-keyed reducer
 
@@ -101,3 +101,18 @@ class Admission:
                 key = normalize_key(key, f"{origin} {schema} field {spec.key!r}")
             routes.append((spec, key))
         return tuple(routes)
+
+
+def cell_key(spec: ReducerSpec, key: Any, where: str) -> Any:
+    """The key of one of ``spec``'s cells as asked for by a caller (e.g. ``World.state``), checked.
+
+    Raises :class:`CellKeyError` for a keyed reducer without a key or an
+    unkeyed one with a key, :class:`InvalidKeyError` for a key of another type.
+    """
+    if spec.key is not None:
+        if key is None:
+            raise CellKeyError(f"{where}: reducer {spec.name} is keyed by {spec.key!r}: pass a key")
+        return normalize_key(key, where)
+    if key is not None:
+        raise CellKeyError(f"{where}: reducer {spec.name} is not keyed: pass no key (got {key!r})")
+    return None

@@ -18,6 +18,7 @@ The value model (docs/canonical.md):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from typing import Any
@@ -28,7 +29,7 @@ import cbor2
 from aos._core.decoder import UNHANDLED
 from aos._core.decoder import decode as _fast_decode
 from aos._core.encoder import encode as _fast_encode
-from aos.errors import NonCanonicalError, UnencodableValueError
+from aos.errors import NonCanonicalError, UnencodableValueError, brief_path
 
 __all__ = ["encode", "decode", "encode_trusted", "decode_trusted", "digest", "hash_value", "normalize",
            "HASH_SIZE"]
@@ -73,6 +74,8 @@ def _find_problem(value: Any, path: str, depth: int = 0) -> tuple[str, str] | No
         return None
     if isinstance(value, (bool, int, str, bytes, float)):
         return None
+    if dataclasses.is_dataclass(value):
+        return path, f"type {t.__name__} is not in the value model (a dataclass: convert it with dataclasses.asdict())"
     return path, f"type {t.__name__} is not in the value model"
 
 
@@ -186,7 +189,7 @@ def decode(data: bytes, where: str = "data") -> Any:
         raise NonCanonicalError(f"{where}: not valid CBOR ({type(exc).__name__}: {exc})") from None
     problem = _find_problem(value, "value")
     if problem is not None:
-        raise NonCanonicalError(f"{where}: {problem[0]}: {problem[1]}")
+        raise NonCanonicalError(f"{where}: {brief_path(problem[0])}: {problem[1]}")
     try:
         again = cbor2.dumps(value, canonical=True)
     except Exception as exc:  # pragma: no cover - model walk catches these

@@ -28,7 +28,13 @@ def cli() -> None:
 @click.option("--durability", type=click.Choice(["group", "always", "none"]), default="group",
               show_default=True, help="Journal durability policy.")
 def demo(directory: str, orders: int, durability: str) -> None:
-    """Run the shop demo world in DIRECTORY and verify it by replay."""
+    """Run the shop demo world in DIRECTORY and verify it by replay.
+
+    An earlier demo world in DIRECTORY is replaced; a world the demo did not
+    make, or one that another process has open, is refused and left as it is.
+    """
+    import shlex
+
     from aos.demo import run_demo
 
     s = run_demo(directory, orders=orders, durability=durability)
@@ -45,6 +51,12 @@ def demo(directory: str, orders: int, durability: str) -> None:
                f"in {s.replay_seconds:.2f} s")
     if not ok:
         sys.exit(1)
+    w = shlex.quote(directory)
+    click.echo("\nnext, try:")
+    for line in (f"aos info {w}", f"aos tail {w} -n 5",
+                 f"aos state {w} shop/Ledger@1 --manifest aos.demo:manifest",
+                 f"aos why {w} --cell shop/Order@1 o-000005", f"aos replay {w} --manifest aos.demo:manifest"):
+        click.echo(f"  {line}")
 
 
 # ------------------------------------------------------------ world reading
@@ -78,20 +90,28 @@ def _world_dir(path: str) -> Path:
 
 
 def _parse_key(text: str | None) -> Any:
-    """A cell key from the command line: JSON (``42``, ``"42"``) when it parses as an int or string, else the text."""
+    """A cell key from the command line.
+
+    JSON that reads as an int, a string or a tagged int or byte string (``42``,
+    ``"42"``, ``{"$bytes": "6b31"}``, as ``aos state`` writes them; docs/cli.md)
+    is taken as that key, anything else as the text itself.
+    """
+    from aos.render import from_json
+
     if text is None:
         return None
     try:
-        value = json.loads(text)
+        value = from_json(json.loads(text))
     except ValueError:
         return text
-    return value if type(value) in (int, str) else text
+    return value if type(value) in (int, str, bytes) else text
 
 
 def _show(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.hex() if len(value) == 32 else repr(value)
-    return repr(value)
+    """A value for people, one line (docs/cli.md, "Values in output")."""
+    from aos.render import show
+
+    return show(value)
 
 
 def _out(*renderables: Any) -> None:
@@ -174,16 +194,35 @@ def info(world: str) -> None:
     _out(grid, "", table)
 
 
-def _record_line(entry: Any, rec: Any) -> str:
+class _Hex:
+    """A hash in a record, shown as its hex digits."""
+
+    def __init__(self, data: bytes) -> None:
+        self.text = data.hex()
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _wire_field(name: str, value: Any) -> Any:
+    """A record field for display: hashes as hex, embedded canonical values (event values, params) decoded."""
     from aos import canonical
 
-    fields = []
-    for name, value in rec.to_wire().items():
-        if name in ("kind", "lane_id"):
-            continue
-        if name in ("value", "payload", "params") and isinstance(value, bytes):
-            value = canonical.decode_trusted(value)
-        fields.append(f"{name}={_show(value)}")
+    if isinstance(value, bytes):
+        if name in ("value", "payload", "params"):
+            return canonical.decode_trusted(value)
+        return _Hex(value) if name.endswith("hash") else value
+    if isinstance(value, (list, tuple)):
+        return [_wire_field(name, v) for v in value]
+    if hasattr(value, "to_wire"):  # an emit or an effect intent inside a StepCommitted
+        fields = getattr(value, "__dataclass_fields__", {})
+        return {f: _wire_field(f, getattr(value, f)) for f in fields}
+    return value
+
+
+def _record_line(entry: Any, rec: Any) -> str:
+    """One journal record on one line: its fields in the record's own order (event_id first where it has one)."""
+    fields = [f"{name}={_show(_wire_field(name, getattr(rec, name)))}" for name in rec.FIELDS if name != "lane_id"]
     return f"#{entry.index:<7} {rec.KIND:<17} " + " ".join(fields)
 
 
@@ -258,12 +297,19 @@ def cells(world: str, reducer: str | None, manifest_spec: str, at: int | None) -
 @manifest_option
 @click.option("--at", "at", type=int, default=None, help="As of this event_id (time travel).")
 def state(world: str, reducer: str, key: str | None, manifest_spec: str, at: int | None) -> None:
-    """The state of cell (REDUCER, KEY) of WORLD, now or as of --at EVENT_ID."""
+    """The state of cell (REDUCER, KEY) of WORLD as JSON, now or as of --at EVENT_ID (null: no such cell).
+
+    KEY is required for a keyed reducer and left out for one without a key.
+    """
+    from aos.admission import cell_key
+    from aos.render import json_text
     from aos.replay import Replay
 
-    r = Replay(_world_dir(world), _load_manifest(manifest_spec))
+    m = _load_manifest(manifest_spec)
+    r = Replay(_world_dir(world), m)
+    cell = cell_key(m.get(reducer), _parse_key(key), f"aos state {reducer}")  # before the replay, not after
     r.verify(until=at)
-    click.echo(json.dumps(r.state(reducer, _parse_key(key)), default=_show, sort_keys=True))
+    click.echo(json_text(r.state(reducer, cell)))
 
 
 @cli.command()
@@ -368,9 +414,9 @@ def why(world: str, intent: str | None, cell: tuple[str, str] | None, at: int | 
 @cli.command(name="replay")
 @click.argument("world", type=click.Path(file_okay=False))
 @manifest_option
-@click.option("--verify", is_flag=True, required=True, help="Replay serially and compare every record.")
+@click.option("--verify", is_flag=True, help="Accepted for clarity: replaying always verifies every record.")
 def replay_cmd(world: str, manifest_spec: str, verify: bool) -> None:
-    """Replay WORLD's journal serially and verify it byte for byte."""
+    """Replay WORLD's journal serially and verify it byte for byte (with or without --verify)."""
     from aos.journal import JournalReader
     from aos.replay import Replay
 

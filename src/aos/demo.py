@@ -13,10 +13,19 @@ order cell as ``sys/Receipt@1`` events. Effects run in the ``inline`` mode,
 so the journal depends on the inputs only.
 
 Inputs come from a seeded generator, so every run writes the same journal.
+
+The demo replaces only a world it made itself: right after creating its
+world it writes :data:`MARKER` into it, holding the BLAKE3 of the world's
+``world.cbor``. A later run deletes the directory only if that marker
+matches, the world's manifest is the demo's, and no process has the world
+open (its ``world.lock`` is free); anything else is refused with
+:class:`NotADemoWorldError` or :class:`~aos.errors.WorldLockedError`.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import random
 import shutil
 import time
@@ -24,11 +33,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aos import canonical
+from aos.errors import StorageError, WorldLockedError
 from aos.manifest import Manifest
 from aos.replay import replay
 from aos.world import META, World
 
-__all__ = ["manifest", "DemoSummary", "run_demo", "demo_inputs"]
+__all__ = ["manifest", "DemoSummary", "run_demo", "demo_inputs", "remove_demo_world", "NotADemoWorldError", "MARKER",
+           "DEFAULT_DIR"]
+
+DEFAULT_DIR = "aos-demo.world"
+MARKER = "aos-demo.marker"  # written by the demo into each world it makes
 
 manifest = Manifest("aos/demo-shop@1")
 manifest.capability("invoices", effect="blob.put", budget=1_000_000)
@@ -128,17 +143,86 @@ class DemoSummary:
     receipts: int
 
 
-def run_demo(path: str | Path, orders: int = 3000, durability: str = "group", batch: int = 500) -> DemoSummary:
-    """Run the demo world in ``path`` (replacing an earlier demo world there) and verify it."""
+class NotADemoWorldError(StorageError, FileExistsError):
+    """The demo's directory holds something the demo did not make; it is left alone."""
+
+
+def _marker_text(meta: bytes) -> str:
+    return f"made by aos demo; world.cbor blake3 {canonical.digest(meta).hex()}\n"
+
+
+def _mark(p: Path) -> None:
+    """Say that the world at ``p`` is the demo's (bound to this world's metadata)."""
+    (p / MARKER).write_text(_marker_text((p / META).read_bytes()))
+
+
+def _check_demo_world(p: Path) -> None:
+    """Raise unless ``p`` holds a world the demo made (its marker matches its metadata, its manifest is the demo's)."""
+    if not (p / META).is_file():
+        raise NotADemoWorldError(f"{p} exists and is not an aos world; the demo leaves it alone: "
+                                 "choose another directory")
+    meta = (p / META).read_bytes()
+    try:
+        name = canonical.decode(meta, str(p / META))["manifest"]["manifest"]
+    except (ValueError, KeyError, TypeError):
+        name = None
+    try:
+        marked = (p / MARKER).read_text() == _marker_text(meta)
+    except (OSError, UnicodeDecodeError):
+        marked = False
+    if not marked or name != manifest.name:
+        raise NotADemoWorldError(
+            f"{p} holds a world that aos demo did not make (manifest {name!r}, "
+            f"{'marker does not match' if (p / MARKER).exists() else 'no ' + MARKER}); the demo replaces "
+            f"only its own worlds: choose another directory, or remove {p} yourself")
+
+
+def remove_demo_world(path: str | Path) -> bool:
+    """Delete the demo world at ``path`` if the demo made it and no process has it open.
+
+    Returns False if there is nothing to remove (no ``path``, or an empty
+    directory); raises :class:`NotADemoWorldError` for anything the demo did
+    not make and :class:`~aos.errors.WorldLockedError` for a world that is
+    open, deleting nothing.
+    """
     p = Path(path)
-    if p.exists():
-        if not (p / META).is_file():
-            raise FileExistsError(f"{p} exists and is not an aos world; choose another directory")
-        shutil.rmtree(p)
+    if not p.exists() or (p.is_dir() and not any(p.iterdir())):
+        return False
+    if not p.is_dir():
+        raise NotADemoWorldError(f"{p} exists and is not a directory; choose another directory")
+    _check_demo_world(p)
+    fd = os.open(p / "world.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise WorldLockedError(f"demo world {p} is open in another process (world.lock is held); "
+                                   "close it first or choose another directory") from None
+        # Still holding the lock: move the world out of the way in one step, so that no process
+        # can open a half-deleted world, then delete it at leisure.
+        here = p.resolve()
+        doomed = here.with_name(f".{here.name}.removing-{os.getpid()}")
+        os.rename(here, doomed)
+    finally:
+        os.close(fd)
+    shutil.rmtree(doomed)
+    return True
+
+
+def run_demo(path: str | Path = DEFAULT_DIR, orders: int = 3000, durability: str = "group",
+             batch: int = 500) -> DemoSummary:
+    """Run the demo world in ``path`` and verify it.
+
+    An earlier demo world at ``path`` is replaced; anything else there is
+    refused (see :func:`remove_demo_world`).
+    """
+    p = Path(path)
+    remove_demo_world(p)
     inputs = demo_inputs(orders)
     t0 = time.perf_counter()
     steps = failed = receipts = 0
     with World.open(p, manifest, durability=durability, effects="inline") as w:
+        _mark(p)
         for i in range(0, len(inputs), batch):
             for schema, value in inputs[i:i + batch]:
                 w.submit(schema, value)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "AosError", "CanonicalError", "UnencodableValueError", "NonCanonicalError", "ManifestError",
     "ManifestMismatchError", "EraChangeError", "AdmissionError", "UnknownSchemaError",
-    "MissingKeyFieldError", "InvalidKeyError", "UnknownReducerError", "StorageError",
+    "MissingKeyFieldError", "InvalidKeyError", "CellKeyError", "UnknownReducerError", "StorageError",
     "JournalCorruptError", "SnapshotCorruptError", "WorldLockedError", "WorldNotFoundError",
     "WorldClosedError", "ReentrantCallError", "ReplayDivergenceError", "ReceiptError", "ReceiptAuthError", "UnknownIntentError",
     "DuplicateReceiptError", "ReceiptOverBudgetError", "InvariantViolation", "Backpressure",
@@ -21,6 +23,22 @@ class CanonicalError(AosError, ValueError):
     """A value or byte string is outside the canonical value model."""
 
 
+_SEGMENT = re.compile(r"""\[(?:b?'(?:[^'\\]|\\.)*'|b?"(?:[^"\\]|\\.)*"|[^\[\]'"]*)\]""")
+
+
+def brief_path(path: str, keep: int = 3) -> str:
+    """A path inside a value for a message: a deep one with its middle left out.
+
+    ``value[0][0]…[0]['x'] (401 levels)`` instead of 401 subscripts; the
+    full path stays in the error's ``path`` attribute.
+    """
+    root = path.split("[", 1)[0]
+    segments = _SEGMENT.findall(path, len(root))
+    if len(segments) <= 2 * keep + 2 or len(root) + sum(map(len, segments)) != len(path):
+        return path
+    return f"{root}{''.join(segments[:keep])}…{''.join(segments[-keep:])} ({len(segments)} levels)"
+
+
 class UnencodableValueError(CanonicalError):
     """A value cannot be encoded canonically (``path`` says where inside it)."""
 
@@ -29,7 +47,7 @@ class UnencodableValueError(CanonicalError):
         self.path = path
         self.where = where
         prefix = f"{where}: " if where else ""
-        super().__init__(f"{prefix}{path}: {reason}")
+        super().__init__(f"{prefix}{brief_path(path)}: {reason}")
 
 
 class NonCanonicalError(CanonicalError):
@@ -68,6 +86,10 @@ class MissingKeyFieldError(AdmissionError):
 
 class InvalidKeyError(AdmissionError):
     """The key field holds a value that cannot key a cell (str, int or bytes only)."""
+
+
+class CellKeyError(AosError, TypeError):
+    """A cell was named with a key its reducer does not take: none for a keyed reducer, one for an unkeyed one."""
 
 
 class Backpressure(AdmissionError):

@@ -3,8 +3,8 @@
 Schema (docs/cli.md has example queries):
 
 * ``records(idx, segment, offset, kind, event_id, seq, body)`` — every
-  journal record; ``body`` is the record as JSON (byte strings as hex,
-  embedded CBOR values decoded).
+  journal record; ``body`` is the record as JSON (embedded CBOR values
+  decoded).
 * ``steps(event_id, reducer, key, input, outcome, state_hash, error)`` —
   one row per step; ``outcome`` is ``committed``, ``failed`` or
   ``violated``.
@@ -13,12 +13,19 @@ Schema (docs/cli.md has example queries):
 * ``effects(intent_hash, event_id, kind, cap, idempotency_key, cost, allowed, reason)``
 * ``receipts(seq, intent_hash, status, payload, cost)``
 * ``cells(reducer, key, state, state_hash)`` — live cells of the latest snapshot.
+
+Keys, values and bodies are JSON text in the representation of
+:func:`aos.render.json_text` (byte strings, ints beyond 64 bits and
+infinities as tagged objects); hash columns are hex. The file is written
+under a temporary name in the target's directory and renamed into place
+once complete: a failed export leaves no file behind.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import sqlite3
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +41,7 @@ from aos.records import (
     StepFailed,
     StepScheduled,
 )
+from aos.render import INT64_MAX, INT64_MIN, int_text, json_text
 from aos.snapshot import list_snapshots
 
 __all__ = ["export_sqlite", "SCHEMA"]
@@ -51,32 +59,64 @@ CREATE TABLE cells (reducer TEXT, key TEXT, state TEXT, state_hash TEXT, PRIMARY
 """
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, dict):
-        return {str(_plain(k)): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
 def _json(value: Any) -> str:
-    return json.dumps(_plain(value), sort_keys=True)
+    return json_text(value)
+
+
+def _int(value: int) -> int | str:
+    """An int for an INTEGER column; one beyond SQLite's 64 bits is stored as its text (aos.render.int_text)."""
+    return value if INT64_MIN <= value <= INT64_MAX else int_text(value)
+
+
+def _body(wire: Any, name: str = "") -> Any:
+    """A record's wire map with its embedded canonical values (event values, payloads, params) decoded."""
+    if isinstance(wire, bytes) and name in ("value", "payload", "params"):
+        return canonical.decode_trusted(wire)
+    if isinstance(wire, dict):
+        return {k: _body(v, k) for k, v in wire.items()}
+    if isinstance(wire, list):
+        if name == "emits":  # [schema, value] pairs
+            return [[e[0], canonical.decode_trusted(e[1])] for e in wire]
+        return [_body(v, name) for v in wire]
+    return wire
 
 
 def export_sqlite(world: Path, target: Path) -> dict[str, int]:
-    """Write the tables into a new SQLite file ``target``; returns the row count of each table."""
+    """Write the tables into a new SQLite file ``target``; returns the row count of each table.
+
+    ``target`` must not exist. The tables are written to a temporary file
+    beside it, which is renamed to ``target`` only once complete; on any
+    error the temporary file is removed and ``target`` is left as it was.
+    """
+    target = Path(target)
     if target.exists():
         raise FileExistsError(f"{target} exists; choose a new file")
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        counts = _write(world, tmp)
+        try:
+            os.link(tmp, target)  # fails, rather than replace, if target appeared meanwhile
+        except FileExistsError:
+            raise FileExistsError(f"{target} exists; choose a new file") from None
+        except OSError:  # a file system without hard links
+            if target.exists():
+                raise FileExistsError(f"{target} exists; choose a new file") from None
+            os.replace(tmp, target)
+        return counts
+    finally:
+        for leftover in (tmp, tmp.with_name(tmp.name + "-journal")):
+            leftover.unlink(missing_ok=True)
+
+
+def _write(world: Path, target: Path) -> dict[str, int]:
     db = sqlite3.connect(target)
     try:
         db.executescript(SCHEMA)
         seq = 0  # admission numbers of emitted events follow the journal's order
         for entry, rec in JournalReader(world / "journal").records():
-            wire = rec.to_wire()
-            body = {k: (canonical.decode_trusted(v) if k in ("value", "payload") and isinstance(v, bytes) else v)
-                    for k, v in wire.items()}
+            body = _body(rec.to_wire())
             db.execute("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (entry.index, entry.segment, entry.offset, rec.KIND, getattr(rec, "event_id", None),
                         getattr(rec, "seq", None), _json(body)))
@@ -107,11 +147,11 @@ def export_sqlite(world: Path, target: Path) -> dict[str, int]:
                            "VALUES (?, ?, ?, ?)", (rec.intent_hash.hex(), rec.event_id, int(rec.allowed), rec.reason))
             elif isinstance(rec, EffectQueued):
                 db.execute("UPDATE effects SET kind = ?, cap = ?, idempotency_key = ?, cost = ? WHERE intent_hash = ?",
-                           (rec.effect, rec.cap, rec.idempotency_key, rec.cost, rec.intent_hash.hex()))
+                           (rec.effect, rec.cap, rec.idempotency_key, _int(rec.cost), rec.intent_hash.hex()))
             elif isinstance(rec, ReceiptAppended):
                 db.execute("INSERT INTO receipts VALUES (?, ?, ?, ?, ?)",
                            (rec.seq, rec.intent_hash.hex(), rec.status, _json(canonical.decode_trusted(rec.payload)),
-                            rec.cost))
+                            _int(rec.cost)))
                 seq = rec.seq + 1
         snaps = list_snapshots(world / "snapshots")
         if snaps:

@@ -17,6 +17,7 @@ import inspect
 import marshal
 import re
 import textwrap
+import tokenize
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -50,7 +51,7 @@ def code_identity(fn: Callable[..., Any]) -> str:
     try:
         source = textwrap.dedent(inspect.getsource(fn))
         return "src:" + canonical.digest(source.encode("utf-8")).hex()
-    except (OSError, TypeError):
+    except (OSError, TypeError, SyntaxError, tokenize.TokenError):  # no source, or not the function's
         code = getattr(fn, "__code__", None)
         if code is None:
             raise ManifestError(f"cannot determine the code identity of {fn!r}: "
@@ -339,12 +340,13 @@ class Manifest:
         return self._era
 
 
-def check_compatible(stored: dict[str, Any], manifest: Manifest) -> None:
-    """Raise unless ``manifest`` has the era of the ``stored`` description."""
+def check_compatible(stored: dict[str, Any], manifest: Manifest, world: object = None) -> None:
+    """Raise unless ``manifest`` has the era of the ``stored`` description (``world``: its path, for messages)."""
     current = manifest.describe()
+    at = "" if world is None else f" {world}"
     if stored.get("manifest") != current["manifest"]:
         raise ManifestMismatchError(
-            f"world was created with manifest {stored.get('manifest')!r}, not {manifest.name!r}")
+            f"world{at} was created with manifest {stored.get('manifest')!r}, not {manifest.name!r}")
     if canonical.hash_value(stored) == manifest.era:
         return
     old = {r["name"]: r for r in stored.get("reducers", [])}
@@ -376,6 +378,6 @@ def check_compatible(stored: dict[str, Any], manifest: Manifest) -> None:
     if stored.get("policies") != current["policies"]:
         changed.append("policy rules changed")
     raise EraChangeError(
-        f"era change in world of manifest {manifest.name}: " + "; ".join(changed)
+        f"era change in world{at} of manifest {manifest.name}: " + "; ".join(changed)
         + ". The journal was written by other reducer code; replaying it with this manifest "
           "would diverge. Open it with the manifest it was written with.", changed)

@@ -43,6 +43,7 @@ from aos.records import (
     StepFailed,
     StepScheduled,
 )
+from aos.render import show
 
 __all__ = ["Node", "Edge", "WhyGraph", "Provenance", "UnknownSubjectError"]
 
@@ -77,9 +78,9 @@ def _brief(value: Any, limit: int = 72) -> str:
             return [plain(x, depth + 1, fold) for x in v]
         return v
 
-    text = repr(plain(value, 0, False))
+    text = show(plain(value, 0, False))
     if len(text) > limit:
-        text = repr(plain(value, 0, True))
+        text = show(plain(value, 0, True))
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 

@@ -243,10 +243,11 @@ class Replay:
         return self.kernel
 
     def state(self, reducer: str, key: Any = None) -> Any:
-        """The replayed state of cell (reducer, key), decoded; None if it has none."""
+        """The replayed state of cell (reducer, key), decoded; None if it has none (keys as for World.state)."""
+        from aos.admission import cell_key
         from aos.canonical import decode_trusted
 
-        self.manifest.get(reducer)
+        key = cell_key(self.manifest.get(reducer), key, f"state({reducer!r})")
         k = self._replayed()
         cid = k.cells.find(reducer, key)
         data = None if cid is None else k.cells.states[cid]

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from aos import canonical
 from aos.adapters import MODES, WAKE, Adapter, Dispatcher, builtin_adapters
-from aos.admission import normalize_key
+from aos.admission import cell_key
 from aos.blobs import BlobStore
 from aos.capability import BudgetView
 from aos.errors import (
@@ -81,7 +81,7 @@ def read_meta(path: Path, manifest: Manifest) -> dict[str, Any]:
             raise
         raise StorageError(f"{meta_path}: malformed world metadata: {exc}") from None
     try:
-        check_compatible(stored, manifest)
+        check_compatible(stored, manifest, path)
     except (KeyError, AttributeError, TypeError, ValueError) as exc:  # a description no manifest writes
         if isinstance(exc, AosError):  # about the manifest given (e.g. ManifestError), not the stored one
             raise
@@ -568,15 +568,13 @@ class World:
         return self._on_runner(lambda: k.ledger.view(cap))
 
     def state(self, reducer: str, key: Any = None) -> Any:
-        """The committed state of cell (reducer, key), decoded; None if it has none."""
+        """The committed state of cell (reducer, key), decoded; None if it has none.
+
+        ``key`` is required for a keyed reducer and must be left out for one
+        without a key (else :class:`CellKeyError`, a ``TypeError``).
+        """
         k = self._live()
-        spec = self.manifest.get(reducer)
-        if spec.keyed:
-            if key is None:
-                raise TypeError(f"reducer {reducer} is keyed by {spec.key!r}: pass a key")
-            key = normalize_key(key, f"state({reducer!r})")
-        elif key is not None:
-            raise TypeError(f"reducer {reducer} is not keyed: pass no key")
+        key = cell_key(self.manifest.get(reducer), key, f"state({reducer!r})")
         data = self._on_runner(lambda: k.cells.state_of(reducer, key))
         return None if data is None else canonical.decode_trusted(data)
 
@@ -589,11 +587,12 @@ class World:
                                         if reducer is None or spec.name == reducer])
 
     def iter_states(self) -> Iterator[tuple[str, Any, Any]]:
-        """(reducer, key, state) of every live cell, in cell-creation order.
+        """(reducer, key, state) of every live cell, decoded, in cell-creation order.
 
-        The cells are those committed when the call is made (at a run's next
-        quiet point when another thread is running the world); states are
-        decoded as the iteration goes.
+        Cheaper than :meth:`cells` plus :meth:`state` per cell when reading
+        every state (e.g. to build a report). The cells are those committed
+        when the call is made (at a run's next quiet point when another thread
+        is running the world); states are decoded as the iteration goes.
         """
         k = self._live()
         taken = self._on_runner(lambda: [(spec.name, key, state) for spec, key, state, _h in k.cells.items()])

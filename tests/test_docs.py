@@ -1,0 +1,194 @@
+"""Every code block of README.md and docs/*.md runs as written.
+
+* Each ```python block runs on its own (a fresh namespace, in an empty
+  directory), with a few big loop counts shrunk (SHRINK).
+* Each ``$ aos ...`` command shown in a block runs against the world the
+  README names (``aos demo shop.world --orders 100``); the lines printed
+  under it must match what the command prints, where ``…`` in a documented
+  line stands for any text. Commands whose output depends on timing
+  (``metrics``) are matched by their field names only; ``tail -f`` by the
+  records it prints before following (the rest came from another process).
+* Each ```sql block of docs/cli.md runs against ``aos export`` of that world.
+
+A block is left out only when the line before it is a visible comment
+``<!-- docs-test: skip: REASON -->``.
+
+Run ``python tests/test_docs.py`` to print what each ``$ aos`` command
+prints now (to update the docs after a change).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import sqlite3
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from click.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+BLOCK = re.compile(r"^(?:<!-- docs-test: (?P<marker>[^\n]*?) -->\n)?```(?P<lang>\w*)\n(?P<body>.*?)^```",
+                   re.S | re.M)
+SHRINK = {"range(10_000)": "range(200)"}  # the README's parallel example: the same code, fewer events
+TIMED = {"metrics"}  # output that depends on timing: field names only
+
+
+def blocks() -> Iterator[tuple[str, str, str, str | None]]:
+    """(where, language, body, marker) of every fenced block of the docs."""
+    for doc in DOCS:
+        text = doc.read_text()
+        for m in BLOCK.finditer(text):
+            line = text.count("\n", 0, m.start("lang")) + 1
+            yield f"{doc.relative_to(ROOT)}:{line}", m.group("lang"), m.group("body"), m.group("marker")
+
+
+def python_blocks() -> list[Any]:
+    out = []
+    for where, lang, body, marker in blocks():
+        if lang == "python":
+            marks = [pytest.mark.skip(reason=marker)] if marker and marker.startswith("skip") else []
+            out.append(pytest.param(where, body, id=where, marks=marks))
+    return out
+
+
+def commands() -> list[tuple[str, str, list[str]]]:
+    """(where, command line, documented output lines) of every ``$ aos`` line of the docs."""
+    out = []
+    for where, _lang, body, marker in blocks():
+        if marker and marker.startswith("skip"):
+            continue
+        current: list[Any] | None = None
+        for line in body.splitlines():
+            if line.startswith("$ "):
+                current = None
+                if line.startswith("$ aos "):
+                    current = [where, line[2:], []]
+                    out.append(current)
+            elif current is not None:
+                current[2].append(line)
+    return [tuple(c) for c in out]  # type: ignore[misc]
+
+
+def test_skip_markers_are_few_and_say_why() -> None:
+    markers = [(where, marker) for where, _lang, _body, marker in blocks() if marker]
+    assert all(re.fullmatch(r"skip: \S.{10,}", m) for _w, m in markers), markers
+    assert len(markers) <= 3, markers
+
+
+def test_every_python_block_is_found() -> None:
+    found = {where.split(":")[0] for where, lang, _b, _m in blocks() if lang == "python"}
+    assert {"README.md", "docs/effects.md", "docs/parallel.md"} <= found
+
+
+@pytest.mark.parametrize("where, code", python_blocks())
+def test_python_block_runs_on_its_own(where: str, code: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    for old, new in SHRINK.items():
+        code = code.replace(old, new)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, where, "exec"), {"__name__": "docs_block"})  # noqa: S102 - the docs' own code
+    printed = capsys.readouterr().out
+    for comment in re.findall(r"print\(.*\)\s+# ([{\[].*)$", code, re.M):
+        if "..." not in comment:  # a printed value shown in full in a comment: it is what the line prints
+            assert comment in printed, (comment, printed)
+
+
+# ------------------------------------------------------------------ the command line
+@pytest.fixture(scope="module")
+def docs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory with the world the README's command-line section uses."""
+    from aos.demo import run_demo
+
+    path = tmp_path_factory.mktemp("docs")
+    run_demo(path / "shop.world", orders=100)
+    return path
+
+
+def run_aos(args: list[str]) -> tuple[int, str]:
+    from aos.cli import cli
+
+    result = CliRunner().invoke(cli, args)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout
+
+
+def matches(documented: str, actual: str) -> bool:
+    pattern = ".*?".join(re.escape(part) for part in documented.rstrip().split("…"))
+    return re.fullmatch(pattern, actual.rstrip()) is not None
+
+
+def check_output(where: str, line: str, documented: list[str], actual: list[str]) -> None:
+    name = shlex.split(line)[1]
+    if name in TIMED:
+        def labels(lines: list[str]) -> list[str]:
+            return [re.split(r"\s{2,}", x, maxsplit=1)[0] for x in lines]
+
+        assert labels(actual) == labels(documented), f"{where}: {line}"
+        return
+    assert len(actual) == len(documented), f"{where}: {line}\nprints:\n" + "\n".join(actual)
+    for doc, got in zip(documented, actual):
+        assert matches(doc, got), f"{where}: {line}\ndocumented: {doc}\nprints:     {got}"
+
+
+@pytest.mark.parametrize("where, line, documented", commands(), ids=[c[1] for c in commands()])
+def test_aos_command_in_the_docs_runs_and_prints_what_they_show(where: str, line: str, documented: list[str],
+                                                                docs_dir: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    if "--png" in line:
+        pytest.importorskip("matplotlib")
+    monkeypatch.chdir(docs_dir)
+    args = shlex.split(line)[1:]
+    follow = "-f" in args or "--follow" in args
+    if follow:
+        args += ["--timeout", "0.2"]
+        documented = documented[:next(i for i, x in enumerate(documented) if x.startswith("following "))]
+    code, out = run_aos(args)
+    assert code == 0, f"{where}: {line}\n{out}"
+    check_output(where, line, documented, out.splitlines())
+
+
+def test_the_readme_commands_cover_every_command() -> None:
+    shown = {shlex.split(line)[1] for _w, line, _d in commands()}
+    assert {"info", "tail", "state", "replay", "metrics", "why"} <= shown
+
+
+def test_sql_blocks_run_on_an_export(docs_dir: Path, tmp_path: Path) -> None:
+    from aos.export import export_sqlite
+
+    export_sqlite(docs_dir / "shop.world", tmp_path / "shop.db")
+    db = sqlite3.connect(tmp_path / "shop.db")
+    queries = [body for _w, lang, body, _m in blocks() if lang == "sql"]
+    assert len(queries) >= 2
+    for query in queries:
+        assert db.execute(query).fetchall()
+
+
+def test_the_demo_figures_in_the_readme() -> None:
+    """The README's intro says how many events and steps the demo's default run has."""
+    from aos.demo import demo_inputs, run_demo
+
+    text = (ROOT / "README.md").read_text()
+    m = re.search(r"([\d,]+) admitted events\s+and ([\d,]+) steps", text)
+    assert m is not None
+    events, steps = (int(g.replace(",", "")) for g in m.groups())
+    assert events == len(demo_inputs(3000))
+    with tempfile.TemporaryDirectory() as tmp:
+        assert run_demo(Path(tmp) / "d.world", durability="none").steps == steps
+
+
+if __name__ == "__main__":  # print what each documented command prints now
+    import os
+
+    from aos.demo import run_demo
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_demo(Path(tmp) / "shop.world", orders=100)
+        os.chdir(tmp)
+        for where, line, _documented in commands():
+            print(f"# {where}\n$ {line}")
+            print(run_aos([a for a in shlex.split(line)[1:] if a not in ("-f", "--follow")])[1], end="")
