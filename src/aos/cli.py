@@ -430,10 +430,14 @@ def fsck(world: str, manifest_spec: str | None) -> None:
         grid.add_row("world.cbor", "DAMAGED")
     grid.add_row("secret.key", "ok" if r.secret else "MISSING")
     read = [s for s in j.segments if s.read]
-    where = (f"segment {segment_name(j.end.segment)} offset {j.end.offset}" if j.records else "no records")
-    state = "DAMAGED" if j.damage is not None else "ok"
-    grid.add_row("journal", f"{state}: {_n(j.records, 'record')} intact from the start, up to {where}; "
-                            f"{len(read)} of {len(j.segments)} segment(s) read")
+    journal_problems = [pr for pr in r.problems if pr.file == "journal"]
+    if r.journal_state:
+        grid.add_row("journal", f"{r.journal_state}: {journal_problems[0].what}")
+    else:
+        where = f"segment {segment_name(j.end.segment)} offset {j.end.offset}"
+        state = "DAMAGED" if j.damage is not None or journal_problems else "ok"
+        grid.add_row("journal", f"{state}: {_n(j.records, 'record')} intact from the start, up to {where}; "
+                                f"{len(read)} of {len(j.segments)} segment(s) read")
     grid.add_row("steps", f"last whole step event_id {j.last_event_id} (record {j.keep:,})"
                  + (f"; then {j.cut_step}" if j.cut_step else ""))
     if j.damage is not None:
@@ -453,6 +457,8 @@ def fsck(world: str, manifest_spec: str | None) -> None:
     for i, s in enumerate(r.snapshots):
         what = (f"DAMAGED: {s.problem}" if s.problem is not None
                 else f"ok: record {s.index:,}, event_id {s.event_id}, {_n(s.cells or 0, 'cell')}; {s.note}")
+        if s.past_end and s.problem is None:
+            what = "PAST THE JOURNAL'S END: " + what[4:]
         grid.add_row("snapshots" if i == 0 else "", f"{s.name[:20]}-…: {what}")
     if r.verified is not None:
         grid.add_row("replay", f"verified {_n(j.keep, 'record')}: snapshot hash {r.verified}")

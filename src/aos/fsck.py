@@ -110,8 +110,9 @@ class SnapshotCheck:
     index: int | None
     event_id: int | None = None
     cells: int | None = None
-    problem: str | None = None
+    problem: str | None = None  # the file itself is damaged
     note: str = ""
+    past_end: bool = False  # whole, but lies past the intact journal
 
 
 @dataclass
@@ -129,6 +130,7 @@ class FsckReport:
     watermark_state: str = ""
     snapshots: list[SnapshotCheck] = field(default_factory=list)
     verified: str | None = None  # the state hash a replay of the intact prefix gave (with a manifest)
+    journal_state: str = ""  # "MISSING" / "EMPTY" where the journal directory should hold segments
 
     @property
     def ok(self) -> bool:
@@ -287,6 +289,9 @@ def _check_meta(report: FsckReport, manifest: Manifest | None) -> None:
 def _check_watermark(report: FsckReport) -> None:
     d = report.path / "journal"
     keeps = report.meta is not None and report.meta.get("watermark") is True
+    if not d.is_dir():
+        report.watermark_state = "missing, with the journal directory"
+        return
     try:
         found = Watermark.read(d) if d.is_dir() else None
     except JournalCorruptError as exc:
@@ -381,11 +386,9 @@ def _check_snapshot(report: FsckReport, path: Path, manifest: Manifest | None) -
             return check
     w = report.journal
     if index > w.records:
-        if w.damage is None:
-            check.problem = (f"lies at record {index}, past the journal's end at record {w.records}: "
-                             "the journal lost the records between")
-        else:
-            check.note = f"lies past the intact journal (record {w.records}): its state cannot be salvaged"
+        check.past_end = True
+        check.note = (f"lies past the {'intact ' if w.damage else ''}journal's end (record {w.records:,}): "
+                      "its state cannot be salvaged")
     elif w.chains.get(index) != position.chain:
         check.problem = f"its position (record {index}) does not match the journal's chain hash there"
     else:
@@ -440,23 +443,31 @@ def check_world(path: str | os.PathLike[str], manifest: Manifest | None = None) 
         if proof:
             what = "holds no segments" if d.is_dir() else "is missing"
             report.problems.append(Problem("journal", None, f"{what}, but {proof}"))
+            report.journal_state = "MISSING" if not d.is_dir() else "EMPTY"
         else:
             report.notes.append("the journal is empty")
     report.journal = walk_journal(d, era, wanted)
     w = report.journal
     if w.damage is not None:
         report.problems.append(w.damage)
-    if w.torn is not None:
-        report.notes.append(f"torn tail at journal/{w.torn[0]} offset {w.torn[1]}: a frame cut short at the "
-                            "end, past what a sync acknowledged (opening for writing removes it)")
-    if w.cut_step and w.damage is None:
-        report.notes.append(f"the journal ends inside {w.cut_step} (opening re-runs the step)")
     _compare_watermark(report)
     for s in snaps:
         check = _check_snapshot(report, s, manifest)
         report.snapshots.append(check)
         if check.problem is not None:
             report.problems.append(Problem(f"snapshots/{s.name}", None, check.problem))
+    past = [c for c in report.snapshots if c.past_end and c.problem is None]
+    if past and w.damage is None and segs:
+        report.problems.append(Problem(
+            "journal", None, f"ends at record {w.records:,}, but snapshots/{past[-1].name} was taken at record "
+            f"{past[-1].index:,}: the records between are missing"))
+    cut_short = bool(past) or (report.watermark is not None and w.records < report.watermark.index)
+    if w.torn is not None:
+        report.notes.append(f"journal/{w.torn[0]} ends at offset {w.torn[1]} with a frame cut short" + (
+            "" if cut_short else ": a torn tail, past what a sync acknowledged (opening for writing removes it)"))
+    if w.cut_step and w.damage is None:
+        report.notes.append(f"the journal ends inside {w.cut_step}" + (
+            " (salvage drops it)" if cut_short else " (opening re-runs the step)"))
     leftovers = sorted(c.name for c in p.iterdir() if c.name.endswith(".tmp"))
     if d.is_dir():
         leftovers += sorted(f"journal/{c.name}" for c in d.iterdir() if c.name.endswith(".tmp"))
