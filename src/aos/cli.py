@@ -421,7 +421,7 @@ def fsck(world: str, manifest_spec: str | None) -> None:
     r = check_world(world, m)
     j = r.journal
     grid = _fields()
-    grid.add_row("world", str(r.path.resolve()))
+    grid.add_row("world", str(r.path))
     if r.meta is not None:
         desc = r.meta["manifest"]
         grid.add_row("world.cbor", f"ok: manifest {desc.get('manifest')}, era {r.era.hex() if r.era else '?'}, "
@@ -495,7 +495,7 @@ def salvage(world: str, dest: str, manifest_spec: str | None) -> None:
     m = _load_manifest(manifest_spec) if manifest_spec is not None else None
     r = salvage_world(world, dest, m)
     grid = _fields()
-    grid.add_row("salvaged", f"{r.source.resolve()} -> {r.dest.resolve()}")
+    grid.add_row("salvaged", f"{r.source} -> {r.dest}")
     grid.add_row("kept", f"{_n(r.records, 'record')}, up to event_id {r.last_event_id}; world.cbor"
                          + ("; secret.key (pending receipts still authenticate)" if r.secret else "")
                          + f"; {_n(r.blobs, 'blob')}")
@@ -503,7 +503,7 @@ def salvage(world: str, dest: str, manifest_spec: str | None) -> None:
         for i, why in enumerate(r.dropped_why):
             grid.add_row("dropped" if i == 0 else "", why)
     else:
-        grid.add_row("dropped", "no record (the journal was intact)")
+        grid.add_row("dropped", "no record: the journal was intact")
     if r.acknowledged_lost:
         grid.add_row("lost", f"{_n(r.acknowledged_lost, 'record')} the durable watermark had acknowledged")
     if not r.secret:

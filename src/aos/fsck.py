@@ -328,8 +328,8 @@ def _compare_watermark(report: FsckReport) -> None:
     if w.records < mark.index:
         report.problems.append(Problem(
             f"journal/{WATERMARK_FILE}", None,
-            f"says {mark.index} records were acknowledged (up to {where}), the intact journal holds "
-            f"{w.records}: {mark.index - w.records} acknowledged record(s) are missing or damaged"))
+            f"says {mark.index:,} records were acknowledged (up to {where}), the intact journal holds "
+            f"{w.records:,}: {mark.index - w.records:,} acknowledged record(s) are missing or damaged"))
     elif w.chains.get(mark.index) != mark.chain:
         report.problems.append(Problem(
             f"journal/{WATERMARK_FILE}", None,

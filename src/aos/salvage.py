@@ -85,10 +85,12 @@ def salvage_world(source: str | os.PathLike[str], dest: str | os.PathLike[str],
     report = SalvageReport(src, dst, check)
     w = check.journal
     keep = w.keep
-    if w.cut_step:
-        report.dropped_why.append(f"{w.cut_step} (its input stays admitted and runs again)")
     if w.damage is not None:
         report.dropped_why.append(f"the first damage, {w.damage}, and everything after it")
+    if w.torn is not None:
+        report.dropped_why.append(f"the frame cut short at journal/{w.torn[0]} offset {w.torn[1]}")
+    if w.cut_step:
+        report.dropped_why.append(f"{w.cut_step} (its input stays admitted and runs again)")
     report.snapshots_dropped = [s.name for s in check.snapshots]
     if check.secret:
         report.secret = True
