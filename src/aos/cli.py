@@ -417,6 +417,8 @@ def fsck(world: str, manifest_spec: str | None) -> None:
     from aos.fsck import check_world
     from aos.journal import segment_name
 
+    if not Path(world).is_dir():
+        raise click.ClickException(f"{world} is not a directory (no world to check)")
     m = _load_manifest(manifest_spec) if manifest_spec is not None else None
     r = check_world(world, m)
     j = r.journal
