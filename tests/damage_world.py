@@ -89,6 +89,14 @@ def watermark_deleted(copy: Path, orig: Original) -> str:
     return "durable"
 
 
+def newest_snapshot_flipped(copy: Path, orig: Original) -> str:
+    snap = sorted((copy / "snapshots").iterdir())[-1]
+    data = bytearray(snap.read_bytes())
+    data[len(data) // 3] ^= 0x01
+    snap.write_bytes(bytes(data))
+    return snap.name
+
+
 def early_segment_flipped(copy: Path, orig: Original) -> str:
     seg = segments(copy)[1]
     data = bytearray(seg.read_bytes())
@@ -103,6 +111,7 @@ REFUSED: dict[str, tuple[Callable[[Path, Original], str], type[aos.AosError]]] =
     "last segment deleted": (last_segment_deleted, aos.JournalTruncatedError),
     "snapshot newer than the journal": (snapshot_newer_than_journal, aos.JournalTruncatedError),
     "watermark deleted": (watermark_deleted, aos.WatermarkCorruptError),
+    "newest snapshot flipped": (newest_snapshot_flipped, aos.SnapshotCorruptError),
 }
 
 DAMAGES: dict[str, Callable[[Path, Original], str]] = {
