@@ -183,7 +183,7 @@ class _Steps:
         return self.state == 0
 
 
-def walk_journal(directory: Path, era: bytes | None, chains_at: set[int] = frozenset()) -> JournalWalk:  # type: ignore[assignment]
+def walk_journal(directory: Path, era: bytes | None, chains_at: frozenset[int] | set[int] = frozenset()) -> JournalWalk:
     """Read the journal at ``directory`` from its start up to its first damage (read-only)."""
     w = JournalWalk()
     reader = JournalReader(directory, era)

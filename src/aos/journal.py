@@ -577,7 +577,8 @@ class Journal:
                 last.name, end.offset,
                 f"the journal holds {end.index} records, but the durable watermark (journal/durable) says "
                 f"{mark.index} were acknowledged, up to {where}: {_records(mark.index - end.index)} acknowledged "
-                f"by a sync {'is' if mark.index - end.index == 1 else 'are'} missing" + (f" ({cause})" if cause else ""),
+                f"by a sync {'is' if mark.index - end.index == 1 else 'are'} missing"
+                + (f" ({cause})" if cause else ""),
                 "journal/durable", end.index, mark.index)
         path = d / _seg_name(mark.segment)
         name = path.name

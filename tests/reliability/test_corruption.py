@@ -194,7 +194,8 @@ def run_corruption_cases(tmp: Path, cases: int, base_seed: int) -> tuple[dict[st
     t0 = time.monotonic()
     orig = Original(tmp)
     failures = Failures()
-    counts = dict.fromkeys(["cases", "typed_errors", "refused_cut_short", "tail_truncations", "detected_by_verify", "intact_opens",
+    counts = dict.fromkeys(["cases", "typed_errors", "refused_cut_short", "tail_truncations", "detected_by_verify",
+                            "intact_opens",
                             "silent_acceptances", "untyped_errors", "unexpected_errors", "badly_named_errors"], 0)
     for i in range(cases):
         corruption_case(tmp, orig, base_seed + i, failures, counts)
