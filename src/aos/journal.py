@@ -224,6 +224,17 @@ class Watermark:
         _index, slot, pos = max(good)
         return pos, slot
 
+    @staticmethod
+    def whole_slots(directory: Path) -> int:
+        """How many of the two slots pass their check (0 when the file is missing or has the wrong size)."""
+        try:
+            data = (directory / WATERMARK_FILE).read_bytes()
+        except OSError:
+            return 0
+        if len(data) != _MARK_SIZE:
+            return 0
+        return sum(_mark_slot(data[i * _MARK_SLOT:(i + 1) * _MARK_SLOT]) is not None for i in (0, 1))
+
     @classmethod
     def create(cls, directory: Path, position: Position) -> "Watermark":
         write_atomic(directory / WATERMARK_FILE, _mark_bytes(position) * 2)
