@@ -345,7 +345,7 @@ def journal_vs_raw(records: int = 50_000, durability: str = "group") -> tuple[fl
         j.flush(sync=durability != "none")
         journal = time.perf_counter() - t0
         j.close()
-        data = b"".join(p.read_bytes() for p in sorted((tmp / "journal").iterdir()))
+        data = b"".join(p.read_bytes() for p in sorted((tmp / "journal").glob("*.seg")))
         chunk = max(1, len(data) * group // records)
         fd = os.open(tmp / "raw", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         t0 = time.perf_counter()

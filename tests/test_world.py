@@ -312,8 +312,12 @@ def test_step_torn_between_scheduled_and_outcome_is_completed_on_reopen(
         tmp_path: Path, counter_manifest: aos.Manifest) -> None:
     path = tmp_path / "w"
     with aos.World.open(path, counter_manifest, snapshot_every=0, snapshot_on_close=False) as w:
-        for i in range(10):
+        for i in range(9):
             w.submit("test/Add@1", {"id": i % 3})
+        w.run()
+    # the last step is written but never synced (durability "none"): a crash may tear it
+    with aos.World.open(path, counter_manifest, durability="none", snapshot_every=0, snapshot_on_close=False) as w:
+        w.submit("test/Add@1", {"id": 0})
         w.run()
         h = w.snapshot_hash()
     entries = list(JournalReader(path / "journal", counter_manifest.era).entries())

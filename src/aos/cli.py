@@ -447,6 +447,128 @@ def export(world: str, target: str) -> None:
     click.echo(f"wrote {target}: " + ", ".join(f"{n} {t}" for t, n in counts.items()))
 
 
+def _n(count: int, what: str) -> str:
+    return f"{count:,} {what}" + ("" if count == 1 else "s")
+
+
+@cli.command()
+@click.argument("world", type=click.Path(file_okay=False))
+@click.option("--manifest", "manifest_spec", default=None, metavar="MODULE:ATTR",
+              help="Optional: also check the world's era and replay its intact journal, verifying every record.")
+def fsck(world: str, manifest_spec: str | None) -> None:
+    """Check every file of WORLD; print what is intact and up to where. Changes nothing.
+
+    Exit status 0 when nothing is damaged, 1 when something is.
+    """
+    from aos.fsck import check_world
+    from aos.journal import segment_name
+
+    if not Path(world).is_dir():
+        raise click.ClickException(f"{world} is not a directory (no world to check)")
+    m = _load_manifest(manifest_spec) if manifest_spec is not None else None
+    r = check_world(world, m)
+    j = r.journal
+    grid = _fields()
+    grid.add_row("world", str(r.path))
+    if r.meta is not None:
+        desc = r.meta["manifest"]
+        grid.add_row("world.cbor", f"ok: manifest {desc.get('manifest')}, era {r.era.hex() if r.era else '?'}, "
+                                   f"window {r.meta['window']}, aging {r.meta['aging']}")
+    else:
+        grid.add_row("world.cbor", "DAMAGED")
+    grid.add_row("secret.key", "ok" if r.secret else "MISSING")
+    read = [s for s in j.segments if s.read]
+    journal_problems = [pr for pr in r.problems if pr.file == "journal"]
+    if r.journal_state:
+        grid.add_row("journal", f"{r.journal_state}: {journal_problems[0].what}")
+    else:
+        where = f"segment {segment_name(j.end.segment)} offset {j.end.offset}"
+        state = "DAMAGED" if j.damage is not None or journal_problems else "ok"
+        grid.add_row("journal", f"{state}: {_n(j.records, 'record')} intact from the start, up to {where}; "
+                                f"{len(read)} of {len(j.segments)} segment(s) read")
+    grid.add_row("steps", f"last whole step event_id {j.last_event_id} (record {j.keep:,})"
+                 + (f"; then {j.cut_step}" if j.cut_step else ""))
+    if j.damage is not None:
+        grid.add_row("first damage", str(j.damage))
+    after = [s.name for s in j.segments if not s.read and s.first > j.records]
+    if after:
+        grid.add_row("not read", f"{len(after)} segment(s) after the damage: {after[0]}"
+                                 + (f" to {after[-1]}" if len(after) > 1 else ""))
+    if r.watermark is not None:
+        wm = r.watermark
+        grid.add_row("watermark", f"{r.watermark_state}: {_n(wm.index, 'record')} acknowledged, up to segment "
+                                  f"{segment_name(wm.segment)} offset {wm.offset}")
+    else:
+        grid.add_row("watermark", r.watermark_state)
+    if not r.snapshots:
+        grid.add_row("snapshots", "none")
+    for i, s in enumerate(r.snapshots):
+        what = (f"DAMAGED: {s.problem}" if s.problem is not None
+                else f"ok: record {s.index:,}, event_id {s.event_id}, {_n(s.cells or 0, 'cell')}; {s.note}")
+        if s.past_end and s.problem is None:
+            what = "PAST THE JOURNAL'S END: " + what[4:]
+        grid.add_row("snapshots" if i == 0 else "", f"{s.name[:20]}-…: {what}")
+    if r.verified is not None:
+        grid.add_row("replay", f"verified {_n(j.keep, 'record')}: snapshot hash {r.verified}")
+    for note in r.notes:
+        grid.add_row("note", note)
+    if r.ok:
+        grid.add_row("result", "clean")
+    else:
+        grid.add_row("result", f"DAMAGED: {_n(len(r.problems), 'problem')}")
+        for pr in r.problems:
+            grid.add_row("", str(pr))
+        grid.add_row("", f"`aos salvage {world} --to NEW` copies the first {_n(j.keep, 'record')} "
+                         f"(up to event_id {j.last_event_id}) into a new world")
+    _out(grid)
+    if not r.ok:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("world", type=click.Path(file_okay=False))
+@click.option("--to", "dest", required=True, type=click.Path(file_okay=False),
+              help="The new world's directory (must not exist).")
+@click.option("--manifest", "manifest_spec", default=None, metavar="MODULE:ATTR",
+              help="Optional: replay the new world and verify every record before it is put in place.")
+def salvage(world: str, dest: str, manifest_spec: str | None) -> None:
+    """Copy the intact part of WORLD into a new world at --to NEW. WORLD is never changed.
+
+    Keeps the journal up to its first damage, cut at the last whole step,
+    the world metadata, the secret and the intact blobs; drops the rest and
+    every snapshot (the new world replays its journal when opened).
+    """
+    from aos.salvage import salvage_world
+
+    m = _load_manifest(manifest_spec) if manifest_spec is not None else None
+    r = salvage_world(world, dest, m)
+    grid = _fields()
+    grid.add_row("salvaged", f"{r.source} -> {r.dest}")
+    grid.add_row("kept", f"{_n(r.records, 'record')}, up to event_id {r.last_event_id}; world.cbor"
+                         + ("; secret.key (pending receipts still authenticate)" if r.secret else "")
+                         + f"; {_n(r.blobs, 'blob')}")
+    if r.dropped_why or r.dropped_records:
+        for i, why in enumerate(r.dropped_why):
+            grid.add_row("dropped" if i == 0 else "", why)
+    else:
+        grid.add_row("dropped", "no record: the journal was intact")
+    if r.acknowledged_lost:
+        grid.add_row("lost", f"{_n(r.acknowledged_lost, 'record')} the durable watermark had acknowledged")
+    if not r.secret:
+        grid.add_row("secret.key", "missing in the damaged world: the new world has a new one (receipts "
+                                   "signed with the old one are refused)")
+    if r.blobs_dropped:
+        grid.add_row("", f"{_n(len(r.blobs_dropped), 'blob')} failing its hash not copied: "
+                         + ", ".join(b[:12] for b in r.blobs_dropped))
+    grid.add_row("snapshots", f"{len(r.snapshots_dropped)} not copied; the new world replays its journal when "
+                              "opened and writes a fresh snapshot when closed")
+    if r.verified is not None:
+        grid.add_row("replay", f"verified: snapshot hash {r.verified}")
+    else:
+        grid.add_row("replay", f"not run: `aos replay {dest} --verify --manifest M` checks the new world")
+    _out(grid)
+
+
 def main() -> None:
     try:
         rc = cli.main(standalone_mode=False)

@@ -8,8 +8,9 @@ __all__ = [
     "AosError", "CanonicalError", "UnencodableValueError", "NonCanonicalError", "ManifestError",
     "ManifestMismatchError", "EraChangeError", "AdmissionError", "UnknownSchemaError",
     "MissingKeyFieldError", "InvalidKeyError", "CellKeyError", "UnknownReducerError", "StorageError",
-    "JournalCorruptError", "SnapshotCorruptError", "WorldLockedError", "WorldNotFoundError",
-    "WorldClosedError", "ReentrantCallError", "ReplayDivergenceError", "ReceiptError", "ReceiptAuthError", "UnknownIntentError",
+    "JournalCorruptError", "JournalTruncatedError", "WatermarkCorruptError", "SnapshotCorruptError",
+    "WorldLockedError", "WorldNotFoundError", "WorldClosedError", "ReentrantCallError",
+    "ReplayDivergenceError", "ReceiptError", "ReceiptAuthError", "UnknownIntentError",
     "DuplicateReceiptError", "ReceiptOverBudgetError", "InvariantViolation", "Backpressure",
 ]
 
@@ -108,14 +109,63 @@ class StorageError(AosError):
     """Base class of errors about files in a world directory."""
 
 
-class JournalCorruptError(StorageError):
-    """A journal record that is not a torn tail fails its checks."""
+def repair_hint(world: object | None) -> str:
+    """What to run about a damaged world (``WORLD`` when its path is not known)."""
+    w = "WORLD" if world is None else str(world)
+    return (f" (run `aos fsck {w}` to see what is intact, "
+            f"`aos salvage {w} --to NEW` to copy it into a new world)")
 
-    def __init__(self, segment: str, offset: int, reason: str) -> None:
+
+class JournalCorruptError(StorageError):
+    """A journal record that is not a torn tail fails its checks.
+
+    ``world`` is the world's directory where it is known (the message then
+    names the commands to run with it).
+    """
+
+    def __init__(self, segment: str, offset: int, reason: str, world: object | None = None) -> None:
         self.segment = segment
         self.offset = offset
         self.reason = reason
-        super().__init__(f"journal corrupt in segment {segment} at offset {offset}: {reason}")
+        self.world = world
+        super().__init__(segment, offset, reason)
+
+    def __str__(self) -> str:
+        return f"journal corrupt in segment {self.segment} at offset {self.offset}: {self.reason}" \
+               + repair_hint(self.world)
+
+
+class JournalTruncatedError(JournalCorruptError):
+    """The journal ends before a point that something proves it reached.
+
+    The proof (``evidence``) is the durable watermark (``journal/durable``),
+    a snapshot's position, or the world metadata (a world that was created
+    has a journal). ``records`` is how many records the journal holds,
+    ``expected`` how many the evidence proves it held (None: unknown, e.g.
+    the whole journal is missing). ``segment`` and ``offset`` say where the
+    journal now ends.
+    """
+
+    def __init__(self, segment: str, offset: int, reason: str, evidence: str = "",
+                 records: int = 0, expected: int | None = None, world: object | None = None) -> None:
+        self.evidence = evidence
+        self.records = records
+        self.expected = expected
+        super().__init__(segment, offset, reason, world)
+
+    def __str__(self) -> str:
+        return f"journal cut short: it ends in segment {self.segment} at offset {self.offset}: {self.reason}" \
+               + repair_hint(self.world)
+
+
+class WatermarkCorruptError(JournalCorruptError):
+    """The durable watermark (``journal/durable``) is missing or fails its checks."""
+
+    def __init__(self, reason: str, world: object | None = None) -> None:
+        super().__init__("durable", 0, reason, world)
+
+    def __str__(self) -> str:
+        return f"journal watermark journal/durable: {self.reason}" + repair_hint(self.world)
 
 
 class SnapshotCorruptError(StorageError):
@@ -124,7 +174,18 @@ class SnapshotCorruptError(StorageError):
     def __init__(self, path: str, reason: str) -> None:
         self.path = path
         self.reason = reason
-        super().__init__(f"snapshot {path}: {reason}")
+        super().__init__(path, reason)
+
+    @property
+    def world(self) -> str | None:
+        """The world directory holding the snapshot (``<world>/snapshots/<file>``), if it is one."""
+        from pathlib import Path
+
+        parent = Path(self.path).parent
+        return str(parent.parent) if parent.name == "snapshots" else None
+
+    def __str__(self) -> str:
+        return f"snapshot {self.path}: {self.reason}" + repair_hint(self.world)
 
 
 class WorldLockedError(StorageError):

@@ -11,10 +11,15 @@ Layout of ``journal/`` (docs/journal.md):
   ``chain = BLAKE3(previous chain || payload)``. The chain is both the
   record's checksum and the link to everything before it.
 
+* ``durable``: the durable watermark, the last position a sync made durable
+  (:class:`Watermark`).
+
 Recovery: a frame cut short at the end of the last segment (or a zero-filled
-end) is a *torn tail* and is truncated away when a world is opened for
-writing. Any other failing check raises :class:`JournalCorruptError` naming the
-segment and the offset of the bad frame; nothing is skipped.
+end) past the durable watermark is a *torn tail* and is truncated away when
+a world is opened for writing. A journal that ends before the watermark
+raises :class:`JournalTruncatedError`; any other failing check raises
+:class:`JournalCorruptError` naming the segment and the offset of the bad
+frame; nothing is skipped.
 """
 
 from __future__ import annotations
@@ -30,11 +35,12 @@ from typing import Callable, Iterator
 import blake3
 
 from aos._core import frames
-from aos.errors import JournalCorruptError, NonCanonicalError
+from aos.errors import JournalCorruptError, JournalTruncatedError, NonCanonicalError, WatermarkCorruptError
 from aos.files import write_atomic
 from aos.records import Record, decode_record, encode_record
 
-__all__ = ["Journal", "JournalReader", "Entry", "Position", "Durability", "GENESIS"]
+__all__ = ["Journal", "JournalReader", "Entry", "Position", "Durability", "Watermark", "GENESIS",
+           "WATERMARK_FILE", "segment_name"]
 
 MAGIC = b"AOSJRNL1"
 _SEG_HEAD = struct.Struct("<8sQ32s32s")
@@ -50,6 +56,23 @@ _SCAN_BATCH = 4096  # frames checked per call into the C scanner
 
 def _seg_name(first_index: int) -> str:
     return f"{first_index:020d}.seg"
+
+
+segment_name = _seg_name
+
+
+def _records(n: int) -> str:
+    return f"{n} record" if n == 1 else f"{n} records"
+
+
+def _world_of(directory: Path) -> Path | None:
+    """The world directory of a journal directory (``<world>/journal``), for error messages."""
+    return directory.parent if directory.name == "journal" else None
+
+
+def _own(exc: JournalCorruptError, directory: Path) -> None:
+    if exc.world is None:
+        exc.world = _world_of(directory)
 
 
 def _len_check(n: int) -> int:
@@ -133,6 +156,111 @@ class Entry:
     @property
     def end(self) -> int:
         return self.offset + FRAME_OVERHEAD + len(self.payload)
+
+
+WATERMARK_FILE = "durable"
+_MARK_MAGIC = b"AOSDURB1"
+_MARK = struct.Struct("<8sQQQ32s")
+_MARK_SLOT = 512  # one slot per disk sector: a torn write of one slot leaves the other whole
+_MARK_SIZE = 2 * _MARK_SLOT
+
+
+def _mark_bytes(pos: Position) -> bytes:
+    body = _MARK.pack(_MARK_MAGIC, pos.index, pos.segment, pos.offset, pos.chain)
+    return (body + blake3.blake3(body).digest()[:8]).ljust(_MARK_SLOT, b"\0")
+
+
+def _mark_slot(data: bytes) -> Position | None:
+    body = data[:_MARK.size]
+    if data[_MARK.size:_MARK.size + 8] != blake3.blake3(body).digest()[:8] or any(data[_MARK.size + 8:]):
+        return None
+    magic, index, segment, offset, chain = _MARK.unpack(body)
+    if magic != _MARK_MAGIC or offset < SEG_HEADER_SIZE or segment > index:
+        return None
+    return Position(index, segment, offset, chain)
+
+
+class Watermark:
+    """The durable watermark: the last journal position a sync made durable (``journal/durable``).
+
+    It is what proves how long the journal was: opening refuses a journal
+    that ends before it (:class:`JournalTruncatedError`), so a torn tail is
+    only ever the part no sync acknowledged. The file holds two 512-byte
+    slots, each ``magic | record index | segment | offset | chain hash |
+    8-byte BLAKE3 check``; an update overwrites the older slot in place (one
+    ``pwrite``, no fsync of its own), so a torn or lost update leaves the
+    other slot, an older and still true position. Reading takes the valid
+    slot with the higher index. It is written after the journal's fsync,
+    so it never claims more than the disk holds; after a power loss it may
+    claim less (then opening checks less), never more. It is fsync'd when
+    the journal closes.
+    """
+
+    __slots__ = ("path", "position", "_fd", "_slot", "_dirty")
+
+    def __init__(self, path: Path, position: Position, slot: int) -> None:
+        self.path = path
+        self.position = position
+        self._slot = slot  # the slot holding ``position``
+        self._fd = os.open(path, os.O_RDWR)
+        self._dirty = False
+
+    @staticmethod
+    def read(directory: Path) -> tuple[Position, int] | None:
+        """``(position, slot)`` of ``directory``'s watermark; None when there is none."""
+        path = directory / WATERMARK_FILE
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise WatermarkCorruptError(f"cannot be read: {exc}", _world_of(directory)) from None
+        if len(data) != _MARK_SIZE:
+            raise WatermarkCorruptError(f"is {len(data)} bytes, expected {_MARK_SIZE}", _world_of(directory))
+        slots = [_mark_slot(data[:_MARK_SLOT]), _mark_slot(data[_MARK_SLOT:])]
+        good = [(pos.index, i, pos) for i, pos in enumerate(slots) if pos is not None]
+        if not good:
+            raise WatermarkCorruptError("both of its slots fail their checks", _world_of(directory))
+        _index, slot, pos = max(good)
+        return pos, slot
+
+    @staticmethod
+    def whole_slots(directory: Path) -> int:
+        """How many of the two slots pass their check (0 when the file is missing or has the wrong size)."""
+        try:
+            data = (directory / WATERMARK_FILE).read_bytes()
+        except OSError:
+            return 0
+        if len(data) != _MARK_SIZE:
+            return 0
+        return sum(_mark_slot(data[i * _MARK_SLOT:(i + 1) * _MARK_SLOT]) is not None for i in (0, 1))
+
+    @classmethod
+    def create(cls, directory: Path, position: Position) -> "Watermark":
+        write_atomic(directory / WATERMARK_FILE, _mark_bytes(position) * 2)
+        return cls(directory / WATERMARK_FILE, position, 0)
+
+    @classmethod
+    def open(cls, directory: Path) -> "Watermark | None":
+        found = cls.read(directory)
+        return None if found is None else cls(directory / WATERMARK_FILE, found[0], found[1])
+
+    def advance(self, position: Position) -> None:
+        """Record ``position`` (already fsync'd in the journal) when it lies past the current one."""
+        if position.index <= self.position.index:
+            return
+        slot = 1 - self._slot
+        os.pwrite(self._fd, _mark_bytes(position), slot * _MARK_SLOT)
+        self._slot = slot
+        self.position = position
+        self._dirty = True
+
+    def close(self) -> None:
+        try:
+            if self._dirty:
+                os.fsync(self._fd)
+        finally:
+            os.close(self._fd)
 
 
 def _header_bytes(first_index: int, prev_chain: bytes, era: bytes) -> bytes:
@@ -234,9 +362,19 @@ class JournalReader:
 
     def batches(self, start: Position | None = None) -> Iterator[tuple[str, int, list[tuple[int, bytes, bytes]]]]:
         """The journal from ``start`` as ``(segment, index of the first, [(offset, payload, chain), ...])``."""
+        try:
+            yield from self._batches(start)
+        except JournalCorruptError as exc:
+            _own(exc, self.directory)
+            raise
+
+    def _batches(self, start: Position | None) -> Iterator[tuple[str, int, list[tuple[int, bytes, bytes]]]]:
         segs = self.segments()
         if not segs:
             self.end = Position(0, 0, SEG_HEADER_SIZE, GENESIS)
+            if start is not None and start.index > 0:
+                raise JournalCorruptError(_seg_name(start.segment), start.offset,
+                                          "the journal has no segments, but a snapshot points into one")
             return
         index, chain = (0, GENESIS) if start is None else (start.index, start.chain)
         begun = start is None
@@ -254,6 +392,10 @@ class JournalReader:
                     # name where the segment ends: that is where it was cut short
                     raise JournalCorruptError(path.name, len(data), f"segment ends before offset {offset}, "
                                               "where a snapshot says the journal goes on")
+                at = prev if offset == SEG_HEADER_SIZE else data[offset - 32:offset]
+                if at != chain:
+                    raise JournalCorruptError(path.name, offset, "the journal's chain hash here differs from "
+                                              "the one a snapshot recorded for this position")
             else:
                 if first != index:
                     raise JournalCorruptError(path.name, 0, f"segment starts at record {first}, expected {index}")
@@ -273,8 +415,12 @@ class JournalReader:
 
     def records(self, start: Position | None = None) -> Iterator[tuple[Entry, Record]]:
         """Typed records, with their entries."""
-        for entry in self.entries(start):
-            yield entry, entry.record()
+        try:
+            for entry in self.entries(start):
+                yield entry, entry.record()
+        except JournalCorruptError as exc:
+            _own(exc, self.directory)
+            raise
 
     def follow(self, start: Position | None = None, poll: float = 0.2,
                stop: Callable[[], bool] = lambda: False) -> Iterator[Entry]:
@@ -287,6 +433,13 @@ class JournalReader:
         frame still being written is read on a later poll. ``stop`` is checked
         between polls; ``start`` defaults to the beginning of the journal.
         """
+        try:
+            yield from self._follow(start, poll, stop)
+        except JournalCorruptError as exc:
+            _own(exc, self.directory)
+            raise
+
+    def _follow(self, start: Position | None, poll: float, stop: Callable[[], bool]) -> Iterator[Entry]:
         pos = start if start is not None else Position(0, 0, SEG_HEADER_SIZE, GENESIS)
         index, chain, seg, offset = pos.index, pos.chain, pos.segment, pos.offset
         need_header = start is None  # a given start comes from a pass that checked its segment
@@ -331,7 +484,8 @@ class Journal:
     """The append side of a world's journal (one writer at a time)."""
 
     def __init__(self, directory: Path, era: bytes, durability: Durability,
-                 end: Position, segment_bytes: int) -> None:
+                 end: Position, segment_bytes: int, mark: Watermark | None,
+                 torn: tuple[Path, int] | None = None) -> None:
         self.directory = directory
         self.era = era
         self.durability = durability
@@ -345,29 +499,71 @@ class Journal:
         self._pending_commits = 0
         self._last_sync = time.monotonic()
         self.durable_index = end.index
+        self._mark = mark  # None until finish_open() starts one (a journal from before the watermark)
+        self._opened_at = end.index
+        self.torn = torn  # (segment, offset) of a torn tail not yet cut off (see finish_open)
         self._fd = os.open(directory / _seg_name(end.segment), os.O_WRONLY | os.O_APPEND)
         self._closed = False
 
     # ------------------------------------------------------------ opening
     @classmethod
     def open(cls, directory: str | os.PathLike[str], era: bytes, durability: Durability | str = "group",
-             segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> "Journal":
-        """Open for appending: verify the last segment, truncate a torn tail."""
+             segment_bytes: int = DEFAULT_SEGMENT_BYTES, *, existing: bool = False,
+             cut_tail: bool = True) -> "Journal":
+        """Open for appending: verify the last segment against the watermark, truncate a torn tail.
+
+        ``existing``: the journal must already be there, with its durable
+        watermark (a world's, once created); otherwise a missing journal is
+        created, and a journal without a watermark (written before there
+        was one) gets one. Raises :class:`JournalTruncatedError` when the
+        journal ends before the watermark, before anything is changed.
+        With ``cut_tail=False`` nothing is changed yet: a torn tail is cut
+        (and a missing watermark started) by :meth:`finish_open`, once the
+        caller has checked its own evidence (snapshots); :meth:`abandon`
+        gives up instead.
+        """
         if len(era) != 32:
             raise ValueError(f"era must be a 32-byte hash, got {len(era)} bytes")
         d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
+        try:
+            journal = cls._open(d, era, Durability.of(durability), segment_bytes, existing)
+        except JournalCorruptError as exc:
+            _own(exc, d)
+            raise
+        if cut_tail:
+            journal.finish_open()
+        return journal
+
+    @classmethod
+    def _open(cls, d: Path, era: bytes, durability: Durability, segment_bytes: int, existing: bool) -> "Journal":
         reader = JournalReader(d, era)
         segs = reader.segments()
+        found = Watermark.read(d) if d.is_dir() else None
         if not segs:
+            expected = found[0].index if found is not None else None
+            if existing or (expected or 0) > 0:
+                what = f"{d} holds no journal segments" if d.is_dir() else f"the journal directory {d} is missing"
+                proof = (f"the durable watermark says {expected} records were acknowledged" if expected
+                         else "the world metadata says the world was created, with a journal")
+                raise JournalTruncatedError(_seg_name(0), 0, f"{what}, but {proof}",
+                                            "journal/durable" if expected else "world.cbor", 0, expected)
+            d.mkdir(parents=True, exist_ok=True)
             cls._create_segment(d, 0, GENESIS, era)
             end = Position(0, 0, SEG_HEADER_SIZE, GENESIS)
-        else:
-            end = cls._recover_last(reader, segs[-1])
-        return cls(d, era, Durability.of(durability), end, segment_bytes)
+            return cls(d, era, durability, end, segment_bytes, Watermark.create(d, end))
+        if found is None and existing:
+            raise WatermarkCorruptError("is missing: without it nothing shows how much of the journal was "
+                                        "acknowledged (the world metadata says the world keeps one)")
+        end, torn = cls._scan_last(reader, segs[-1])
+        mark = None  # a journal from before the watermark: finish_open() starts one
+        if found is not None:
+            cls._check_mark(d, segs, end, torn, found[0])
+            mark = Watermark(d / WATERMARK_FILE, found[0], found[1])
+        return cls(d, era, durability, end, segment_bytes, mark, torn)
 
     @staticmethod
-    def _recover_last(reader: JournalReader, path: Path) -> Position:
+    def _scan_last(reader: JournalReader, path: Path) -> tuple[Position, tuple[Path, int] | None]:
+        """The end of the good frames of the last segment, and where a torn tail starts (if any)."""
         data = path.read_bytes()
         first, prev, era = _read_header(path, data)
         if reader.era is not None and era != reader.era:
@@ -375,12 +571,75 @@ class Journal:
         scan = _Scan(path.name, data, first, SEG_HEADER_SIZE, prev, True)
         for _ in scan.batches():  # checks every frame; no Entry objects needed here
             pass
-        if scan.torn_at is not None:
+        torn = None if scan.torn_at is None else (path, scan.torn_at)
+        return Position(scan.index, first, scan.offset, scan.chain), torn
+
+    @staticmethod
+    def _check_mark(d: Path, segs: list[Path], end: Position, torn: tuple[Path, int] | None,
+                    mark: Position) -> None:
+        """Refuse a journal that ends before the watermark or does not hold the record it acknowledged."""
+        last = segs[-1]
+        if end.index < mark.index:
+            where = f"segment {_seg_name(mark.segment)} offset {mark.offset}"
+            missing = [] if mark.segment <= end.segment else [
+                _seg_name(mark.segment) + " is missing"]
+            cause = "; ".join(missing + ([f"{last.name} breaks off at offset {end.offset}"] if torn else []))
+            raise JournalTruncatedError(
+                last.name, end.offset,
+                f"the journal holds {end.index} records, but the durable watermark (journal/durable) says "
+                f"{mark.index} were acknowledged, up to {where}: {_records(mark.index - end.index)} acknowledged "
+                f"by a sync {'is' if mark.index - end.index == 1 else 'are'} missing"
+                + (f" ({cause})" if cause else ""),
+                "journal/durable", end.index, mark.index)
+        path = d / _seg_name(mark.segment)
+        name = path.name
+        try:
+            with open(path, "rb") as f:
+                if mark.offset == SEG_HEADER_SIZE:
+                    head = f.read(SEG_HEADER_SIZE)
+                    at = _read_header(path, head)[1] if len(head) == SEG_HEADER_SIZE else b""
+                else:
+                    f.seek(mark.offset - 32)
+                    at = f.read(32)
+        except FileNotFoundError:
+            raise JournalCorruptError(name, 0, "segment is missing, but the durable watermark points into "
+                                      "it") from None
+        if len(at) != 32:
+            raise JournalTruncatedError(name, path.stat().st_size,
+                                        f"segment ends before offset {mark.offset}, up to where the durable "
+                                        "watermark says the journal was acknowledged",
+                                        "journal/durable", end.index, mark.index)
+        if at != mark.chain:
+            raise JournalCorruptError(name, mark.offset, f"the chain hash before this offset (record "
+                                      f"{mark.index}) is not the one the durable watermark acknowledged")
+
+    def finish_open(self) -> None:
+        """Truncate the torn tail found when opening (if any), start a missing watermark; before appending.
+
+        A journal without a watermark gets one at its start: no sync of this
+        process has confirmed more yet (the next one moves it).
+        """
+        if self.torn is not None:
+            path, at = self.torn
             with open(path, "r+b") as f:
-                f.truncate(scan.torn_at)
+                f.truncate(at)
                 f.flush()
                 os.fsync(f.fileno())
-        return Position(scan.index, first, scan.offset, scan.chain)
+            self.torn = None
+        if self._mark is None:
+            self._mark = Watermark.create(self.directory, Position(0, 0, SEG_HEADER_SIZE, GENESIS))
+
+    def abandon(self) -> None:
+        """Close after a failed open: nothing is written when nothing was appended."""
+        if self._closed:
+            return
+        if self._buf or self.index != self._opened_at:  # a replay completed a step: keep it, as close() does
+            self.close()
+            return
+        os.close(self._fd)
+        self._closed = True
+        if self._mark is not None:
+            self._mark.close()
 
     @staticmethod
     def _create_segment(d: Path, first_index: int, prev_chain: bytes, era: bytes) -> None:
@@ -424,8 +683,11 @@ class Journal:
             return d.mode == "group"
         return False
 
-    def flush(self, sync: bool = True) -> None:
-        """Write buffered records; fsync them when ``sync`` (and the policy is not 'none')."""
+    def flush(self, sync: bool = True, force: bool = False) -> None:
+        """Write buffered records; fsync them when ``sync`` and the policy is not 'none' (or ``force``).
+
+        What an fsync made durable is recorded in the durable watermark.
+        """
         if self._buf:
             view = memoryview(self._buf)
             while view:
@@ -433,14 +695,16 @@ class Journal:
                 view = view[written:]
             view.release()
             self._buf.clear()
-        if sync and self.durability.mode != "none":
+        if sync and (force or self.durability.mode != "none"):
             os.fsync(self._fd)
             self.durable_index = self.index
+            if self._mark is not None and self._mark.position.index != self.index:
+                self._mark.advance(Position(self.index, self._seg_first, self._offset, self.chain))
         self._pending_commits = 0
         self._last_sync = time.monotonic()
 
     def _rotate(self) -> None:
-        self.flush(sync=True)
+        self.flush(sync=True, force=True)  # a segment is complete on disk before the next one exists
         os.close(self._fd)
         self._create_segment(self.directory, self.index, self.chain, self.era)
         self._seg_first = self.index
@@ -455,3 +719,5 @@ class Journal:
         finally:
             os.close(self._fd)
             self._closed = True
+            if self._mark is not None:
+                self._mark.close()

@@ -227,10 +227,13 @@ class Replay:
         """
         if until is not None and (type(until) is not int or until < 0):
             raise ValueError(f"until must be an event_id >= 0, got {until!r}")
+        proof = _longest_proof(self.path, self.meta)  # read before the journal: a writer only adds to both
         reader = JournalReader(self.path / "journal", self.manifest.era)
         sink = VerifyingSink(reader.batches())
         kernel = Kernel(self.manifest, sink, window=self.meta["window"], aging=self.meta["aging"])
         replay_entries(kernel, sink, progress, until)
+        if until is None and sink.peek_payload() is None and reader.end is not None:
+            _check_end(self.path, reader.end, proof)
         if until is not None and kernel.last_event_id < until:
             raise ValueError(f"the journal of {self.path} ends at event_id {kernel.last_event_id}, before {until}")
         self.kernel = kernel
@@ -259,6 +262,40 @@ class Replay:
             self.manifest.get(reducer)
         return [(spec.name, key) for _n, spec, key, _s, _h in self._replayed().cells.sorted_items()
                 if reducer is None or spec.name == reducer]
+
+
+def _longest_proof(path: Path, meta: dict[str, Any]) -> tuple[int, str] | None:
+    """How many records something proves the journal held, and what: the watermark, a snapshot, the metadata."""
+    from aos.journal import Watermark
+    from aos.snapshot import list_snapshots, snapshot_index
+
+    proofs: list[tuple[int, str]] = []
+    if meta.get("watermark") is True:
+        proofs.append((0, "world.cbor (the world was created with a journal)"))
+    if (path / "journal").is_dir():
+        found = Watermark.read(path / "journal")
+        if found is not None:
+            proofs.append((found[0].index, "the durable watermark (journal/durable)"))
+    snaps = list_snapshots(path / "snapshots")
+    if snaps:
+        proofs.append((snapshot_index(snaps[-1]), f"snapshot snapshots/{snaps[-1].name}"))
+    return max(proofs) if proofs else None
+
+
+def _check_end(path: Path, end: Any, proof: tuple[int, str] | None) -> None:
+    from aos.errors import JournalTruncatedError
+    from aos.journal import segment_name
+
+    if proof is None:
+        return
+    expected, evidence = proof
+    if not JournalReader(path / "journal").segments() and evidence.startswith("world.cbor"):
+        raise JournalTruncatedError(segment_name(0), 0, f"the journal directory {path / 'journal'} holds no "
+                                    f"segments, but {evidence}", evidence, 0, None, path)
+    if end.index < expected:
+        raise JournalTruncatedError(segment_name(end.segment), end.offset,
+                                    f"the journal holds {end.index} records, but {evidence} proves {expected}",
+                                    evidence, end.index, expected, path)
 
 
 def replay(path: str | os.PathLike[str], manifest: Manifest) -> Replay:

@@ -22,7 +22,8 @@ from aos.files import write_atomic
 from aos.journal import Position
 from aos.kernel import Kernel
 
-__all__ = ["SnapshotInfo", "write_snapshot", "load_snapshot", "list_snapshots", "SNAPSHOT_FORMAT"]
+__all__ = ["SnapshotInfo", "write_snapshot", "load_snapshot", "list_snapshots", "check_snapshot_file",
+           "SNAPSHOT_FORMAT"]
 
 SNAPSHOT_FORMAT = 1
 
@@ -137,13 +138,24 @@ def _check_types(doc: dict[str, Any], where: str) -> None:
              and (q[8] is None or type(q[8]) in (str, int, bytes)) for q in outbox["queued"]), "outbox")
 
 
-def load_snapshot(path: Path, kernel: Kernel, era: bytes) -> Position:
-    """Restore ``kernel`` (fresh) from the snapshot at ``path``; return its journal position."""
+def check_snapshot_file(path: Path) -> bytes:
+    """The bytes of the snapshot file at ``path``, checked against the content hash in its name."""
     where = str(path)
-    data = path.read_bytes()
+    snapshot_index(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SnapshotCorruptError(where, f"cannot be read: {exc}") from None
     stem = path.name[:-len(".snap")]
     if "-" not in stem or canonical.digest(data).hex() != stem.split("-", 1)[1]:
         raise SnapshotCorruptError(where, "content does not match the hash in its file name")
+    return data
+
+
+def load_snapshot(path: Path, kernel: Kernel, era: bytes) -> Position:
+    """Restore ``kernel`` (fresh) from the snapshot at ``path``; return its journal position."""
+    where = str(path)
+    data = check_snapshot_file(path)
     try:
         doc = canonical.decode(data, where)
         if doc.get("format") != SNAPSHOT_FORMAT:

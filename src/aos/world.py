@@ -34,6 +34,8 @@ from aos.errors import (
     AosError,
     Backpressure,
     InvariantViolation,
+    JournalCorruptError,
+    JournalTruncatedError,
     ManifestMismatchError,
     ReceiptError,
     ReentrantCallError,
@@ -43,15 +45,31 @@ from aos.errors import (
     WorldNotFoundError,
 )
 from aos.executor import Hooks, InlineExecutor, RunResult, ThreadsExecutor
-from aos.files import write_atomic
-from aos.journal import DEFAULT_SEGMENT_BYTES, Durability, Journal, JournalReader, Position
+from aos.files import fsync_dir, write_atomic
+from aos.journal import (
+    DEFAULT_SEGMENT_BYTES,
+    SEG_HEADER_SIZE,
+    WATERMARK_FILE,
+    Durability,
+    Journal,
+    JournalReader,
+    Position,
+    segment_name,
+)
 from aos.kernel import DEFAULT_AGING, DEFAULT_WINDOW, Kernel
 from aos.manifest import Manifest, check_compatible
 from aos.outbox import QueuedEffect
 from aos.receipt import SECRET_FILE, Receipt, ReceiptSigner, create_secret, load_secret
 from aos.records import SnapshotCreated
 from aos.replay import VerifyingSink, replay_entries
-from aos.snapshot import SnapshotInfo, list_snapshots, load_snapshot, snapshot_index, write_snapshot
+from aos.snapshot import (
+    SnapshotInfo,
+    check_snapshot_file,
+    list_snapshots,
+    load_snapshot,
+    snapshot_index,
+    write_snapshot,
+)
 
 __all__ = ["World", "read_meta"]
 
@@ -76,6 +94,8 @@ def read_meta(path: Path, manifest: Manifest) -> dict[str, Any]:
         for name in ("window", "aging"):
             if type(meta[name]) is not int or not 1 <= meta[name] <= MAX_WINDOW:
                 raise ValueError(f"{name} must be an int from 1 to {MAX_WINDOW}, got {meta[name]!r}")
+        if meta.get("watermark", True) is not True:
+            raise ValueError(f"watermark must be true when present, got {meta['watermark']!r}")
     except (AosError, KeyError, AttributeError, TypeError, ValueError) as exc:
         if isinstance(exc, StorageError):
             raise
@@ -95,6 +115,43 @@ def default_workers(manifest: Manifest) -> int:
     if not gil or any(spec.native is not None for spec in manifest.reducers.values()):
         return os.cpu_count() or 1
     return 0
+
+
+_NEW_JOURNAL = {segment_name(0), segment_name(0) + ".tmp", WATERMARK_FILE, WATERMARK_FILE + ".tmp"}
+
+
+def _new_journal(path: Path) -> bool:
+    """Whether ``path`` is the journal an interrupted creation left: no records yet."""
+    if path.name != "journal" or not path.is_dir() or path.is_symlink():
+        return False
+    for c in path.iterdir():
+        if c.name not in _NEW_JOURNAL or not c.is_file():
+            return False
+        if c.name == segment_name(0) and c.stat().st_size > SEG_HEADER_SIZE:
+            return False
+    return True
+
+
+def _remove_new_journal(path: Path) -> None:
+    if path.is_dir():
+        for c in path.iterdir():
+            c.unlink()
+        path.rmdir()
+
+
+def _check_legacy_journal(p: Path) -> None:
+    """A world from before the watermark: a missing journal is refused when a snapshot proves there was one."""
+    if JournalReader(p / "journal").segments():
+        return
+    snaps = list_snapshots(p / "snapshots")
+    if snaps:
+        newest = snaps[-1]
+        check_snapshot_file(newest)
+        at = snapshot_index(newest)
+        what = "has no segments" if (p / "journal").is_dir() else "is missing"
+        raise JournalTruncatedError(segment_name(0), 0, f"the journal directory {p / 'journal'} {what}, but "
+                                    f"snapshot snapshots/{newest.name} was taken at record {at}",
+                                    f"snapshots/{newest.name}", 0, at, p)
 
 
 class World:
@@ -200,7 +257,8 @@ class World:
             # A creation that was interrupted (the process died before world.cbor, which is written
             # last, was in place) leaves only these files behind: create the world again over them.
             leftovers = {SECRET_FILE, SECRET_FILE + ".tmp", META + ".tmp"}
-            if p.exists() and (not p.is_dir() or any(c.name not in leftovers for c in p.iterdir())):
+            if p.exists() and (not p.is_dir() or any(c.name not in leftovers and not _new_journal(c)
+                                                     for c in p.iterdir())):
                 raise StorageError(f"{p} exists and is not an aos world (no {META}); refusing to use it")
             p.mkdir(parents=True, exist_ok=True)
             meta = {"format": WORLD_FORMAT, "manifest": manifest.describe(),
@@ -211,6 +269,10 @@ class World:
             if type(meta["aging"]) is not int or not 1 <= meta["aging"] <= MAX_WINDOW:
                 raise ValueError(f"aging must be an int from 1 to {MAX_WINDOW}, got {aging!r}")
             create_secret(p)
+            _remove_new_journal(p / "journal")
+            Journal.open(p / "journal", manifest.era, "always").close()  # its first segment and watermark
+            fsync_dir(p)
+            meta["watermark"] = True  # the journal keeps a durable watermark (docs/storage.md)
             write_atomic(p / META, canonical.encode(meta, where="world metadata"))
         lock_fd = os.open(p / "world.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -228,12 +290,23 @@ class World:
                 raise StorageError(f"world {p}: {SECRET_FILE} is missing or unreadable (receipts cannot be "
                                    "authenticated without it)")
             signer = ReceiptSigner(secret)
-            journal = Journal.open(p / "journal", manifest.era, dur, segment_bytes)
+            keeps_watermark = meta.get("watermark") is True
+            if not keeps_watermark:
+                _check_legacy_journal(p)
+            journal = Journal.open(p / "journal", manifest.era, dur, segment_bytes, existing=keeps_watermark,
+                                   cut_tail=False)
             try:
                 kernel, start = cls._recover(p, manifest, journal, meta["window"], signer, meta["aging"])
             except BaseException:
-                journal.close()
+                journal.abandon()
                 raise
+            if not keeps_watermark:  # a world from before the watermark now has one
+                write_atomic(p / META, canonical.encode(dict(meta, watermark=True), where="world metadata"))
+        except JournalCorruptError as exc:
+            os.close(lock_fd)
+            if exc.world is None:
+                exc.world = p
+            raise
         except BaseException:
             os.close(lock_fd)
             raise
@@ -261,15 +334,23 @@ class World:
         reader = JournalReader(p / "journal", manifest.era)
         start = None
         kernel = Kernel(manifest, journal, window=window, signer=signer, aging=aging)
-        for snap in reversed(list_snapshots(p / "snapshots")):
-            if snapshot_index(snap) > journal.index:
-                # Its position was torn off the journal (possible only when the journal
-                # was damaged after the snapshot): it can never be valid again.
-                snap.unlink()
-                continue
+        snaps = list_snapshots(p / "snapshots")
+        if snaps and snapshot_index(snaps[-1]) > journal.index:
+            # A snapshot is written only at a durable journal position: the journal lost records.
+            # Nothing is deleted; the snapshot is the proof (and the state to salvage from).
+            newest = snaps[-1]
+            check_snapshot_file(newest)  # a damaged file proves nothing: report it as such
+            end = journal.position
+            at = snapshot_index(newest)
+            raise JournalTruncatedError(
+                segment_name(end.segment), end.offset,
+                f"the journal holds {journal.index} records, but snapshot snapshots/{newest.name} was taken "
+                f"at record {at}: the {at - journal.index} record(s) between are missing",
+                f"snapshots/{newest.name}", journal.index, at, p)
+        if snaps:
             kernel = Kernel(manifest, journal, window=window, signer=signer, aging=aging)
-            start = load_snapshot(snap, kernel, manifest.era)
-            break
+            start = load_snapshot(snaps[-1], kernel, manifest.era)
+        journal.finish_open()  # the evidence is checked: what lies past it was never acknowledged
         sink = VerifyingSink(reader.batches(start), journal)
         kernel.sink = sink
         replay_entries(kernel, sink)
@@ -616,7 +697,7 @@ class World:
     def _snapshot(self) -> SnapshotInfo:
         k = self._kernel
         j = self._journal
-        j.flush(sync=True)  # the snapshot's position must be on disk before the snapshot is
+        j.flush(sync=True, force=True)  # the snapshot's position is on disk before the snapshot (every mode)
         info = write_snapshot(self.path / "snapshots", k, self.manifest.era, j.position)
         j.append(SnapshotCreated(k.last_event_id, bytes.fromhex(info.snapshot_hash), info.path.name))
         j.flush(sync=True)

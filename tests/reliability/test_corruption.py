@@ -10,8 +10,11 @@ in a journal segment or a snapshot file). Opening it must end in one of:
   does not read — then ``aos.replay(...).verify()``, which reads everything,
   must either report it or return the same state);
 * a typed error: ``JournalCorruptError`` naming a segment of the world and
-  an offset inside it (the damaged segment itself for flips), or
-  ``SnapshotCorruptError`` naming the damaged snapshot file.
+  an offset inside it (the damaged segment itself for flips) — among them
+  ``JournalTruncatedError`` for a journal cut below its durable watermark or
+  before a snapshot (the original's last records are never synced, so a cut
+  there is a torn tail and recovers) —, or ``SnapshotCorruptError`` naming
+  the damaged snapshot file.
 
 Never a wrong state (a *silent acceptance*), never an untyped exception.
 """
@@ -58,6 +61,13 @@ class Original:
                 for _ in range(30):
                     w.submit(*random_input(rnd))
                 w.run()
+        # the last records are written but never synced (durability "none"): past the durable
+        # watermark, where a cut is a torn tail a crash may leave; a cut below it is refused
+        with aos.World.open(self.path, self.m, workers=2, effects="inline", adapters=workload_adapters(),
+                            durability="none", snapshot_every=0, snapshot_on_close=False, **OPTS) as w:
+            for _ in range(6):
+                w.submit(*random_input(rnd))
+            w.run()
             self.hash = w.snapshot_hash()
         self.records = [r for _e, r in JournalReader(self.path / "journal", self.m.era).records()]
         self.payloads = journal_payloads(self.path, self.m)
@@ -126,6 +136,8 @@ def corruption_case(tmp: Path, orig: Original, seed: int, failures: Failures, co
             h = w.snapshot_hash()
             n = w.stats["records"]
     except aos.JournalCorruptError as exc:
+        if isinstance(exc, aos.JournalTruncatedError):
+            counts["refused_cut_short"] += 1
         seg = copy / "journal" / exc.segment
         size = seg.stat().st_size if seg.is_file() else None
         named_ok = exc.segment in orig.segments and (size is None or 0 <= exc.offset <= size)
@@ -182,7 +194,8 @@ def run_corruption_cases(tmp: Path, cases: int, base_seed: int) -> tuple[dict[st
     t0 = time.monotonic()
     orig = Original(tmp)
     failures = Failures()
-    counts = dict.fromkeys(["cases", "typed_errors", "tail_truncations", "detected_by_verify", "intact_opens",
+    counts = dict.fromkeys(["cases", "typed_errors", "refused_cut_short", "tail_truncations", "detected_by_verify",
+                            "intact_opens",
                             "silent_acceptances", "untyped_errors", "unexpected_errors", "badly_named_errors"], 0)
     for i in range(cases):
         corruption_case(tmp, orig, base_seed + i, failures, counts)

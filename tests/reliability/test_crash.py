@@ -7,6 +7,8 @@ and periodic snapshots, and kills it with SIGKILL at a seeded random moment
 — one to three times in a row on the same world, sometimes before it even
 finished opening. Then the parent reopens the world and checks:
 
+* ``aos fsck`` (read-only, before reopening) finds no damage: a torn tail
+  past the durable watermark is what a crash leaves (0 damaged after a crash);
 * it opens (0 failed reopens);
 * every event the child was told is durable is in the journal with the same
   value, and every step up to the last acknowledged ``durable_event_id``
@@ -35,6 +37,7 @@ import pytest
 
 import aos
 from aos import canonical
+from aos.fsck import check_world
 from aos.records import EventAdmitted, InvariantViolated, StepCommitted, StepFailed
 from reliability_support import (
     Failures,
@@ -145,6 +148,11 @@ def crash_trial(tmp: Path, seed: int, failures: Failures, counts: dict[str, int]
     counts["acked_steps"] += acked_step
 
     m = workload_manifest()
+    if (path / "world.cbor").is_file():  # (a kill during creation leaves no world yet)
+        check = check_world(path)  # read-only: what a crash leaves is never damage
+        if not check.ok:
+            counts["fsck_damaged_after_crash"] += 1
+            failures.add(f"{tag}: aos fsck reports damage after the crash: {[str(p) for p in check.problems]}")
     opts: dict[str, Any] = {"aging": 40, "segment_bytes": cfg["segment_bytes"], "on_violation": "record"}
     try:
         with aos.World.open(path, m, workers=0, effects="manual", snapshot_on_close=False, **opts) as w:
@@ -194,7 +202,7 @@ def crash_trial(tmp: Path, seed: int, failures: Failures, counts: dict[str, int]
 def run_crash_trials(tmp: Path, trials: int, base_seed: int) -> tuple[dict[str, Any], Failures]:
     failures = Failures()
     counts = dict.fromkeys(["trials", "kills", "children_done", "acked_events", "acked_steps", "records_checked",
-                            "lost_acknowledged", "failed_reopens", "oracle_mismatches"], 0)
+                            "lost_acknowledged", "failed_reopens", "oracle_mismatches", "fsck_damaged_after_crash"], 0)
     t0 = time.monotonic()
     for i in range(trials):
         d = tmp / f"t{i}"
