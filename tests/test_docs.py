@@ -11,7 +11,11 @@
 * Each ```sql block of docs/cli.md runs against ``aos export`` of that world.
 
 A block is left out only when the line before it is a visible comment
-``<!-- docs-test: skip: REASON -->``.
+``<!-- docs-test: skip: REASON -->``. The commands of a block marked
+``<!-- docs-test: world: damaged ... -->`` run against the damaged world that
+docs/cli.md describes instead (the demo with 2,000 orders, its journal segment
+cut to 5,000,000 bytes); there an exit status other than 0 is expected, and
+what the command writes to stderr counts as printed.
 
 Run ``python tests/test_docs.py`` to print what each ``$ aos`` command
 prints now (to update the docs after a change).
@@ -55,18 +59,19 @@ def python_blocks() -> list[Any]:
     return out
 
 
-def commands() -> list[tuple[str, str, list[str]]]:
-    """(where, command line, documented output lines) of every ``$ aos`` line of the docs."""
+def commands() -> list[tuple[str, str, list[str], str]]:
+    """(where, command line, documented output lines, world) of every ``$ aos`` line of the docs."""
     out = []
     for where, _lang, body, marker in blocks():
         if marker and marker.startswith("skip"):
             continue
+        world = "damaged" if marker and marker.startswith("world: damaged") else "shop"
         current: list[Any] | None = None
         for line in body.splitlines():
             if line.startswith("$ "):
                 current = None
                 if line.startswith("$ aos "):
-                    current = [where, line[2:], []]
+                    current = [where, line[2:], [], world]
                     out.append(current)
             elif current is not None:
                 current[2].append(line)
@@ -75,8 +80,8 @@ def commands() -> list[tuple[str, str, list[str]]]:
 
 def test_skip_markers_are_few_and_say_why() -> None:
     markers = [(where, marker) for where, _lang, _body, marker in blocks() if marker]
-    assert all(re.fullmatch(r"skip: \S.{10,}", m) for _w, m in markers), markers
-    assert len(markers) <= 3, markers
+    assert all(re.fullmatch(r"(skip|world: damaged) \S.{10,}|skip: \S.{10,}", m) for _w, m in markers), markers
+    assert len([m for _w, m in markers if m.startswith("skip")]) <= 3, markers
 
 
 def test_every_python_block_is_found() -> None:
@@ -108,13 +113,31 @@ def docs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def run_aos(args: list[str]) -> tuple[int, str]:
+@pytest.fixture(scope="module")
+def damaged_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The damaged world of docs/cli.md: the demo with 2,000 orders, its segment cut to 5,000,000 bytes."""
+    from aos.demo import run_demo
+
+    path = tmp_path_factory.mktemp("damaged")
+    run_demo(path / "shop.world", orders=2000)
+    (seg,) = (path / "shop.world" / "journal").glob("*.seg")
+    with open(seg, "r+b") as f:
+        f.truncate(5_000_000)
+    return path
+
+
+def run_aos(args: list[str], stderr: bool = False) -> tuple[int, str]:
     from aos.cli import cli
 
+    from aos.errors import AosError
+
     result = CliRunner().invoke(cli, args)
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout
+    exc = result.exception
+    if stderr and isinstance(exc, (AosError, OSError, ValueError)):
+        return 1, result.output + f"error: {exc}\n"  # what aos.cli.main prints for it
+    if exc is not None and not isinstance(exc, SystemExit):
+        raise exc
+    return result.exit_code, result.output if stderr else result.stdout
 
 
 def matches(documented: str, actual: str) -> bool:
@@ -135,13 +158,18 @@ def check_output(where: str, line: str, documented: list[str], actual: list[str]
         assert matches(doc, got), f"{where}: {line}\ndocumented: {doc}\nprints:     {got}"
 
 
-@pytest.mark.parametrize("where, line, documented", commands(), ids=[c[1] for c in commands()])
+@pytest.mark.parametrize("where, line, documented, world", commands(), ids=[c[1] for c in commands()])
 def test_aos_command_in_the_docs_runs_and_prints_what_they_show(where: str, line: str, documented: list[str],
-                                                                docs_dir: Path,
+                                                                world: str, request: pytest.FixtureRequest,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     if "--png" in line:
         pytest.importorskip("matplotlib")
-    monkeypatch.chdir(docs_dir)
+    if world == "damaged":
+        monkeypatch.chdir(request.getfixturevalue("damaged_dir"))
+        _code, out = run_aos(shlex.split(line)[1:], stderr=True)  # fsck exits 1 on damage; errors go to stderr
+        check_output(where, line, documented, out.splitlines())
+        return
+    monkeypatch.chdir(request.getfixturevalue("docs_dir"))
     args = shlex.split(line)[1:]
     follow = "-f" in args or "--follow" in args
     if follow:
@@ -153,8 +181,8 @@ def test_aos_command_in_the_docs_runs_and_prints_what_they_show(where: str, line
 
 
 def test_the_readme_commands_cover_every_command() -> None:
-    shown = {shlex.split(line)[1] for _w, line, _d in commands()}
-    assert {"info", "tail", "state", "replay", "metrics", "why"} <= shown
+    shown = {shlex.split(line)[1] for _w, line, _d, _world in commands()}
+    assert {"info", "tail", "state", "replay", "metrics", "why", "fsck", "salvage"} <= shown
 
 
 def test_sql_blocks_run_on_an_export(docs_dir: Path, tmp_path: Path) -> None:
@@ -189,6 +217,8 @@ if __name__ == "__main__":  # print what each documented command prints now
     with tempfile.TemporaryDirectory() as tmp:
         run_demo(Path(tmp) / "shop.world", orders=100)
         os.chdir(tmp)
-        for where, line, _documented in commands():
+        for where, line, _documented, world in commands():
+            if world != "shop":
+                continue
             print(f"# {where}\n$ {line}")
             print(run_aos([a for a in shlex.split(line)[1:] if a not in ("-f", "--follow")])[1], end="")
