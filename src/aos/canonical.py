@@ -31,12 +31,25 @@ from aos._core.encoder import encode as _fast_encode
 from aos.errors import NonCanonicalError, UnencodableValueError
 
 __all__ = ["encode", "decode", "encode_trusted", "decode_trusted", "digest", "hash_value", "normalize",
-           "HASH_SIZE"]
+           "HASH_SIZE", "INT64_MIN", "INT64_MAX", "int64_problem"]
 
 HASH_SIZE = 32
 _FLOAT_HEAD = re.compile(rb"[\xf9-\xfb]")
 _KEY_TYPES = (str, int, bytes)
 MAX_DEPTH = 400  # deepest container nesting in the model (cbor2 6 decodes no deeper)
+# The integer fields of journal records (cell keys, costs, budgets, counters) are signed 64-bit
+# (docs/canonical.md, "The integer model"); values carried as canonical bytes hold ints of any size.
+INT64_MIN = -(1 << 63)
+INT64_MAX = (1 << 63) - 1
+
+
+def int64_problem(value: int, low: int = INT64_MIN) -> str | None:
+    """Why the int ``value`` cannot be a record field (``None``: it can), without printing a huge int."""
+    if low <= value <= INT64_MAX:
+        return None
+    shown = str(value) if value.bit_length() <= 128 else f"an int of {value.bit_length()} bits"
+    lo = "0" if low == 0 else "-2**63"
+    return f"{shown} is outside the record range {lo}..2**63-1"
 
 
 def digest(data: bytes) -> bytes:

@@ -35,7 +35,7 @@ from aos.records import (
     committed_payload,
     scheduled_payload,
 )
-from aos.worker import StepResult, Ticket
+from aos.worker import StepResult, Ticket, failure_message
 
 __all__ = ["Committer"]
 
@@ -64,8 +64,17 @@ class Committer:
             sink.append(InvariantViolated(t.event_id, violated[0], violated[1]))
             k.violations.append(InvariantViolation(t.event_id, violated[0], t.spec.name, t.key, violated[1]))
         else:
+            try:
+                committed = committed_payload(t.event_id, result.state_hash, result.emits, result.intents)
+            except (TypeError, ValueError) as exc:
+                # An output the record cannot hold (the boundaries refuse them; this is the last guard):
+                # the step fails as a whole, nothing of it applied, and the world goes on.
+                self._unrecordable(t, exc)
+                k.inbox.consumed(t.input)
+                self.next_event_id += 1
+                return sink.commit_point()
             k.cells.set(t.cid, result.state, result.state_hash)
-            sink.append_payload(committed_payload(t.event_id, result.state_hash, result.emits, result.intents))
+            sink.append_payload(committed)
             if result.emits:
                 cells, deliver, inbox = k.cells, k.sequencer.deliver_emitted, k.inbox
                 seq = k.next_seq
@@ -81,6 +90,13 @@ class Committer:
         k.inbox.consumed(t.input)
         self.next_event_id += 1
         return sink.commit_point()
+
+    def _unrecordable(self, t: Ticket, exc: BaseException) -> None:
+        k = self.kernel
+        name, message = failure_message(exc)
+        k.sink.append(StepFailed(t.event_id, "UnrecordableOutputError",
+                                 f"the step's outputs cannot be journaled: {name}: {message}"))
+        k.failures += 1
 
     def _revalidate(self, result: StepResult) -> StepResult:
         """Re-check shared reads against the current state; recompute on a stale one."""

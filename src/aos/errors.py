@@ -9,6 +9,7 @@ __all__ = [
     "JournalCorruptError", "SnapshotCorruptError", "WorldLockedError", "WorldNotFoundError",
     "WorldClosedError", "ReplayDivergenceError", "ReceiptError", "ReceiptAuthError", "UnknownIntentError",
     "DuplicateReceiptError", "ReceiptOverBudgetError", "InvariantViolation", "Backpressure",
+    "InvalidEffectError", "ReducerError",
 ]
 
 
@@ -79,6 +80,14 @@ class UnknownReducerError(AosError, KeyError):
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else ""
+
+
+# ------------------------------------------------------------- effects
+class InvalidEffectError(AosError, TypeError, ValueError):
+    """``ctx.effect`` was given an argument a journal record cannot hold (kind, cap, cost, idempotency key).
+
+    Raised inside the reducer: unless it catches it, the step fails (``StepFailed``).
+    """
 
 
 # ------------------------------------------------------------- storage
@@ -154,6 +163,35 @@ class DuplicateReceiptError(ReceiptError):
 
 class ReceiptOverBudgetError(ReceiptError):
     """The receipt's cost exceeds its reservation by more than the capability has left."""
+
+
+# ------------------------------------------------------------ failed steps
+class ReducerError(AosError):
+    """A reducer raised (``World.open(..., strict=True)``): the step was journaled as ``StepFailed``.
+
+    The reducer's own exception is chained as ``__cause__``, with its traceback.
+    """
+
+    def __init__(self, event_id: int, reducer: str, key: object, error: str, message: str,
+                 traceback: str = "") -> None:
+        self.event_id = event_id
+        self.reducer = reducer
+        self.key = key
+        self.error = error
+        self.message = message
+        self.traceback = traceback
+        super().__init__(f"step {event_id} (reducer {reducer}, key {brief(key)}) failed: {error}: {message}")
+
+
+def brief(value: object, limit: int = 100) -> str:
+    """``repr(value)`` for a message: cut to ``limit`` characters, a huge int by its size, never failing."""
+    if type(value) is int and value.bit_length() > 128:
+        return f"<an int of {value.bit_length()} bits>"
+    try:
+        text = repr(value)
+    except Exception:  # a broken __repr__, or an int subclass too long to print
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 # ------------------------------------------------------------ invariants

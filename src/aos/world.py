@@ -86,6 +86,15 @@ def read_meta(path: Path, manifest: Manifest) -> dict[str, Any]:
     return meta
 
 
+def _wait_limit(timeout: float | None) -> float | None:
+    """A caller's timeout for waits: None (no limit) beyond what the platform's waits take."""
+    if timeout is not None and not timeout <= threading.TIMEOUT_MAX:
+        if timeout != timeout:
+            raise ValueError("timeout must be a number of seconds or None, got NaN")
+        return None
+    return timeout
+
+
 def default_workers(manifest: Manifest) -> int:
     """Worker threads by default: one per CPU where they can run steps in parallel, else 0."""
     gil = getattr(sys, "_is_gil_enabled", lambda: True)()
@@ -296,6 +305,7 @@ class World:
         """
         k = self._live()
         adm = k.admission.check(schema, value)
+        timeout = _wait_limit(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cv:
             while self._full():
@@ -366,8 +376,14 @@ class World:
         journaled and none of its writes applied, and the world stays usable.
         """
         k = self._live()
-        if max_steps is not None and max_steps < 0:
-            raise ValueError("max_steps must be >= 0")
+        if max_steps is not None:
+            if type(max_steps) is not int:
+                raise TypeError(f"max_steps must be an int >= 0 or None, got {type(max_steps).__name__}")
+            if max_steps < 0:
+                raise ValueError("max_steps must be >= 0")
+            if max_steps > MAX_WINDOW:  # more than any run takes; the threads executor counts in 64 bits
+                max_steps = None
+        timeout = _wait_limit(timeout)
         with self._run_lock:  # one run at a time; another thread's run() waits for this one
             with self._cv:
                 outer = self._runner is not None
