@@ -68,9 +68,13 @@ class Admission:
         data = _fast_encode(value)  # the C writer; None: the general path, which explains a bad value
         if data is None:
             data = canonical.encode(value, where=f"{origin} {schema}")
-            # The C writer takes only ints of the signed 64-bit range, so only a value it left to the
-            # general path can hold a key outside what a StepScheduled record holds.
-            return Admitted(schema, data, self._routes(schema, value, specs, origin, True))
+            if specs:
+                # Route by what was encoded — what replay routes by — not by what a subclass's own
+                # __getitem__ says; and since the C writer takes only ints of the signed 64-bit range,
+                # only a value it left to this path can hold a key outside what a StepScheduled holds.
+                return Admitted(schema, data, self._routes(schema, canonical.decode_trusted(data), specs, origin,
+                                                           True))
+            return Admitted(schema, data, ())
         return Admitted(schema, data, self._routes(schema, value, specs, origin, False))
 
     def check_encoded(self, schema: Any, data: bytes, origin: str) -> Admitted:

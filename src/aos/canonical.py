@@ -28,7 +28,7 @@ import cbor2
 from aos._core.decoder import UNHANDLED
 from aos._core.decoder import decode as _fast_decode
 from aos._core.encoder import encode as _fast_encode
-from aos.errors import NonCanonicalError, UnencodableValueError
+from aos.errors import NonCanonicalError, UnencodableValueError, brief
 
 __all__ = ["encode", "decode", "encode_trusted", "decode_trusted", "digest", "hash_value", "normalize",
            "HASH_SIZE", "INT64_MIN", "INT64_MAX", "int64_problem"]
@@ -57,36 +57,48 @@ def digest(data: bytes) -> bytes:
     return blake3.blake3(data).digest()
 
 
-def _find_problem(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None:
+def _find_problem(value: Any, path: str) -> tuple[str, str] | None:
     """Walk ``value``; return ``(path, reason)`` of the first problem."""
+    found = _problem(value, 0)
+    if found is None:
+        return None
+    where, reason = found
+    # The path is built only now: a repr of every key on the way would cost, and fail on huge ints.
+    return path + "".join(f"[{brief(k, 60)}]" for k in reversed(where)), reason
+
+
+def _problem(value: Any, depth: int) -> tuple[list[Any], str] | None:
+    """The first problem inside ``value``: the keys and indexes leading to it (innermost first), and why."""
     t = type(value)
     if value is None or t is bool or t is str or t is bytes or t is int:
         return None
     if isinstance(value, float):  # float subclasses too (e.g. numpy.float64)
         if value != value:
-            return path, "NaN is not allowed (it has no single canonical encoding)"
+            return [], "NaN is not allowed (it has no single canonical encoding)"
         return None
     if isinstance(value, cbor2.CBORSimpleValue):  # a tuple subclass in cbor2 5.x
-        return path, f"type {t.__name__} is not in the value model"
+        return [], f"type {t.__name__} is not in the value model"
     if isinstance(value, (dict, list, tuple)) and depth >= MAX_DEPTH:
-        return path, f"containers nested deeper than {MAX_DEPTH} levels (or a cycle)"
+        return [], f"containers nested deeper than {MAX_DEPTH} levels (or a cycle)"
     if isinstance(value, dict):
         for k, v in value.items():
             if type(k) is bool or not isinstance(k, _KEY_TYPES):
-                return f"{path}[{k!r}]", f"map key of type {type(k).__name__} (keys must be str, int or bytes)"
-            found = _find_problem(v, f"{path}[{k!r}]", depth + 1)
+                return [k], f"map key of type {type(k).__name__} (keys must be str, int or bytes)"
+            found = _problem(v, depth + 1)
             if found:
+                found[0].append(k)
                 return found
         return None
     if isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
-            found = _find_problem(v, f"{path}[{i}]", depth + 1)
+            found = _problem(v, depth + 1)
             if found:
+                found[0].append(i)
                 return found
         return None
     if isinstance(value, (bool, int, str, bytes, float)):
         return None
-    return path, f"type {t.__name__} is not in the value model"
+    return [], f"type {t.__name__} is not in the value model"
 
 
 def _has_negative_zero(value: Any) -> bool:

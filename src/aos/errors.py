@@ -185,8 +185,10 @@ class ReducerError(AosError):
 
 def brief(value: object, limit: int = 100) -> str:
     """``repr(value)`` for a message: cut to ``limit`` characters, a huge int by its size, never failing."""
-    if type(value) is int and value.bit_length() > 128:
-        return f"<an int of {value.bit_length()} bits>"
+    if isinstance(value, int) and not isinstance(value, bool) and int.bit_length(value) > 128:
+        return f"<an int of {int.bit_length(value)} bits>"
+    if isinstance(value, (set, frozenset)):  # a repr in hash order would differ between processes
+        return f"<{type(value).__name__} of {len(value)} items>"
     try:
         text = repr(value)
     except Exception:  # a broken __repr__, or an int subclass too long to print
