@@ -231,6 +231,7 @@ class Counts:
 def one_input(w: aos.World, rnd: random.Random, counts: Counts, failures: Failures, label: str) -> None:
     """Throw one odd input at ``w`` through a random door; classify what happens."""
     door = rnd.random()
+    counts.add("inputs")
     before = w.stats["records"]
     try:
         if door < 0.35:
@@ -322,7 +323,7 @@ def bad_inputs(tmp: Path, n: int, seed: int) -> tuple[dict[str, Any], Failures]:
         done += batch
         worlds += 1
         counts.add("worlds")
-    out: dict[str, Any] = {"inputs": done}
+    out: dict[str, Any] = {"inputs": counts.c.get("inputs", 0)}
     for name in ("typed_refusals", "admitted", "failed_steps", "worlds_unable_to_run", "untyped_exceptions",
                  "runs_failed", "worlds"):
         out[name] = counts.c.get(name, 0)
