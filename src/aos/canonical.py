@@ -57,6 +57,14 @@ def digest(data: bytes) -> bytes:
     return blake3.blake3(data).digest()
 
 
+# An int beyond the 64-bit CBOR heads is a bignum: a tag around a byte string, one level deeper than
+# the int itself, so at the depth limit it is a level too deep (cbor2 would not read it back).
+_HEAD_MIN = -(1 << 64)
+_HEAD_MAX = (1 << 64) - 1
+_DEEP_BIGNUM = (f"an int beyond 64 bits at nesting level {MAX_DEPTH} (its bignum tag is one level deeper "
+                "than the limit)")
+
+
 def _find_problem(value: Any, path: str) -> tuple[str, str] | None:
     """Walk ``value``; return ``(path, reason)`` of the first problem."""
     found = _problem(value, 0)
@@ -70,7 +78,11 @@ def _find_problem(value: Any, path: str) -> tuple[str, str] | None:
 def _problem(value: Any, depth: int) -> tuple[list[Any], str] | None:
     """The first problem inside ``value``: the keys and indexes leading to it (innermost first), and why."""
     t = type(value)
-    if value is None or t is bool or t is str or t is bytes or t is int:
+    if value is None or t is bool or t is str or t is bytes:
+        return None
+    if t is int or (isinstance(value, int) and not isinstance(value, bool)):
+        if depth >= MAX_DEPTH and not _HEAD_MIN <= value <= _HEAD_MAX:
+            return [], _DEEP_BIGNUM
         return None
     if isinstance(value, float):  # float subclasses too (e.g. numpy.float64)
         if value != value:
@@ -84,6 +96,8 @@ def _problem(value: Any, depth: int) -> tuple[list[Any], str] | None:
         for k, v in value.items():
             if type(k) is bool or not isinstance(k, _KEY_TYPES):
                 return [k], f"map key of type {type(k).__name__} (keys must be str, int or bytes)"
+            if depth + 1 >= MAX_DEPTH and isinstance(k, int) and not _HEAD_MIN <= k <= _HEAD_MAX:
+                return [k], _DEEP_BIGNUM
             found = _problem(v, depth + 1)
             if found:
                 found[0].append(k)
