@@ -9,6 +9,7 @@ goes on: it runs, reopens and replays afterwards.
 from __future__ import annotations
 
 import enum
+import time
 from pathlib import Path
 from typing import Any
 
@@ -203,12 +204,19 @@ def test_a_key_subclass_keys_its_plain_value(tmp_path: Path, workers: int) -> No
 @pytest.mark.parametrize("workers", WORKERS)
 def test_run_takes_any_max_steps_and_timeout(tmp_path: Path, workers: int) -> None:
     m = manifest()
-    with aos.World.open(tmp_path / "w", m, workers=workers, effects="background") as w:
-        w.submit("test/E@1", {"k": "a"}, timeout=1e300)
+
+    def slow_payment(req: Any) -> Any:
+        time.sleep(0.05)
+        return {"paid": req.cost}
+
+    with aos.World.open(tmp_path / "w", m, workers=workers, effects="background",
+                        adapters={"payment.send": slow_payment}) as w:
+        w.submit("test/E@1", {"k": "a", "costs": [3]}, timeout=1e300)
         assert w.run(max_steps=2**64).steps == 1
-        assert w.run(max_steps=2**63, timeout=1e300).steps == 0
+        r = w.run(max_steps=2**63, settle=True, timeout=1e300)  # waits for the receipt, then runs its step
+        assert (r.receipts, r.steps, r.outstanding) == (1, 1, 0)
         with pytest.raises(TypeError):
             w.run(max_steps=1.5)
         w.submit("test/E@1", {"k": "a"})
-        assert w.run().steps == 1 and w.state("test/K@1", "a") == 2
+        assert w.run().steps == 1 and w.state("test/K@1", "a") == 3
     alive(tmp_path / "w", m, workers)
