@@ -62,9 +62,9 @@ class Admission:
 
     def check(self, schema: Any, value: Any, origin: str = "submitted event") -> Admitted:
         """Validate and encode an event; raise a typed error naming what is wrong and where."""
+        if type(schema) is not str and isinstance(schema, str):
+            schema = str.__str__(schema)  # a str subclass: its plain text (never its own __str__ or __eq__)
         specs = self._specs(schema, origin)
-        if type(schema) is not str:
-            schema = str.__str__(schema)  # a str subclass: its plain text (never its own __str__)
         data = _fast_encode(value)  # the C writer; None: the general path, which explains a bad value
         if data is None:
             data = canonical.encode(value, where=f"{origin} {schema}")

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from aos import canonical
+from aos._core.encoder import record_kind
 from aos.adapters import MODES, Adapter, Dispatcher, builtin_adapters
 from aos.admission import normalize_key
 from aos.blobs import BlobStore
@@ -47,7 +48,6 @@ from aos.kernel import DEFAULT_AGING, DEFAULT_WINDOW, Kernel
 from aos.manifest import Manifest, check_compatible
 from aos.outbox import QueuedEffect
 from aos.receipt import SECRET_FILE, Receipt, ReceiptSigner, create_secret, load_secret
-from aos._core.encoder import record_kind
 from aos.records import SnapshotCreated, StepFailed
 from aos.replay import VerifyingSink, replay_entries
 from aos.snapshot import SnapshotInfo, list_snapshots, load_snapshot, snapshot_index, write_snapshot

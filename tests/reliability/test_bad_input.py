@@ -64,6 +64,19 @@ class Name(str):
         return "not the text"
 
 
+class Odd(str):
+    """A str whose repr raises and whose equality and hash say nothing of its text."""
+
+    def __repr__(self) -> str:
+        raise ValueError("no repr")
+
+    def __eq__(self, other: object) -> bool:
+        return False
+
+    def __hash__(self) -> int:
+        return 1
+
+
 class Raw(bytes):
     def __bytes__(self) -> bytes:
         return b"not the bytes"
@@ -118,7 +131,7 @@ def leaf(rnd: random.Random) -> Any:
         return rnd.choice([float("nan"), -0.0, float("inf"), float("-inf"), 1e308, 5e-324, 0.1, Real(2.5),
                            Real("nan")])
     if roll == 8:
-        return rnd.choice(["", "x", "\ud800", "é€𝄞", Name("n"), "k" * rnd.randint(0, 300)])
+        return rnd.choice(["", "x", "\ud800", "é€𝄞", Name("n"), Odd("o"), "k" * rnd.randint(0, 300)])
     if roll == 9:
         return rnd.choice([b"", b"\x00\xff", Raw(b"r"), bytearray(b"ba"), memoryview(b"mv")])
     if roll == 10:
@@ -170,7 +183,7 @@ def bad_key(rnd: random.Random) -> Any:
     if roll < 0.55:
         return bad_int(rnd)
     if roll < 0.7:
-        return rnd.choice(["a", "b", Name("a"), b"k", Raw(b"k"), Color.RED, Color.HUGE, LoudInt(7)])
+        return rnd.choice(["a", "b", Name("a"), Odd("a"), b"k", Raw(b"k"), Color.RED, Color.HUGE, LoudInt(7)])
     if roll < 0.8:
         return rnd.choice([True, None, 1.5, (1, 2), Pair(1, 2), frozenset({1}), -0.0])
     return leaf(rnd)
@@ -243,8 +256,8 @@ def one_input(w: aos.World, rnd: random.Random, counts: Counts, failures: Failur
                 value = bad_value(rnd)
             else:
                 value = Liar({"k": bad_key(rnd), "v": 1})
-            schema = "bad/E@1" if rnd.random() < 0.85 else rnd.choice(["bad/Sink@1", Name("bad/E@1"), "nope/X@1",
-                                                                        None, 3, b"bad/E@1"])
+            schema = "bad/E@1" if rnd.random() < 0.85 else rnd.choice(["bad/Sink@1", Name("bad/E@1"), Odd("bad/E@1"),
+                                                                        "nope/X@1", Odd("x"), None, 3, b"bad/E@1"])
             w.submit(schema, value)
         elif door < 0.8:
             op = rnd.choice(OPS)
