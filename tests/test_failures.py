@@ -194,3 +194,23 @@ def test_without_strict_a_failed_step_raises_nothing(tmp_path: Path) -> None:
     with aos.World.open(tmp_path / "w", m) as w:
         w.submit("test/E@1", {"k": "a", "boom": "nope"})
         assert w.run().failed == 1
+
+
+def test_a_callable_object_reducer_and_a_source_line_ending_in_a_colon(tmp_path: Path) -> None:
+    m = aos.Manifest("test/call@1")
+
+    class Reducer:
+        def __call__(self, ctx: Any, state: Any, event: Any) -> Any:
+            if event.value["n"] > [1][event.value["n"]]:
+                return 0
+            return event.value["n"]
+
+    m.reducer("test/R@1", events=["test/E@1"], code_id="reducer-v1")(Reducer())
+    with aos.World.open(tmp_path / "w", m) as w:
+        w.submit("test/E@1", {"n": 5})
+        w.run()
+        (f,) = w.failures()
+    assert f.traceback == "  test_failures.py, in test_a_callable_object_reducer_and_a_source_line_ending_in_a_colon." \
+                          "<locals>.Reducer.__call__, line 2 of its definition: " \
+                          "if event.value[\"n\"] > [1][event.value[\"n\"]]:"
+    assert aos.replay(tmp_path / "w", m).verify()

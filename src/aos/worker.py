@@ -87,21 +87,26 @@ def failure_message(exc: BaseException) -> tuple[str, str]:
 def failure_traceback(exc: BaseException, code: CodeType | None) -> str:
     """The frames of a failed step, from the reducer's own down to where it raised; ``""`` if none.
 
-    The text is journaled in ``StepFailed`` and compared on replay, so it holds
-    nothing that differs between runs of the same code: a frame is its file's
-    base name (never the absolute path), its function's qualified name, its
-    line counted from the first line of the function's definition, its first
-    decorator's or its ``def`` (so code moved in its file, keeping its era,
-    replays the same) and that line's source. Frames of aos
-    itself are left out (but those of the reducer's own file), and frames above the reducer's: how deep the reducer
-    was called differs between executors. At most ``MAX_FRAMES`` frames are
-    shown — the first 4 and the last 12 —, except for a ``RecursionError``,
-    whose depth depends on the calling thread's stack: its first frames only,
-    without a count.
+    ``code`` is the reducer function's code (``None`` for a callable object:
+    every frame below the one that caught ``exc``). The text is journaled in
+    ``StepFailed`` and compared on replay, so it holds nothing that differs
+    between runs of the same code: a frame is its file's base name (never the
+    absolute path), its function's qualified name, its line counted from the
+    first line of the function's definition — its first decorator or its
+    ``def`` —, so that code moved in its file (same source, same era) replays
+    the same, and that line's source. Frames of aos itself are left out (but
+    those in the reducer's own file), and frames above the reducer's: how deep
+    the reducer was called differs between executors. At most ``MAX_FRAMES``
+    frames are shown, the first 4 and the last 12, except for a
+    ``RecursionError``, whose depth depends on the calling thread's stack: its
+    first frames only, without a count.
     """
     tb: TracebackType | None = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code is not code:
-        tb = tb.tb_next
+    if code is None:
+        tb = tb.tb_next if tb is not None else None
+    else:
+        while tb is not None and tb.tb_frame.f_code is not code:
+            tb = tb.tb_next
     frames: list[str] = []
     own = code.co_filename if code is not None else None
     while tb is not None:
@@ -112,8 +117,9 @@ def failure_traceback(exc: BaseException, code: CodeType | None) -> str:
             source = linecache.getline(name, lineno).strip()
             if len(source) > MAX_SOURCE:
                 source = source[:MAX_SOURCE] + "…"
-            frames.append(f"  {os.path.basename(name)}, in {co.co_qualname}, line {lineno - co.co_firstlineno + 1} "
-                          f"of its definition: {_ADDRESS.sub('0x?', source)}".rstrip(": "))
+            frame = f"  {os.path.basename(name)}, in {co.co_qualname}, line {lineno - co.co_firstlineno + 1} of its " \
+                    "definition"
+            frames.append(f"{frame}: {_ADDRESS.sub('0x?', source)}" if source else frame)
             if len(frames) > MAX_FRAMES and isinstance(exc, RecursionError):
                 frames[MAX_FRAMES:] = ["  … (deeper frames left out)"]
                 break
