@@ -67,52 +67,96 @@ _DEEP_BIGNUM = (f"an int beyond 64 bits at nesting level {MAX_DEPTH} (its bignum
 
 def _find_problem(value: Any, path: str) -> tuple[str, str] | None:
     """Walk ``value``; return ``(path, reason)`` of the first problem."""
-    found = _problem(value, 0)
-    if found is None:
-        return None
-    where, reason = found
-    # The path is built only now: a repr of every key on the way would cost, and fail on huge ints.
-    return path + "".join(f"[{brief(k, 60)}]" for k in reversed(where)), reason
+    try:
+        _plain(value, 0)
+    except _Outside as bad:
+        return _path(path, bad.where), bad.reason
+    return None
 
 
-def _problem(value: Any, depth: int) -> tuple[list[Any], str] | None:
-    """The first problem inside ``value``: the keys and indexes leading to it (innermost first), and why."""
+def _path(path: str, where: list[Any]) -> str:
+    # Built only for an error: a repr of every key on the way would cost, and fail on huge ints.
+    return path + "".join(f"[{brief(k, 60)}]" for k in reversed(where))
+
+
+class _Outside(Exception):
+    """A value outside the model: why, and the keys and indexes leading to it (innermost first)."""
+
+    def __init__(self, reason: str, where: list[Any] | None = None) -> None:
+        self.reason = reason
+        self.where = where or []
+
+
+_KEY_PROBLEM = "map key of type {} (keys must be str, int or bytes)"
+
+
+def _plain(value: Any, depth: int) -> Any:
+    """A copy of ``value`` made of the model's exact types, as its encoding holds it; raise :class:`_Outside`.
+
+    Subclasses become their base type by the base type's own accessors
+    (``dict.items``, ``str.__str__``, ...), never by methods a subclass
+    overrides, so that what is encoded is what a reader decodes: a ``dict``
+    subclass whose ``items`` or ``__len__`` lie cannot make a map's head
+    disagree with its entries, and two keys that encode alike (a ``str``
+    subclass beside the same text) are refused rather than written twice.
+    ``-0.0`` becomes ``0.0``.
+    """
     t = type(value)
-    if value is None or t is bool or t is str or t is bytes:
-        return None
+    if value is None or t is str or t is bytes or t is bool:
+        return value
     if t is int or (isinstance(value, int) and not isinstance(value, bool)):
-        if depth >= MAX_DEPTH and not _HEAD_MIN <= value <= _HEAD_MAX:
-            return [], _DEEP_BIGNUM
-        return None
+        v = value if t is int else int.__int__(value)
+        if depth >= MAX_DEPTH and not _HEAD_MIN <= v <= _HEAD_MAX:
+            raise _Outside(_DEEP_BIGNUM)
+        return v
     if isinstance(value, float):  # float subclasses too (e.g. numpy.float64)
-        if value != value:
-            return [], "NaN is not allowed (it has no single canonical encoding)"
-        return None
+        f = value if t is float else float.__float__(value)
+        if f != f:
+            raise _Outside("NaN is not allowed (it has no single canonical encoding)")
+        return 0.0 if f == 0.0 else f
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, bytes):
+        return bytes.__bytes__(value)
     if isinstance(value, cbor2.CBORSimpleValue):  # a tuple subclass in cbor2 5.x
-        return [], f"type {t.__name__} is not in the value model"
+        raise _Outside(f"type {t.__name__} is not in the value model")
     if isinstance(value, (dict, list, tuple)) and depth >= MAX_DEPTH:
-        return [], f"containers nested deeper than {MAX_DEPTH} levels (or a cycle)"
+        raise _Outside(f"containers nested deeper than {MAX_DEPTH} levels (or a cycle)")
     if isinstance(value, dict):
-        for k, v in value.items():
-            if type(k) is bool or not isinstance(k, _KEY_TYPES):
-                return [k], f"map key of type {type(k).__name__} (keys must be str, int or bytes)"
-            if depth + 1 >= MAX_DEPTH and isinstance(k, int) and not _HEAD_MIN <= k <= _HEAD_MAX:
-                return [k], _DEEP_BIGNUM
-            found = _problem(v, depth + 1)
-            if found:
-                found[0].append(k)
-                return found
-        return None
+        out: dict[Any, Any] = {}
+        for k, v in dict.items(value):
+            tk = type(k)
+            if tk is str or tk is bytes:
+                key = k
+            elif tk is bool or not isinstance(k, _KEY_TYPES):
+                raise _Outside(_KEY_PROBLEM.format(tk.__name__), [k])
+            else:
+                try:
+                    key = _plain(k, depth + 1)
+                except _Outside as bad:
+                    bad.where.append(k)
+                    raise
+                if key in out:
+                    raise _Outside(f"two map keys encode alike (a {tk.__name__} equal to another key's plain "
+                                   "value)", [k])
+            try:
+                out[key] = _plain(v, depth + 1)
+            except _Outside as bad:
+                bad.where.append(k)
+                raise
+        if len(out) != dict.__len__(value):  # a plain key equal to a subclass key seen earlier
+            raise _Outside("two map keys encode alike (a subclass key equal to another key's plain value)")
+        return out
     if isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            found = _problem(v, depth + 1)
-            if found:
-                found[0].append(i)
-                return found
-        return None
-    if isinstance(value, (bool, int, str, bytes, float)):
-        return None
-    return [], f"type {t.__name__} is not in the value model"
+        items = []
+        for i, v in enumerate(list.__iter__(value) if isinstance(value, list) else tuple.__iter__(value)):
+            try:
+                items.append(_plain(v, depth + 1))
+            except _Outside as bad:
+                bad.where.append(i)
+                raise
+        return items
+    raise _Outside(f"type {t.__name__} is not in the value model")
 
 
 def _has_negative_zero(value: Any) -> bool:
@@ -158,16 +202,18 @@ def encode(value: Any, where: str | None = None, path: str = "value") -> bytes:
     data = _fast_encode(value)  # the C writer; None: a value it leaves to the general path below
     if data is not None:
         return data
-    problem = _find_problem(value, path)
-    if problem is not None:
-        raise UnencodableValueError(problem[1], problem[0], where)
     try:
-        data = cbor2.dumps(value, canonical=True)
-    # pragma: no cover - the model walk catches these first
-    except (cbor2.CBOREncodeError, TypeError, ValueError, RecursionError) as exc:  # pragma: no cover
-        raise UnencodableValueError(str(exc), path, where) from exc
-    if _FLOAT_HEAD.search(data) and _has_negative_zero(value):
-        data = cbor2.dumps(normalize(value), canonical=True)
+        plain = _plain(value, 0)  # exact types only, as the encoding holds them; NaN, -0.0, bad keys, depth
+    except _Outside as bad:
+        raise UnencodableValueError(bad.reason, _path(path, bad.where), where) from None
+    except RecursionError:  # pragma: no cover - the depth limit comes first
+        raise UnencodableValueError(f"containers nested deeper than {MAX_DEPTH} levels", path, where) from None
+    data = _fast_encode(plain)  # None: a bignum, which cbor2 writes
+    if data is None:
+        try:
+            data = cbor2.dumps(plain, canonical=True)
+        except (cbor2.CBOREncodeError, TypeError, ValueError, RecursionError) as exc:  # pragma: no cover
+            raise UnencodableValueError(str(exc), path, where) from exc
     return data
 
 

@@ -2,8 +2,9 @@
 
 A seeded loop throws odd values — ints of every width (around ±2**63, ±2**64
 and far beyond), containers around the depth limit and large ones,
-subclasses of int, str, bytes, float, list and dict (with lying accessors),
-bools, and types outside the model (sets, tuples as keys, objects,
+subclasses of int, str, bytes, float, list and dict (with lying accessors,
+lengths and iteration),
+bools, keys that encode alike, and types outside the model (sets, tuples as keys, objects,
 dataclasses, NaN, -0.0, Decimal, ...) — through every door:
 
 * ``World.submit`` (as the key field, as the value, as the schema);
@@ -100,6 +101,26 @@ class Liar(dict):
         return True
 
 
+class Lying(dict):
+    """A dict whose items and length say something else than its contents."""
+
+    def items(self) -> Any:
+        return [("a", 1), ("b", [2**70])]
+
+    def __len__(self) -> int:
+        return 7
+
+
+class Stretchy(list):
+    """A list whose iteration and length say something else than its contents."""
+
+    def __iter__(self) -> Any:
+        return iter([1, 2, 3])
+
+    def __len__(self) -> int:
+        return 9
+
+
 @dataclasses.dataclass
 class Point:
     x: int
@@ -166,13 +187,13 @@ def bad_value(rnd: random.Random, depth: int = 0) -> Any:
     if roll == 1:
         return tuple(items)
     if roll == 2:
-        return Items(items)
+        return rnd.choice([Items, Stretchy])(items)
     keys = [bad_key(rnd) if rnd.random() < 0.7 else leaf(rnd) for _ in items]
     try:
         if roll == 3:
             return collections.OrderedDict(zip(keys, items, strict=True))
         if roll == 4:
-            return Liar(zip(keys, items, strict=True))
+            return rnd.choice([Liar, Lying])(zip(keys, items, strict=True))
         return dict(zip(keys, items, strict=True))
     except TypeError:  # an unhashable key
         return items
