@@ -314,7 +314,8 @@ class World:
         """
         k = self._live()
         adm = k.admission.check(schema, value)
-        timeout = _wait_limit(timeout)
+        if timeout is not None:
+            timeout = _wait_limit(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cv:
             while self._full():
