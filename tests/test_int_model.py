@@ -220,3 +220,31 @@ def test_run_takes_any_max_steps_and_timeout(tmp_path: Path, workers: int) -> No
         w.submit("test/E@1", {"k": "a"})
         assert w.run().steps == 1 and w.state("test/K@1", "a") == 3
     alive(tmp_path / "w", m, workers)
+
+
+@pytest.mark.parametrize("workers", WORKERS)
+def test_a_step_whose_outputs_cannot_be_journaled_fails_as_a_whole(tmp_path: Path, workers: int,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The committer's last guard (the boundaries refuse such outputs first): a StepCommitted that cannot be
+    written makes the step a StepFailed, nothing of it applied, and the world goes on."""
+    import aos.committer
+
+    real = aos.committer.committed_payload
+
+    def refuse_intents(event_id: int, state_hash: Any, emits: Any, intents: Any, *rest: Any) -> bytes:
+        if intents:
+            raise ValueError("effect intent is outside the record model")
+        return real(event_id, state_hash, emits, intents, *rest)
+
+    monkeypatch.setattr(aos.committer, "committed_payload", refuse_intents)
+    m = manifest()
+    with aos.World.open(tmp_path / "w", m, workers=workers, effects="manual") as w:
+        w.submit("test/E@1", {"k": "a", "costs": [5], "emit": "b"})
+        w.submit("test/E@1", {"k": "c"})
+        r = w.run()
+        assert (r.failed, r.committed) == (1, 1)
+        assert w.state("test/K@1", "a") is None and w.state("test/K@1", "b") is None  # nothing applied
+        assert w.state("test/K@1", "c") == 1 and not w.pending_effects() and w.budget("pay").reserved == 0
+        (f,) = w.failures()
+        assert (f.reducer, f.key, f.error) == ("test/K@1", "a", "UnrecordableOutputError")
+        assert "cannot be journaled" in f.message

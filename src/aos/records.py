@@ -4,7 +4,7 @@ Every record is a canonical CBOR map with a ``kind`` and a ``lane_id`` (0
 for now), and an ``event_id`` where it has one. Event values, emitted
 values and effect parameters are carried as their canonical CBOR encoding
 (a byte string), so records are written and compared without re-encoding
-user values. See docs/journal.md for the field reference.
+user values. See docs/storage.md for the field reference.
 """
 
 from __future__ import annotations
