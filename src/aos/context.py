@@ -88,7 +88,7 @@ class StepContext:
         try:
             value = self._ledger.remaining(cap)
         except KeyError:
-            raise KeyError(f"unknown capability {cap!r}") from None
+            raise KeyError(f"unknown capability {brief(cap)}") from None
         self.reads[cap] = value
         return value
 
