@@ -214,3 +214,52 @@ def test_a_callable_object_reducer_and_a_source_line_ending_in_a_colon(tmp_path:
                           "<locals>.Reducer.__call__, line 2 of its definition: " \
                           "if event.value[\"n\"] > [1][event.value[\"n\"]]:"
     assert aos.replay(tmp_path / "w", m).verify()
+
+
+HASHY = '''
+import aos
+
+WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta"]
+
+
+def build():
+    m = aos.Manifest("test/hashy@1")
+
+    @m.reducer("test/Cell@1", key="k", events=["test/E@1"])
+    def cell(ctx, state, event):
+        how = event.value["how"]
+        if how == "set key":
+            ctx.emit("test/E@1", {"k": frozenset(WORDS), "how": "none"})
+        elif how == "tuple key":
+            ctx.emit("test/E@1", {"k": (frozenset(WORDS), 1), "how": "none"})
+        elif how == "set in path":
+            ctx.emit("test/E@1", {"k": "x", "how": "none", "v": {frozenset(WORDS): 1}})
+        elif how == "set params":
+            ctx.effect("note.send", {"bad": set(WORDS)})
+        return (state or 0) + 1
+
+    return m
+'''
+
+
+def test_failure_messages_of_odd_values_are_the_same_in_every_process(tmp_path: Path) -> None:
+    """A StepFailed message naming a set (whose repr follows the per-process hash order) would make the journal
+    differ from its replay in another process: values are named by type and size instead."""
+    import subprocess
+
+    (tmp_path / "hashy_reducers.py").write_text(HASHY)
+    script = ("import sys, aos, hashy_reducers as h\n"
+              "with aos.World.open(sys.argv[1], h.build(), workers=0) as w:\n"
+              "    for how in ['set key', 'tuple key', 'set in path', 'set params']:\n"
+              "        w.submit('test/E@1', {'k': how, 'how': how})\n"
+              "    assert w.run().failed == 4, w.failures()\n")
+    env = dict(__import__("os").environ, PYTHONHASHSEED="1", PYTHONPATH=str(tmp_path))
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "w")], check=True, env=env, cwd=tmp_path)
+    spec = importlib.util.spec_from_file_location("hashy_reducers", tmp_path / "hashy_reducers.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    m = module.build()
+    messages = sorted(f.message for f in failed(tmp_path / "w", m))
+    assert all("alpha" not in msg for msg in messages), messages
+    assert aos.replay(tmp_path / "w", m).verify()  # this process hashes strings differently

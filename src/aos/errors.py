@@ -183,16 +183,33 @@ class ReducerError(AosError):
         super().__init__(f"step {event_id} (reducer {reducer}, key {brief(key)}) failed: {error}: {message}")
 
 
+_FIXED = (type(None), bool, str, bytes, float)  # (and ints of up to 128 bits)
+
+
 def brief(value: object, limit: int = 100) -> str:
-    """``repr(value)`` for a message: cut to ``limit`` characters, a huge int by its size, never failing."""
-    if isinstance(value, int) and not isinstance(value, bool) and int.bit_length(value) > 128:
-        return f"<an int of {int.bit_length(value)} bits>"
-    if isinstance(value, (set, frozenset)):  # a repr in hash order would differ between processes
-        return f"<{type(value).__name__} of {len(value)} items>"
-    try:
-        text = repr(value)
-    except Exception:  # a broken __repr__, or an int subclass too long to print
-        text = f"<{type(value).__name__}>"
+    """A value for a message: never failing, cut to ``limit`` characters, the same text in every process.
+
+    Messages end up in journaled records (``StepFailed``), which replay
+    compares byte for byte, so only values whose ``repr`` is fixed are shown
+    (``None``, bools, ints, floats, strings, bytes, short tuples of these; a
+    huge int by its size);
+    anything else by its type and size: the ``repr`` of a set follows hash
+    order, which differs between processes, and an object's may change.
+    """
+    if value is None or isinstance(value, (str, bytes, int, float)) or (
+            type(value) is tuple and len(value) <= 8
+            and all(type(v) in _FIXED or (type(v) is int and v.bit_length() <= 128) for v in value)):
+        if isinstance(value, int) and not isinstance(value, bool) and int.bit_length(value) > 128:
+            return f"<an int of {int.bit_length(value)} bits>"
+        try:
+            text = repr(value)
+        except Exception:  # a subclass's broken __repr__
+            text = f"<{type(value).__name__}>"
+    else:
+        try:
+            text = f"<{type(value).__name__} of {len(value)} items>"  # type: ignore[arg-type]
+        except Exception:  # not sized
+            text = f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[:limit] + "…"
 
 
