@@ -46,7 +46,8 @@ def make_records(n: int, seed: int = 0) -> list:
         seq += 1
         roll = rnd.random()
         if roll < 0.15:
-            out.append(StepFailed(event_id=event_id, error="ValueError", message="bad input " * rnd.randrange(3)))
+            out.append(StepFailed(event_id=event_id, reducer="test/R@1", key=rnd.randrange(9),
+                                  error="ValueError", message="bad input " * rnd.randrange(3)))
         elif roll < 0.3:
             out.append(StepCommitted(
                 event_id=event_id, state_hash=canonical.digest(bytes([event_id % 256])),
@@ -330,7 +331,7 @@ def test_torn_tail_every_offset(tmp_path):
     before = sum(1 for name, *_ in lay if name != last.name)
     in_last = [(off, end) for name, off, _, end in lay if name == last.name]
     chains = [e.chain for e in JournalReader(src, ERA).entries()]
-    extra = StepFailed(event_id=10_000, error="E", message="after the cut")
+    extra = StepFailed(event_id=10_000, reducer="test/R@1", key=None, error="E", message="after the cut")
     work = tmp_path / "work"
 
     for cut in range(start, size + 1):

@@ -15,7 +15,8 @@ from aos import canonical
 from aos._core.decoder import UNHANDLED
 from aos._core.decoder import decode as _fast_decode
 from aos._core.encoder import encode as _fast_encode
-from aos.errors import CellKeyError, InvalidKeyError, MissingKeyFieldError, UnknownSchemaError
+from aos.canonical import int64_problem
+from aos.errors import CellKeyError, InvalidKeyError, MissingKeyFieldError, UnknownSchemaError, brief
 from aos.manifest import Manifest, ReducerSpec
 
 __all__ = ["Admission", "Route", "normalize_key", "cell_key"]
@@ -24,16 +25,24 @@ Route = tuple[ReducerSpec, Any]  # (reducer, key); key is None for a non-keyed r
 
 
 def normalize_key(key: Any, where: str) -> Any:
-    """Check a cell key (str, int or bytes, not bool) and strip subclasses."""
+    """Check a cell key (str, int in the signed 64-bit range, or bytes; not bool) and strip subclasses."""
     t = type(key)
-    if t is str or t is int or t is bytes:
+    if t is str or t is bytes:
         return key
     if t is bool or not isinstance(key, (str, int, bytes)):
-        raise InvalidKeyError(f"{where}: key must be str, int or bytes, got {t.__name__} {key!r}")
-    for base in (str, int, bytes):
-        if isinstance(key, base):
-            return base(key)
-    raise AssertionError("unreachable")  # pragma: no cover
+        raise InvalidKeyError(f"{where}: key must be str, int or bytes, got {t.__name__} {brief(key)}")
+    # The plain value of a subclass, as the canonical encoding writes it (never its own __str__ or __int__).
+    if isinstance(key, str):
+        key = str.__str__(key)
+    elif isinstance(key, int):
+        key = int.__int__(key)
+    else:
+        key = bytes.__bytes__(key)
+    if type(key) is int and (problem := int64_problem(key)) is not None:
+        raise InvalidKeyError(f"{where}: an int key must fit a journal record: {problem}")
+    return key
+
+
 
 
 @dataclass(slots=True)
@@ -53,13 +62,20 @@ class Admission:
 
     def check(self, schema: Any, value: Any, origin: str = "submitted event") -> Admitted:
         """Validate and encode an event; raise a typed error naming what is wrong and where."""
+        if type(schema) is not str and isinstance(schema, str):
+            schema = str.__str__(schema)  # a str subclass: its plain text (never its own __str__ or __eq__)
         specs = self._specs(schema, origin)
-        if type(schema) is not str:
-            schema = str.__str__(schema)  # a str subclass: its plain text (never its own __str__)
         data = _fast_encode(value)  # the C writer; None: the general path, which explains a bad value
         if data is None:
             data = canonical.encode(value, where=f"{origin} {schema}")
-        return Admitted(schema, data, self._routes(schema, value, specs, origin))
+            if specs:
+                # Route by what was encoded — what replay routes by — not by what a subclass's own
+                # __getitem__ says; and since the C writer takes only ints of the signed 64-bit range,
+                # only a value it left to this path can hold a key outside what a StepScheduled holds.
+                return Admitted(schema, data, self._routes(schema, canonical.decode_trusted(data), specs, origin,
+                                                           True))
+            return Admitted(schema, data, ())
+        return Admitted(schema, data, self._routes(schema, value, specs, origin, False))
 
     def check_encoded(self, schema: Any, data: bytes, origin: str) -> Admitted:
         """The same for an event whose canonical bytes are known (journal replay)."""
@@ -67,7 +83,7 @@ class Admission:
         value = _fast_decode(data, True) if type(data) is bytes else UNHANDLED
         if value is UNHANDLED:
             value = canonical.decode(data, f"{origin} {schema}")
-        return Admitted(schema, data, self._routes(schema, value, specs, origin))
+        return Admitted(schema, data, self._routes(schema, value, specs, origin, True))
 
     def _specs(self, schema: Any, origin: str) -> tuple[ReducerSpec, ...]:
         if not isinstance(schema, str):
@@ -80,7 +96,9 @@ class Admission:
                 "and the manifest does not declare it")
         return specs or ()
 
-    def _routes(self, schema: str, value: Any, specs: tuple[ReducerSpec, ...], origin: str) -> tuple[Route, ...]:
+    def _routes(self, schema: str, value: Any, specs: tuple[ReducerSpec, ...], origin: str,
+                wide: bool) -> tuple[Route, ...]:
+        """The cells an event goes to; ``wide``: its ints may lie outside the signed 64-bit range."""
         if not specs:
             return ()
         routes: list[Route] = []
@@ -97,8 +115,8 @@ class Admission:
                     f"{origin} {schema}: missing field {spec.key!r}, which reducer {spec.name} is keyed by")
             key = value[spec.key]
             t = type(key)
-            if t is not str and t is not int and t is not bytes:  # (the message is built only when needed)
-                key = normalize_key(key, f"{origin} {schema} field {spec.key!r}")
+            if (t is not str and t is not int and t is not bytes) or (wide and t is int):
+                key = normalize_key(key, f"{origin} {schema} field {spec.key!r}")  # (message built only here)
             routes.append((spec, key))
         return tuple(routes)
 

@@ -29,15 +29,28 @@ import cbor2
 from aos._core.decoder import UNHANDLED
 from aos._core.decoder import decode as _fast_decode
 from aos._core.encoder import encode as _fast_encode
-from aos.errors import NonCanonicalError, UnencodableValueError, brief_path
+from aos.errors import NonCanonicalError, UnencodableValueError, brief, brief_path
 
 __all__ = ["encode", "decode", "encode_trusted", "decode_trusted", "digest", "hash_value", "normalize",
-           "HASH_SIZE"]
+           "HASH_SIZE", "INT64_MIN", "INT64_MAX", "int64_problem"]
 
 HASH_SIZE = 32
 _FLOAT_HEAD = re.compile(rb"[\xf9-\xfb]")
 _KEY_TYPES = (str, int, bytes)
 MAX_DEPTH = 400  # deepest container nesting in the model (cbor2 6 decodes no deeper)
+# The integer fields of journal records (cell keys, costs, budgets, counters) are signed 64-bit
+# (docs/canonical.md, "The integer model"); values carried as canonical bytes hold ints of any size.
+INT64_MIN = -(1 << 63)
+INT64_MAX = (1 << 63) - 1
+
+
+def int64_problem(value: int, low: int = INT64_MIN) -> str | None:
+    """Why the int ``value`` cannot be a record field (``None``: it can), without printing a huge int."""
+    if low <= value <= INT64_MAX:
+        return None
+    shown = str(value) if value.bit_length() <= 128 else f"an int of {value.bit_length()} bits"
+    lo = "0" if low == 0 else "-2**63"
+    return f"{shown} is outside the record range {lo}..2**63-1"
 
 
 def digest(data: bytes) -> bytes:
@@ -45,38 +58,109 @@ def digest(data: bytes) -> bytes:
     return blake3.blake3(data).digest()
 
 
-def _find_problem(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None:
+# An int beyond the 64-bit CBOR heads is a bignum: a tag around a byte string, one level deeper than
+# the int itself, so at the depth limit it is a level too deep (cbor2 would not read it back).
+_HEAD_MIN = -(1 << 64)
+_HEAD_MAX = (1 << 64) - 1
+_DEEP_BIGNUM = (f"an int beyond 64 bits at nesting level {MAX_DEPTH} (its bignum tag is one level deeper "
+                "than the limit)")
+
+
+def _find_problem(value: Any, path: str) -> tuple[str, str] | None:
     """Walk ``value``; return ``(path, reason)`` of the first problem."""
+    try:
+        _plain(value, 0)
+    except _Outside as bad:
+        return _path(path, bad.where), bad.reason
+    return None
+
+
+def _path(path: str, where: list[Any]) -> str:
+    # Built only for an error: a repr of every key on the way would cost, and fail on huge ints.
+    return path + "".join(f"[{brief(k, 60)}]" for k in reversed(where))
+
+
+class _Outside(Exception):
+    """A value outside the model: why, and the keys and indexes leading to it (innermost first)."""
+
+    def __init__(self, reason: str, where: list[Any] | None = None) -> None:
+        self.reason = reason
+        self.where = where or []
+
+
+_KEY_PROBLEM = "map key of type {} (keys must be str, int or bytes)"
+
+
+def _plain(value: Any, depth: int) -> Any:
+    """A copy of ``value`` made of the model's exact types, as its encoding holds it; raise :class:`_Outside`.
+
+    Subclasses become their base type by the base type's own accessors
+    (``dict.items``, ``str.__str__``, ...), never by methods a subclass
+    overrides, so that what is encoded is what a reader decodes: a ``dict``
+    subclass whose ``items`` or ``__len__`` lie cannot make a map's head
+    disagree with its entries, and two keys that encode alike (a ``str``
+    subclass beside the same text) are refused rather than written twice.
+    ``-0.0`` becomes ``0.0``.
+    """
     t = type(value)
-    if value is None or t is bool or t is str or t is bytes or t is int:
-        return None
+    if value is None or t is str or t is bytes or t is bool:
+        return value
+    if t is int or (isinstance(value, int) and not isinstance(value, bool)):
+        v = value if t is int else int.__int__(value)
+        if depth >= MAX_DEPTH and not _HEAD_MIN <= v <= _HEAD_MAX:
+            raise _Outside(_DEEP_BIGNUM)
+        return v
     if isinstance(value, float):  # float subclasses too (e.g. numpy.float64)
-        if value != value:
-            return path, "NaN is not allowed (it has no single canonical encoding)"
-        return None
+        f = value if t is float else float.__float__(value)
+        if f != f:
+            raise _Outside("NaN is not allowed (it has no single canonical encoding)")
+        return 0.0 if f == 0.0 else f
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, bytes):
+        return bytes.__bytes__(value)
     if isinstance(value, cbor2.CBORSimpleValue):  # a tuple subclass in cbor2 5.x
-        return path, f"type {t.__name__} is not in the value model"
+        raise _Outside(f"type {t.__name__} is not in the value model")
     if isinstance(value, (dict, list, tuple)) and depth >= MAX_DEPTH:
-        return path, f"containers nested deeper than {MAX_DEPTH} levels (or a cycle)"
+        raise _Outside(f"containers nested deeper than {MAX_DEPTH} levels (or a cycle)")
     if isinstance(value, dict):
-        for k, v in value.items():
-            if type(k) is bool or not isinstance(k, _KEY_TYPES):
-                return f"{path}[{k!r}]", f"map key of type {type(k).__name__} (keys must be str, int or bytes)"
-            found = _find_problem(v, f"{path}[{k!r}]", depth + 1)
-            if found:
-                return found
-        return None
+        out: dict[Any, Any] = {}
+        for k, v in dict.items(value):
+            tk = type(k)
+            if tk is str or tk is bytes:
+                key = k
+            elif tk is bool or not isinstance(k, _KEY_TYPES):
+                raise _Outside(_KEY_PROBLEM.format(tk.__name__), [k])
+            else:
+                try:
+                    key = _plain(k, depth + 1)
+                except _Outside as bad:
+                    bad.where.append(k)
+                    raise
+                if key in out:
+                    raise _Outside(f"two map keys encode alike (a {tk.__name__} equal to another key's plain "
+                                   "value)", [k])
+            try:
+                out[key] = _plain(v, depth + 1)
+            except _Outside as bad:
+                bad.where.append(k)
+                raise
+        if len(out) != dict.__len__(value):  # a plain key equal to a subclass key seen earlier
+            raise _Outside("two map keys encode alike (a subclass key equal to another key's plain value)")
+        return out
     if isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            found = _find_problem(v, f"{path}[{i}]", depth + 1)
-            if found:
-                return found
-        return None
-    if isinstance(value, (bool, int, str, bytes, float)):
-        return None
+        items = []
+        for i, v in enumerate(list.__iter__(value) if isinstance(value, list) else tuple.__iter__(value)):
+            try:
+                items.append(_plain(v, depth + 1))
+            except _Outside as bad:
+                bad.where.append(i)
+                raise
+        return items
     if dataclasses.is_dataclass(value):
-        return path, f"type {t.__name__} is not in the value model (a dataclass: convert it with dataclasses.asdict())"
-    return path, f"type {t.__name__} is not in the value model"
+        raise _Outside(f"type {t.__name__} is not in the value model (a dataclass: convert it with "
+                       "dataclasses.asdict())")
+    raise _Outside(f"type {t.__name__} is not in the value model")
 
 
 def _has_negative_zero(value: Any) -> bool:
@@ -122,16 +206,18 @@ def encode(value: Any, where: str | None = None, path: str = "value") -> bytes:
     data = _fast_encode(value)  # the C writer; None: a value it leaves to the general path below
     if data is not None:
         return data
-    problem = _find_problem(value, path)
-    if problem is not None:
-        raise UnencodableValueError(problem[1], problem[0], where)
     try:
-        data = cbor2.dumps(value, canonical=True)
-    # pragma: no cover - the model walk catches these first
-    except (cbor2.CBOREncodeError, TypeError, ValueError, RecursionError) as exc:  # pragma: no cover
-        raise UnencodableValueError(str(exc), path, where) from exc
-    if _FLOAT_HEAD.search(data) and _has_negative_zero(value):
-        data = cbor2.dumps(normalize(value), canonical=True)
+        plain = _plain(value, 0)  # exact types only, as the encoding holds them; NaN, -0.0, bad keys, depth
+    except _Outside as bad:
+        raise UnencodableValueError(bad.reason, _path(path, bad.where), where) from None
+    except RecursionError:  # pragma: no cover - the depth limit comes first
+        raise UnencodableValueError(f"containers nested deeper than {MAX_DEPTH} levels", path, where) from None
+    data = _fast_encode(plain)  # None: a bignum, which cbor2 writes
+    if data is None:
+        try:
+            data = cbor2.dumps(plain, canonical=True)
+        except (cbor2.CBOREncodeError, TypeError, ValueError, RecursionError) as exc:  # pragma: no cover
+            raise UnencodableValueError(str(exc), path, where) from exc
     return data
 
 

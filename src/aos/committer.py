@@ -21,7 +21,7 @@ For each result it
 from __future__ import annotations
 
 from aos import canonical
-from aos.errors import InvariantViolation
+from aos.errors import InvariantViolation, ReducerError
 from aos.invariant import check_invariants
 from aos.kernel import Kernel
 from aos.manifest import DENIED_SCHEMA
@@ -35,9 +35,17 @@ from aos.records import (
     committed_payload,
     scheduled_payload,
 )
-from aos.worker import StepResult, Ticket
+from aos.worker import StepResult, Ticket, failure_message
 
-__all__ = ["Committer"]
+__all__ = ["Committer", "failed_step"]
+
+
+def failed_step(t: Ticket, result: StepResult) -> ReducerError:
+    """The error ``World.open(strict=True)`` raises for a failed step, the reducer's exception chained."""
+    assert result.error is not None
+    err = ReducerError(t.event_id, t.spec.name, t.key, *result.error)
+    err.__cause__ = result.exception
+    return err
 
 
 class Committer:
@@ -58,14 +66,26 @@ class Committer:
         sink = k.sink
         sink.append_payload(scheduled_payload(t.event_id, t.spec.name, t.key, t.input))
         if result.error is not None:
-            sink.append(StepFailed(t.event_id, result.error[0], result.error[1]))
+            error, message, traceback = result.error
+            sink.append(StepFailed(t.event_id, t.spec.name, t.key, error, message, traceback))
             k.failures += 1
+            if k.strict:
+                k.failed_steps.append(failed_step(t, result))
         elif k.manifest.invariants and (violated := check_invariants(k, result)) is not None:
             sink.append(InvariantViolated(t.event_id, violated[0], violated[1]))
             k.violations.append(InvariantViolation(t.event_id, violated[0], t.spec.name, t.key, violated[1]))
         else:
+            try:
+                committed = committed_payload(t.event_id, result.state_hash, result.emits, result.intents)
+            except (TypeError, ValueError) as exc:
+                # An output the record cannot hold (the boundaries refuse them; this is the last guard):
+                # the step fails as a whole, nothing of it applied, and the world goes on.
+                self._unrecordable(t, exc)
+                k.inbox.consumed(t.input)
+                self.next_event_id += 1
+                return sink.commit_point()
             k.cells.set(t.cid, result.state, result.state_hash)
-            sink.append_payload(committed_payload(t.event_id, result.state_hash, result.emits, result.intents))
+            sink.append_payload(committed)
             if result.emits:
                 cells, deliver, inbox = k.cells, k.sequencer.deliver_emitted, k.inbox
                 seq = k.next_seq
@@ -81,6 +101,17 @@ class Committer:
         k.inbox.consumed(t.input)
         self.next_event_id += 1
         return sink.commit_point()
+
+    def _unrecordable(self, t: Ticket, exc: BaseException) -> None:
+        k = self.kernel
+        name, message = failure_message(exc)
+        result = StepResult(t, error=("UnrecordableOutputError",
+                                      f"the step's outputs cannot be journaled: {name}: {message}", ""),
+                            exception=exc)
+        k.sink.append(StepFailed(t.event_id, t.spec.name, t.key, *result.error))  # type: ignore[misc]
+        k.failures += 1
+        if k.strict:
+            k.failed_steps.append(failed_step(t, result))
 
     def _revalidate(self, result: StepResult) -> StepResult:
         """Re-check shared reads against the current state; recompute on a stale one."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from aos import canonical
+from aos.canonical import INT64_MAX
+from aos.errors import InvalidEffectError, brief
 from aos.records import Emit, Intent
 from aos.rng import Rng, step_seed
 
@@ -86,13 +88,20 @@ class StepContext:
         try:
             value = self._ledger.remaining(cap)
         except KeyError:
-            raise KeyError(f"unknown capability {cap!r}") from None
+            raise KeyError(f"unknown capability {brief(cap)}") from None
         self.reads[cap] = value
         return value
 
     def effect(self, kind: str, params: Any, *, cap: str | None = None,
                idempotency_key: str | None = None, cost: int = 0) -> bytes:
         """Record an effect intent; returns its intent hash.
+
+        Raises :class:`~aos.errors.InvalidEffectError` (a ``TypeError`` and a
+        ``ValueError``) for an argument a journal record cannot hold: ``kind``
+        not a non-empty string, ``cap`` or ``idempotency_key`` not a string,
+        ``cost`` not an int from 0 to 2**63-1; and
+        :class:`~aos.errors.UnencodableValueError` for ``params`` (or a string)
+        outside the value model. Uncaught, either fails the step.
 
         ``cap`` defaults to the one capability covering ``kind`` (an intent no
         capability covers is denied at commit). ``cost`` is reserved from the
@@ -102,21 +111,27 @@ class StepContext:
         counting this step's intents from 0, so it is the same on every run.
         """
         if not isinstance(kind, str) or not kind:
-            raise TypeError(f"effect kind must be a non-empty string, got {kind!r}")
+            raise InvalidEffectError(f"effect kind must be a non-empty string, got {brief(kind)}")
+        kind = str.__str__(kind)  # a str subclass: its plain text, as records hold it
         if cap is None:
             covering = self._admission.manifest.covering(kind)
             if len(covering) > 1:
-                raise TypeError(f"effect {kind}: capabilities {[c.name for c in covering]} all cover it; "
-                                "pass cap= to choose")
+                raise InvalidEffectError(f"effect {kind}: capabilities {[c.name for c in covering]} all cover it; "
+                                         "pass cap= to choose")
             cap = covering[0].name if covering else None  # None: denied at commit
-        elif not isinstance(cap, str):
-            raise TypeError(f"effect cap must be a capability name, got {cap!r}")
-        if type(cost) is not int or cost < 0:
-            raise TypeError(f"effect cost must be an int >= 0, got {cost!r}")
+        elif isinstance(cap, str):
+            cap = str.__str__(cap)
+        else:
+            raise InvalidEffectError(f"effect cap must be a capability name, got {brief(cap)}")
+        if type(cost) is not int or cost < 0 or cost > INT64_MAX:
+            raise InvalidEffectError(f"effect {kind}: cost must be an int from 0 to 2**63-1 "
+                                     f"(costs are journaled as signed 64-bit ints), got {brief(cost)}")
         if idempotency_key is None:
             idempotency_key = f"{self.event_id}/{len(self.intents)}"
-        elif not isinstance(idempotency_key, str):
-            raise TypeError(f"idempotency_key must be a string, got {type(idempotency_key).__name__}")
+        elif isinstance(idempotency_key, str):
+            idempotency_key = str.__str__(idempotency_key)
+        else:
+            raise InvalidEffectError(f"idempotency_key must be a string, got {type(idempotency_key).__name__}")
         params_bytes = canonical.encode(params, where=f"params of effect {kind}")
         # The canonical encoding of [kind, params, cap, key], built around the
         # params bytes already encoded (a 4-element array head is 0x84).
@@ -124,3 +139,5 @@ class StepContext:
                                        + canonical.encode(cap) + canonical.encode(idempotency_key))
         self.intents.append(Intent(kind, params_bytes, cap, idempotency_key, cost, intent_hash))
         return intent_hash
+
+

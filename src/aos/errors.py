@@ -12,6 +12,7 @@ __all__ = [
     "WorldLockedError", "WorldNotFoundError", "WorldClosedError", "ReentrantCallError",
     "ReplayDivergenceError", "ReceiptError", "ReceiptAuthError", "UnknownIntentError",
     "DuplicateReceiptError", "ReceiptOverBudgetError", "InvariantViolation", "Backpressure",
+    "InvalidEffectError", "ReducerError",
 ]
 
 
@@ -102,6 +103,14 @@ class UnknownReducerError(AosError, KeyError):
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else ""
+
+
+# ------------------------------------------------------------- effects
+class InvalidEffectError(AosError, TypeError, ValueError):
+    """``ctx.effect`` was given an argument a journal record cannot hold (kind, cap, cost, idempotency key).
+
+    Raised inside the reducer: unless it catches it, the step fails (``StepFailed``).
+    """
 
 
 # ------------------------------------------------------------- storage
@@ -241,6 +250,54 @@ class DuplicateReceiptError(ReceiptError):
 
 class ReceiptOverBudgetError(ReceiptError):
     """The receipt's cost exceeds its reservation by more than the capability has left."""
+
+
+# ------------------------------------------------------------ failed steps
+class ReducerError(AosError):
+    """A reducer raised (``World.open(..., strict=True)``): the step was journaled as ``StepFailed``.
+
+    The reducer's own exception is chained as ``__cause__``, with its traceback.
+    """
+
+    def __init__(self, event_id: int, reducer: str, key: object, error: str, message: str,
+                 traceback: str = "") -> None:
+        self.event_id = event_id
+        self.reducer = reducer
+        self.key = key
+        self.error = error
+        self.message = message
+        self.traceback = traceback
+        super().__init__(f"step {event_id} (reducer {reducer}, key {brief(key)}) failed: {error}: {message}")
+
+
+_FIXED = (type(None), bool, str, bytes, float)  # (and ints of up to 128 bits)
+
+
+def brief(value: object, limit: int = 100) -> str:
+    """A value for a message: never failing, cut to ``limit`` characters, the same text in every process.
+
+    Messages end up in journaled records (``StepFailed``), which replay
+    compares byte for byte, so only values whose ``repr`` is fixed are shown
+    (``None``, bools, ints, floats, strings, bytes, short tuples of these; a
+    huge int by its size);
+    anything else by its type and size: the ``repr`` of a set follows hash
+    order, which differs between processes, and an object's may change.
+    """
+    if value is None or isinstance(value, (str, bytes, int, float)) or (
+            type(value) is tuple and len(value) <= 8
+            and all(type(v) in _FIXED or (type(v) is int and v.bit_length() <= 128) for v in value)):
+        if isinstance(value, int) and not isinstance(value, bool) and int.bit_length(value) > 128:
+            return f"<an int of {int.bit_length(value)} bits>"
+        try:
+            text = repr(value)
+        except Exception:  # a subclass's broken __repr__
+            text = f"<{type(value).__name__}>"
+    else:
+        try:
+            text = f"<{type(value).__name__} of {len(value)} items>"  # type: ignore[arg-type]
+        except Exception:  # not sized
+            text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 # ------------------------------------------------------------ invariants

@@ -136,7 +136,8 @@ def _write(world: Path, target: Path) -> dict[str, int]:
                     seq += 1
             elif isinstance(rec, StepFailed):
                 db.execute("UPDATE steps SET outcome = 'failed', error = ? WHERE event_id = ?",
-                           (f"{rec.error}: {rec.message}", rec.event_id))
+                           (f"{rec.error}: {rec.message}" + (f"\n{rec.traceback}" if rec.traceback else ""),
+                            rec.event_id))
             elif isinstance(rec, InvariantViolated):
                 db.execute("UPDATE steps SET outcome = 'violated', error = ? WHERE event_id = ?",
                            (f"{rec.invariant}: {rec.message}", rec.event_id))

@@ -22,6 +22,7 @@ from aos.errors import (
     ReceiptAuthError,
     ReceiptError,
     ReceiptOverBudgetError,
+    ReducerError,
     ReplayDivergenceError,
     UnencodableValueError,
     UnknownIntentError,
@@ -91,6 +92,8 @@ class Kernel:
         self.reexecutions = 0
         self.new_effects: list[QueuedEffect] = []  # queued since the executor last took them
         self.violations: list[InvariantViolation] = []  # not yet surfaced to the caller
+        self.strict = False  # keep failed steps for the caller (World.open(strict=True))
+        self.failed_steps: list[ReducerError] = []  # with strict: not yet surfaced to the caller
 
     @property
     def window(self) -> int:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from aos import canonical
-from aos.errors import EraChangeError, ManifestError, ManifestMismatchError, UnknownReducerError
+from aos.errors import EraChangeError, ManifestError, ManifestMismatchError, UnknownReducerError, brief
 
 __all__ = ["Manifest", "ReducerSpec", "Reducer", "Capability", "PolicyRule", "InvariantSpec", "code_identity",
            "check_compatible", "RECEIPT_SCHEMA", "DENIED_SCHEMA"]
@@ -230,7 +230,12 @@ class Manifest:
         self._era = None
 
     def capability(self, name: str, *, effect: str | list[str] | tuple[str, ...], budget: int) -> Capability:
-        """Declare capability ``name`` covering effect kind(s) ``effect`` with an integer ``budget``."""
+        """Declare capability ``name`` covering effect kind(s) ``effect`` with an integer ``budget``.
+
+        ``budget`` is an int from 0 to 2**63-1: costs are journaled as signed
+        64-bit ints, and a ledger whose reservations and spending never pass
+        the budget keeps every sum of costs in that range too.
+        """
         if not isinstance(name, str) or not FIELD_RE.match(name):
             raise ManifestError(f"capability name {name!r} must be an identifier")
         if name in self.capabilities:
@@ -238,8 +243,9 @@ class Manifest:
         kinds = (effect,) if isinstance(effect, str) else tuple(effect) if isinstance(effect, (list, tuple)) else ()
         if not kinds or not all(isinstance(k, str) and k for k in kinds) or len(set(kinds)) != len(kinds):
             raise ManifestError(f"capability {name}: effect must name one or more distinct effect kinds")
-        if type(budget) is not int or budget < 0:
-            raise ManifestError(f"capability {name}: budget must be an int >= 0, got {budget!r}")
+        if type(budget) is not int or not 0 <= budget <= canonical.INT64_MAX:
+            raise ManifestError(f"capability {name}: budget must be an int from 0 to 2**63-1 (so that every "
+                                f"cost and sum of costs fits a journal record), got {brief(budget)}")
         cap = Capability(name, kinds, budget)
         self.capabilities[name] = cap
         self._era = None

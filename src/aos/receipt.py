@@ -17,7 +17,8 @@ from typing import Any
 import blake3
 
 from aos import canonical
-from aos.errors import ReceiptAuthError
+from aos.canonical import INT64_MAX
+from aos.errors import ReceiptAuthError, ReceiptError, brief
 from aos.files import write_atomic
 
 __all__ = ["Receipt", "ReceiptSigner", "STATUSES", "load_secret", "create_secret", "SECRET_FILE"]
@@ -62,13 +63,20 @@ class ReceiptSigner:
         return blake3.blake3(_mac_input(intent_hash, status, payload, cost), key=self._key).digest()
 
     def make(self, intent_hash: bytes, status: str = "ok", payload: Any = None, cost: int = 0) -> Receipt:
-        """A signed receipt (``payload`` must be in the value model)."""
+        """A signed receipt (``payload`` must be in the value model).
+
+        Raises :class:`ReceiptError` for a malformed intent hash, status or
+        cost (an int from 0 to 2**63-1), :class:`UnencodableValueError` for a
+        payload outside the value model.
+        """
         if type(intent_hash) is not bytes or len(intent_hash) != 32:
-            raise TypeError("intent_hash must be the 32-byte hash ctx.effect returned")
-        if status not in STATUSES:
-            raise ValueError(f"receipt status must be one of {STATUSES}, got {status!r}")
-        if type(cost) is not int or cost < 0:
-            raise ValueError(f"receipt cost must be an int >= 0, got {cost!r}")
+            raise ReceiptError("intent_hash must be the 32-byte hash ctx.effect returned")
+        if not isinstance(status, str) or status not in STATUSES:
+            raise ReceiptError(f"receipt status must be one of {STATUSES}, got {brief(status)}")
+        status = str.__str__(status)
+        if type(cost) is not int or cost < 0 or cost > INT64_MAX:
+            raise ReceiptError(f"receipt cost must be an int from 0 to 2**63-1 (costs are journaled as signed "
+                               f"64-bit ints), got {brief(cost)}")
         data = canonical.encode(payload, where="receipt payload", path="payload")
         return Receipt(intent_hash, status, data, cost, self.mac(intent_hash, status, data, cost))
 
@@ -76,13 +84,15 @@ class ReceiptSigner:
         """Raise ReceiptAuthError unless ``r`` is well formed and its MAC verifies."""
         if not isinstance(r, Receipt):
             raise ReceiptAuthError(f"expected an aos Receipt, got {type(r).__name__}")
-        if (type(r.intent_hash) is not bytes or len(r.intent_hash) != 32 or r.status not in STATUSES
-                or type(r.payload) is not bytes or type(r.cost) is not int or r.cost < 0
-                or type(r.mac) is not bytes):
+        if (type(r.intent_hash) is not bytes or len(r.intent_hash) != 32 or type(r.status) is not str
+                or r.status not in STATUSES or type(r.payload) is not bytes or type(r.cost) is not int
+                or not 0 <= r.cost <= INT64_MAX or type(r.mac) is not bytes):
             raise ReceiptAuthError("malformed receipt")
         if not _compare(self.mac(r.intent_hash, r.status, r.payload, r.cost), r.mac):
             raise ReceiptAuthError(f"receipt for intent {r.intent_hash.hex()} fails its MAC: "
                                    "forged, altered or signed by another world")
+
+
 
 
 def _compare(a: bytes, b: bytes) -> bool:

@@ -4,7 +4,7 @@ Every record is a canonical CBOR map with a ``kind`` and a ``lane_id`` (0
 for now), and an ``event_id`` where it has one. Event values, emitted
 values and effect parameters are carried as their canonical CBOR encoding
 (a byte string), so records are written and compared without re-encoding
-user values. See docs/journal.md for the field reference.
+user values. See docs/storage.md for the field reference.
 """
 
 from __future__ import annotations
@@ -139,13 +139,19 @@ class StepCommitted(Record):
 
 @dataclass(frozen=True, slots=True)
 class StepFailed(Record):
-    """The reducer raised: the cell is unchanged, nothing it emitted is admitted."""
+    """The reducer of cell (``reducer``, ``key``) raised: the cell is unchanged, nothing it emitted is admitted.
+
+    ``World.failures()`` lists these records.
+    """
 
     KIND: ClassVar[str] = "StepFailed"
-    FIELDS: ClassVar[tuple[str, ...]] = ("event_id", "error", "message", "lane_id")
+    FIELDS: ClassVar[tuple[str, ...]] = ("event_id", "reducer", "key", "error", "message", "traceback", "lane_id")
     event_id: int
-    error: str
-    message: str
+    reducer: str
+    key: Key
+    error: str  # the exception type's qualified name
+    message: str  # its message: memory addresses replaced by 0x?, cut at 2,000 characters
+    traceback: str = ""  # the reducer's frames, deterministic (see aos.worker.failure_traceback)
     lane_id: int = 0
 
 
@@ -311,7 +317,9 @@ def _check_types(rec: Record, where: str) -> None:
                  and (i.cap is None or type(i.cap) is str) and type(i.idempotency_key) is str
                  and type(i.cost) is int, "effects")
     elif isinstance(rec, StepFailed):
-        need(type(rec.error) is str and type(rec.message) is str, "error")
+        need(type(rec.reducer) is str, "reducer")
+        need(rec.key is None or type(rec.key) in (str, int, bytes), "key")
+        need(type(rec.error) is str and type(rec.message) is str and type(rec.traceback) is str, "error")
     elif isinstance(rec, SnapshotCreated):
         need(type(rec.snapshot_hash) is bytes and len(rec.snapshot_hash) == 32, "snapshot_hash")
         need(type(rec.file) is str, "file")

@@ -7,8 +7,11 @@ the committer alone applies results.
 
 from __future__ import annotations
 
+import linecache
+import os
 import re
 from dataclasses import dataclass
+from types import CodeType, TracebackType
 from typing import Any
 
 import blake3
@@ -24,12 +27,18 @@ from aos.manifest import ReducerSpec
 from aos.records import Emit, Intent
 from aos.rng import step_seed
 
-__all__ = ["Ticket", "StepResult", "compute", "failure_message", "prepare_native", "finish_native"]
+__all__ = ["Ticket", "StepResult", "compute", "failure_message", "failure_traceback", "prepare_native",
+           "finish_native"]
 
 _digest = blake3.blake3
 _decode = _fast_decode  # of bytes aos wrote itself; UNHANDLED: canonical.decode_trusted, the general path
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{4,}")
 MAX_MESSAGE = 2000
+MAX_FRAMES = 16  # frames a StepFailed traceback shows: the first 4 and the last 12 ...
+HEAD_FRAMES = 4
+MAX_SOURCE = 160  # characters of a frame's source line
+MAX_TRACEBACK = 4000
+_AOS_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 @dataclass(slots=True)
@@ -58,7 +67,8 @@ class StepResult:
     routes: tuple[tuple[Route, ...], ...] = ()
     intents: tuple[Intent, ...] = ()
     reads: tuple[tuple[str, int], ...] = ()  # shared values read through ctx: (capability, remaining)
-    error: tuple[str, str] | None = None
+    error: tuple[str, str, str] | None = None  # (error type, message, traceback) of a failed step
+    exception: BaseException | None = None  # what the reducer raised (``World.open(strict=True)`` re-raises it)
 
 
 def failure_message(exc: BaseException) -> tuple[str, str]:
@@ -72,6 +82,59 @@ def failure_message(exc: BaseException) -> tuple[str, str]:
     if len(msg) > MAX_MESSAGE:
         msg = msg[:MAX_MESSAGE] + "…"
     return name, msg
+
+
+def failure_traceback(exc: BaseException, code: CodeType | None) -> str:
+    """The frames of a failed step, from the reducer's own down to where it raised; ``""`` if none.
+
+    ``code`` is the reducer function's code (``None`` for a callable object:
+    every frame below the one that caught ``exc``). The text is journaled in
+    ``StepFailed`` and compared on replay, so it holds nothing that differs
+    between runs of the same code: a frame is its file's base name (never the
+    absolute path), its function's qualified name, its line counted from the
+    first line of the function's definition — its first decorator or its
+    ``def`` —, so that code moved in its file (same source, same era) replays
+    the same, and that line's source. Frames of aos itself are left out (but
+    those in the reducer's own file), and frames above the reducer's: how deep
+    the reducer was called differs between executors. At most ``MAX_FRAMES``
+    frames are shown, the first 4 and the last 12, except for a
+    ``RecursionError``, whose depth depends on the calling thread's stack: its
+    first frames only, without a count.
+    """
+    tb: TracebackType | None = exc.__traceback__
+    if code is None:
+        tb = tb.tb_next if tb is not None else None
+    else:
+        while tb is not None and tb.tb_frame.f_code is not code:
+            tb = tb.tb_next
+    frames: list[str] = []
+    own = code.co_filename if code is not None else None
+    while tb is not None:
+        co = tb.tb_frame.f_code
+        name = co.co_filename
+        if name == own or not (name.startswith(_AOS_DIR) or name.startswith("aos/")):
+            lineno = tb.tb_lineno or co.co_firstlineno
+            source = linecache.getline(name, lineno).strip()
+            if len(source) > MAX_SOURCE:
+                source = source[:MAX_SOURCE] + "…"
+            frame = f"  {os.path.basename(name)}, in {co.co_qualname}, line {lineno - co.co_firstlineno + 1} of its " \
+                    "definition"
+            frames.append(f"{frame}: {_ADDRESS.sub('0x?', source)}" if source else frame)
+            if len(frames) > MAX_FRAMES and isinstance(exc, RecursionError):
+                frames[MAX_FRAMES:] = ["  … (deeper frames left out)"]
+                break
+        tb = tb.tb_next
+    else:
+        if len(frames) > MAX_FRAMES:
+            left_out = len(frames) - MAX_FRAMES
+            frames[HEAD_FRAMES:len(frames) - (MAX_FRAMES - HEAD_FRAMES)] = [f"  … ({left_out} frames left out)"]
+    text = "\n".join(frames)
+    return text if len(text) <= MAX_TRACEBACK else text[:MAX_TRACEBACK] + "…"
+
+
+def _failed(ticket: Ticket, exc: BaseException, code: CodeType | None) -> StepResult:
+    name, message = failure_message(exc)
+    return StepResult(ticket, error=(name, message, failure_traceback(exc, code)), exception=exc)
 
 
 def compute(ticket: Ticket, state: bytes | None, schema: str, value: bytes,
@@ -96,7 +159,7 @@ def compute(ticket: Ticket, state: bytes | None, schema: str, value: bytes,
                 new_bytes = canonical.encode(new, where=f"state returned by reducer {spec.name}", path="state")
             new_hash = _digest(new_bytes).digest()
     except Exception as exc:
-        return StepResult(ticket, error=failure_message(exc))
+        return _failed(ticket, exc, getattr(spec.fn, "__code__", None))
     if ctx.emits or ctx.intents or ctx.reads:
         return StepResult(ticket, new_bytes, new_hash, tuple(ctx.emits), tuple(ctx.routes), tuple(ctx.intents),
                           tuple(ctx.reads.items()))
@@ -116,7 +179,7 @@ def _compute_native(ticket: Ticket, state: bytes | None, schema: str, value: byt
                                    canonical.encode_trusted(ticket.key), step_seed(ticket.event_id, spec.name,
                                                                                     ticket.key))
     except Exception as exc:
-        return StepResult(ticket, error=failure_message(exc))
+        return _failed(ticket, exc, None)
     return finish_native(ticket, state, outputs, admission, ledger)
 
 
@@ -158,7 +221,7 @@ def finish_native(ticket: Ticket, state: bytes | None, outputs: tuple[Any, ...],
             for kind, params, cap, cost in effects:
                 ctx.effect(kind, canonical.decode(params, f"params of effect {kind}"), cap=cap, cost=cost)
     except Exception as exc:
-        return StepResult(ticket, error=failure_message(exc))
+        return _failed(ticket, exc, None)
     new_hash = None if new_bytes is None else _digest(new_bytes).digest()
     if emits or effects:
         return StepResult(ticket, new_bytes, new_hash, tuple(ctx.emits), tuple(ctx.routes), tuple(ctx.intents),

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from aos import canonical
+from aos._core.encoder import record_kind
 from aos.adapters import MODES, WAKE, Adapter, Dispatcher, builtin_adapters
 from aos.admission import cell_key
 from aos.blobs import BlobStore
@@ -38,6 +39,7 @@ from aos.errors import (
     JournalTruncatedError,
     ManifestMismatchError,
     ReceiptError,
+    ReducerError,
     ReentrantCallError,
     StorageError,
     WorldClosedError,
@@ -60,7 +62,7 @@ from aos.kernel import DEFAULT_AGING, DEFAULT_WINDOW, Kernel
 from aos.manifest import Manifest, check_compatible
 from aos.outbox import QueuedEffect
 from aos.receipt import SECRET_FILE, Receipt, ReceiptSigner, create_secret, load_secret
-from aos.records import SnapshotCreated
+from aos.records import SnapshotCreated, StepFailed
 from aos.replay import VerifyingSink, replay_entries
 from aos.snapshot import (
     SnapshotInfo,
@@ -107,6 +109,15 @@ def read_meta(path: Path, manifest: Manifest) -> dict[str, Any]:
             raise
         raise StorageError(f"{meta_path}: malformed manifest description: {type(exc).__name__}: {exc}") from None
     return meta
+
+
+def _wait_limit(timeout: float | None) -> float | None:
+    """A caller's timeout for waits: None (no limit) beyond what the platform's waits take."""
+    if timeout is not None and not timeout <= threading.TIMEOUT_MAX:
+        if timeout != timeout:
+            raise ValueError("timeout must be a number of seconds or None, got NaN")
+        return None
+    return timeout
 
 
 def default_workers(manifest: Manifest) -> int:
@@ -196,7 +207,7 @@ class World:
              effects: str = "background",
              on_violation: str | Callable[[InvariantViolation], None] = "raise",
              workers: int | None = None, worker_delay: Callable[[int], float] | None = None,
-             max_queued: int = 1_000_000, offload: str | None = None) -> "World":
+             max_queued: int = 1_000_000, offload: str | None = None, strict: bool = False) -> "World":
         """Create or open the world at ``path`` with ``manifest``.
 
         ``durability``: ``"group"`` (default), ``"always"``, ``"none"`` or a
@@ -230,6 +241,12 @@ class World:
         ``offload="all"`` unless told otherwise). ``max_queued`` bounds the
         inputs waiting in mailboxes (see :meth:`submit` for what happens when
         it is reached).
+
+        ``strict`` (for development): ``run`` raises :class:`ReducerError`,
+        the reducer's exception chained with its traceback, for a step whose
+        reducer raised — once the steps in progress have committed, the failed
+        step journaled as ``StepFailed`` like any other, the world usable.
+        Without it a failed step is only journaled (see :meth:`failures`).
         """
         if not isinstance(manifest, Manifest):
             raise TypeError(f"manifest must be an aos.Manifest, got {type(manifest).__name__}")
@@ -318,6 +335,7 @@ class World:
                    "workers": workers, "worker_delay": worker_delay, "max_queued": max_queued,
                    "offload": offload}
         world = cls(p, manifest, journal, kernel, lock_fd, dispatcher, options)
+        kernel.strict = bool(strict)  # after recovery: the journal's past failures are not raised again
         # Nothing to snapshot on close if the journal ends with the loaded snapshot.
         if journal.index == 0 or (start is not None and start.index + 1 == journal.index):
             world._snapshot_index = journal.index
@@ -380,6 +398,8 @@ class World:
         """
         k = self._live()
         adm = k.admission.check(schema, value)
+        if timeout is not None:
+            timeout = _wait_limit(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cv:
             while self._full():
@@ -447,8 +467,14 @@ class World:
         journaled and none of its writes applied, and the world stays usable.
         """
         k = self._live()
-        if max_steps is not None and max_steps < 0:
-            raise ValueError("max_steps must be >= 0")
+        if max_steps is not None:
+            if type(max_steps) is not int:
+                raise TypeError(f"max_steps must be an int >= 0 or None, got {type(max_steps).__name__}")
+            if max_steps < 0:
+                raise ValueError("max_steps must be >= 0")
+            if max_steps > MAX_WINDOW:  # more than any run takes; the threads executor counts in 64 bits
+                max_steps = None
+        timeout = _wait_limit(timeout)
         with self._run_lock:  # one run at a time; another thread's run() waits for this one
             with self._cv:
                 outer = self._runner is not None
@@ -517,6 +543,7 @@ class World:
                 steps, committed, failed = steps + r.steps, committed + r.committed, failed + r.failed
                 self._sync_and_dispatch()
                 self._surface_violations()
+                self._surface_failures()
                 if max_steps is not None and steps >= max_steps:
                     break
                 if k.sequencer.has_work():
@@ -539,7 +566,7 @@ class World:
                     receipts += self._admit([got])
                 else:
                     break
-        except InvariantViolation:
+        except (InvariantViolation, ReducerError):
             self._sync_and_dispatch()
             raise
         except BaseException as exc:
@@ -594,6 +621,32 @@ class World:
                 self.violations.append(v)
             else:
                 self.on_violation(v)  # type: ignore[operator]
+
+    def _surface_failures(self) -> None:
+        k = self._kernel
+        if k.failed_steps:
+            first, *k.failed_steps = k.failed_steps  # the next run() raises the next one: none is dropped
+            raise first
+
+    def failures(self) -> list[StepFailed]:
+        """Every failed step the journal holds, oldest first — before reopening too.
+
+        Each ``StepFailed`` record names its ``event_id``, ``reducer``,
+        ``key``, ``error`` (the exception type), ``message`` and
+        ``traceback`` (the reducer's frames, see docs/architecture.md). It
+        reads the whole journal (kinds are told apart without decoding the
+        other records), so it costs time in proportion to the journal's size:
+        a tool for debugging, not for every step.
+        """
+        self._live()
+        self._journal.flush(sync=False)
+        out: list[StepFailed] = []
+        for entry in JournalReader(self.path / "journal", self.manifest.era).entries():
+            if record_kind(entry.payload) == StepFailed.KIND:
+                rec = entry.record()
+                if isinstance(rec, StepFailed):
+                    out.append(rec)
+        return out
 
     def _admit_arrived(self) -> int:
         if self._dispatcher.mode != "background":

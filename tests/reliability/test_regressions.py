@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 import aos
 from conftest import make_counter_manifest
@@ -302,3 +305,53 @@ def test_receipt_payload_too_deep_to_deliver_is_refused_before_it_is_journaled(t
         w.run()
         h = w.snapshot_hash()
     assert aos.replay(tmp_path / "w", m).verify() == h
+
+
+class _Odd(str):
+    def __eq__(self, other: object) -> bool:
+        return False
+
+    def __hash__(self) -> int:
+        return 1
+
+
+class _Lying(dict):  # type: ignore[type-arg]
+    def items(self) -> Any:
+        return [("a", 1)]
+
+    def __len__(self) -> int:
+        return 7
+
+
+class _Stretchy(list):  # type: ignore[type-arg]
+    def __iter__(self) -> Any:
+        return iter([1, 2, 3])
+
+    def __len__(self) -> int:
+        return 9
+
+
+def test_values_whose_subclasses_lie_are_encoded_as_they_are_or_refused(tmp_path: Path) -> None:
+    """Bad input: two keys that encode alike (a str subclass beside the same text) were written twice, and a
+    dict or list subclass whose length or iteration lied got a head that disagreed with its items: the
+    event was journaled, and the world could not be reopened (NonCanonicalError)."""
+    m = aos.Manifest("reg/lie@1")
+
+    @m.reducer("reg/R@1", events=["reg/E@1"])
+    def r(ctx: Any, state: Any, event: Any) -> Any:
+        return event.value
+
+    with aos.World.open(tmp_path / "w", m) as w:
+        for value in ({"a": 0, _Odd("a"): 1}, {_Odd("a"): 1, "a": 0}):
+            with pytest.raises(aos.UnencodableValueError, match="encode alike"):
+                w.submit("reg/E@1", value)
+        w.submit("reg/E@1", [_Lying(x=1), _Stretchy([5])])
+        w.run()
+        assert w.state("reg/R@1") == [{"x": 1}, [5]]
+        h = w.snapshot_hash()
+    with aos.World.open(tmp_path / "w", m, snapshot_on_close=False) as w:
+        assert w.snapshot_hash() == h
+    for snap in (tmp_path / "w" / "snapshots").iterdir():
+        snap.unlink()
+    with aos.World.open(tmp_path / "w", m, snapshot_on_close=False) as w:  # the whole journal replayed
+        assert w.snapshot_hash() == h
