@@ -639,7 +639,7 @@ class World:
         a tool for debugging, not for every step.
         """
         self._live()
-        self._journal.flush(sync=False)
+        self._on_runner(lambda: self._journal.flush(sync=False))  # the journal's writer is the running thread
         out: list[StepFailed] = []
         for entry in JournalReader(self.path / "journal", self.manifest.era).entries():
             if record_kind(entry.payload) == StepFailed.KIND:
