@@ -306,15 +306,17 @@ def _choose_start(path: Path, since: int | None, last: int | None) -> tuple[_Sna
     snaps = _snapshots(path)
     if since is None and last is None:
         if not snaps:
-            return None, "the whole journal (no snapshot)"
+            return None, "recent history"
         end = _last_event_id(path, snaps)
         # the newest snapshot with steps after it (a world closed normally has one at its very end)
         before = [s for s in snaps if s.event_id < end]
-        return (before[-1] if before else None), "from the newest snapshot with steps after it"
+        return (before[-1] if before else None), "recent history"
+    end = _last_event_id(path, snaps)
     if last is not None:
-        end = _last_event_id(path, snaps)
         first, requested = max(1, end - last + 1), f"the last {last} steps"
     else:
+        if since > end:  # type: ignore[operator]
+            raise ShadowError(f"the journal of {path} ends at event_id {end}, before since={since}")
         first, requested = since, f"since event_id {since}"  # type: ignore[assignment]
     before = [s for s in snaps if s.event_id < first]
     return (before[-1] if before else None), requested
