@@ -52,6 +52,20 @@ def counter_fails(ctx: Any, state: Any, event: Any) -> Any:  # raises on one inp
     return state
 
 
+def counter_chatty(ctx: Any, state: Any, event: Any) -> Any:  # cell "c" also reports every total
+    state = state or {"n": 0, "receipts": 0}
+    if event.schema == "sys/Receipt@1":
+        state["receipts"] += 1
+        return state
+    v = event.value
+    state["n"] += v["n"]
+    if v.get("fwd") or ctx.key == "c":
+        ctx.emit("t/Total@1", {"id": ctx.key, "n": state["n"]})
+    if v.get("mail"):
+        ctx.effect("blob.put", {"data": f"mail {ctx.key} {v['n']}".encode()}, cost=1)
+    return state
+
+
 def totals(ctx: Any, state: Any, event: Any) -> Any:
     state = state or {}
     state[event.value["id"]] = event.value["n"]
@@ -72,6 +86,7 @@ def build(counter: Callable[..., Any] = counter_v1, budget: int = 1_000, with_to
 v1 = build()
 v2 = build(counter_v2)
 fails = build(counter_fails)
+chatty = build(counter_chatty)
 tight = build(budget=1)  # budget for one mail: later mails are denied
 
 

@@ -79,6 +79,19 @@ def test_a_difference_carries_to_the_cells_its_events_reach(tmp_path: Path) -> N
     assert totals[-1].shadow is not None and totals[-1].shadow.state["b"] == 2 * (1 + 4 + 7 + 10)
 
 
+def test_more_emitted_events_change_the_schedule_and_later_steps_are_carried(tmp_path: Path) -> None:
+    path = sw.make_world(tmp_path / "w", count=150)
+    r = shadow_run(path, sw.chatty)
+    c_steps = [s.event_id for s in scheduled(path) if s.key == "c"]
+    fresh = [d for d in r.diffs if not d.carried]
+    diverged = r.schedule_diverged_at
+    assert diverged is not None and r.carried == r.differing - len(fresh) > 0
+    assert [d.event_id for d in fresh if d.event_id != diverged] == [e for e in c_steps if e < diverged]
+    assert all(d.what == ("emits",) and d.journal.emits == () for d in fresh if d.event_id != diverged)
+    assert all(d.carried for d in r.diffs if d.event_id > diverged)
+    assert "the schedule diverges at event_id" in r.summary()
+
+
 def test_a_step_failing_only_in_the_shadow(world: Path) -> None:
     r = shadow_run(world, sw.fails)
     assert (r.differing, r.failing_only_in_shadow, r.failing_only_in_journal) == (r.differing, 1, 0)

@@ -622,10 +622,14 @@ def shadow(world: str, manifest_spec: str, since: int | None, last: int | None, 
     start = f"snapshot {r.snapshot}" if r.snapshot is not None else "the start of the journal"
     grid.add_row("window", f"{r.requested}: from {start}, event_ids {r.first_event_id}..{r.last_event_id}")
     grid.add_row("steps", f"{r.compared} compared: {r.same} same, {r.differing} differing "
-                          f"({r.failing_only_in_shadow} failing only in the shadow, "
+                          f"({r.carried} carried; {r.failing_only_in_shadow} failing only in the shadow, "
                           f"{r.failing_only_in_journal} only in the journal)")
     if r.first_difference is not None:
         grid.add_row("first difference", f"event_id {r.first_difference}")
+    if r.schedule_diverged_at is not None:
+        grid.add_row("schedule", f"diverges at event_id {r.schedule_diverged_at}: later steps run in another order")
+    if r.shadow_ready:
+        grid.add_row("left over", f"{r.shadow_ready} input(s) still waiting in the shadow at the journal's end")
     grid.add_row("inputs refused", str(len(r.refused)) if r.refused else "none")
     grid.add_row("result", "the shadow reproduces the journal" if r.ok else "DIFFERS from the journal")
     out: list[Any] = [grid]

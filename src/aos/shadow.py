@@ -88,6 +88,7 @@ class StepSide:
     emits: tuple[tuple[str, Any], ...] = ()
     intents: tuple[tuple[str, Any, str | None, int, bool | None], ...] = ()
     error: str | None = None
+    input: int | None = None  # the seq of the input event (numbered by each side)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +150,8 @@ class ShadowReport:
     diffs: list[StepDiff] = field(default_factory=list)  # the first ``limit`` differing steps
     refused: list[RefusedInput] = field(default_factory=list)
     costs: dict[str, CapabilityCost] = field(default_factory=dict)
+    carried: int = 0  # differing steps that are consequences of earlier differences
+    schedule_diverged_at: int | None = None  # the first step the shadow ran for another cell or input
     shadow_ready: int = 0  # inputs still waiting in the shadow's mailboxes at the journal's end
 
     @property
@@ -164,9 +167,12 @@ class ShadowReport:
         """A few lines for people: counts, then the first ``limit`` differences."""
         head = (f"shadow of {self.manifest} (era {self.proposed_era[:12]}…) on {self.path}, event_ids "
                 f"{self.first_event_id}..{self.last_event_id}: {self.compared} steps compared, {self.same} same, "
-                f"{self.differing} differing ({self.failing_only_in_shadow} failing only in the shadow, "
-                f"{self.failing_only_in_journal} only in the journal)")
+                f"{self.differing} differing ({self.carried} carried; {self.failing_only_in_shadow} failing only in the "
+                f"shadow, {self.failing_only_in_journal} only in the journal)")
         lines = [head]
+        if self.schedule_diverged_at is not None:
+            lines.append(f"  the schedule diverges at event_id {self.schedule_diverged_at}: later steps run in another "
+                         "order (their event_ids, random draws and default idempotency keys differ)")
         for d in self.diffs[:limit]:
             lines.append("  " + describe_diff(d))
         if self.differing > min(limit, len(self.diffs)):
@@ -386,6 +392,7 @@ class _Run:
         self.progress = progress
         self.diverged_cells: set[int] = set()  # cells whose shadow state differs from the journal's
         self.diverged_inputs: set[int] = set()  # shadow seqs of events that differ from the journal's
+        self.shifted = False  # the two sides number their inputs differently from here on
 
     def run(self, payloads: Iterator[bytes]) -> None:
         k, sink, report = self.kernel, self.sink, self.report
@@ -464,6 +471,8 @@ class _Run:
             assert isinstance(rec, EventAdmitted)
             fields = (rec.seq, rec.schema, rec.value)
         seq, schema, value = fields
+        if seq != k.next_seq:
+            self.shifted = True
         try:
             adm = k.admission.check_encoded(schema, value, origin=f"journaled event {seq}")
         except AosError as exc:
@@ -476,6 +485,8 @@ class _Run:
         rec = decode_record(payload, "journaled ReceiptAppended")
         assert isinstance(rec, ReceiptAppended)
         what = f"receipt for intent {rec.intent_hash.hex()}"
+        if rec.seq != k.next_seq:
+            self.shifted = True
         if rec.intent_hash not in k.outbox.queued:
             self.report.refused.append(RefusedInput(rec.seq, what, "the shadow did not queue this intent"))
             return
@@ -492,7 +503,14 @@ class _Run:
         cid = self.kernel.cells.find(j.reducer, j.key) if j.reducer in self.kernel.manifest.reducers else None
         if cid is not None:
             self.diverged_cells.add(cid)
+        self._diverged_schedule(_event_id(group))
+        self.report.carried += 1
         self._record(StepDiff(_event_id(group), j.reducer, j.key, ("schedule",), True, j, None), j, None)
+
+    def _diverged_schedule(self, event_id: int) -> None:
+        self.shifted = True
+        if self.report.schedule_diverged_at is None:
+            self.report.schedule_diverged_at = event_id
 
     def _compare(self, group: list[bytes], produced: list[bytes], ticket: Any, seq0: int) -> int:
         """Compare one step whose records differ in bytes; 1 when it is the same step all the same."""
@@ -502,7 +520,7 @@ class _Run:
         state = k.cells.states[ticket.cid]
         s = _side(produced, None if state is None else canonical.decode_trusted(state))
         what = []
-        if (j.reducer, j.key) != (s.reducer, s.key):
+        if (j.reducer, j.key) != (s.reducer, s.key) or (j.input != s.input and not self.shifted):
             what.append("schedule")
         if j.outcome != s.outcome:
             what.append("outcome")
@@ -521,7 +539,14 @@ class _Run:
         if not what:  # the same step; only the numbering of its input differs (events shifted earlier)
             self.diverged_cells.discard(ticket.cid)
             return 1
-        carried = ticket.cid in self.diverged_cells or ticket.input in self.diverged_inputs
+        carried = (ticket.cid in self.diverged_cells or ticket.input in self.diverged_inputs
+                   or self.report.schedule_diverged_at is not None)
+        if "schedule" in what:
+            self._diverged_schedule(_event_id(group))
+        if len(j.emits) != len(s.emits) or _denied(j) != _denied(s):
+            self.shifted = True  # the events made after this step are numbered differently on each side
+        if carried:
+            self.report.carried += 1
         if "schedule" in what or j.state_hash != s.state_hash or j.outcome != s.outcome:
             self.diverged_cells.add(ticket.cid)
             if "schedule" in what and j.reducer in k.manifest.reducers:
@@ -562,6 +587,10 @@ class _Run:
                 c.shadow_cost += q.cost
 
 
+def _denied(side: StepSide) -> int:
+    return sum(1 for i in side.intents if i[4] is False)
+
+
 def _event_id(group: list[bytes]) -> int:
     rec = decode_record(group[0], "StepScheduled")
     return rec.event_id  # type: ignore[attr-defined,no-any-return]
@@ -583,10 +612,11 @@ def _side(payloads: list[bytes], state: Any) -> StepSide:
         intents = tuple((i.kind, canonical.decode_trusted(i.params), i.cap, i.cost, decisions.get(i.intent_hash))
                         for i in outcome.effects)
         sh = None if outcome.state_hash is None else outcome.state_hash.hex()
-        return StepSide(scheduled.reducer, scheduled.key, kind, sh, state, emits, intents)
+        return StepSide(scheduled.reducer, scheduled.key, kind, sh, state, emits, intents, input=scheduled.input)
     if isinstance(outcome, StepFailed):
-        return StepSide(scheduled.reducer, scheduled.key, kind, error=f"{outcome.error}: {outcome.message}")
+        return StepSide(scheduled.reducer, scheduled.key, kind, error=f"{outcome.error}: {outcome.message}",
+                        input=scheduled.input)
     if isinstance(outcome, InvariantViolated):
         return StepSide(scheduled.reducer, scheduled.key, kind,
-                        error=f"invariant {outcome.invariant}: {outcome.message}")
-    return StepSide(scheduled.reducer, scheduled.key, kind)
+                        error=f"invariant {outcome.invariant}: {outcome.message}", input=scheduled.input)
+    return StepSide(scheduled.reducer, scheduled.key, kind, input=scheduled.input)
