@@ -178,7 +178,7 @@ def test_assert_replays(world: Path) -> None:
     report = assert_replays(world, sw.v1)
     assert report.ok and report.compared == len(scheduled(world))
     first_b = next(s.event_id for s in scheduled(world) if s.key == "b")
-    with pytest.raises(AssertionError, match=rf"event_id {first_b} t/Counter@1 'b': state differ"):
+    with pytest.raises(AssertionError, match=rf"event_id {first_b} t/Counter@1 'b': state differs"):
         assert_replays(world, sw.v2)
     assert_replays(world, sw.v1, last=3)
 

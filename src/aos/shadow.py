@@ -189,7 +189,8 @@ def describe_diff(d: StepDiff) -> str:
     from aos.render import show
 
     j, s = d.journal, d.shadow
-    parts = [f"event_id {d.event_id} {d.reducer} {show(d.key)}: {', '.join(d.what)} differ"
+    cell = d.reducer if d.key is None else f"{d.reducer} {show(d.key)}"
+    parts = [f"event_id {d.event_id} {cell}: {', '.join(d.what)} differ{'s' if len(d.what) == 1 else ''}"
              + (" (carried)" if d.carried else "")]
     if s is None:
         parts.append("the shadow had no step to run")
