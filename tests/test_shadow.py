@@ -64,6 +64,8 @@ def test_changed_arithmetic_names_exactly_the_steps_of_that_cell(world: Path) ->
     assert last.journal.state_hash != last.shadow.state_hash and last.journal.state is None
     assert r.costs["mail"].journal_effects == r.costs["mail"].shadow_effects  # same intents: receipts delivered
     assert r.refused == []
+    counted = shadow_run(world, sw.v2, limit=0)  # details of none, counts and the first difference all the same
+    assert (counted.diffs, counted.differing, counted.first_difference) == ([], r.differing, b_steps[0])
 
 
 def test_a_difference_carries_to_the_cells_its_events_reach(tmp_path: Path) -> None:
@@ -207,3 +209,29 @@ def test_cli_exit_status_says_whether_anything_differs(world: Path, monkeypatch:
     assert both.exit_code == 2 and "not both" in both.output
     window = run_cli(["shadow", str(world), "--manifest", "shadow_world:v2", "--last", "1"], monkeypatch)
     assert window.exit_code in (0, 1) and "the last 1 steps" in window.output
+
+
+@pytest.mark.parametrize("cut_after", ["StepScheduled", "StepCommitted"])
+def test_a_journal_that_ends_inside_a_step_is_compared_up_to_the_last_whole_step(tmp_path: Path,
+                                                                                   cut_after: str) -> None:
+    """What a reader sees while a writer is appending a step: its first records only."""
+    import shutil
+
+    from aos.records import EffectQueued, StepCommitted
+
+    path = sw.make_world(tmp_path / "w", count=30)
+    copy = tmp_path / "cut"
+    shutil.copytree(path, copy)
+    shutil.rmtree(copy / "snapshots")
+    entries = list(JournalReader(copy / "journal").records())
+    # the last step with an effect: its StepCommitted is followed by a PolicyDecision and an EffectQueued
+    at = max(i for i, (_e, rec) in enumerate(entries) if isinstance(rec, EffectQueued))
+    committed = max(i for i in range(at) if isinstance(entries[i][1], StepCommitted))
+    cut = committed - 1 if cut_after == "StepScheduled" else committed
+    entry = entries[cut][0]
+    (seg,) = (copy / "journal").glob("*.seg")
+    with open(seg, "r+b") as f:
+        f.truncate(entry.offset + 8 + len(entry.payload) + 32)
+    r = shadow_run(copy, sw.v1)
+    whole = sum(1 for _e, rec in entries[:committed - 1] if isinstance(rec, StepScheduled))
+    assert r.ok and r.compared == whole and r.last_event_id == whole
