@@ -106,6 +106,21 @@ def test_a_step_failing_only_in_the_shadow(world: Path) -> None:
     assert later and all(d.key == "a" and d.carried for d in later)
 
 
+def test_a_fix_shows_as_a_step_failing_only_in_the_journal(tmp_path: Path) -> None:
+    path = sw.make_world(tmp_path / "w", count=12, manifest=sw.fails)
+    r = shadow_run(path, sw.v1)
+    assert (r.failing_only_in_journal, r.failing_only_in_shadow) == (1, 0)
+    fixed = r.diffs[0]
+    assert fixed.journal.outcome == "failed" and "three is not allowed" in (fixed.journal.error or "")
+    assert fixed.shadow is not None and fixed.shadow.outcome == "committed" and not fixed.carried
+
+
+def test_progress_counts_the_journal_records_read(world: Path) -> None:
+    seen: list[int] = []
+    shadow_run(world, sw.v1, progress=seen.append)
+    assert seen == sorted(seen) and seen[-1] == sum(1 for _ in JournalReader(world / "journal").entries())
+
+
 def test_a_smaller_budget_predicts_denials_and_lower_costs(world: Path) -> None:
     r = shadow_run(world, sw.tight)
     c = r.costs["mail"]

@@ -163,8 +163,8 @@ class ShadowReport:
         """A few lines for people: counts, then the first ``limit`` differences."""
         head = (f"shadow of {self.manifest} (era {self.proposed_era[:12]}…) on {self.path}, event_ids "
                 f"{self.first_event_id}..{self.last_event_id}: {self.compared} steps compared, {self.same} same, "
-                f"{self.differing} differing ({self.carried} carried; {self.failing_only_in_shadow} failing only in the "
-                f"shadow, {self.failing_only_in_journal} only in the journal)")
+                f"{self.differing} differing ({self.carried} carried; {self.failing_only_in_shadow} failing only "
+                f"in the shadow, {self.failing_only_in_journal} only in the journal)")
         lines = [head]
         if self.schedule_diverged_at is not None:
             lines.append(f"  the schedule diverges at event_id {self.schedule_diverged_at}: later steps run in another "
