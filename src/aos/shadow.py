@@ -35,7 +35,7 @@ from aos import canonical
 from aos._core.decoder import event_admitted_fields
 from aos._core.encoder import record_kind
 from aos.committer import Committer
-from aos.errors import AosError, ReceiptError, StorageError, WorldNotFoundError
+from aos.errors import AosError, ReceiptError, SnapshotCorruptError, StorageError, WorldNotFoundError
 from aos.journal import JournalReader, Position
 from aos.kernel import Kernel
 from aos.manifest import Manifest
@@ -271,26 +271,36 @@ def _world_meta(path: Path) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class _Snap:
+    """What the choice of a starting snapshot needs of one (its states are not kept)."""
+
     path: Path
-    event_id: int
-    doc: dict[str, Any]
+    event_id: int  # the last ticket it includes
+    era: Any
+    position: Any  # the journal position, as written
+    reducers: frozenset[str]  # of its cells
+    capabilities: frozenset[str]  # of its ledger
 
 
 def _snapshots(path: Path) -> list[_Snap]:
-    """The world's snapshots, oldest first, with the last ticket each includes."""
+    """The world's snapshots, oldest first."""
     out = []
     for p in list_snapshots(path / "snapshots"):
         doc = canonical.decode_trusted(check_snapshot_file(p))
-        if not isinstance(doc, dict) or type(doc.get("event_id")) is not int:
-            raise StorageError(f"{p}: malformed snapshot (no event_id)")
-        out.append(_Snap(p, doc["event_id"], doc))
+        try:
+            if type(doc["event_id"]) is not int:
+                raise TypeError("event_id is not an int")
+            out.append(_Snap(p, doc["event_id"], doc["era"], doc["position"],
+                             frozenset(row[0] for row in doc["cells"]), frozenset(row[0] for row in doc["ledger"])))
+        except (KeyError, TypeError, IndexError) as exc:
+            raise SnapshotCorruptError(str(p), f"malformed snapshot: {type(exc).__name__}: {exc}") from None
+        del doc
     return out
 
 
 def _last_event_id(path: Path, snaps: list[_Snap]) -> int:
     """The journal's last ticket: the newest snapshot's, plus the steps journaled after it."""
     start = snaps[-1] if snaps else None
-    position = Position.from_wire(start.doc["position"]) if start is not None else None
+    position = Position.from_wire(start.position) if start is not None else None
     last = start.event_id if start is not None else 0
     for _name, _first, frames in JournalReader(path / "journal").batches(position):
         for _at, payload, _chain in frames:
@@ -326,15 +336,14 @@ def _choose_start(path: Path, since: int | None, last: int | None) -> tuple[_Sna
 
 
 def _check_loadable(snap: _Snap, manifest: Manifest, world_era: bytes) -> None:
-    doc = snap.doc
-    if doc.get("era") != world_era:
+    if snap.era != world_era:
         raise ShadowError(f"snapshot {snap.path.name} was written in another era than the world's current one: "
                           "a shadow window that crosses an era boundary is not supported yet (start later)")
-    missing = sorted({row[0] for row in doc.get("cells", []) if row[0] not in manifest.reducers})
+    missing = sorted(r for r in snap.reducers if r not in manifest.reducers)
     if missing:
         raise ShadowError(f"the proposed manifest {manifest.name} has no reducer {', '.join(missing)}, whose cells "
                           f"the world holds in snapshot {snap.path.name}: a shadow run cannot load them")
-    caps = sorted({row[0] for row in doc.get("ledger", []) if row[0] not in manifest.capabilities})
+    caps = sorted(c for c in snap.capabilities if c not in manifest.capabilities)
     if caps:
         raise ShadowError(f"the proposed manifest {manifest.name} has no capability {', '.join(caps)}, whose budget "
                           f"the world records in snapshot {snap.path.name}: a shadow run cannot load it")
