@@ -115,6 +115,21 @@ def test_a_fix_shows_as_a_step_failing_only_in_the_journal(tmp_path: Path) -> No
     assert fixed.shadow is not None and fixed.shadow.outcome == "committed" and not fixed.carried
 
 
+def test_recorded_events_the_proposed_manifest_refuses_are_reported(world: Path) -> None:
+    renamed = aos.Manifest("test/shadow@1")  # the counter is keyed by a field the recorded events lack
+    renamed.capability("mail", effect="blob.put", budget=1_000)
+    renamed.reducer("t/Counter@1", key="name", events=["t/Add@1"])(sw.counter_v1)
+    renamed.reducer("t/Totals@1", events=["t/Total@1"])(sw.totals)
+    r = shadow_run(world, renamed)
+    events = [x for x in r.refused if x.what.startswith("event ")]
+    receipts = [x for x in r.refused if x.what.startswith("receipt ")]
+    assert not r.ok and len(events) == 30 and len(events) + len(receipts) == len(r.refused)
+    assert all(x.what == "event t/Add@1" and "missing field 'name'" in x.reason for x in events)
+    assert len(receipts) == r.costs["mail"].journal_effects  # their intents were never made
+    assert r.differing == r.compared and all(d.shadow is None and d.what == ("schedule",) for d in r.diffs)
+    assert r.costs["mail"].shadow_effects == 0 < r.costs["mail"].journal_effects
+
+
 def test_progress_counts_the_journal_records_read(world: Path) -> None:
     seen: list[int] = []
     shadow_run(world, sw.v1, progress=seen.append)
