@@ -64,6 +64,7 @@ def test_changed_arithmetic_names_exactly_the_steps_of_that_cell(world: Path) ->
     assert last.journal.state_hash != last.shadow.state_hash and last.journal.state is None
     assert r.costs["mail"].journal_effects == r.costs["mail"].shadow_effects  # same intents: receipts delivered
     assert r.refused == []
+    assert shadow_run(world, sw.v2) == r  # deterministic: the same report, field for field
     counted = shadow_run(world, sw.v2, limit=0)  # details of none, counts and the first difference all the same
     assert (counted.diffs, counted.differing, counted.first_difference) == ([], r.differing, b_steps[0])
 
