@@ -37,6 +37,7 @@ GOALS = {
     "contention_high_vs_low": (">=", 0.6),
     "hol_cold_latency_steps": ("<=", 3.0),
     "replay_vs_run": (">=", 1.5),
+    "shadow_vs_replay": (">=", 0.8),
     "rss_mb_1m_cells": ("<=", 400.0),
 }
 
@@ -147,6 +148,13 @@ class Report:
                                                "the original run of the same journal",
                                                replay_seconds=statistics.median(rep for _r, rep in rows))
 
+    def shadow(self) -> None:
+        events = 5_000 if self.quick else 20_000
+        rows = self.rounds_of(lambda: wl.shadow_vs_replay(events)[0], more=True)
+        self.figures["shadow_vs_replay"] = figure([rep / sh for rep, sh in rows], "x speed",
+                                                  "verifying replay of the same journal",
+                                                  shadow_seconds=statistics.median(sh for _r, sh in rows))
+
     def memory(self) -> None:
         cells = 100_000 if self.quick else 1_000_000
         rss = wl.peak_rss_mb(cells)
@@ -243,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     r = Report(args.quick)
     t0 = time.perf_counter()
     steps = [("kernel", r.kernel), ("scaling", r.scaling), ("overhead and contention", r.overhead_and_contention),
-             ("head of line", r.head_of_line), ("replay", r.replay), ("memory", r.memory),
+             ("head of line", r.head_of_line), ("replay", r.replay), ("shadow", r.shadow),
+             ("memory", r.memory),
              ("journal", r.journal)]
     if args.ft_python:
         steps.append(("free-threaded", lambda: r.free_threaded(args.ft_python)))

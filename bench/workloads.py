@@ -284,6 +284,36 @@ def replay_vs_run(events: int = 20_000) -> tuple[float, float]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def shadow_vs_replay(events: int = 20_000, rounds: int = 1) -> list[tuple[float, float]]:
+    """[(seconds of ``aos.replay(...).verify()``, seconds of ``shadow_run``), ...] on the same journal.
+
+    The shadow runs the world's own manifest over the whole journal (it
+    reproduces every step: the common case of a rehearsal, where most steps
+    match); the two are timed in turns, ``rounds`` times.
+    """
+    from aos.shadow import shadow_run
+
+    m = counter_manifest()
+    tmp = Path(tempfile.mkdtemp(prefix="aos-bench-"))
+    try:
+        with aos.World.open(tmp / "w", m, workers=0, snapshot_every=0, snapshot_on_close=False) as w:
+            for schema, value in counter_events(events):
+                w.submit(schema, value)
+            w.run()
+        rows = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            aos.replay(tmp / "w", m).verify()
+            t1 = time.perf_counter()
+            report = shadow_run(tmp / "w", m)
+            t2 = time.perf_counter()
+            assert report.ok and report.compared == events, report.summary()
+            rows.append((t1 - t0, t2 - t1))
+        return rows
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 # ----------------------------------------------------------------- memory
 MEMORY_SCRIPT = r"""
 import resource, sys, tempfile, shutil

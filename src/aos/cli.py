@@ -569,6 +569,95 @@ def salvage(world: str, dest: str, manifest_spec: str | None) -> None:
     _out(grid)
 
 
+def _shadow_side(side: Any, what: tuple[str, ...]) -> str:
+    """What differs of one side of a step, for the ``aos shadow`` table."""
+    from aos.shadow import _show_emits, _show_intents
+
+    if side is None:
+        return "no step to run"
+    parts = []
+    for w in what:
+        if w == "schedule":
+            parts.append(f"{side.reducer} {_show(side.key)}")
+        elif w in ("outcome", "error"):
+            parts.append(side.outcome + (f": {side.error}" if side.error else ""))
+        elif w == "state":
+            parts.append(f"state {side.state_hash[:12] + '…' if side.state_hash else 'none'}"
+                         + (f" {_show(side.state)}" if side.state is not None else ""))
+        elif w == "emits":
+            parts.append(f"emits {_show_emits(side.emits)}")
+        elif w in ("intents", "policy"):
+            parts.append(f"intents {_show_intents(side.intents)}")
+    return "; ".join(parts)
+
+
+@cli.command()
+@click.argument("world", type=click.Path(file_okay=False))
+@click.option("--manifest", "manifest_spec", required=True, metavar="MODULE:ATTR",
+              help="The proposed manifest, e.g. shop.world_v2:manifest.")
+@click.option("--since", type=click.IntRange(min=1), default=None, metavar="EVENT_ID",
+              help="Rehearse from this event_id (from the newest snapshot at or before it).")
+@click.option("--last", type=click.IntRange(min=1), default=None, metavar="N", help="Rehearse the last N steps.")
+@click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True, metavar="K",
+              help="Show at most K differing steps (all are counted).")
+def shadow(world: str, manifest_spec: str, since: int | None, last: int | None, limit: int) -> None:
+    """Rehearse a proposed manifest on WORLD's recorded history; write nothing.
+
+    Runs the recorded inputs and receipts through the proposed code in
+    memory and shows every step whose state, emitted events or intents
+    differ from the journal. Exit status 0 when the shadow reproduces the
+    journal, 1 when anything differs.
+    """
+    from aos.shadow import shadow_run
+
+    if since is not None and last is not None:
+        raise click.UsageError("give --since EVENT_ID or --last N, not both")
+    p = _world_dir(world)
+    r = shadow_run(p, _load_manifest(manifest_spec), since=since, last=last, limit=limit)
+    grid = _fields()
+    grid.add_row("world", str(p.resolve()))
+    grid.add_row("proposed", f"{r.manifest}, era {r.proposed_era}"
+                 + (" (the world's own)" if r.proposed_era == r.world_era else ""))
+    grid.add_row("world era", r.world_era)
+    start = f"snapshot {r.snapshot}" if r.snapshot is not None else "the start of the journal"
+    grid.add_row("window", f"{r.requested}: from {start}, event_ids {r.first_event_id}..{r.last_event_id}")
+    grid.add_row("steps", f"{r.compared} compared: {r.same} same, {r.differing} differing "
+                          f"({r.carried} carried; {r.failing_only_in_shadow} failing only in the shadow, "
+                          f"{r.failing_only_in_journal} only in the journal)")
+    if r.first_difference is not None:
+        grid.add_row("first difference", f"event_id {r.first_difference}")
+    if r.schedule_diverged_at is not None:
+        grid.add_row("schedule", f"diverges at event_id {r.schedule_diverged_at}: later steps run in another order")
+    if r.shadow_ready:
+        grid.add_row("left over", f"{r.shadow_ready} input(s) still waiting in the shadow at the journal's end")
+    grid.add_row("inputs refused", str(len(r.refused)) if r.refused else "none")
+    grid.add_row("result", "the shadow reproduces the journal" if r.ok else "DIFFERS from the journal")
+    out: list[Any] = [grid]
+    if r.costs:
+        costs = _table("capability", "journal effects", "journal cost", "shadow effects", "shadow cost",
+                       right=("journal effects", "journal cost", "shadow effects", "shadow cost"))
+        for cap, c in sorted(r.costs.items()):
+            costs.add_row(cap, str(c.journal_effects), str(c.journal_cost), str(c.shadow_effects),
+                          str(c.shadow_cost))
+        out += ["", costs]
+    if r.diffs and limit:
+        steps = _table("event_id", "reducer", "key", "differs", "journal", "shadow", right=("event_id",))
+        for d in r.diffs[:limit]:
+            steps.add_row(str(d.event_id), d.reducer, _show(d.key), ", ".join(d.what) + (" (carried)" if d.carried
+                                                                                         else ""),
+                          _shadow_side(d.journal, d.what), _shadow_side(d.shadow, d.what))
+        out += ["", steps]
+        if r.differing > len(r.diffs[:limit]):
+            out.append(f"… {r.differing - len(r.diffs[:limit])} more differing step(s) (--limit)")
+    if r.refused:
+        refused = _table("seq", "input", "why the shadow refused it", right=("seq",))
+        for x in r.refused[:limit]:
+            refused.add_row(str(x.seq), x.what, x.reason)
+        out += ["", refused]
+    _out(*out)
+    if not r.ok:
+        sys.exit(1)
+
 def main() -> None:
     try:
         rc = cli.main(standalone_mode=False)
