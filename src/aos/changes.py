@@ -56,10 +56,13 @@ class Change:
 
 
 def _short(code: Any) -> str:
-    if isinstance(code, str) and ":" in code:
-        prefix, _, rest = code.partition(":")
-        return f"{prefix}:{rest[:12]}" if len(rest) > 12 else code
-    return repr(code)
+    """A code id for a message: a digest's first 12 hex digits, a ``code_id=`` as given."""
+    if not isinstance(code, str):
+        return repr(code)
+    prefix, colon, rest = code.partition(":")
+    if colon and len(rest) == 64 and all(ch in "0123456789abcdef" for ch in rest):
+        return f"{prefix}:{rest[:12]}"
+    return code
 
 
 def _part_kind(value: Any) -> str:

@@ -423,6 +423,8 @@ def check_compatible(stored: dict[str, Any], manifest: Manifest, world: object =
         f"{stored_era.hex()[:12]}, this manifest describes era {canonical.hash_value(current).hex()[:12]}; "
         f"{len(found)} change{'s' if len(found) != 1 else ''}:\n"
         + "".join(f"  - {line}\n" for line in listed)
+        + ("The world stores code ids of an earlier aos (a hash of each function's source text, comments "
+           "included), which keeps them until it is upgraded. " if old_form else "")
         + "Replaying the journal with this manifest would run other code than wrote it, so it is refused. "
           "Open the world with the manifest it was written with, or upgrade it to this one with "
           "aos.upgrade(path, new_manifest, ...) (see docs/upgrades.md).",
