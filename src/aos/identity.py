@@ -89,10 +89,11 @@ _USER: dict[str, bool] = {}
 def is_user_module(name: str | None) -> bool:
     """Whether module ``name`` is the user's own code (hashed), not a library (not hashed).
 
-    Library: aos itself, builtins, modules without a source file (frozen,
-    built in), compiled extensions, and anything under the standard library
-    or a site-packages directory. ``__main__`` and every other module with a
-    ``.py`` file elsewhere is user code.
+    Library: aos itself, builtins, imported modules without a source file
+    (frozen, built in) but ``__main__``, compiled extensions, and anything
+    under the standard library or a site-packages directory. ``__main__``,
+    every other module with a ``.py`` file elsewhere, and code run by
+    ``exec()`` under a name no imported module has are user code.
     """
     global _ROOTS
     if not name:
@@ -105,7 +106,9 @@ def is_user_module(name: str | None) -> bool:
     else:
         mod = sys.modules.get(name)
         file = getattr(mod, "__file__", None) if mod is not None else None
-        if file is None:
+        if mod is None:
+            result = True  # code run by exec() under a module name of its own: libraries are imported
+        elif file is None:
             result = name == "__main__"  # an interactive session or notebook
         elif not str(file).endswith(".py"):
             result = False  # an extension module, or a .pyc without source
