@@ -36,6 +36,7 @@ import builtins
 import dis
 import inspect
 import marshal
+import re
 import site
 import sys
 import sysconfig
@@ -218,6 +219,8 @@ def _dump(node: Any, out: bytearray, skip: frozenset[str] = frozenset()) -> None
             value = getattr(node, name, None)
             if name == "body" and isinstance(node, _BODIES) and value and _is_docstring(value[0]):
                 value = value[1:]
+            elif name == "values" and isinstance(node, ast.JoinedStr):
+                value = _fstring_parts(value)
             if value is None or (isinstance(value, list) and not value):
                 continue  # a field a later Python adds is absent or empty in code that does not use it
             out += b" " + name.encode() + b"="
@@ -231,6 +234,20 @@ def _dump(node: Any, out: bytearray, skip: frozenset[str] = frozenset()) -> None
         out += b"]"
     elif not _plain(node, out):
         out += b"?" + type(node).__name__.encode()
+
+
+def _fstring_parts(values: list[ast.AST]) -> list[Any]:
+    """An f-string's parts with adjacent text joined and empty text left out (Pythons split them differently)."""
+    out: list[Any] = []
+    for v in values:
+        if isinstance(v, ast.Constant) and isinstance(v.value, str):
+            if not v.value:
+                continue
+            if out and isinstance(out[-1], ast.Constant) and isinstance(out[-1].value, str):
+                out[-1] = ast.Constant(out[-1].value + v.value)
+                continue
+        out.append(v)
+    return out
 
 
 _TREES: dict[tuple[str, bytes], tuple[ast.Module, dict[int, list[ast.AST]]]] = {}
@@ -396,7 +413,7 @@ def _class_functions(cls: type) -> list[types.FunctionType]:
         value = _unwrap(value)
         if isinstance(value, types.FunctionType):
             out.append(value)
-    return out
+    return [f for f in out if _is_user_object(f)]  # not what a library's metaclass or decorator put there
 
 
 class _Walk:
@@ -445,7 +462,7 @@ class _Walk:
             if _is_user_object(obj):
                 self.parts[path] = "module"
             return
-        d = _plain_digest(obj)
+        d = _plain_digest(("re.Pattern", obj.pattern, obj.flags) if isinstance(obj, re.Pattern) else obj)
         if d is not None:
             self.parts[path] = "const:" + d
             return
@@ -530,12 +547,12 @@ class _Walk:
                 elif not _plain(value, out):
                     out += b"?" + type(value).__name__.encode()
             chains = {(b.__name__,) for b in cls.__bases__ if b is not object}
-        for fn in methods:
-            chains |= _code_chains(fn.__code__)
-            if namespace is None:
-                namespace = fn.__globals__
         for chain in sorted(chains):
             self.resolve(path, chain, namespace, vars(builtins))
+        for fn in methods:  # each method's names are looked up where it looks them up
+            builtin_names = fn.__builtins__ if isinstance(fn.__builtins__, dict) else vars(builtins)
+            for chain in sorted(_code_chains(fn.__code__)):
+                self.resolve(path, chain, fn.__globals__, builtin_names)
         return canonical.digest(bytes(out)).hex()
 
 
