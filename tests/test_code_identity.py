@@ -418,3 +418,60 @@ def test_the_identity_of_fixed_code_does_not_drift(tmp_path: Path) -> None:
     reducer = load(tmp_path, GOLDEN).reducer
     assert sorted(code_parts(reducer)) == ["", "Line", "Line/RATE", "PAT", "TABLE", "helper", "helper/RATE"]
     assert aos.code_identity(reducer) == "py:97ec28a3bc35a3b0125d5c8c94906f27eeb0df54d038e1a7f9fa1653950de0ff"
+
+
+def test_partials_bound_methods_and_library_values_are_followed() -> None:
+    import decimal
+    import enum
+    import functools
+
+    class Colour(enum.Enum):
+        RED = 1
+        BLUE = 2
+
+    def make(rate: Any, colour: Any, by: int) -> Any:
+        def tax(x: Any, r: Any) -> Any:
+            return x * r
+
+        class Shop:
+            def price(self, x: Any) -> Any:
+                return x + by
+
+        taxed = functools.partial(tax, r=rate)
+        price = Shop().price
+
+        def r(ctx: Any, state: Any, event: Any) -> Any:
+            return taxed(state), colour, price(1)
+        return r
+
+    base = aos.code_identity(make(decimal.Decimal("0.1"), Colour.RED, 1))
+    assert aos.code_identity(make(decimal.Decimal("0.1"), Colour.RED, 1)) == base
+    assert aos.code_identity(make(decimal.Decimal("0.2"), Colour.RED, 1)) != base
+    assert aos.code_identity(make(decimal.Decimal("0.1"), Colour.BLUE, 1)) != base
+    assert aos.code_identity(make(decimal.Decimal("0.1"), Colour.RED, 2)) != base  # the method's closure
+    assert set(code_parts(make(decimal.Decimal("0.1"), Colour.RED, 1))) == {
+        "", "free:colour", "free:price", "free:price/free:by", "free:taxed", "free:taxed/partial.args",
+        "free:taxed/partial.func"}
+
+
+def test_a_module_run_as_a_script_or_imported_has_one_identity(tmp_path: Path) -> None:
+    import subprocess
+
+    (tmp_path / "ident_app.py").write_text(textwrap.dedent(BASE) + textwrap.dedent('''
+        class Config:
+            pass
+
+        CONFIG = Config()
+
+        @manifest.reducer("test/Other@1", events=["test/Placed@1"])
+        def other(ctx, state, event):
+            return CONFIG is not None
+
+        if __name__ == "__main__":
+            print(manifest.era.hex())
+        '''))
+    script = subprocess.run([sys.executable, "ident_app.py"], cwd=tmp_path, capture_output=True, text=True,
+                            check=True).stdout
+    imported = subprocess.run([sys.executable, "-c", "import ident_app; print(ident_app.manifest.era.hex())"],
+                              cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert script == imported and len(script.strip()) == 64

@@ -31,7 +31,7 @@ KINDS = (
 )
 
 _PART_KINDS = {"fn": "function", "compiled": "compiled function", "class": "class", "const": "value", "module": "module", "object": "object",
-               "unbound": "name", "truncated": "more", "pending": "more"}
+               "unbound": "name", "partial": "partial", "truncated": "more", "pending": "more"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,11 @@ from __future__ import annotations
 
 import ast
 import builtins
+import datetime
+import decimal
+import enum
+import fractions
+import functools
 import dis
 import inspect
 import marshal
@@ -44,6 +49,7 @@ import textwrap
 import threading
 import tokenize
 import types
+import uuid
 from collections import deque
 from pathlib import Path
 from typing import Any, Callable
@@ -185,8 +191,24 @@ def _plain(value: Any, out: bytearray, depth: int = 0) -> bool:
     elif value is Ellipsis:
         out += b"E"
     else:
-        return False
+        form = _value_form(value)
+        return form is not value and _plain(form, out, depth + 1)
     return True
+
+
+_BY_REPR = (decimal.Decimal, fractions.Fraction, datetime.date, datetime.time, datetime.timedelta, uuid.UUID)
+
+
+def _value_form(obj: Any) -> Any:
+    """Values of a few library types as plain data (their ``repr`` is fixed); others as they are."""
+    if isinstance(obj, re.Pattern):
+        return ("re.Pattern", obj.pattern, obj.flags)
+    if isinstance(obj, enum.Enum):
+        t = type(obj)
+        return ("enum", t.__qualname__, obj.name)
+    if type(obj) in _BY_REPR or type(obj) is datetime.datetime:
+        return (type(obj).__qualname__, repr(obj))
+    return obj
 
 
 def _plain_digest(value: Any) -> str | None:
@@ -462,15 +484,24 @@ class _Walk:
             if _is_user_object(obj):
                 self.parts[path] = "module"
             return
-        d = _plain_digest(("re.Pattern", obj.pattern, obj.flags) if isinstance(obj, re.Pattern) else obj)
+        if isinstance(obj, functools.partial):  # a library wrapper around what may be the user's function
+            self.parts[path] = "partial"
+            self.use(self.at(path, "partial.func"), obj.func)
+            self.use(self.at(path, "partial.args"), (obj.args, obj.keywords))
+            return
+        if isinstance(obj, types.MethodType):  # a bound method: its function (not the object's state)
+            self.use(path, obj.__func__)
+            return
+        d = _plain_digest(obj)
         if d is not None:
             self.parts[path] = "const:" + d
             return
-        if isinstance(obj, (types.BuiltinFunctionType, types.MethodType, types.MethodWrapperType)) or \
+        if isinstance(obj, (types.BuiltinFunctionType, types.MethodWrapperType)) or \
                 not is_user_module(getattr(type(obj), "__module__", None)) and callable(obj):
             return  # a library callable: counted by the name the code uses
-        t = type(obj)
-        self.parts[path] = f"object:{t.__module__}.{t.__qualname__}"
+        t = type(obj)  # a user type by its name alone: a module run as __main__ or imported is the same code
+        self.parts[path] = f"object:{t.__qualname__}" if is_user_module(t.__module__) else \
+            f"object:{t.__module__}.{t.__qualname__}"
 
     def resolve(self, path: str, chain: tuple[str, ...], namespace: dict[str, Any] | None,
                 builtin_names: Any) -> None:
