@@ -126,3 +126,14 @@ def test_the_era_change_message_lists_changes_up_to_a_limit(tmp_path: Path) -> N
     assert "aos.upgrade(path, new_manifest, ...)" in lines[14] and "docs/upgrades.md" in lines[14]
     with aos.World.open(tmp_path / "w", build()):  # the refused open left the world as it was
         pass
+
+
+@pytest.mark.parametrize("bad", [5, {"reducers": 5}, {"reducers": [1]}, {"reducers": [{"key": "k"}]},
+                                 {"capabilities": "x"}, {"schemas": [1]}, {"policies": [None]}])
+def test_a_description_no_manifest_writes_is_refused(bad: Any) -> None:
+    desc = BASE.describe()
+    malformed = dict(desc, **bad) if isinstance(bad, dict) else bad
+    with pytest.raises(TypeError, match="description"):
+        aos.changes(desc, malformed)
+    with pytest.raises(TypeError, match="description"):
+        aos.changes(malformed, desc)

@@ -475,3 +475,15 @@ def test_a_module_run_as_a_script_or_imported_has_one_identity(tmp_path: Path) -
     imported = subprocess.run([sys.executable, "-c", "import ident_app; print(ident_app.manifest.era.hex())"],
                               cwd=tmp_path, capture_output=True, text=True, check=True).stdout
     assert script == imported and len(script.strip()) == 64
+
+
+def test_era_changes_compares_in_the_stored_form(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aos.manifest import era_changes
+
+    path, _ = make_old_world(tmp_path, monkeypatch)
+    stored = canonical.decode((path / "world.cbor").read_bytes())["manifest"]
+    assert era_changes(stored, load(tmp_path, BASE).manifest) == []
+    assert len(aos.changes(stored, load(tmp_path, BASE).manifest.describe())) == 1  # src: -> py: ids
+    more = load(tmp_path, BASE).manifest
+    more.schema("test/Out@1")
+    assert [c.kind for c in era_changes(stored, more)] == ["schema-added"]

@@ -16,7 +16,7 @@ import difflib
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-__all__ = ["Change", "changes", "KINDS"]
+__all__ = ["Change", "changes", "check_shape", "KINDS"]
 
 # The kinds of change, in the order changes() lists them.
 KINDS = (
@@ -211,8 +211,31 @@ def _invariants(old: Any, new: Any, out: list[Change]) -> None:
 _SECTIONS = ("format", "manifest", "reducers", "schemas", "capabilities", "policies", "invariants")
 
 
+def check_shape(description: Any, which: str = "description") -> None:
+    """Raise ``TypeError`` unless ``description`` has the shape ``Manifest.describe()`` gives."""
+    if not isinstance(description, Mapping):
+        raise TypeError(f"the {which} is a {type(description).__name__}, not a map")
+    for section in ("reducers", "capabilities", "policies", "invariants", "schemas"):
+        items = description.get(section, [])
+        if not isinstance(items, list):
+            raise TypeError(f"the {which}'s {section} is a {type(items).__name__}, not a list")
+        for i, item in enumerate(items):
+            if section == "schemas":
+                if not isinstance(item, str):
+                    raise TypeError(f"the {which}'s schemas[{i}] is a {type(item).__name__}, not a string")
+            elif not isinstance(item, Mapping):
+                raise TypeError(f"the {which}'s {section}[{i}] is a {type(item).__name__}, not a map")
+            elif section != "policies" and not isinstance(item.get("name"), str):
+                raise TypeError(f"the {which}'s {section}[{i}] has no name")
+
+
 def changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change]:
-    """What differs from manifest description ``old`` to ``new``, one :class:`Change` per item."""
+    """What differs from manifest description ``old`` to ``new``, one :class:`Change` per item.
+
+    Raises ``TypeError`` for a description no manifest writes (see :func:`check_shape`).
+    """
+    check_shape(old, "old description")
+    check_shape(new, "new description")
     out: list[Change] = []
     if old.get("manifest") != new.get("manifest"):
         out.append(Change("manifest-name", "", old.get("manifest"), new.get("manifest"),

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from aos import canonical
-from aos.changes import Change, changes
+from aos.changes import Change, changes, check_shape
 from aos.errors import EraChangeError, ManifestError, ManifestMismatchError, UnknownReducerError, brief
 from aos.identity import LEGACY_PREFIXES, CodeIdentity, code_identity, legacy_code_identity
 
 __all__ = ["Manifest", "ReducerSpec", "Reducer", "Capability", "PolicyRule", "InvariantSpec", "code_identity",
-           "legacy_code_identity", "check_compatible", "uses_legacy_ids", "Change", "changes", "RECEIPT_SCHEMA",
+           "legacy_code_identity", "check_compatible", "era_changes", "uses_legacy_ids", "Change", "changes", "RECEIPT_SCHEMA",
            "DENIED_SCHEMA"]
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+(?:/[A-Za-z0-9_.\-]+)*@[0-9]+$")
@@ -385,6 +385,16 @@ def uses_legacy_ids(description: dict[str, Any]) -> bool:
                and x["code"].startswith(LEGACY_PREFIXES) for x in items)
 
 
+def era_changes(stored: dict[str, Any], manifest: Manifest) -> list[Change]:
+    """The :func:`changes` from a ``stored`` description to ``manifest``, its code ids in the stored form.
+
+    A world made before code parts stores ``"src:…"`` ids; comparing them with
+    ``"py:…"`` ids would list every function as changed, so the manifest is
+    described in the stored form for the comparison.
+    """
+    return changes(stored, manifest.describe(legacy=uses_legacy_ids(stored)))
+
+
 MAX_LISTED = 12  # changes an EraChangeError's message lists one per line; the rest are counted
 
 
@@ -400,6 +410,7 @@ def check_compatible(stored: dict[str, Any], manifest: Manifest, world: object =
     """
     current = manifest.describe()
     at = "" if world is None else f" {world}"
+    check_shape(stored, "stored manifest description")  # TypeError: read_meta reports the file as malformed
     if stored.get("manifest") != current["manifest"]:
         raise ManifestMismatchError(
             f"world{at} was created with manifest {stored.get('manifest')!r}, not {manifest.name!r}")
@@ -414,7 +425,7 @@ def check_compatible(stored: dict[str, Any], manifest: Manifest, world: object =
             manifest._fix_form(old_form, world)
             return
         current = other  # compare like with like: only what changed is listed
-    found = changes(stored, current)
+    found = changes(stored, current)  # = era_changes(stored, manifest)
     listed = [c.text for c in found[:MAX_LISTED]]
     if len(found) > MAX_LISTED:
         listed.append(f"and {len(found) - MAX_LISTED} more")
