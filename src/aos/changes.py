@@ -30,7 +30,8 @@ KINDS = (
     "other",
 )
 
-_PART_KINDS = {"fn": "function", "compiled": "compiled function", "class": "class", "const": "value", "module": "module", "object": "object",
+_PART_KINDS = {"fn": "function", "compiled": "compiled function", "class": "class", "const": "value",
+               "module": "module", "object": "object",
                "unbound": "name", "partial": "partial", "truncated": "more", "pending": "more"}
 
 
@@ -125,8 +126,9 @@ def _reducers(old: Any, new: Any, out: list[Change]) -> None:
             out.append(Change("reducer-key", name, x.get("key"), y.get("key"),
                               f"reducer {name}: key {x.get('key')!r} -> {y.get('key')!r}"))
         if x.get("events") != y.get("events"):
+            diff = _list_diff(list(x.get("events") or []), list(y.get("events") or []))
             out.append(Change("reducer-events", name, x.get("events"), y.get("events"),
-                              f"reducer {name}: events {_list_diff(list(x.get('events') or []), list(y.get('events') or []))}"))
+                              f"reducer {name}: events {diff}"))
         if x.get("priority") != y.get("priority"):
             out.append(Change("reducer-priority", name, x.get("priority"), y.get("priority"),
                               f"reducer {name}: priority {x.get('priority')} -> {y.get('priority')}"))
@@ -155,8 +157,9 @@ def _capabilities(old: Any, new: Any, out: list[Change]) -> None:
     for name in sorted(a.keys() & b.keys()):
         x, y = a[name], b[name]
         if x.get("effects") != y.get("effects"):
+            diff = _list_diff(list(x.get("effects") or []), list(y.get("effects") or []))
             out.append(Change("capability-effects", name, x.get("effects"), y.get("effects"),
-                              f"capability {name}: effects {_list_diff(list(x.get('effects') or []), list(y.get('effects') or []))}"))
+                              f"capability {name}: effects {diff}"))
         if x.get("budget") != y.get("budget"):
             out.append(Change("capability-budget", name, x.get("budget"), y.get("budget"),
                               f"capability {name}: budget {x.get('budget')} -> {y.get('budget')}"))

@@ -650,7 +650,7 @@ class CodeIdentity:
     identity as is, with no parts.
     """
 
-    __slots__ = ("fn", "override", "_parts", "_id", "_legacy", "_lock")
+    __slots__ = ("fn", "override", "_parts", "_id", "_legacy")
 
     def __init__(self, fn: Callable[..., Any], override: str | None = None, what: str = "function") -> None:
         self.fn = fn
@@ -658,18 +658,16 @@ class CodeIdentity:
         self._parts: dict[str, str] | None = None
         self._id: str | None = override
         self._legacy: str | None = override
-        self._lock = threading.Lock()
         if override is None and not isinstance(getattr(getattr(fn, "__func__", fn), "__code__", None), types.CodeType):
             raise ManifestError(f"{what}: cannot determine the code identity of {fn!r} (not a Python function): "
                                 "pass code_id= to name its version")
 
     @property
     def id(self) -> str:
-        if self._id is None:
-            with self._lock:
-                if self._id is None:
-                    self._parts = code_parts(self.fn)
-                    self._id = identity_of_parts(self._parts)
+        if self._id is None:  # two threads may both work it out: the same value, set once each
+            parts = code_parts(self.fn)
+            self._parts = parts
+            self._id = identity_of_parts(parts)
         return self._id
 
     @property

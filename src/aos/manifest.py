@@ -23,8 +23,8 @@ from aos.errors import EraChangeError, ManifestError, ManifestMismatchError, Unk
 from aos.identity import LEGACY_PREFIXES, CodeIdentity, code_identity, legacy_code_identity
 
 __all__ = ["Manifest", "ReducerSpec", "Reducer", "Capability", "PolicyRule", "InvariantSpec", "code_identity",
-           "legacy_code_identity", "check_compatible", "era_changes", "uses_legacy_ids", "Change", "changes", "RECEIPT_SCHEMA",
-           "DENIED_SCHEMA"]
+           "legacy_code_identity", "check_compatible", "era_changes", "uses_legacy_ids", "Change", "changes",
+           "RECEIPT_SCHEMA", "DENIED_SCHEMA"]
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+(?:/[A-Za-z0-9_.\-]+)*@[0-9]+$")
 FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
@@ -360,7 +360,7 @@ class Manifest:
 
     @property
     def legacy_ids(self) -> bool:
-        """True once this manifest opened a world made before code parts: it then describes itself as that world does."""
+        """True once this manifest opened a world made before code parts: it describes itself as that world does."""
         return self._legacy
 
     def _fix_form(self, legacy: bool, world: object) -> None:
