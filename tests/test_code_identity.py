@@ -487,3 +487,28 @@ def test_era_changes_compares_in_the_stored_form(tmp_path: Path, monkeypatch: py
     more = load(tmp_path, BASE).manifest
     more.schema("test/Out@1")
     assert [c.kind for c in era_changes(stored, more)] == ["schema-added"]
+
+
+def test_an_instance_counts_by_its_class_and_a_long_walk_is_bounded(tmp_path: Path) -> None:
+    src = '''
+    import aos
+    manifest = aos.Manifest("test/o@1")
+
+    class Store:
+        def get(self, k):
+            return k * {factor}
+
+    STORE = Store()
+
+    @manifest.reducer("test/R@1", events=["test/E@1"])
+    def r(ctx, state, event):
+        return STORE.get(2) + f0(1)
+    '''
+    chain = "".join(f"\ndef f{i}(x):\n    return f{i + 1}(x)\n" for i in range(1100)) + "\ndef f1100(x):\n    return x\n"
+    a = load(tmp_path, textwrap.dedent(src.format(factor=2)) + chain).manifest
+    b = load(tmp_path, textwrap.dedent(src.format(factor=3)) + chain).manifest
+    assert [c.text for c in aos.changes(a.describe(), b.describe())] == [
+        "reducer test/R@1: code changed (class STORE/type changed)"]
+    parts = a.reducers["test/R@1"].identity.parts
+    assert parts is not None and parts["STORE"] == "object:Store"
+    assert parts["(more)"] == "truncated" and len(parts) <= aos.identity.MAX_PARTS + 2

@@ -500,8 +500,11 @@ class _Walk:
                 not is_user_module(getattr(type(obj), "__module__", None)) and callable(obj):
             return  # a library callable: counted by the name the code uses
         t = type(obj)  # a user type by its name alone: a module run as __main__ or imported is the same code
-        self.parts[path] = f"object:{t.__qualname__}" if is_user_module(t.__module__) else \
-            f"object:{t.__module__}.{t.__qualname__}"
+        if is_user_module(t.__module__):
+            self.parts[path] = f"object:{t.__qualname__}"
+            self.use(self.at(path, "type"), t)  # its methods are code the reducer may call; its state is not
+        else:
+            self.parts[path] = f"object:{t.__module__}.{t.__qualname__}"
 
     def resolve(self, path: str, chain: tuple[str, ...], namespace: dict[str, Any] | None,
                 builtin_names: Any) -> None:
