@@ -512,3 +512,21 @@ def test_an_instance_counts_by_its_class_and_a_long_walk_is_bounded(tmp_path: Pa
     parts = a.reducers["test/R@1"].identity.parts
     assert parts is not None and parts["STORE"] == "object:Store"
     assert parts["(more)"] == "truncated" and len(parts) <= aos.identity.MAX_PARTS + 2
+
+
+def test_an_object_that_raises_when_looked_at_counts_by_its_type() -> None:
+    class Proxy:
+        def __getattr__(self, name: str) -> Any:
+            raise RuntimeError("outside of its context")
+
+        @property  # type: ignore[misc]
+        def __class__(self) -> Any:
+            raise RuntimeError("outside of its context")
+
+    proxy = Proxy()
+
+    def r(ctx: Any, state: Any, event: Any) -> Any:
+        return proxy.value
+
+    assert code_parts(r)["free:proxy"] == "object:test_an_object_that_raises_when_looked_at_counts_by_its_type." \
+                                          "<locals>.Proxy"

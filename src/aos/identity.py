@@ -438,6 +438,11 @@ def _class_functions(cls: type) -> list[types.FunctionType]:
     return [f for f in out if _is_user_object(f)]  # not what a library's metaclass or decorator put there
 
 
+def _type_name(t: type) -> str:
+    """A user type by its name alone (run as __main__ or imported, the same code); others with their module."""
+    return t.__qualname__ if is_user_module(t.__module__) else f"{t.__module__}.{t.__qualname__}"
+
+
 class _Walk:
     """One identity's walk over a function and what it uses."""
 
@@ -469,6 +474,12 @@ class _Walk:
         """Record what ``obj`` (reached at ``path``) is, queueing user functions and classes."""
         if path in self.parts:
             return
+        try:
+            self._use(path, obj)
+        except Exception:  # an object that raises when looked at (a lazy proxy, say): by its type alone
+            self.parts[path] = "object:" + _type_name(type(obj))
+
+    def _use(self, path: str, obj: Any) -> None:
         obj = _unwrap(obj)
         if isinstance(obj, (types.FunctionType, type)):
             if not _is_user_object(obj):
@@ -500,11 +511,9 @@ class _Walk:
                 not is_user_module(getattr(type(obj), "__module__", None)) and callable(obj):
             return  # a library callable: counted by the name the code uses
         t = type(obj)  # a user type by its name alone: a module run as __main__ or imported is the same code
+        self.parts[path] = "object:" + _type_name(t)
         if is_user_module(t.__module__):
-            self.parts[path] = f"object:{t.__qualname__}"
             self.use(self.at(path, "type"), t)  # its methods are code the reducer may call; its state is not
-        else:
-            self.parts[path] = f"object:{t.__module__}.{t.__qualname__}"
 
     def resolve(self, path: str, chain: tuple[str, ...], namespace: dict[str, Any] | None,
                 builtin_names: Any) -> None:
@@ -518,13 +527,13 @@ class _Walk:
             return
         where = self.at(path, name)
         for attr in chain[1:]:
-            if not (isinstance(obj, types.ModuleType) and _is_user_object(obj)):
+            if not (issubclass(type(obj), types.ModuleType) and _is_user_object(obj)):  # type(): no proxy's __class__
                 break
             if where not in self.parts:
                 self.parts[where] = "module"
             try:
                 obj = getattr(obj, attr)
-            except AttributeError:
+            except Exception:  # AttributeError, or whatever a module's __getattr__ raises
                 self.use_unbound(f"{where}.{attr}")
                 return
             where = f"{where}.{attr}"
