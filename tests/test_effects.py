@@ -333,7 +333,7 @@ def test_manifest_capability_and_rule_errors() -> None:
 def test_capability_budget_change_is_an_era_change(tmp_path: Path) -> None:
     with aos.World.open(tmp_path / "w", effects_manifest(budget=10), effects="manual"):
         pass
-    with pytest.raises(aos.EraChangeError, match=r"capability pay \(changed\)"):
+    with pytest.raises(aos.EraChangeError, match=r"capability pay: budget 10 -> 11"):
         aos.World.open(tmp_path / "w", effects_manifest(budget=11))
 
 

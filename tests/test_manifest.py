@@ -49,9 +49,10 @@ def test_changed_reducer_code_is_an_era_change(tmp_path: Path) -> None:
         w.run()
     with aos.World.open(tmp_path / "w", m1_again) as w:
         assert w.state("test/Order@1", "o1") == {"placed": True}
-    with pytest.raises(aos.EraChangeError, match=r"test/Order@1 \(code changed\)") as info:
+    with pytest.raises(aos.EraChangeError, match=r"reducer test/Order@1: code changed") as info:
         aos.World.open(tmp_path / "w", m2)
-    assert info.value.changed == ["test/Order@1 (code changed)"]
+    assert info.value.changed == ["reducer test/Order@1: code changed (its own code changed)"]
+    assert [(c.kind, c.subject) for c in info.value.changes] == [("reducer-code", "test/Order@1")]
     with pytest.raises(aos.EraChangeError):
         aos.replay(tmp_path / "w", m2)
 
@@ -66,9 +67,9 @@ def test_added_removed_and_rerouted_reducers_are_named(tmp_path: Path) -> None:
 
     with aos.World.open(tmp_path / "w", build(True, ["test/E@1"])):
         pass
-    with pytest.raises(aos.EraChangeError, match=r"test/B@1 \(removed\)"):
+    with pytest.raises(aos.EraChangeError, match=r"reducer test/B@1 removed"):
         aos.World.open(tmp_path / "w", build(False, ["test/E@1"]))
-    with pytest.raises(aos.EraChangeError, match=r"test/A@1 \(key or events changed\)"):
+    with pytest.raises(aos.EraChangeError, match=r"reducer test/A@1: events \+ test/F@1"):
         aos.World.open(tmp_path / "w", build(True, ["test/E@1", "test/F@1"]))
 
 

@@ -7,11 +7,12 @@
 from aos import errors
 from aos.adapters import EffectRequest, Outcome
 from aos.capability import BudgetView
+from aos.changes import Change, changes
 from aos.context import Event, StepContext
 from aos.errors import *  # noqa: F401,F403 - the typed errors are part of the API
 from aos.executor import RunResult
 from aos.journal import Durability, JournalReader
-from aos.manifest import Manifest
+from aos.manifest import Manifest, code_identity
 from aos.outbox import QueuedEffect
 from aos.receipt import Receipt
 from aos.replay import Replay, replay
@@ -25,5 +26,6 @@ __all__ = [
     "World", "Manifest", "replay", "Replay", "Durability", "JournalReader", "Event",
     "StepContext", "Rng", "RunResult", "SnapshotInfo", "errors", "__version__", "EffectRequest", "Outcome",
     "BudgetView", "QueuedEffect", "Receipt",
+    "Change", "changes", "code_identity",
     *errors.__all__,
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any, Sequence
 
 __all__ = [
     "AosError", "CanonicalError", "UnencodableValueError", "NonCanonicalError", "ManifestError",
@@ -66,10 +67,15 @@ class ManifestMismatchError(AosError):
 
 
 class EraChangeError(ManifestMismatchError):
-    """The manifest's era differs from the world's: reducers were changed."""
+    """The manifest's era differs from the world's: its reducers, schemas, capabilities, ... were changed.
 
-    def __init__(self, message: str, changed: list[str]) -> None:
+    ``changed`` holds one line per change, ``changes`` the typed
+    :class:`aos.changes.Change` objects (kind, subject, before, after, text).
+    """
+
+    def __init__(self, message: str, changed: list[str], changes: Sequence[Any] = ()) -> None:
         self.changed = changed
+        self.changes = list(changes)
         super().__init__(message)
 
 

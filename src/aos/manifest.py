@@ -13,19 +13,18 @@ reducer code reports an era change naming the reducer (see docs/manifest.md).
 
 from __future__ import annotations
 
-import inspect
-import marshal
 import re
-import textwrap
-import tokenize
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from aos import canonical
+from aos.changes import Change, changes, check_shape
 from aos.errors import EraChangeError, ManifestError, ManifestMismatchError, UnknownReducerError, brief
+from aos.identity import LEGACY_PREFIXES, CodeIdentity, code_identity, legacy_code_identity
 
 __all__ = ["Manifest", "ReducerSpec", "Reducer", "Capability", "PolicyRule", "InvariantSpec", "code_identity",
-           "check_compatible", "RECEIPT_SCHEMA", "DENIED_SCHEMA"]
+           "legacy_code_identity", "check_compatible", "era_changes", "uses_legacy_ids", "Change", "changes",
+           "RECEIPT_SCHEMA", "DENIED_SCHEMA"]
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+(?:/[A-Za-z0-9_.\-]+)*@[0-9]+$")
 FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
@@ -41,23 +40,10 @@ def _check_name(what: str, name: object) -> str:
     return name
 
 
-def code_identity(fn: Callable[..., Any]) -> str:
-    """A stable identity of a reducer's code.
-
-    It is the BLAKE3 of the function's source text (dedented), which does
-    not change between Python versions. Functions without retrievable source
-    fall back to their marshalled code object (stable for one Python version).
-    """
-    try:
-        source = textwrap.dedent(inspect.getsource(fn))
-        return "src:" + canonical.digest(source.encode("utf-8")).hex()
-    except (OSError, TypeError, SyntaxError, tokenize.TokenError):  # no source, or not the function's
-        code = getattr(fn, "__code__", None)
-        if code is None:
-            raise ManifestError(f"cannot determine the code identity of {fn!r}: "
-                                "pass code_id= to Manifest.reducer") from None
-        blob = marshal.dumps(code.replace(co_filename="", co_firstlineno=1))
-        return "bytecode:" + canonical.digest(blob).hex()
+def _check_code_id(what: str, code_id: object) -> str | None:
+    if code_id is not None and (not isinstance(code_id, str) or not code_id):
+        raise ManifestError(f"{what}: code_id must be a non-empty string naming the code's version, got {code_id!r}")
+    return code_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +54,7 @@ class ReducerSpec:
     fn: Reducer
     key: str | None
     events: tuple[str, ...]
-    code_id: str
+    identity: CodeIdentity
     native: Any = None  # an aos._core.native.NativeReducer for native reducers
     priority: int = 1  # scheduling class: 0 is served first, 3 last (with aging)
 
@@ -76,9 +62,20 @@ class ReducerSpec:
     def keyed(self) -> bool:
         return self.key is not None
 
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "key": self.key, "events": list(self.events), "code": self.code_id,
-                "native": self.native is not None, "priority": self.priority}
+    @property
+    def code_id(self) -> str:
+        """The code identity (``"py:…"``, or the ``code_id=`` given, ``"native:…"`` for native reducers)."""
+        return self.identity.id
+
+    def describe(self, legacy: bool = False) -> dict[str, Any]:
+        """This reducer's part of the manifest description (``legacy``: with the code id form of old worlds)."""
+        d = {"name": self.name, "key": self.key, "events": list(self.events),
+             "code": self.identity.legacy_id if legacy else self.identity.id,
+             "native": self.native is not None, "priority": self.priority}
+        parts = None if legacy else self.identity.parts
+        if parts is not None:
+            d["code_parts"] = parts
+        return d
 
 
 def _native_placeholder(ctx: Any, state: Any, event: Any) -> Any:
@@ -122,11 +119,19 @@ class InvariantSpec:
     name: str
     fn: Callable[[Any], Any]
     reducers: tuple[str, ...] | None
-    code_id: str
+    identity: CodeIdentity
 
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "reducers": None if self.reducers is None else list(self.reducers),
-                "code": self.code_id}
+    @property
+    def code_id(self) -> str:
+        return self.identity.id
+
+    def describe(self, legacy: bool = False) -> dict[str, Any]:
+        d = {"name": self.name, "reducers": None if self.reducers is None else list(self.reducers),
+             "code": self.identity.legacy_id if legacy else self.identity.id}
+        parts = None if legacy else self.identity.parts
+        if parts is not None:
+            d["code_parts"] = parts
+        return d
 
 
 SYS_NAMESPACE = "sys/"
@@ -152,6 +157,8 @@ class Manifest:
     invariants: dict[str, InvariantSpec] = field(default_factory=dict)
     routes: dict[str, tuple[ReducerSpec, ...]] = field(default_factory=dict, repr=False)
     _era: bytes | None = field(default=None, repr=False)
+    _legacy: bool = field(default=False, repr=False)  # describes itself with the code ids of old worlds
+    _form_of: str | None = field(default=None, repr=False)  # the world that fixed the form above, once one did
 
     def __post_init__(self) -> None:
         _check_name("manifest name", self.name)
@@ -172,8 +179,8 @@ class Manifest:
         def register(fn: Reducer) -> Reducer:
             if not callable(fn):
                 raise ManifestError(f"reducer {name}: {fn!r} is not callable")
-            cid = code_id if code_id is not None else code_identity(fn)
-            self.reducers[name] = ReducerSpec(name, fn, key, evs, cid, None, priority)
+            ident = CodeIdentity(fn, _check_code_id(f"reducer {name}", code_id), f"reducer {name}")
+            self.reducers[name] = ReducerSpec(name, fn, key, evs, ident, None, priority)
             self._rebuild()
             return fn
 
@@ -216,7 +223,8 @@ class Manifest:
             native = NativeReducer(fn, user)
         except TypeError as exc:
             raise ManifestError(f"native reducer {name}: {exc}") from None
-        spec = ReducerSpec(name, _native_placeholder, key, evs, "native:" + code_id, native, priority)
+        spec = ReducerSpec(name, _native_placeholder, key, evs, CodeIdentity(fn, "native:" + code_id), native,
+                           priority)
         self.reducers[name] = spec
         self._rebuild()
         return spec
@@ -286,8 +294,8 @@ class Manifest:
         def register(f: Callable[[Any], Any]) -> Callable[[Any], Any]:
             if not callable(f):
                 raise ManifestError(f"invariant {name}: {f!r} is not callable")
-            cid = code_id if code_id is not None else code_identity(f)
-            self.invariants[name] = InvariantSpec(name, f, None if reducers is None else tuple(reducers), cid)
+            ident = CodeIdentity(f, _check_code_id(f"invariant {name}", code_id), f"invariant {name}")
+            self.invariants[name] = InvariantSpec(name, f, None if reducers is None else tuple(reducers), ident)
             self._era = None
             return f
 
@@ -316,8 +324,12 @@ class Manifest:
             raise UnknownReducerError(f"manifest {self.name} has no reducer {reducer!r}") from None
 
     # ---------------------------------------------------------------- era
-    def describe(self) -> dict[str, Any]:
-        """The canonical description of this manifest (what the era hashes)."""
+    def describe(self, *, legacy: bool | None = None) -> dict[str, Any]:
+        """The canonical description of this manifest (what the era hashes).
+
+        ``legacy`` (default: :attr:`legacy_ids`) writes code ids in the form
+        worlds made before code parts store (``"src:…"``, no ``code_parts``).
+        """
         if not self.reducers:
             raise ManifestError(f"manifest {self.name} declares no reducer")
         for inv in self.invariants.values():
@@ -329,14 +341,15 @@ class Manifest:
                 raise ManifestError(f"{rule.action} rule names unknown capability {rule.cap}")
             if rule.reducer is not None and rule.reducer not in self.reducers:
                 raise ManifestError(f"{rule.action} rule names unknown reducer {rule.reducer}")
+        old = self._legacy if legacy is None else legacy
         return {
             "format": MANIFEST_FORMAT,
             "manifest": self.name,
-            "reducers": [spec.describe() for spec in self.reducers.values()],
+            "reducers": [spec.describe(old) for spec in self.reducers.values()],
             "schemas": sorted(self.schemas),
             "capabilities": [c.describe() for c in self.capabilities.values()],
             "policies": [r.describe() for r in self.policies],
-            "invariants": [i.describe() for i in self.invariants.values()],
+            "invariants": [i.describe(old) for i in self.invariants.values()],
         }
 
     @property
@@ -345,45 +358,85 @@ class Manifest:
             self._era = canonical.hash_value(self.describe())
         return self._era
 
+    @property
+    def legacy_ids(self) -> bool:
+        """True once this manifest opened a world made before code parts: it describes itself as that world does."""
+        return self._legacy
+
+    def _fix_form(self, legacy: bool, world: object) -> None:
+        """Keep the code id form a world was found in; refuse a second world that needs the other one."""
+        if self._form_of is not None and self._legacy != legacy:
+            first, second = ("old", "current") if self._legacy else ("current", "old")
+            raise ManifestError(
+                f"manifest {self.name} already describes itself with the {first} form of code ids "
+                f"(for world {self._form_of}); world {world} stores the {second} form. One Manifest object "
+                "keeps one era for all the worlds it opens: build a second Manifest object for this world")
+        if self._legacy != legacy:
+            self._legacy = legacy
+            self._era = None
+        if self._form_of is None:
+            self._form_of = "?" if world is None else str(world)
+
+
+def uses_legacy_ids(description: dict[str, Any]) -> bool:
+    """Whether a stored description has code ids in the form of aos before code parts (``"src:…"``)."""
+    items = [*description.get("reducers", []), *description.get("invariants", [])]
+    return any(isinstance(x, dict) and "code_parts" not in x and isinstance(x.get("code"), str)
+               and x["code"].startswith(LEGACY_PREFIXES) for x in items)
+
+
+def era_changes(stored: dict[str, Any], manifest: Manifest) -> list[Change]:
+    """The :func:`changes` from a ``stored`` description to ``manifest``, its code ids in the stored form.
+
+    A world made before code parts stores ``"src:…"`` ids; comparing them with
+    ``"py:…"`` ids would list every function as changed, so the manifest is
+    described in the stored form for the comparison.
+    """
+    return changes(stored, manifest.describe(legacy=uses_legacy_ids(stored)))
+
+
+MAX_LISTED = 12  # changes an EraChangeError's message lists one per line; the rest are counted
+
 
 def check_compatible(stored: dict[str, Any], manifest: Manifest, world: object = None) -> None:
-    """Raise unless ``manifest`` has the era of the ``stored`` description (``world``: its path, for messages)."""
+    """Raise unless ``manifest`` has the era of the ``stored`` description (``world``: its path, for messages).
+
+    A stored description whose code ids have the old form (``"src:…"``, made
+    by aos before code parts) matches when the manifest described in that
+    form equals it: the manifest then keeps describing itself in that form
+    (:attr:`Manifest.legacy_ids`), so its era stays the world's stored era,
+    the one every journal segment header names.
+    Otherwise :class:`EraChangeError` lists the :func:`changes`.
+    """
     current = manifest.describe()
     at = "" if world is None else f" {world}"
+    check_shape(stored, "stored manifest description")  # TypeError: read_meta reports the file as malformed
     if stored.get("manifest") != current["manifest"]:
         raise ManifestMismatchError(
             f"world{at} was created with manifest {stored.get('manifest')!r}, not {manifest.name!r}")
-    if canonical.hash_value(stored) == manifest.era:
+    stored_era = canonical.hash_value(stored)
+    if stored_era == manifest.era:
+        manifest._fix_form(manifest.legacy_ids, world)
         return
-    old = {r["name"]: r for r in stored.get("reducers", [])}
-    new = {r["name"]: r for r in current["reducers"]}
-    changed: list[str] = []
-    for name in sorted(old.keys() | new.keys()):
-        a, b = old.get(name), new.get(name)
-        if a is None:
-            changed.append(f"{name} (added)")
-        elif b is None:
-            changed.append(f"{name} (removed)")
-        elif a["code"] != b["code"]:
-            changed.append(f"{name} (code changed)")
-        elif a != b:
-            changed.append(f"{name} (key or events changed)")
-    if [r["name"] for r in stored.get("reducers", [])] != [r["name"] for r in current["reducers"]] and not changed:
-        changed.append("reducer order (routing order) changed")
-    if stored.get("schemas") != current["schemas"]:
-        changed.append("declared schemas changed")
-    for section, label in (("capabilities", "capability"), ("invariants", "invariant")):
-        a_items = {x["name"]: x for x in stored.get(section, [])}
-        b_items = {x["name"]: x for x in current[section]}
-        for name in sorted(a_items.keys() | b_items.keys()):
-            if a_items.get(name) != b_items.get(name):
-                how = ("added" if name not in a_items else "removed" if name not in b_items
-                       else "code changed" if a_items[name].get("code") != b_items[name].get("code")
-                       else "changed")
-                changed.append(f"{label} {name} ({how})")
-    if stored.get("policies") != current["policies"]:
-        changed.append("policy rules changed")
+    old_form = uses_legacy_ids(stored)
+    if old_form != manifest.legacy_ids:
+        other = manifest.describe(legacy=old_form)
+        if canonical.hash_value(other) == stored_era:
+            manifest._fix_form(old_form, world)
+            return
+        current = other  # compare like with like: only what changed is listed
+    found = changes(stored, current)  # = era_changes(stored, manifest)
+    listed = [c.text for c in found[:MAX_LISTED]]
+    if len(found) > MAX_LISTED:
+        listed.append(f"and {len(found) - MAX_LISTED} more")
     raise EraChangeError(
-        f"era change in world{at} of manifest {manifest.name}: " + "; ".join(changed)
-        + ". The journal was written by other reducer code; replaying it with this manifest "
-          "would diverge. Open it with the manifest it was written with.", changed)
+        f"era change in world{at} of manifest {manifest.name}: the world was written in era "
+        f"{stored_era.hex()[:12]}, this manifest describes era {canonical.hash_value(current).hex()[:12]}; "
+        f"{len(found)} change{'s' if len(found) != 1 else ''}:\n"
+        + "".join(f"  - {line}\n" for line in listed)
+        + ("The world stores code ids of an earlier aos (a hash of each function's source text, comments "
+           "included), which keeps them until it is upgraded. " if old_form else "")
+        + "Replaying the journal with this manifest would run other code than wrote it, so it is refused. "
+          "Open the world with the manifest it was written with, or upgrade it to this one with "
+          "aos.upgrade(path, new_manifest, ...) (see docs/upgrades.md).",
+        [c.text for c in found], found)
