@@ -390,7 +390,8 @@ def _migrate(old: Kernel, migrate: Mapping[str, Migration]) -> dict[tuple[str, A
 
 
 def apply(world: "World", proposal: int, manifest: Manifest, *, migrate: Mapping[str, Migration] | None = None,
-          drop: Iterable[str] = (), _fail: Callable[[str], None] | None = None) -> UpgradeResult:
+          drop: Iterable[str] = (), retire: Iterable[str] = (),
+          _fail: Callable[[str], None] | None = None) -> UpgradeResult:
     """Apply an approved proposal: the world moves to ``manifest``'s era and is closed.
 
     Everything is checked and every migration run in memory first; a
@@ -399,17 +400,23 @@ def apply(world: "World", proposal: int, manifest: Manifest, *, migrate: Mapping
     ``EraApplied``, a ``CellMigrated`` per migrated cell, the new era's
     boundary snapshot and its ``SnapshotCreated``, and ``world.cbor``.
     Reopen the world with ``manifest``.
+
+    A reducer the proposal removes whose cells hold state must be named in
+    ``drop`` (its cells are dropped) or ``retire`` (they are kept
+    read-only: ``World.state`` still reads them); else
+    :class:`LiveCellsError`.
     """
     if not isinstance(manifest, Manifest):
         raise TypeError(f"manifest must be an aos.Manifest, got {type(manifest).__name__}")
     migrate = dict(migrate or {})
     drop = tuple(sorted(set(drop)))
+    retire = tuple(sorted(set(retire)))
     fail = _fail or (lambda point: None)
-    return world._on_runner(lambda: _apply(world, proposal, manifest, migrate, drop, fail))  # type: ignore
+    return world._on_runner(lambda: _apply(world, proposal, manifest, migrate, drop, retire, fail))  # type: ignore
 
 
 def _apply(world: "World", proposal: int, manifest: Manifest, migrate: dict[str, Migration],
-           drop: tuple[str, ...], fail: Callable[[str], None]) -> UpgradeResult:
+           drop: tuple[str, ...], retire: tuple[str, ...], fail: Callable[[str], None]) -> UpgradeResult:
     k = world._live()
     prop = _find(world, proposal)
     if manifest.era != prop.era:
@@ -429,6 +436,11 @@ def _apply(world: "World", proposal: int, manifest: Manifest, migrate: dict[str,
     for name in drop:
         if name not in removed and not any(r == name for r, _k in k.retired):
             raise LiveCellsError(f"drop names {name!r}, which the proposal does not remove")
+    for name in retire:
+        if name not in removed:
+            raise LiveCellsError(f"retire names {name!r}, which the proposal does not remove")
+        if name in drop:
+            raise LiveCellsError(f"{name!r} is named in both drop and retire")
     live: dict[str, int] = {}
     for spec, _key, _s, _h in k.cells.items():
         if spec.name in removed:
@@ -448,7 +460,12 @@ def _apply(world: "World", proposal: int, manifest: Manifest, migrate: dict[str,
         if q.cap not in manifest.capabilities:
             raise LiveCellsError(f"capability {q.cap} is removed but effect {q.intent_hash.hex()[:12]} of "
                                  f"event_id {q.event_id} still awaits its receipt")
-    retired = tuple(r for r in removed if r not in drop and live.get(r))
+    for r in removed:
+        if live.get(r) and r not in drop and r not in retire:
+            raise LiveCellsError(f"the proposal removes reducer {r}, which has {live[r]} live cell(s): name it in "
+                                 "drop=[...] to drop them or retire=[...] to keep them read-only (nothing was "
+                                 "written; the world stays in its era)")
+    retired = tuple(r for r in removed if r in retire and live.get(r))
     dropped = tuple(r for r in removed if r in drop) + tuple(
         sorted({r for r, _k in k.retired if r in drop and r not in removed}))
     states = _migrate(k, migrate)  # raises MigrationError before anything is written
@@ -494,7 +511,7 @@ def _apply(world: "World", proposal: int, manifest: Manifest, migrate: dict[str,
 
 
 def upgrade(path: Any, manifest: Manifest, *, old: Manifest, migrate: Mapping[str, Migration] | None = None,
-            approve: bool | str = True, note: str = "", drop: Iterable[str] = (),
+            approve: bool | str = True, note: str = "", drop: Iterable[str] = (), retire: Iterable[str] = (),
             **open_options: Any) -> UpgradeResult | int:
     """Propose, approve and apply ``manifest`` for the (closed) world at ``path``, written with ``old``.
 
@@ -510,6 +527,6 @@ def upgrade(path: Any, manifest: Manifest, *, old: Manifest, migrate: Mapping[st
         if approve is False:
             return pid
         w.approve(pid, by="aos.upgrade" if approve is True else str(approve), note=note)
-        return w.apply(pid, manifest, migrate=migrate, drop=drop)
+        return w.apply(pid, manifest, migrate=migrate, drop=drop, retire=retire)
     finally:
         w.close()

@@ -823,17 +823,17 @@ class World:
         approve(self, proposal, by, note)
 
     def apply(self, proposal: int, manifest: Manifest, *, migrate: Mapping[str, Callable[[Any], Any]] | None = None,
-              drop: Any = ()) -> UpgradeResult:
+              drop: Any = (), retire: Any = ()) -> UpgradeResult:
         """Apply the approved ``proposal``: the world moves to ``manifest``'s era, then is closed.
 
         ``migrate`` maps reducer names to ``fn(old_state) -> new_state``, run
         for each of its cells in canonical order; ``drop`` names removed
-        reducers whose cells are dropped (else they are kept read-only). See
-        :func:`aos.eras.apply`.
+        reducers whose cells are dropped, ``retire`` those whose cells are
+        kept read-only. See :func:`aos.eras.apply`.
         """
         from aos.eras import apply
 
-        return apply(self, proposal, manifest, migrate=migrate, drop=drop)
+        return apply(self, proposal, manifest, migrate=migrate, drop=drop, retire=retire)
 
     @property
     def window(self) -> int:
