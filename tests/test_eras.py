@@ -291,3 +291,42 @@ def test_a_completed_apply_killed_never_leaves_a_mixed_world(tmp_path: Path) -> 
     assert child.returncode == 0 and "applied" in child.stdout, child.stderr
     _check_one_era(p, True)
     assert os.path.exists(p / "world.cbor")
+
+
+# ------------------------------------------------------------------ the command line
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent))
+    return subprocess.run([sys.executable, "-m", "aos", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=120)
+
+
+def test_cli_propose_approve_apply_eras_info_replay(tmp_path: Path) -> None:
+    p = tmp_path / "w"
+    fill(p)
+    (tmp_path / "migs.py").write_text("from eras_world import to_v2\nMIGRATE = {'test/Order@1': to_v2}\n")
+    out = _cli("propose", str(p), "--manifest", "eras_world:v2", "--old", "eras_world:v1", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    pid = int(out.stdout.split()[1].rstrip(":"))
+    assert "reducer test/Audit@1 removed" in out.stdout and "capability timers changed (budget)" in out.stdout
+    out = _cli("apply", str(p), str(pid), "--manifest", "eras_world:v2", "--old", "eras_world:v1",
+               "--migrate", "migs:MIGRATE", "--drop", "test/Audit@1", cwd=tmp_path)
+    assert out.returncode == 1 and "has no approval" in out.stderr
+    out = _cli("approve", str(p), str(pid), "--by", "alice", "--note", "looks right", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    out = _cli("eras", str(p), cwd=tmp_path)
+    assert f"{pid}" in out.stdout and "alice" in out.stdout
+    out = _cli("apply", str(p), str(pid), "--manifest", "eras_world:v2", "--old", "eras_world:v1",
+               "--migrate", "migs:MIGRATE", "--drop", "test/Audit@1", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "5 cells migrated" in out.stdout and "test/Audit@1: cells dropped" in out.stdout
+    out = _cli("eras", str(p), cwd=tmp_path)
+    assert out.stdout.count("test/shop@1") == 2 and "after event_id" in out.stdout
+    out = _cli("info", str(p), cwd=tmp_path)
+    assert "eras" in out.stdout and "(created)" in out.stdout and "EraApplied" in out.stdout
+    out = _cli("replay", str(p), "--manifest", "eras_world:v2", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "not re-executed: event_ids 1..36" in out.stdout
+    out = _cli("replay", str(p), "--manifest", "eras_world:v1", "--manifest", "eras_world:v2", cwd=tmp_path)
+    assert out.returncode == 0 and "not re-executed" not in out.stdout and "verified" in out.stdout
+    with aos.World.open(p, v2_manifest()) as w:
+        assert w.state(ORDER, "o0") == {"count": 6}

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from aos.world import World
 
 __all__ = ["Era", "Proposal", "UpgradeResult", "era_chain", "reconcile", "propose", "approve", "apply",
+           "approve_closed",
            "upgrade", "changes", "transition", "proposals"]
 
 Migration = Callable[[Any], Any]
@@ -113,7 +114,9 @@ def changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, s
             elif a[name] != b[name]:
                 diff = sorted(k for k in a[name].keys() | b[name].keys() if a[name].get(k) != b[name].get(k))
                 out.append((f"{label}_changed", f"{label} {name} changed ({', '.join(diff)})"))
-    if [r["name"] for r in old.get("reducers", [])] != [r["name"] for r in new.get("reducers", [])]:
+    common = {r["name"] for r in old.get("reducers", [])} & {r["name"] for r in new.get("reducers", [])}
+    if [r["name"] for r in old.get("reducers", []) if r["name"] in common] != [
+            r["name"] for r in new.get("reducers", []) if r["name"] in common]:
         out.append(("routing_order", "reducer order (routing order) changed"))
     added = sorted(set(new.get("schemas", [])) - set(old.get("schemas", [])))
     removed = sorted(set(old.get("schemas", [])) - set(new.get("schemas", [])))
@@ -321,18 +324,22 @@ def propose(world: "World", manifest: Manifest) -> int:
 
 
 def _find(world: "World", proposal: int) -> Proposal:
+    world._journal.flush(sync=False)
+    return _found(world.path, [e.era for e in world.eras], proposal)
+
+
+def _found(path: Path, eras: list[bytes], proposal: int) -> Proposal:
     if type(proposal) is not int:
         raise TypeError(f"a proposal id is an int (the journal index of its ProposalSubmitted), got "
                         f"{type(proposal).__name__}")
-    world._journal.flush(sync=False)
-    found = proposals(world.path / "journal", _chain_eras(world)).get(proposal)
+    found = proposals(path / "journal", eras).get(proposal)
     if found is None:
-        raise UnknownProposalError(f"world {world.path} has no proposal {proposal}")
+        raise UnknownProposalError(f"world {path} has no proposal {proposal}")
     if found.applied:
-        raise StaleProposalError(f"proposal {proposal} of world {world.path} was applied already")
-    if found.base != world.manifest.era:
+        raise StaleProposalError(f"proposal {proposal} of world {path} was applied already")
+    if found.base != eras[-1]:
         raise StaleProposalError(f"proposal {proposal} was made for era {found.base.hex()[:12]}, but world "
-                                 f"{world.path} is in era {world.manifest.era.hex()[:12]}: propose again")
+                                 f"{path} is in era {eras[-1].hex()[:12]}: propose again")
     return found
 
 
@@ -350,6 +357,47 @@ def approve(world: "World", proposal: int, by: str = "", note: str = "") -> None
         j.flush(sync=True)
 
     world._on_runner(write)
+
+
+def approve_closed(path: Any, proposal: int, by: str = "", note: str = "") -> None:
+    """Journal an ``ApprovalRecorded`` in a closed world, without its manifest (``aos approve``).
+
+    The world is locked while the record is appended. Refused when the
+    journal ends inside a step (a crash cut it there): opening the world
+    with its manifest completes the step first.
+    """
+    import fcntl
+    import os
+
+    from aos.errors import UpgradeError, WorldLockedError
+    from aos.fsck import walk_journal
+    from aos.world import load_meta
+
+    if type(by) is not str or type(note) is not str:
+        raise TypeError("by and note must be strings")
+    p = Path(path)
+    meta = load_meta(p)
+    fd = os.open(p / "world.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise WorldLockedError(f"world {p} is open elsewhere (world.lock is held)") from None
+        meta = reconcile(p, load_meta(p))
+        eras = [e.era for e in era_chain(meta)]
+        _found(p, eras, proposal)
+        walk = walk_journal(p / "journal", eras)
+        if walk.damage is not None or walk.keep != walk.records:
+            raise UpgradeError(f"the journal of {p} ends inside a step or is damaged (`aos fsck {p}`): open the "
+                               "world once with its manifest, then approve")
+        j = Journal.open(p / "journal", eras[-1], "always", existing=meta.get("watermark") is True)
+        try:
+            j.append(ApprovalRecorded(proposal, by, note))
+            j.commit_point()
+        finally:
+            j.close()
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)

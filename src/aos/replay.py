@@ -252,6 +252,7 @@ class Replay:
         while first > 0 and self.eras[first - 1].era in by_era:
             first -= 1
         self._first = first
+        self.first_era = self.eras[first]  # the oldest era re-executed
         self._manifests = [by_era[e.era] for e in self.eras[first:]]
         self.manifest = self._manifests[-1]
         boundary = self.eras[first].event_id
