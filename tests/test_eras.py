@@ -330,3 +330,20 @@ def test_cli_propose_approve_apply_eras_info_replay(tmp_path: Path) -> None:
     assert out.returncode == 0 and "not re-executed" not in out.stdout and "verified" in out.stdout
     with aos.World.open(p, v2_manifest()) as w:
         assert w.state(ORDER, "o0") == {"count": 6}
+
+
+def test_an_interrupted_apply_is_named_before_the_world_reopens(tmp_path: Path) -> None:
+    from aos.fsck import check_world
+
+    p = tmp_path / "w"
+    fill(p)
+    child = subprocess.run([sys.executable, str(Path(__file__).parent / "eras_world.py"), str(p),
+                            "after-new-snapshot-file"], capture_output=True, text=True, timeout=120)
+    assert child.returncode == -9
+    report = check_world(p)
+    assert report.ok, report.problems
+    assert any("interrupted" in n for n in report.notes)
+    with pytest.raises(aos.StorageError, match="interrupted"):
+        aos.replay(p, v1_manifest())
+    _check_one_era(p, False)  # opening rolled it back
+    assert check_world(p).ok and not any("interrupted" in n for n in check_world(p).notes)

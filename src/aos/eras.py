@@ -178,7 +178,8 @@ def reconcile(p: Path, meta: dict[str, Any], write: bool = True) -> dict[str, An
     ``SnapshotCreated``), ``world.cbor`` gains the new era; if it holds only
     part of it, the new era's segments and snapshot are removed and the
     durable watermark set back to the end of the old era (``write=False``:
-    only the view is returned, nothing is changed).
+    only the view is returned, nothing is changed; an interrupted apply is
+    named by the key ``interrupted_apply``, the segment it began).
     """
     d = p / "journal"
     segs = JournalReader(d).segments()
@@ -227,6 +228,8 @@ def reconcile(p: Path, meta: dict[str, Any], write: bool = True) -> dict[str, An
         if write:
             write_atomic(p / "world.cbor", canonical.encode(new_meta, where="world metadata"))
         return new_meta
+    if not write:  # the view of an interrupted apply: the old era, and where the apply began
+        return dict(meta, interrupted_apply=trailing[0].name)
     if write:  # the apply did not complete: roll it back
         for snap in sorted((p / "snapshots").glob("*.snap")) if (p / "snapshots").is_dir() else []:
             try:

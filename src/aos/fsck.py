@@ -282,7 +282,14 @@ def _check_meta(report: FsckReport, manifest: Manifest | None) -> None:
     try:
         from aos.eras import era_chain, reconcile
 
-        report.eras = [e.era for e in era_chain(reconcile(p, meta, write=False))]
+        view = reconcile(p, meta, write=False)
+        report.eras = [e.era for e in era_chain(view)]
+        if "interrupted_apply" in view:
+            from aos.eras import _segment_era
+
+            report.eras.append(_segment_era(p / "journal" / view["interrupted_apply"]))
+            report.notes.append(f"journal/{view['interrupted_apply']} begins an upgrade that was interrupted: "
+                                "opening the world rolls it back")
     except (AosError, KeyError, TypeError, ValueError, OSError) as exc:
         report.problems.append(Problem(META, None, f"malformed era chain: {exc}"))
         report.eras = [report.era]

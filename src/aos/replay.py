@@ -238,6 +238,12 @@ class Replay:
             if not isinstance(m, Manifest):
                 raise TypeError(f"manifests must be aos.Manifest objects, got {type(m).__name__}")
         self.meta: dict[str, Any] = reconcile(self.path, load_meta(self.path), write=False)
+        if "interrupted_apply" in self.meta:
+            from aos.errors import StorageError
+
+            raise StorageError(f"world {self.path}: an upgrade was interrupted (journal/"
+                               f"{self.meta['interrupted_apply']} begins an apply the journal does not hold "
+                               "whole); opening the world rolls it back")
         self.eras = era_chain(self.meta)
         by_era = {m.era: m for m in given}
         current = self.eras[-1]
