@@ -42,7 +42,6 @@ from aos.records import (
     CellMigrated,
     EraApplied,
     ProposalSubmitted,
-    Record,
     SnapshotCreated,
 )
 from aos.snapshot import restore_doc, snapshot_doc, snapshot_index, write_snapshot

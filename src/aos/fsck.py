@@ -185,7 +185,8 @@ class _Steps:
         return self.state == 0
 
 
-def walk_journal(directory: Path, era: bytes | list[bytes] | None, chains_at: frozenset[int] | set[int] = frozenset()) -> JournalWalk:
+def walk_journal(directory: Path, era: bytes | list[bytes] | None,
+                 chains_at: frozenset[int] | set[int] = frozenset()) -> JournalWalk:
     """Read the journal at ``directory`` from its start up to its first damage (read-only)."""
     w = JournalWalk()
     reader = JournalReader(directory, era)

@@ -392,7 +392,8 @@ class World:
         replay_entries(kernel, sink)
         if sink.peek_payload() is not None:  # an era boundary: the new era's snapshot should have been loaded
             entry = sink.peek()
-            raise StorageError(f"world {p}: the journal crosses into a new era at segment {entry.segment} "  # type: ignore
+            assert entry is not None
+            raise StorageError(f"world {p}: the journal crosses into a new era at segment {entry.segment} "
                                f"offset {entry.offset}, but the boundary snapshot of the current era is missing")
         kernel.sink = journal
         return kernel, start
