@@ -345,3 +345,46 @@ def test_an_interrupted_apply_is_named_before_the_world_reopens(tmp_path: Path) 
         aos.replay(p, v1_manifest())
     _check_one_era(p, False)  # opening rolled it back
     assert check_world(p).ok and not any("interrupted" in n for n in check_world(p).notes)
+
+
+def test_boundary_snapshots_are_never_pruned(tmp_path: Path) -> None:
+    p = tmp_path / "w"
+    fill(p)
+    r = _upgrade(p)
+    with aos.World.open(p, v2_manifest(), keep_snapshots=1, snapshot_every=1) as w:
+        for i in range(5):
+            w.submit("test/Placed@1", {"id": f"n{i}"})
+        w.run()
+    assert (p / "snapshots" / r.snapshot).is_file()
+    assert len(list((p / "snapshots").iterdir())) == 2
+    part = aos.replay(p, v2_manifest())
+    part.verify()
+    assert part.first_era.snapshot == r.snapshot
+
+
+def test_a_migration_returning_none_deletes_the_cell(tmp_path: Path) -> None:
+    p = tmp_path / "w"
+    fill(p)
+    _upgrade(p, migrate={ORDER: lambda s: None if s["n"] < 6 else to_v2(s)})
+    with aos.World.open(p, v2_manifest()) as w:
+        assert w.cells(ORDER) == [(ORDER, "o0"), (ORDER, "o1")]
+    aos.replay(p, manifests=[v1_manifest(), v2_manifest()]).verify()
+
+
+def test_retired_cells_can_be_dropped_by_a_later_upgrade(tmp_path: Path) -> None:
+    p = tmp_path / "w"
+    fill(p)
+    _upgrade(p, drop=(), retire=[AUDIT])
+    v3 = v2_manifest(budget=6_000)
+    with pytest.raises(aos.LiveCellsError):
+        aos.upgrade(p, v3, old=v2_manifest(), retire=[AUDIT])  # not removed by this proposal
+    r = aos.upgrade(p, v3, old=v2_manifest(), drop=[AUDIT])
+    assert r.dropped == (AUDIT,)
+    with aos.World.open(p, v3) as w:
+        assert len(w.eras) == 3
+        with pytest.raises(aos.UnknownReducerError):
+            w.state(AUDIT)
+    whole = aos.replay(p, manifests=[v1_manifest(), v2_manifest(), v3])
+    whole.verify()
+    assert list(whole.not_reexecuted) == []
+    assert aos.replay(p, manifests=[v2_manifest(), v3]).verify() == whole.verify()
