@@ -388,3 +388,20 @@ def test_retired_cells_can_be_dropped_by_a_later_upgrade(tmp_path: Path) -> None
     whole.verify()
     assert list(whole.not_reexecuted) == []
     assert aos.replay(p, manifests=[v2_manifest(), v3]).verify() == whole.verify()
+
+
+def test_a_shadow_run_is_journaled_with_its_proposal_and_replays(tmp_path: Path) -> None:
+    from aos.eras import proposals, record_shadow_run
+    from aos.records import ShadowRunCompleted
+
+    p = tmp_path / "w"
+    w, pid = _opened_with_proposal(p, approve=False)
+    record_shadow_run(w, pid, since=1, compared=24, differing=24, costs={"timers": 0})
+    with pytest.raises(aos.UnknownProposalError):
+        record_shadow_run(w, pid + 1, since=1, compared=1, differing=0)
+    w.approve(pid)
+    w.apply(pid, v2_manifest(), migrate={ORDER: to_v2}, drop=[AUDIT])
+    shadows = [rec for _e, rec in aos.JournalReader(p / "journal").records() if isinstance(rec, ShadowRunCompleted)]
+    assert shadows == [ShadowRunCompleted(pid, 1, 24, 24, (("timers", 0),))]
+    assert proposals(p / "journal")[pid].applied
+    aos.replay(p, manifests=[v1_manifest(), v2_manifest()]).verify()

@@ -155,7 +155,7 @@ manifest_option = click.option("--manifest", "manifest_spec", required=True, met
 @cli.command()
 @click.argument("world", type=click.Path(file_okay=False))
 def info(world: str) -> None:
-    """Era, record counts per kind, last event_id, latest snapshot of WORLD."""
+    """Era (and chain of eras), record counts per kind, last event_id, latest snapshot of WORLD."""
     from collections import Counter
 
     from aos import canonical

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from aos.world import World
 
 __all__ = ["Era", "Proposal", "UpgradeResult", "era_chain", "reconcile", "propose", "approve", "apply",
-           "approve_closed",
+           "approve_closed", "record_shadow_run",
            "upgrade", "changes", "transition", "proposals"]
 
 Migration = Callable[[Any], Any]
@@ -343,6 +343,32 @@ def _found(path: Path, eras: list[bytes], proposal: int) -> Proposal:
         raise StaleProposalError(f"proposal {proposal} was made for era {found.base.hex()[:12]}, but world "
                                  f"{path} is in era {eras[-1].hex()[:12]}: propose again")
     return found
+
+
+def record_shadow_run(world: "World", proposal: int, *, since: int, compared: int, differing: int,
+                      costs: Mapping[str, int] | None = None) -> None:
+    """Journal a ``ShadowRunCompleted`` for ``proposal`` (what a shadow run of it found).
+
+    The shadow run itself (replaying recent history under the proposed
+    manifest, in memory) is :mod:`aos.shadow`'s; this is where its report is
+    attached to the proposal.
+    """
+    from aos.records import ShadowRunCompleted
+
+    world._live()
+    for name, v in (("since", since), ("compared", compared), ("differing", differing)):
+        if type(v) is not int or v < 0:
+            raise ValueError(f"{name} must be an int >= 0, got {v!r}")
+    rows = tuple(sorted((str(c), int(n)) for c, n in (costs or {}).items()))
+    _find(world, proposal)
+    j = world._journal
+
+    def write() -> None:
+        j.append(ShadowRunCompleted(proposal, since, compared, differing, rows))
+        j.commit_point()
+        j.flush(sync=True)
+
+    world._on_runner(write)
 
 
 def approve(world: "World", proposal: int, by: str = "", note: str = "") -> None:
