@@ -84,3 +84,18 @@ if __name__ == "__main__":  # python eras_world.py WORLD POINT: an upgrade kille
     w.approve(pid, by="test")
     apply(w, pid, v2_manifest(), migrate={"test/Order@1": to_v2}, drop=["test/Audit@1"], _fail=kill)
     print("applied", flush=True)
+
+
+def effect_manifest(version: int, budget: int) -> aos.Manifest:
+    """A cell that sets a timer and notes its receipt with the version of the code that received it."""
+    m = aos.Manifest("test/timers@1")
+    m.capability("timers", effect="timer.set", budget=budget)
+
+    @m.reducer("test/Waiter@1", key="id", events=["test/Wait@1"])
+    def waiter(ctx: Any, state: Any, event: Any) -> Any:
+        if event.schema == "sys/Receipt@1":
+            return dict(state, got=event.value["status"], by=version)
+        ctx.effect("timer.set", {"after_ms": 5}, cap="timers", cost=3)
+        return {"waiting": True}
+
+    return m

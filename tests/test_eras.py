@@ -405,3 +405,22 @@ def test_a_shadow_run_is_journaled_with_its_proposal_and_replays(tmp_path: Path)
     assert shadows == [ShadowRunCompleted(pid, 1, 24, 24, (("timers", 0),))]
     assert proposals(p / "journal")[pid].applied
     aos.replay(p, manifests=[v1_manifest(), v2_manifest()]).verify()
+
+
+def test_an_effect_queued_before_the_upgrade_is_received_by_the_new_code(tmp_path: Path) -> None:
+    from eras_world import effect_manifest
+
+    p = tmp_path / "w"
+    with aos.World.open(p, effect_manifest(1, budget=10), effects="manual") as w:
+        w.submit("test/Wait@1", {"id": "a"})
+        w.run()
+        assert w.budget("timers").reserved == 3
+    aos.upgrade(p, effect_manifest(2, budget=50), old=effect_manifest(1, budget=10))
+    with aos.World.open(p, effect_manifest(2, budget=50), effects="manual") as w:
+        [queued] = w.pending_effects()
+        assert w.budget("timers").budget == 50 and w.budget("timers").reserved == 3
+        w.submit_receipt(w.receipt(queued.intent_hash, "ok", cost=2))
+        w.run()
+        assert w.state("test/Waiter@1", "a") == {"waiting": True, "got": "ok", "by": 2}
+        assert w.budget("timers").spent == 2
+    aos.replay(p, manifests=[effect_manifest(1, budget=10), effect_manifest(2, budget=50)]).verify()
