@@ -424,3 +424,18 @@ def test_an_effect_queued_before_the_upgrade_is_received_by_the_new_code(tmp_pat
         assert w.state("test/Waiter@1", "a") == {"waiting": True, "got": "ok", "by": 2}
         assert w.budget("timers").spent == 2
     aos.replay(p, manifests=[effect_manifest(1, budget=10), effect_manifest(2, budget=50)]).verify()
+
+
+def test_replay_until_an_event_of_an_era_not_given_is_refused(tmp_path: Path) -> None:
+    p = tmp_path / "w"
+    fill(p)
+    r = _upgrade(p)
+    after(p)
+    with pytest.raises(ValueError, match="lies in an era before"):
+        aos.replay(p, v2_manifest()).verify(until=3)
+    old = aos.replay(p, manifests=[v1_manifest(), v2_manifest()])
+    old.verify(until=3)
+    assert old.state(ORDER, "o0")["n"] >= 1 and old.kernel.manifest.era == v1_manifest().era  # type: ignore[union-attr]
+    new = aos.replay(p, manifests=[v1_manifest(), v2_manifest()])
+    new.verify(until=r.event_id + 2)
+    assert "count" in new.state(ORDER, "o0")

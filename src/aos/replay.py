@@ -278,6 +278,10 @@ class Replay:
 
         if until is not None and (type(until) is not int or until < 0):
             raise ValueError(f"until must be an event_id >= 0, got {until!r}")
+        if until is not None and self._first > 0 and until < self.first_era.event_id:
+            raise ValueError(f"event_id {until} of {self.path} lies in an era before {self.first_era.era.hex()[:12]} "
+                             f"(which starts after event_id {self.first_era.event_id}): give the manifest of each "
+                             "era from there on")
         proof = _longest_proof(self.path, self.meta)  # read before the journal: a writer only adds to both
         reader = JournalReader(self.path / "journal", [e.era for e in self.eras])
         era_at = self._first
