@@ -439,3 +439,16 @@ def test_replay_until_an_event_of_an_era_not_given_is_refused(tmp_path: Path) ->
     new = aos.replay(p, manifests=[v1_manifest(), v2_manifest()])
     new.verify(until=r.event_id + 2)
     assert "count" in new.state(ORDER, "o0")
+
+
+def test_a_world_cbor_of_another_journal_is_refused_and_nothing_is_removed(tmp_path: Path) -> None:
+    p, q = tmp_path / "w", tmp_path / "q"
+    fill(p)
+    with aos.World.open(q, v2_manifest()) as w:
+        w.submit("test/Placed@1", {"id": "x"})
+        w.run()
+    (p / "world.cbor").write_bytes((q / "world.cbor").read_bytes())
+    files = _files(p)
+    with pytest.raises(aos.StorageError, match="does not belong"):
+        aos.World.open(p, v2_manifest())
+    assert _files(p) == files

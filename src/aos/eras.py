@@ -199,14 +199,14 @@ def reconcile(p: Path, meta: dict[str, Any], write: bool = True) -> dict[str, An
                                "current era")
         trailing.append(seg)
     trailing.reverse()
+    if len(trailing) == len(segs):
+        raise StorageError(f"{p}: no journal segment names the era of world.cbor ({current.hex()[:12]}); "
+                           "world.cbor does not belong to this journal")
     first = int(trailing[0].stem)
+    prev = _read_header(trailing[0], trailing[0].read_bytes()[:SEG_HEADER_SIZE])[1]
     applied: EraApplied | None = None
     closed: SnapshotCreated | None = None
-    index = first
-    for entry in JournalReader(d).entries():  # verifies the chain; the apply's records are few
-        if entry.index < first:
-            continue
-        index = entry.index + 1
+    for entry in JournalReader(d).entries(Position(first, first, SEG_HEADER_SIZE, prev)):
         kind = record_kind(entry.payload)
         if entry.index == first and kind == "EraApplied":
             rec = entry.record()
@@ -217,7 +217,10 @@ def reconcile(p: Path, meta: dict[str, Any], write: bool = True) -> dict[str, An
             assert isinstance(rec2, SnapshotCreated)
             closed = rec2
             break
-    if applied is not None and closed is not None and applied.ends == current:
+    if applied is not None and closed is not None:
+        if applied.ends != current or applied.starts != _segment_era(trailing[0]):
+            raise StorageError(f"{p}: journal/{trailing[0].name} applies era {applied.starts.hex()[:12]} after era "
+                               f"{applied.ends.hex()[:12]}, but world.cbor names era {current.hex()[:12]}")
         props = proposals(d)
         prop = props.get(applied.proposal)
         if prop is None or prop.era != applied.starts:
@@ -229,24 +232,24 @@ def reconcile(p: Path, meta: dict[str, Any], write: bool = True) -> dict[str, An
         return new_meta
     if not write:  # the view of an interrupted apply: the old era, and where the apply began
         return dict(meta, interrupted_apply=trailing[0].name)
-    if write:  # the apply did not complete: roll it back
-        for snap in sorted((p / "snapshots").glob("*.snap")) if (p / "snapshots").is_dir() else []:
-            try:
-                if snapshot_index(snap) > first:
-                    snap.unlink()
-            except AosError:
-                pass
-        for seg in trailing:
-            seg.unlink()
-        kept = JournalReader(d).segments()
-        if kept:
-            end, _torn = Journal._scan_last(JournalReader(d), kept[-1])
-            found = Watermark.read(d)
-            if found is None or found[0].index > end.index or found[0].segment > end.segment:
-                Watermark.create(d, end)
-        from aos.files import fsync_dir
+    # the apply did not complete: roll it back
+    for snap in sorted((p / "snapshots").glob("*.snap")) if (p / "snapshots").is_dir() else []:
+        try:
+            if snapshot_index(snap) > first:
+                snap.unlink()
+        except AosError:
+            pass
+    for seg in trailing:
+        seg.unlink()
+    kept = JournalReader(d).segments()
+    if kept:
+        end, _torn = Journal._scan_last(JournalReader(d), kept[-1])
+        found = Watermark.read(d)
+        if found is None or found[0].index > end.index or found[0].segment > end.segment:
+            Watermark.create(d, end)
+    from aos.files import fsync_dir
 
-        fsync_dir(d)
+    fsync_dir(d)
     return meta
 
 
