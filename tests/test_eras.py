@@ -452,3 +452,34 @@ def test_a_world_cbor_of_another_journal_is_refused_and_nothing_is_removed(tmp_p
     with pytest.raises(aos.StorageError, match="does not belong"):
         aos.World.open(p, v2_manifest())
     assert _files(p) == files
+
+
+@pytest.mark.parametrize("crash", [None, "after-apply-record", "during-migration"])
+def test_an_upgrade_back_to_an_earlier_era(tmp_path: Path, crash: str | None) -> None:
+    p = tmp_path / "w"
+    fill(p)
+    _upgrade(p, drop=(), retire=[AUDIT])
+    after(p)
+    w = aos.World.open(p, v2_manifest())
+    pid = w.propose(v1_manifest())
+    w.approve(pid)
+
+    def fail(at: str) -> None:
+        if at == crash:
+            raise Crash(at)
+
+    back = {ORDER: lambda s: {"n": s["count"], "by": 0}}
+    if crash is None:
+        apply_proposal(w, pid, v1_manifest(), migrate=back, drop=[AUDIT, REFUND])
+    else:
+        with pytest.raises(Crash):
+            apply_proposal(w, pid, v1_manifest(), migrate=back, drop=[AUDIT, REFUND], _fail=fail)
+    applied = crash != "during-migration"
+    current = v1_manifest() if applied else v2_manifest()
+    with aos.World.open(p, current) as w:
+        assert len(w.eras) == (3 if applied else 2)
+        assert ("n" in w.state(ORDER, "o0")) == applied
+    eras = [v1_manifest(), v2_manifest()] + ([v1_manifest()] if applied else [])
+    whole = aos.replay(p, manifests=eras[:2])
+    whole.verify()
+    assert list(whole.not_reexecuted) == []

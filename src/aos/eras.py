@@ -188,15 +188,10 @@ def reconcile(p: Path, meta: dict[str, Any], write: bool = True) -> dict[str, An
     if _segment_era(segs[-1]) == current:
         return meta
     chain = era_chain(meta)
-    known = {e.era for e in chain}
     trailing = []
-    for seg in reversed(segs):
-        era = _segment_era(seg)
-        if era == current:
+    for seg in reversed(segs):  # the segments after the last one of the current era: one apply's
+        if _segment_era(seg) == current:
             break
-        if era in known:
-            raise StorageError(f"{seg}: segment names era {era.hex()[:12]}, which ended before the world's "
-                               "current era")
         trailing.append(seg)
     trailing.reverse()
     if len(trailing) == len(segs):
