@@ -483,3 +483,21 @@ def test_an_upgrade_back_to_an_earlier_era(tmp_path: Path, crash: str | None) ->
     whole = aos.replay(p, manifests=eras[:2])
     whole.verify()
     assert list(whole.not_reexecuted) == []
+
+
+def test_a_second_proposal_from_the_same_base_goes_stale_once_the_first_is_applied(tmp_path: Path) -> None:
+    p = tmp_path / "w"
+    fill(p)
+    w = aos.World.open(p, v1_manifest())
+    first = w.propose(v2_manifest())
+    second = w.propose(v2_manifest(budget=9_000))
+    w.approve(first)
+    w.approve(second)
+    w.apply(first, v2_manifest(), migrate={ORDER: to_v2}, drop=[AUDIT])
+    with aos.World.open(p, v2_manifest()) as w:
+        records = w.stats["records"]
+        with pytest.raises(aos.StaleProposalError, match="was made for era"):
+            w.apply(second, v2_manifest(budget=9_000), migrate={ORDER: to_v2})
+        assert w.stats["records"] == records
+    with aos.World.open(p, v2_manifest()) as w:
+        assert w.budget("timers").budget == 5_000
