@@ -20,6 +20,11 @@ from aos.canonical import decode, encode
 from aos.errors import NonCanonicalError, UnencodableValueError
 from aos.records import (
     KINDS,
+    ApprovalRecorded,
+    CellMigrated,
+    EraApplied,
+    ProposalSubmitted,
+    ShadowRunCompleted,
     EffectQueued,
     Emit,
     EventAdmitted,
@@ -513,6 +518,13 @@ def sample_records() -> list:
                      cost=5),
         ReceiptAppended(seq=9, intent_hash=H1, status="ok", payload=encode({"code": 200}), cost=4),
         InvariantViolated(event_id=7, invariant="stock never negative", message="sku-1 has -2"),
+        ProposalSubmitted(proposal=12, base=H1, era=H2, manifest=encode({"manifest": "m"}),
+                          changes=(("reducer_added", "reducer r added"),)),
+        ApprovalRecorded(proposal=12, by="alice", note="reviewed"),
+        ShadowRunCompleted(proposal=12, since=3, compared=40, differing=2, costs=(("net", 5),)),
+        EraApplied(event_id=0, proposal=12, ends=H1, starts=H2, migrated=("r",), retired=(), dropped=("d",)),
+        CellMigrated(reducer="r", key="a", state=encode({"n": 1}), state_hash=canonical.digest(encode({"n": 1}))),
+        CellMigrated(reducer="r", key=None, state=None, state_hash=None),
     ]
 
 
@@ -629,6 +641,22 @@ WRONG_TYPES = {
     },
     "InvariantViolated": {
         "event_id": [0, None], "invariant": [None, 1, b"i"], "message": [None, 2], "lane_id": [True],
+    },
+    "ProposalSubmitted": {
+        "proposal": [-1, None, "1"], "base": [b"x", None], "era": [H1[:31], "h"], "manifest": [None, "m"],
+        "changes": [None, [["a"]], [[1, "x"]], "c"], "lane_id": [-1],
+    },
+    "ApprovalRecorded": {"proposal": [-1, True], "by": [None, 1], "note": [b"n"], "lane_id": [None]},
+    "ShadowRunCompleted": {
+        "proposal": [-1], "since": [-1, None], "compared": ["1"], "differing": [2.5], "costs": [[["c"]], [[1, 2]], 3],
+        "lane_id": [True],
+    },
+    "EraApplied": {
+        "event_id": [-1, None], "proposal": [None], "ends": [b"e"], "starts": [None], "migrated": [[1], "r"],
+        "retired": [None], "dropped": [[b"d"]], "lane_id": [-2],
+    },
+    "CellMigrated": {
+        "reducer": [None, 1], "key": [2.5, [1]], "state": [1, "s"], "state_hash": [b"h", 3], "lane_id": [None],
     },
 }
 WRONG = [(kind, name, bad) for kind, fields in WRONG_TYPES.items() for name, bads in fields.items()
@@ -769,6 +797,8 @@ def test_fast_record_encoding_is_the_canonical_encoding() -> None:
         EffectQueued(13, h, "timer.set", "timers", "13/0", 2**33),
         ReceiptAppended(40, h, "ok", b"\xa1ax\x01", 3),
         InvariantViolated(14, "non-negative", "x < 0"),
+        *[r for r in sample_records() if r.KIND in {"ProposalSubmitted", "ApprovalRecorded", "ShadowRunCompleted",
+                                                   "EraApplied", "CellMigrated"}],
     ]
     assert {type(r) for r in recs} == set(KINDS.values())
     for r in recs:

@@ -9,6 +9,7 @@ from aos.adapters import EffectRequest, Outcome
 from aos.capability import BudgetView
 from aos.changes import Change, changes
 from aos.context import Event, StepContext
+from aos.eras import Era, UpgradeResult, upgrade
 from aos.errors import *  # noqa: F401,F403 - the typed errors are part of the API
 from aos.executor import RunResult
 from aos.journal import Durability, JournalReader
@@ -25,7 +26,7 @@ __version__ = "0.1.0"
 __all__ = [
     "World", "Manifest", "replay", "Replay", "Durability", "JournalReader", "Event",
     "StepContext", "Rng", "RunResult", "SnapshotInfo", "errors", "__version__", "EffectRequest", "Outcome",
-    "BudgetView", "QueuedEffect", "Receipt",
+    "BudgetView", "QueuedEffect", "Receipt", "upgrade", "UpgradeResult", "Era",
     "Change", "changes", "code_identity",
     *errors.__all__,
 ]

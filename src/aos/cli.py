@@ -155,7 +155,7 @@ manifest_option = click.option("--manifest", "manifest_spec", required=True, met
 @cli.command()
 @click.argument("world", type=click.Path(file_okay=False))
 def info(world: str) -> None:
-    """Era, record counts per kind, last event_id, latest snapshot of WORLD."""
+    """Era (and chain of eras), record counts per kind, last event_id, latest snapshot of WORLD."""
     from collections import Counter
 
     from aos import canonical
@@ -177,6 +177,13 @@ def info(world: str) -> None:
     grid.add_row("world", str(p.resolve()))
     grid.add_row("manifest", f"{meta['manifest']['manifest']} ({len(meta['manifest']['reducers'])} reducers)")
     grid.add_row("era", era)
+    from aos.eras import era_chain, reconcile
+
+    chain = era_chain(reconcile(p, meta, write=False))
+    if len(chain) > 1:
+        grid.add_row("eras", "; ".join(f"{i} {e.era.hex()[:12]} " + ("(created)" if e.proposal is None else
+                                                                      f"(after event_id {e.event_id})")
+                                       for i, e in enumerate(chain, 1)))
     grid.add_row("window, aging", f"{meta['window']}, {meta['aging']}")
     grid.add_row("records", f"{sum(kinds.values())} in {len(reader.segments())} segment(s)"
                  + (f", torn tail at {reader.torn_at[0]}:{reader.torn_at[1]}" if reader.torn_at else ""))
@@ -209,9 +216,11 @@ def _wire_field(name: str, value: Any) -> Any:
     from aos import canonical
 
     if isinstance(value, bytes):
-        if name in ("value", "payload", "params"):
+        if name in ("value", "payload", "params", "state"):
             return canonical.decode_trusted(value)
-        return _Hex(value) if name.endswith("hash") else value
+        if name == "manifest":  # a proposal's manifest description: its era says which
+            return f"<description, {len(value)} bytes>"
+        return _Hex(value) if name.endswith("hash") or name in ("base", "era", "ends", "starts") else value
     if isinstance(value, (list, tuple)):
         return [_wire_field(name, v) for v in value]
     if hasattr(value, "to_wire"):  # an emit or an effect intent inside a StepCommitted
@@ -413,16 +422,19 @@ def why(world: str, intent: str | None, cell: tuple[str, str] | None, at: int | 
 
 @cli.command(name="replay")
 @click.argument("world", type=click.Path(file_okay=False))
-@manifest_option
+@click.option("--manifest", "manifest_specs", required=True, multiple=True, metavar="MODULE:ATTR",
+              help="The world's manifest, e.g. shop.world_def:manifest; repeat it with the manifest of each "
+                   "era to verify a world's history across eras (docs/upgrades.md).")
 @click.option("--verify", is_flag=True, help="Accepted for clarity: replaying always verifies every record.")
-def replay_cmd(world: str, manifest_spec: str, verify: bool) -> None:
+def replay_cmd(world: str, manifest_specs: tuple[str, ...], verify: bool) -> None:
     """Replay WORLD's journal serially and verify it byte for byte (with or without --verify)."""
     from aos.journal import JournalReader
     from aos.replay import Replay
 
     p = _world_dir(world)
-    m = _load_manifest(manifest_spec)
-    total = sum(1 for _ in JournalReader(p / "journal", m.era).entries())
+    ms = [_load_manifest(spec) for spec in manifest_specs]
+    r = Replay(p, manifests=ms)
+    total = sum(1 for _ in JournalReader(p / "journal", [e.era for e in r.eras]).entries())
     with click.progressbar(length=total, label="replaying", file=sys.stderr) as bar:
         seen = [0]
 
@@ -430,9 +442,17 @@ def replay_cmd(world: str, manifest_spec: str, verify: bool) -> None:
             bar.update(records - seen[0])
             seen[0] = records
 
-        digest = Replay(p, m).verify(progress=progress)
+        digest = r.verify(progress=progress)
         bar.update(total - seen[0])
-    click.echo(f"verified {total} records: snapshot hash {digest}")
+    skipped = r.not_reexecuted
+    if skipped:
+        first = r.first_era
+        click.echo(f"verified from the boundary snapshot of era {first.era.hex()[:12]} "
+                   f"(snapshots/{first.snapshot}): snapshot hash {digest}")
+        click.echo(f"not re-executed: event_ids {skipped.start}..{skipped.stop - 1} (written in earlier eras; "
+                   "give --manifest for each era to verify them)")
+    else:
+        click.echo(f"verified {total} records: snapshot hash {digest}")
 
 
 @cli.command()
@@ -657,6 +677,118 @@ def shadow(world: str, manifest_spec: str, since: int | None, last: int | None, 
     _out(*out)
     if not r.ok:
         sys.exit(1)
+
+
+# ------------------------------------------------------------------ eras (docs/upgrades.md)
+def _load_migrations(spec: str | None) -> dict[str, Any]:
+    """``module:attribute`` -> the {reducer: migrate function} map it names."""
+    if spec is None:
+        return {}
+    import importlib
+
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise click.ClickException(f"--migrate: expected module:attribute, got {spec!r}")
+    sys.path.insert(0, os.getcwd())
+    try:
+        obj = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise click.ClickException(f"--migrate: cannot load {spec}: {exc}") from None
+    if not isinstance(obj, dict) or not all(isinstance(k, str) and callable(v) for k, v in obj.items()):
+        raise click.ClickException(f"--migrate: {spec} must be a dict of reducer name -> function, "
+                                   f"got {type(obj).__name__}")
+    return obj
+
+
+@cli.command()
+@click.argument("world", type=click.Path(file_okay=False))
+@click.option("--manifest", "manifest_spec", required=True, metavar="MODULE:ATTR", help="The proposed manifest.")
+@click.option("--old", "old_spec", required=True, metavar="MODULE:ATTR", help="The world's current manifest.")
+def propose(world: str, manifest_spec: str, old_spec: str) -> None:
+    """Journal a proposal to move WORLD to the manifest --manifest; print its id and changes."""
+    from aos.world import World
+
+    p = _world_dir(world)
+    new, old = _load_manifest(manifest_spec), _load_manifest(old_spec)
+    with World.open(p, old, create=False, effects="manual") as w:
+        pid = w.propose(new)
+    from aos.eras import changes
+
+    click.echo(f"proposal {pid}: era {old.era.hex()[:12]} -> {new.era.hex()[:12]} ({new.name})")
+    for _kind, text in changes(old.describe(), new.describe()):
+        click.echo(f"  {text}")
+    click.echo(f"next: aos approve {world} {pid}")
+
+
+@cli.command()
+@click.argument("world", type=click.Path(file_okay=False))
+@click.argument("proposal", type=int)
+@click.option("--by", default="", help="Who approves.")
+@click.option("--note", default="", help="A note kept with the approval.")
+def approve(world: str, proposal: int, by: str, note: str) -> None:
+    """Journal an approval of PROPOSAL in WORLD (closed; no manifest needed)."""
+    from aos.eras import approve_closed
+
+    approve_closed(_world_dir(world), proposal, by, note)
+    click.echo(f"proposal {proposal} approved" + (f" by {by}" if by else ""))
+
+
+@cli.command(name="apply")
+@click.argument("world", type=click.Path(file_okay=False))
+@click.argument("proposal", type=int)
+@click.option("--manifest", "manifest_spec", required=True, metavar="MODULE:ATTR", help="The proposed manifest.")
+@click.option("--old", "old_spec", required=True, metavar="MODULE:ATTR", help="The world's current manifest.")
+@click.option("--migrate", "migrate_spec", default=None, metavar="MODULE:ATTR",
+              help="A dict {reducer: fn(old_state) -> new_state}.")
+@click.option("--drop", multiple=True, metavar="REDUCER", help="A removed reducer whose cells are dropped.")
+@click.option("--retire", multiple=True, metavar="REDUCER",
+              help="A removed reducer whose cells are kept read-only.")
+def apply_cmd(world: str, proposal: int, manifest_spec: str, old_spec: str, migrate_spec: str | None,
+              drop: tuple[str, ...], retire: tuple[str, ...]) -> None:
+    """Apply the approved PROPOSAL: WORLD moves to the new era (reopen it with --manifest)."""
+    from aos.world import World
+
+    p = _world_dir(world)
+    new, old = _load_manifest(manifest_spec), _load_manifest(old_spec)
+    migrate = _load_migrations(migrate_spec)
+    w = World.open(p, old, create=False, effects="manual")
+    try:
+        r = w.apply(proposal, new, migrate=migrate, drop=drop, retire=retire)
+    finally:
+        w.close()
+    click.echo(f"applied proposal {proposal} after event_id {r.event_id}: era {r.ends[:12]} -> {r.starts[:12]}, "
+               f"{_n(r.migrated, 'cell')} migrated, boundary snapshot snapshots/{r.snapshot}")
+    for name in r.retired:
+        click.echo(f"  {name}: cells kept read-only")
+    for name in r.dropped:
+        click.echo(f"  {name}: cells dropped")
+
+
+@cli.command()
+@click.argument("world", type=click.Path(file_okay=False))
+def eras(world: str) -> None:
+    """The chain of eras of WORLD, and the proposals not applied yet."""
+    from aos.eras import era_chain, proposals, reconcile
+    from aos.world import load_meta
+
+    p = _world_dir(world)
+    chain = era_chain(reconcile(p, load_meta(p), write=False))
+    table = _table("#", "era", "manifest", "from", "proposal", "boundary snapshot")
+    for i, e in enumerate(chain, 1):
+        table.add_row(str(i), e.era.hex()[:12], e.name, "creation" if e.proposal is None else
+                      f"after event_id {e.event_id}", "" if e.proposal is None else str(e.proposal),
+                      e.snapshot or "")
+    pending = [pr for pr in proposals(p / "journal", [e.era for e in chain]).values() if not pr.applied]
+    out: list[Any] = [table]
+    if pending:
+        props = _table("proposal", "base", "era", "approvals", "changes")
+        for pr in pending:
+            props.add_row(str(pr.proposal), pr.base.hex()[:12], pr.era.hex()[:12],
+                          ", ".join(by or "?" for by, _n in pr.approvals) or "none",
+                          "; ".join(text for _k, text in pr.changes))
+        out += ["", props]
+    _out(*out)
+
 
 def main() -> None:
     try:

@@ -13,7 +13,8 @@ __all__ = [
     "WorldLockedError", "WorldNotFoundError", "WorldClosedError", "ReentrantCallError",
     "ReplayDivergenceError", "ReceiptError", "ReceiptAuthError", "UnknownIntentError",
     "DuplicateReceiptError", "ReceiptOverBudgetError", "InvariantViolation", "Backpressure",
-    "InvalidEffectError", "ReducerError",
+    "InvalidEffectError", "ReducerError", "UpgradeError", "UnknownProposalError", "NotApprovedError",
+    "StaleProposalError", "LiveCellsError", "MigrationError",
 ]
 
 
@@ -318,3 +319,31 @@ class InvariantViolation(AosError):
         self.message = message
         super().__init__(f"invariant {invariant!r} violated by event_id {event_id} "
                          f"(reducer {reducer}, key {key!r}): {message}")
+
+
+class UpgradeError(AosError):
+    """A proposal, approval or apply was refused; nothing was written and the world stays in its era
+    (docs/upgrades.md)."""
+
+
+class UnknownProposalError(UpgradeError, KeyError):
+    """No proposal with this id was submitted to the world."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class NotApprovedError(UpgradeError):
+    """The proposal has no ``ApprovalRecorded``: it cannot be applied."""
+
+
+class StaleProposalError(UpgradeError):
+    """The proposal's base era is not the world's current era (or it was applied already)."""
+
+
+class LiveCellsError(UpgradeError):
+    """The proposal removes a reducer whose cells hold state or work, without consent to drop them."""
+
+
+class MigrationError(UpgradeError):
+    """A migration function raised or returned a value that cannot be stored; names the reducer and key."""

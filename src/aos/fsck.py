@@ -42,6 +42,7 @@ from aos.journal import (
 from aos.manifest import Manifest
 from aos.receipt import SECRET_FILE
 from aos.records import (
+    ERA_KINDS,
     EffectQueued,
     EventAdmitted,
     InvariantViolated,
@@ -123,7 +124,8 @@ class FsckReport:
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     meta: dict[str, Any] | None = None
-    era: bytes | None = None
+    era: bytes | None = None  # the current era
+    eras: list[bytes] = field(default_factory=list)  # the era chain, oldest first (docs/upgrades.md)
     secret: bool = False
     journal: JournalWalk = field(default_factory=JournalWalk)
     watermark: Position | None = None
@@ -150,7 +152,7 @@ class _Steps:
     def feed(self, rec: Any) -> str | bool:
         """True when ``rec`` ends at a step boundary, False inside a step, else what is out of place."""
         s = self.state
-        if isinstance(rec, (EventAdmitted, ReceiptAppended, SnapshotCreated)):
+        if isinstance(rec, (EventAdmitted, ReceiptAppended, SnapshotCreated) + ERA_KINDS):
             return True if s == 0 else f"{rec.KIND} in the middle of the step of event_id {self.event_id}"
         if isinstance(rec, StepScheduled):
             if s != 0:
@@ -183,7 +185,8 @@ class _Steps:
         return self.state == 0
 
 
-def walk_journal(directory: Path, era: bytes | None, chains_at: frozenset[int] | set[int] = frozenset()) -> JournalWalk:
+def walk_journal(directory: Path, era: bytes | list[bytes] | None,
+                 chains_at: frozenset[int] | set[int] = frozenset()) -> JournalWalk:
     """Read the journal at ``directory`` from its start up to its first damage (read-only)."""
     w = JournalWalk()
     reader = JournalReader(directory, era)
@@ -277,6 +280,23 @@ def _check_meta(report: FsckReport, manifest: Manifest | None) -> None:
         return
     report.meta = meta
     report.era = canonical.hash_value(meta["manifest"])
+    try:
+        from aos.eras import era_chain, reconcile
+
+        view = reconcile(p, meta, write=False)
+        report.eras = [e.era for e in era_chain(view)]
+        if "interrupted_apply" in view:
+            from aos.eras import _segment_era
+
+            report.eras.append(_segment_era(p / "journal" / view["interrupted_apply"]))
+            report.notes.append(f"journal/{view['interrupted_apply']} begins an upgrade that was interrupted: "
+                                "opening the world rolls it back")
+    except (AosError, KeyError, TypeError, ValueError, OSError) as exc:
+        report.problems.append(Problem(META, None, f"malformed era chain: {exc}"))
+        report.eras = [report.era]
+    if report.eras[-1] != report.era:
+        report.notes.append(f"{META} lags the journal, which ends in era {report.eras[-1].hex()} "
+                            "(opening the world repairs it)")
     if manifest is not None:
         from aos.world import read_meta
 
@@ -341,7 +361,7 @@ def _check_snapshot(report: FsckReport, path: Path, manifest: Manifest | None) -
         doc = canonical.decode(data, str(path))
         if not isinstance(doc, dict) or doc.get("format") != SNAPSHOT_FORMAT:
             raise ValueError("not a snapshot of a known format")
-        if report.era is not None and doc.get("era") != report.era:
+        if report.era is not None and doc.get("era") not in (report.eras or [report.era]):
             raise ValueError("written under another era than the world's")
         position = Position.from_wire(doc["position"])
         if position.index != index:
@@ -395,6 +415,10 @@ def _verify(report: FsckReport, manifest: Manifest) -> None:
 
     assert report.meta is not None
     w = report.journal
+    if len(report.eras) > 1:
+        report.notes.append(f"the world has {len(report.eras)} eras: verify it with `aos replay --verify` and "
+                            "the manifest of each era (docs/upgrades.md)")
+        return
     sink = VerifyingSink(prefix_batches(report.path / "journal", report.era, w.keep))
     kernel = Kernel(manifest, sink, window=report.meta["window"], aging=report.meta["aging"])  # type: ignore[arg-type]
     try:
@@ -427,7 +451,7 @@ def check_world(path: str | os.PathLike[str], manifest: Manifest | None = None) 
         except SnapshotCorruptError:
             pass
     d = p / "journal"
-    era = report.era
+    era: Any = report.eras or report.era
     segs = JournalReader(d).segments()
     if not segs:
         proof = ("the world metadata says it was created with one" if report.meta and report.meta.get("watermark")

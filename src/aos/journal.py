@@ -30,7 +30,7 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import blake3
 
@@ -342,9 +342,14 @@ class JournalReader:
     (``torn_at`` then tells where).
     """
 
-    def __init__(self, directory: str | os.PathLike[str], era: bytes | None = None) -> None:
+    def __init__(self, directory: str | os.PathLike[str], era: bytes | Sequence[bytes] | None = None) -> None:
+        """``era``: the era every segment must name, or a world's chain of eras (oldest first: segments
+        name eras of the chain, in its order), or None (not checked)."""
         self.directory = Path(directory)
         self.era = era
+        self._chain: tuple[bytes, ...] | None = (None if era is None else (era,) if isinstance(era, bytes)
+                                                 else tuple(era))
+        self._at_era = 0  # the chain position of the last segment read
         self.torn_at: tuple[str, int] | None = None
         self.end: Position | None = None
 
@@ -378,11 +383,11 @@ class JournalReader:
             return
         index, chain = (0, GENESIS) if start is None else (start.index, start.chain)
         begun = start is None
+        self._at_era = 0
         for i, path in enumerate(segs):
             data = path.read_bytes()
             first, prev, era = _read_header(path, data)
-            if self.era is not None and era != self.era:
-                raise JournalCorruptError(path.name, 0, "segment was written under another era")
+            self.check_era(path.name, era)
             if not begun:
                 if first != start.segment:  # type: ignore[union-attr]
                     continue
@@ -412,6 +417,18 @@ class JournalReader:
         if not begun:
             raise JournalCorruptError(_seg_name(start.segment), start.offset,  # type: ignore[union-attr]
                                       "the segment a snapshot points into is missing")
+
+    def check_era(self, name: str, era: bytes) -> None:
+        """Refuse a segment whose era is not in the chain, or comes before an era already read."""
+        chain = self._chain
+        if chain is None:
+            return
+        if era not in chain:
+            raise JournalCorruptError(name, 0, "segment was written under another era")
+        at = chain.index(era, self._at_era) if era in chain[self._at_era:] else -1
+        if at < 0:
+            raise JournalCorruptError(name, 0, "segment names an era that ended before the previous segment's")
+        self._at_era = at
 
     def records(self, start: Position | None = None) -> Iterator[tuple[Entry, Record]]:
         """Typed records, with their entries."""
@@ -453,8 +470,7 @@ class JournalReader:
                         head = f.read(SEG_HEADER_SIZE)
                         if len(head) == SEG_HEADER_SIZE:  # segments are created atomically
                             first, prev, era = _read_header(path, head)
-                            if self.era is not None and era != self.era:
-                                raise JournalCorruptError(path.name, 0, "segment was written under another era")
+                            self.check_era(path.name, era)
                             if first != index or prev != chain:
                                 raise JournalCorruptError(path.name, 0, "segment does not continue the chain")
                             need_header = False
@@ -710,6 +726,13 @@ class Journal:
         self._seg_first = self.index
         self._offset = SEG_HEADER_SIZE
         self._fd = os.open(self.directory / _seg_name(self.index), os.O_WRONLY | os.O_APPEND)
+
+    def start_era(self, era: bytes) -> None:
+        """End the current segment (synced) and continue in a new one whose header names ``era``."""
+        if len(era) != 32:
+            raise ValueError(f"era must be a 32-byte hash, got {len(era)} bytes")
+        self.era = era
+        self._rotate()
 
     def close(self) -> None:
         if self._closed:

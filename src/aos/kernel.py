@@ -94,6 +94,7 @@ class Kernel:
         self.violations: list[InvariantViolation] = []  # not yet surfaced to the caller
         self.strict = False  # keep failed steps for the caller (World.open(strict=True))
         self.failed_steps: list[ReducerError] = []  # with strict: not yet surfaced to the caller
+        self.retired: dict[tuple[str, Any], bytes] = {}  # cells of removed reducers, read-only (eras)
 
     @property
     def window(self) -> int:

@@ -24,6 +24,7 @@ from aos.errors import NonCanonicalError
 __all__ = [
     "Record", "EventAdmitted", "StepScheduled", "StepCommitted", "StepFailed",
     "SnapshotCreated", "PolicyDecision", "EffectQueued", "ReceiptAppended", "InvariantViolated",
+    "ProposalSubmitted", "ApprovalRecorded", "ShadowRunCompleted", "EraApplied", "CellMigrated", "ERA_KINDS",
     "Emit", "Intent", "encode_record", "decode_record", "KINDS", "scheduled_payload", "committed_payload",
     "admitted_payload",
 ]
@@ -226,9 +227,145 @@ class InvariantViolated(Record):
     lane_id: int = 0
 
 
+# ------------------------------------------------------------------ eras (docs/upgrades.md)
+@dataclass(frozen=True, slots=True)
+class ProposalSubmitted(Record):
+    """A proposal to move the world from era ``base`` to era ``era``.
+
+    ``proposal`` is its id: the journal index of this record. ``manifest``
+    is the canonical CBOR of the proposed manifest's description (what
+    ``era`` hashes); ``changes`` lists ``[kind, text]`` pairs.
+    """
+
+    KIND: ClassVar[str] = "ProposalSubmitted"
+    FIELDS: ClassVar[tuple[str, ...]] = ("proposal", "base", "era", "manifest", "changes", "lane_id")
+    proposal: int
+    base: bytes
+    era: bytes
+    manifest: bytes
+    changes: tuple[tuple[str, str], ...]
+    lane_id: int = 0
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"era": self.era, "base": self.base, "kind": self.KIND, "changes": [list(c) for c in self.changes],
+                "lane_id": self.lane_id, "manifest": self.manifest, "proposal": self.proposal}
+
+    @classmethod
+    def from_wire(cls, m: dict[str, Any]) -> "ProposalSubmitted":
+        changes = m["changes"]
+        if type(changes) is not list or any(type(c) is not list or len(c) != 2 or not all(type(x) is str for x in c)
+                                            for c in changes):
+            raise TypeError("changes must be a list of [kind, text] pairs of strings")
+        return cls(m["proposal"], m["base"], m["era"], m["manifest"], tuple((a, b) for a, b in changes),
+                   m["lane_id"])
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRecorded(Record):
+    """Proposal ``proposal`` was approved ``by`` someone (or some policy), with a ``note``."""
+
+    KIND: ClassVar[str] = "ApprovalRecorded"
+    FIELDS: ClassVar[tuple[str, ...]] = ("proposal", "by", "note", "lane_id")
+    proposal: int
+    by: str
+    note: str
+    lane_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowRunCompleted(Record):
+    """A shadow run of proposal ``proposal`` over the history from ``since`` (an event_id).
+
+    ``compared``: steps re-run; ``differing``: steps whose state, emitted
+    events or intents differ from the journal; ``costs``: predicted effect
+    costs as ``[capability, units]`` pairs.
+    """
+
+    KIND: ClassVar[str] = "ShadowRunCompleted"
+    FIELDS: ClassVar[tuple[str, ...]] = ("proposal", "since", "compared", "differing", "costs", "lane_id")
+    proposal: int
+    since: int
+    compared: int
+    differing: int
+    costs: tuple[tuple[str, int], ...] = ()
+    lane_id: int = 0
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": self.KIND, "costs": [list(c) for c in self.costs], "since": self.since,
+                "lane_id": self.lane_id, "compared": self.compared, "proposal": self.proposal,
+                "differing": self.differing}
+
+    @classmethod
+    def from_wire(cls, m: dict[str, Any]) -> "ShadowRunCompleted":
+        costs = m["costs"]
+        if type(costs) is not list or any(type(c) is not list or len(c) != 2 for c in costs):
+            raise TypeError("costs must be a list of [capability, units] pairs")
+        return cls(m["proposal"], m["since"], m["compared"], m["differing"], tuple((a, b) for a, b in costs),
+                   m["lane_id"])
+
+
+@dataclass(frozen=True, slots=True)
+class EraApplied(Record):
+    """Proposal ``proposal`` applied after ticket ``event_id``: era ``ends`` ended, era ``starts`` began.
+
+    It is the first record of the new era's first segment. ``migrated``
+    names the reducers whose cells were migrated (a ``CellMigrated`` record
+    per cell follows), ``retired`` the removed reducers whose cells are kept
+    read-only, ``dropped`` the removed reducers whose cells were dropped.
+    The apply is complete with the ``SnapshotCreated`` that follows them.
+    """
+
+    KIND: ClassVar[str] = "EraApplied"
+    FIELDS: ClassVar[tuple[str, ...]] = ("event_id", "proposal", "ends", "starts", "migrated", "retired",
+                                         "dropped", "lane_id")
+    event_id: int
+    proposal: int
+    ends: bytes
+    starts: bytes
+    migrated: tuple[str, ...] = ()
+    retired: tuple[str, ...] = ()
+    dropped: tuple[str, ...] = ()
+    lane_id: int = 0
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"ends": self.ends, "kind": self.KIND, "starts": self.starts, "dropped": list(self.dropped),
+                "lane_id": self.lane_id, "retired": list(self.retired), "event_id": self.event_id,
+                "migrated": list(self.migrated), "proposal": self.proposal}
+
+    @classmethod
+    def from_wire(cls, m: dict[str, Any]) -> "EraApplied":
+        for name in ("migrated", "retired", "dropped"):
+            if type(m[name]) is not list or any(type(x) is not str for x in m[name]):
+                raise TypeError(f"{name} must be a list of reducer names")
+        return cls(m["event_id"], m["proposal"], m["ends"], m["starts"], tuple(m["migrated"]),
+                   tuple(m["retired"]), tuple(m["dropped"]), m["lane_id"])
+
+
+@dataclass(frozen=True, slots=True)
+class CellMigrated(Record):
+    """Cell (``reducer``, ``key``) was migrated at an era boundary to ``state`` (canonical CBOR).
+
+    ``state_hash`` is its BLAKE3 (None: the migration deleted the cell).
+    The state is journaled so that a replay without the migration function
+    (or the old era's code) still reaches the new era's state.
+    """
+
+    KIND: ClassVar[str] = "CellMigrated"
+    FIELDS: ClassVar[tuple[str, ...]] = ("reducer", "key", "state", "state_hash", "lane_id")
+    reducer: str
+    key: Key
+    state: bytes | None
+    state_hash: bytes | None
+    lane_id: int = 0
+
+
+ERA_KINDS: tuple[type[Record], ...] = (ProposalSubmitted, ApprovalRecorded, ShadowRunCompleted, EraApplied,
+                                       CellMigrated)
+
+
 KINDS: dict[str, type[Record]] = {
     cls.KIND: cls for cls in (EventAdmitted, StepScheduled, StepCommitted, StepFailed, SnapshotCreated,
-                              PolicyDecision, EffectQueued, ReceiptAppended, InvariantViolated)
+                              PolicyDecision, EffectQueued, ReceiptAppended, InvariantViolated) + ERA_KINDS
 }
 
 
@@ -263,6 +400,8 @@ def encode_record(record: Record) -> bytes:
             return committed_payload(r.event_id, r.state_hash, r.emits, r.effects, r.lane_id)  # type: ignore
     except ValueError:  # e.g. an int key beyond 64 bits: the general writer below
         pass
+    if t in ERA_KINDS:  # rare records with nested values: the canonical encoder sorts their keys
+        return canonical.encode(record.to_wire(), where=f"{record.KIND} record")
     wire = record.to_wire()
     data = ordered(wire)
     return data if data is not None else cbor2.dumps(wire)  # e.g. a cost beyond 64 bits
@@ -296,7 +435,7 @@ def _check_types(rec: Record, where: str) -> None:
 
     if hasattr(rec, "event_id"):
         # a snapshot may be taken before the first step (event_id 0); every step has a ticket >= 1
-        least = 0 if isinstance(rec, SnapshotCreated) else 1
+        least = 0 if isinstance(rec, (SnapshotCreated, EraApplied)) else 1
         need(type(rec.event_id) is int and rec.event_id >= least, "event_id")  # type: ignore[attr-defined]
     need(type(rec.lane_id) is int and rec.lane_id >= 0, "lane_id")  # type: ignore[attr-defined]
     if isinstance(rec, EventAdmitted):
@@ -339,6 +478,26 @@ def _check_types(rec: Record, where: str) -> None:
         need(type(rec.cost) is int and rec.cost >= 0, "cost")
     elif isinstance(rec, InvariantViolated):
         need(type(rec.invariant) is str and type(rec.message) is str, "invariant")
+    elif isinstance(rec, ProposalSubmitted):
+        need(type(rec.proposal) is int and rec.proposal >= 0, "proposal")
+        need(_is_hash(rec.base) and _is_hash(rec.era), "era")
+        need(type(rec.manifest) is bytes, "manifest")
+    elif isinstance(rec, ApprovalRecorded):
+        need(type(rec.proposal) is int and rec.proposal >= 0, "proposal")
+        need(type(rec.by) is str and type(rec.note) is str, "by")
+    elif isinstance(rec, ShadowRunCompleted):
+        need(type(rec.proposal) is int and rec.proposal >= 0, "proposal")
+        for name in ("since", "compared", "differing"):
+            need(type(getattr(rec, name)) is int and getattr(rec, name) >= 0, name)
+        need(all(type(c) is str and type(n) is int for c, n in rec.costs), "costs")
+    elif isinstance(rec, EraApplied):
+        need(type(rec.proposal) is int and rec.proposal >= 0, "proposal")
+        need(_is_hash(rec.ends) and _is_hash(rec.starts), "era")
+    elif isinstance(rec, CellMigrated):
+        need(type(rec.reducer) is str, "reducer")
+        need(rec.key is None or type(rec.key) in (str, int, bytes), "key")
+        need((rec.state is None and rec.state_hash is None)
+             or (type(rec.state) is bytes and _is_hash(rec.state_hash)), "state")
 
 
 def _is_hash(v: Any) -> bool:

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from aos._core.encoder import record_kind
-from aos.canonical import decode_trusted
+from aos.canonical import decode_trusted, digest
 from aos.committer import Committer
-from aos.errors import ReplayDivergenceError
-from aos.journal import Entry, Journal, JournalReader
+from aos.errors import ManifestMismatchError, ReplayDivergenceError
+from aos.journal import SEG_HEADER_SIZE, Entry, Journal, JournalReader, Position
 from aos.kernel import Kernel
 from aos.manifest import Manifest
 from aos.records import (
@@ -31,6 +31,8 @@ from aos.records import (
     decode_record,
     encode_record,
 )
+
+_ERA_NOTES = frozenset(("ProposalSubmitted", "ApprovalRecorded", "ShadowRunCompleted"))
 
 # Only a StepScheduled payload (a map, head 0xa6) has "key" as its first key.
 _SCHEDULED_FIRST_KEY = b"\x63key"
@@ -187,6 +189,11 @@ def replay_entries(kernel: Kernel, sink: VerifyingSink, progress: Callable[[int]
                 continue
             if kind == "EventAdmitted" and admit_journaled(payload):  # re-made and compared
                 continue
+            if kind in _ERA_NOTES:  # proposals, approvals, shadow runs: nothing to re-run
+                sink.consume()
+                continue
+            if kind == "EraApplied":  # an era boundary: the caller moves to the next era's kernel
+                return
             entry = sink.peek()
             assert entry is not None
             rec = entry.record()
@@ -209,14 +216,56 @@ def replay_entries(kernel: Kernel, sink: VerifyingSink, progress: Callable[[int]
 
 
 class Replay:
-    """A serial replay of a world's whole journal (read-only)."""
+    """A serial replay of a world's journal (read-only), across its eras.
 
-    def __init__(self, path: str | os.PathLike[str], manifest: Manifest) -> None:
-        from aos.world import read_meta  # the world module owns the directory layout
+    ``manifests``: the manifests of the world's eras (any order; each is
+    matched to its era by hash). Every era from the oldest one given on is
+    re-executed with its own manifest; the eras before it are not: the
+    replay then starts from the boundary snapshot of the oldest era given
+    and :attr:`not_reexecuted` names the event_ids it did not re-execute.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], manifest: Manifest | None = None, *,
+                 manifests: Sequence[Manifest] | None = None) -> None:
+        from aos.eras import era_chain, reconcile
+        from aos.world import check_meta, load_meta  # the world module owns the directory layout
 
         self.path = Path(path)
-        self.manifest = manifest
-        self.meta: dict[str, Any] = read_meta(self.path, manifest)
+        given = list(manifests or ()) + ([manifest] if manifest is not None else [])
+        if not given:
+            raise TypeError("replay needs a manifest (or manifests=[...], one per era)")
+        for m in given:
+            if not isinstance(m, Manifest):
+                raise TypeError(f"manifests must be aos.Manifest objects, got {type(m).__name__}")
+        self.meta: dict[str, Any] = reconcile(self.path, load_meta(self.path), write=False)
+        if "interrupted_apply" in self.meta:
+            from aos.errors import StorageError
+
+            raise StorageError(f"world {self.path}: an upgrade was interrupted (journal/"
+                               f"{self.meta['interrupted_apply']} begins an apply the journal does not hold "
+                               "whole); opening the world rolls it back")
+        self.eras = era_chain(self.meta)
+        current = self.eras[-1]
+        if current.era not in {m.era for m in given}:
+            newest = given[-1] if manifest is None else manifest
+            # raises EraChangeError naming the changes; a world written with an earlier form of code
+            # identity pins the manifest to that form (its era then is the stored one)
+            check_meta(self.path, self.meta, newest)
+        by_era = {m.era: m for m in given}
+        unknown = [m for m in given if m.era not in {e.era for e in self.eras}]
+        if unknown:
+            raise ManifestMismatchError(f"manifest {unknown[0].name} (era {unknown[0].era.hex()[:12]}) is not one "
+                                        f"of the {len(self.eras)} era(s) of world {self.path}")
+        first = len(self.eras) - 1
+        while first > 0 and self.eras[first - 1].era in by_era:
+            first -= 1
+        self._first = first
+        self.first_era = self.eras[first]  # the oldest era re-executed
+        self._manifests = [by_era[e.era] for e in self.eras[first:]]
+        self.manifest = self._manifests[-1]
+        boundary = self.eras[first].event_id
+        #: event_ids the replay does not re-execute (written in eras whose manifest was not given)
+        self.not_reexecuted: range = range(1, boundary + 1) if first > 0 else range(1, 1)
         self.kernel: Kernel | None = None
 
     def verify(self, progress: Callable[[int], None] | None = None, until: int | None = None) -> str:
@@ -225,13 +274,64 @@ class Replay:
         Afterwards :meth:`state` and :meth:`cells` read the replayed state:
         with ``until`` that is the world as it was right after that ticket.
         """
+        from aos.eras import transition
+        from aos.records import CellMigrated, EraApplied
+        from aos.snapshot import load_snapshot
+
         if until is not None and (type(until) is not int or until < 0):
             raise ValueError(f"until must be an event_id >= 0, got {until!r}")
+        if until is not None and self._first > 0 and until < self.first_era.event_id:
+            raise ValueError(f"event_id {until} of {self.path} lies in an era before {self.first_era.era.hex()[:12]} "
+                             f"(which starts after event_id {self.first_era.event_id}): give the manifest of each "
+                             "era from there on")
         proof = _longest_proof(self.path, self.meta)  # read before the journal: a writer only adds to both
-        reader = JournalReader(self.path / "journal", self.manifest.era)
-        sink = VerifyingSink(reader.batches())
-        kernel = Kernel(self.manifest, sink, window=self.meta["window"], aging=self.meta["aging"])
-        replay_entries(kernel, sink, progress, until)
+        reader = JournalReader(self.path / "journal", [e.era for e in self.eras])
+        era_at = self._first
+        m = self._manifests[0]
+        start = None
+        boot = Kernel(m, None, window=self.meta["window"], aging=self.meta["aging"])  # type: ignore[arg-type]
+        if era_at > 0:
+            snap = self.eras[era_at].snapshot
+            if snap is None or not (self.path / "snapshots" / snap).is_file():
+                raise ReplayDivergenceError(None, None, None, None, None,
+                                            f"the boundary snapshot of era {self.eras[era_at].era.hex()[:12]} "
+                                            f"(snapshots/{snap}) is missing: supply the manifests of the eras "
+                                            "before it")
+            start = load_snapshot(self.path / "snapshots" / snap, boot, m.era)
+        sink = VerifyingSink(reader.batches(start))
+        boot.sink = sink
+        kernel = boot
+        while True:
+            replay_entries(kernel, sink, progress, until)
+            payload = sink.peek_payload()
+            if payload is None or record_kind(payload) != "EraApplied":
+                break
+            if until is not None and kernel.last_event_id >= until:
+                break
+            entry = sink.consume()
+            rec = entry.record()
+            assert isinstance(rec, EraApplied)
+            if era_at + 1 >= len(self.eras) or rec.ends != self.eras[era_at].era \
+                    or rec.starts != self.eras[era_at + 1].era or rec.event_id != kernel.last_event_id:
+                raise ReplayDivergenceError(rec.event_id, None, None, None, None,
+                                            f"EraApplied at segment {entry.segment} offset {entry.offset} does "
+                                            "not continue the era chain of world.cbor")
+            states: dict[tuple[str, Any], bytes | None] = {}
+            while (p := sink.peek_payload()) is not None and record_kind(p) == "CellMigrated":
+                e = sink.consume()
+                cm = e.record()
+                assert isinstance(cm, CellMigrated)
+                if cm.state is not None and digest(cm.state) != cm.state_hash:
+                    raise ReplayDivergenceError(rec.event_id, cm.reducer, cm.key, _hex(cm.state_hash),
+                                                digest(cm.state).hex(), "migrated state does not match its hash")
+                if kernel.cells.find(cm.reducer, cm.key) is None:
+                    raise ReplayDivergenceError(rec.event_id, cm.reducer, cm.key, None, None,
+                                                "CellMigrated names a cell the replay does not hold")
+                states[(cm.reducer, cm.key)] = cm.state
+            era_at += 1
+            m = self._manifests[era_at - self._first]
+            kernel = transition(kernel, m, sink, states, rec.retired, rec.dropped,
+                                Position(entry.index, 0, SEG_HEADER_SIZE, entry.chain))
         if until is None and sink.peek_payload() is None and reader.end is not None:
             _check_end(self.path, reader.end, proof)
         if until is not None and kernel.last_event_id < until:
@@ -248,19 +348,25 @@ class Replay:
     def state(self, reducer: str, key: Any = None) -> Any:
         """The replayed state of cell (reducer, key), decoded; None if it has none (keys as for World.state)."""
         from aos.admission import cell_key
-        from aos.canonical import decode_trusted
+        from aos.canonical import decode_trusted, digest
 
-        key = cell_key(self.manifest.get(reducer), key, f"state({reducer!r})")
         k = self._replayed()
+        m = k.manifest
+        if reducer not in m.reducers and k.retired:
+            for (r, c), s in k.retired.items():
+                if r == reducer and c == key:
+                    return decode_trusted(s)
+        key = cell_key(m.get(reducer), key, f"state({reducer!r})")
         cid = k.cells.find(reducer, key)
         data = None if cid is None else k.cells.states[cid]
         return None if data is None else decode_trusted(data)
 
     def cells(self, reducer: str | None = None) -> list[tuple[str, Any]]:
         """Live cells of the replayed state as (reducer, key), in canonical order."""
+        k = self._replayed()
         if reducer is not None:
-            self.manifest.get(reducer)
-        return [(spec.name, key) for _n, spec, key, _s, _h in self._replayed().cells.sorted_items()
+            k.manifest.get(reducer)
+        return [(spec.name, key) for _n, spec, key, _s, _h in k.cells.sorted_items()
                 if reducer is None or spec.name == reducer]
 
 
@@ -298,6 +404,11 @@ def _check_end(path: Path, end: Any, proof: tuple[int, str] | None) -> None:
                                     evidence, end.index, expected, path)
 
 
-def replay(path: str | os.PathLike[str], manifest: Manifest) -> Replay:
-    """``aos.replay(path, manifest).verify()`` replays a world's journal serially."""
-    return Replay(path, manifest)
+def replay(path: str | os.PathLike[str], manifest: Manifest | None = None, *,
+           manifests: Sequence[Manifest] | None = None) -> Replay:
+    """``aos.replay(path, manifest).verify()`` replays a world's journal serially.
+
+    ``manifests=[m1, m2, ...]`` replays across eras, each with its own
+    manifest (see :class:`Replay`).
+    """
+    return Replay(path, manifest, manifests=manifests)

@@ -78,6 +78,9 @@ def salvage_world(source: str | os.PathLike[str], dest: str | os.PathLike[str],
     if check.meta is None or check.era is None:
         raise StorageError(f"{src / META} is missing or damaged: without it the world's manifest description, "
                            "window and aging are unknown, and nothing can be salvaged")
+    if len(check.eras) > 1:
+        raise StorageError(f"{src} has {len(check.eras)} eras; salvage copies worlds of one era only for now "
+                           "(docs/upgrades.md, \"Not yet\")")
     if manifest is not None:
         from aos.world import read_meta
 

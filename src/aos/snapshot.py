@@ -40,6 +40,12 @@ class SnapshotInfo:
 
 def encode_snapshot(kernel: Kernel, era: bytes, position: Position) -> tuple[bytes, bytes]:
     """``(file bytes, snapshot hash)`` of the kernel's state at ``position``."""
+    doc, snap_hash = snapshot_doc(kernel, era, position)
+    return canonical.encode(doc, where="snapshot"), snap_hash
+
+
+def snapshot_doc(kernel: Kernel, era: bytes, position: Position) -> tuple[dict[str, Any], bytes]:
+    """``(document, snapshot hash)``: what a snapshot file holds, as a map."""
     rows = kernel.cells.sorted_items()
     snap_hash = kernel.cells.snapshot_hash(rows)
     states: dict[bytes, bytes] = {}
@@ -85,7 +91,10 @@ def encode_snapshot(kernel: Kernel, era: bytes, position: Position) -> tuple[byt
         "ledger": kernel.ledger.export(),
         "outbox": kernel.outbox.export(),
     }
-    return canonical.encode(doc, where="snapshot"), snap_hash
+    if kernel.retired:  # cells of removed reducers, kept read-only (docs/upgrades.md)
+        doc["retired"] = [[r, k, s] for (r, k), s in sorted(kernel.retired.items(),
+                                                             key=lambda i: canonical.encode(list(i[0])))]
+    return doc, snap_hash
 
 
 def write_snapshot(directory: Path, kernel: Kernel, era: bytes, position: Position) -> SnapshotInfo:
@@ -168,36 +177,45 @@ def load_snapshot(path: Path, kernel: Kernel, era: bytes) -> Position:
         position = Position.from_wire(doc["position"])
         if position.index != snapshot_index(path):
             raise SnapshotCorruptError(where, "record index in the file name disagrees with the content")
-        m = kernel.manifest
-        cells = kernel.cells
-        states = doc["states"]
-        for sh, body in states.items():
-            if canonical.digest(body) != sh:
-                raise SnapshotCorruptError(where, f"state body does not match its hash {sh.hex()}")
-        for reducer, key, sh in doc["cells"]:
-            cid = cells.id_of(m.get(reducer), key)
-            cells.set(cid, states[sh], sh)
-        if cells.snapshot_hash() != doc["snapshot_hash"]:
-            raise SnapshotCorruptError(where, "cells do not hash to the recorded snapshot hash")
-        cid_of = [cells.id_of(m.get(r), k) for r, k in doc["refs"]]
-        sq = doc["sequencer"]
-        kernel.sequencer = Sequencer.from_state({
-            "window": kernel.window,
-            "aging": kernel.sequencer.aging,
-            "next_ticket": sq["next_ticket"],
-            "rings": [[[cid_of[r], since] for r, since in ring] for ring in sq["rings"]],
-            "mailboxes": sq["mailboxes"],
-            "pending": [[v, cid_of[r], i, k] for v, r, i, k in sq["pending"]],
-        })
-        for seq, schema, value, left in doc["inbox"]:
-            kernel.inbox.put(seq, schema, value, left)
-        kernel.ledger.restore(doc["ledger"])
-        kernel.outbox.restore(doc["outbox"])
-        kernel.next_seq = doc["next_seq"]
-        kernel.commits = doc["commits"]
-        kernel.failures = doc["failures"]
+        restore_doc(doc, kernel, where)
     except SnapshotCorruptError:
         raise
     except (AosError, KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise SnapshotCorruptError(where, f"malformed snapshot: {type(exc).__name__}: {exc}") from None
     return position
+
+
+def restore_doc(doc: dict[str, Any], kernel: Kernel, where: str) -> None:
+    """Restore ``kernel`` (fresh) from a snapshot document (checked by the caller)."""
+    m = kernel.manifest
+    cells = kernel.cells
+    states = doc["states"]
+    for sh, body in states.items():
+        if canonical.digest(body) != sh:
+            raise SnapshotCorruptError(where, f"state body does not match its hash {sh.hex()}")
+    for reducer, key, sh in doc["cells"]:
+        cid = cells.id_of(m.get(reducer), key)
+        cells.set(cid, states[sh], sh)
+    if cells.snapshot_hash() != doc["snapshot_hash"]:
+        raise SnapshotCorruptError(where, "cells do not hash to the recorded snapshot hash")
+    cid_of = [cells.id_of(m.get(r), k) for r, k in doc["refs"]]
+    sq = doc["sequencer"]
+    kernel.sequencer = Sequencer.from_state({
+        "window": kernel.window,
+        "aging": kernel.sequencer.aging,
+        "next_ticket": sq["next_ticket"],
+        "rings": [[[cid_of[r], since] for r, since in ring] for ring in sq["rings"]],
+        "mailboxes": sq["mailboxes"],
+        "pending": [[v, cid_of[r], i, k] for v, r, i, k in sq["pending"]],
+    })
+    for seq, schema, value, left in doc["inbox"]:
+        kernel.inbox.put(seq, schema, value, left)
+    kernel.ledger.restore(doc["ledger"])
+    kernel.outbox.restore(doc["outbox"])
+    kernel.next_seq = doc["next_seq"]
+    kernel.commits = doc["commits"]
+    kernel.failures = doc["failures"]
+    for reducer, key, state in doc.get("retired", ()):
+        if type(reducer) is not str or type(state) is not bytes:
+            raise SnapshotCorruptError(where, "malformed snapshot: retired has the wrong type")
+        kernel.retired[(reducer, key)] = state

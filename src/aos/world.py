@@ -46,6 +46,7 @@ from aos.errors import (
     WorldLockedError,
     WorldNotFoundError,
 )
+from aos.eras import Era, UpgradeResult, era_chain, reconcile
 from aos.executor import Hooks, InlineExecutor, RunResult, ThreadsExecutor
 from aos.files import fsync_dir, write_atomic
 from aos.journal import (
@@ -73,7 +74,7 @@ from aos.snapshot import (
     write_snapshot,
 )
 
-__all__ = ["World", "read_meta"]
+__all__ = ["World", "read_meta", "load_meta"]
 
 WORLD_FORMAT = 1
 MAX_WINDOW = 1 << 62  # window and aging: the sequencer adds them to tickets in 64-bit arithmetic
@@ -83,6 +84,13 @@ METRICS = "metrics.json"
 
 def read_meta(path: Path, manifest: Manifest) -> dict[str, Any]:
     """Read ``world.cbor`` and check ``manifest`` against it (era)."""
+    meta = load_meta(path)
+    check_meta(path, meta, manifest)
+    return meta
+
+
+def load_meta(path: Path) -> dict[str, Any]:
+    """Read and check ``world.cbor`` (its era chain too), without a manifest to compare."""
     meta_path = path / META
     if not meta_path.is_file():
         raise WorldNotFoundError(f"no world at {path} ({META} is missing)")
@@ -98,17 +106,22 @@ def read_meta(path: Path, manifest: Manifest) -> dict[str, Any]:
                 raise ValueError(f"{name} must be an int from 1 to {MAX_WINDOW}, got {meta[name]!r}")
         if meta.get("watermark", True) is not True:
             raise ValueError(f"watermark must be true when present, got {meta['watermark']!r}")
+        era_chain(meta)
     except (AosError, KeyError, AttributeError, TypeError, ValueError) as exc:
         if isinstance(exc, StorageError):
             raise
         raise StorageError(f"{meta_path}: malformed world metadata: {exc}") from None
+    return meta
+
+
+def check_meta(path: Path, meta: dict[str, Any], manifest: Manifest) -> None:
+    """Raise unless ``manifest`` is the one of the world's current era."""
     try:
-        check_compatible(stored, manifest, path)
+        check_compatible(meta["manifest"], manifest, path)
     except (KeyError, AttributeError, TypeError, ValueError) as exc:  # a description no manifest writes
         if isinstance(exc, AosError):  # about the manifest given (e.g. ManifestError), not the stored one
             raise
-        raise StorageError(f"{meta_path}: malformed manifest description: {type(exc).__name__}: {exc}") from None
-    return meta
+        raise StorageError(f"{path / META}: malformed manifest description: {type(exc).__name__}: {exc}") from None
 
 
 def _wait_limit(timeout: float | None) -> float | None:
@@ -197,6 +210,7 @@ class World:
         self.durable_event_id = kernel.last_event_id
         self.violations: list[InvariantViolation] = []  # with on_violation="record"
         self.refused_receipts: list[tuple[Receipt, ReceiptError]] = []  # adapter receipts that did not apply
+        self.eras: list[Era] = []  # the world's chain of eras, oldest first (docs/upgrades.md)
 
     # ----------------------------------------------------------- opening
     @classmethod
@@ -297,7 +311,9 @@ class World:
                 fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise WorldLockedError(f"world {p} is open elsewhere (world.lock is held)") from None
-            meta = read_meta(p, manifest)
+            meta = reconcile(p, load_meta(p))  # the journal is the truth about the era chain
+            check_meta(p, meta, manifest)
+            eras = era_chain(meta)
             if window is not None and window != meta["window"]:
                 raise ManifestMismatchError(f"world {p} has window {meta['window']}, not {window}")
             if aging is not None and aging != meta["aging"]:
@@ -313,7 +329,8 @@ class World:
             journal = Journal.open(p / "journal", manifest.era, dur, segment_bytes, existing=keeps_watermark,
                                    cut_tail=False)
             try:
-                kernel, start = cls._recover(p, manifest, journal, meta["window"], signer, meta["aging"])
+                kernel, start = cls._recover(p, manifest, journal, meta["window"], signer, meta["aging"],
+                                             [e.era for e in eras])
             except BaseException:
                 journal.abandon()
                 raise
@@ -335,6 +352,7 @@ class World:
                    "workers": workers, "worker_delay": worker_delay, "max_queued": max_queued,
                    "offload": offload}
         world = cls(p, manifest, journal, kernel, lock_fd, dispatcher, options)
+        world.eras = eras
         kernel.strict = bool(strict)  # after recovery: the journal's past failures are not raised again
         # Nothing to snapshot on close if the journal ends with the loaded snapshot.
         if journal.index == 0 or (start is not None and start.index + 1 == journal.index):
@@ -347,9 +365,9 @@ class World:
 
     @staticmethod
     def _recover(p: Path, manifest: Manifest, journal: Journal, window: int,
-                 signer: ReceiptSigner, aging: int) -> tuple[Kernel, Position | None]:
+                 signer: ReceiptSigner, aging: int, eras: list[bytes]) -> tuple[Kernel, Position | None]:
         """Newest usable snapshot + replay of the journal after it."""
-        reader = JournalReader(p / "journal", manifest.era)
+        reader = JournalReader(p / "journal", eras)
         start = None
         kernel = Kernel(manifest, journal, window=window, signer=signer, aging=aging)
         snaps = list_snapshots(p / "snapshots")
@@ -372,6 +390,11 @@ class World:
         sink = VerifyingSink(reader.batches(start), journal)
         kernel.sink = sink
         replay_entries(kernel, sink)
+        if sink.peek_payload() is not None:  # an era boundary: the new era's snapshot should have been loaded
+            entry = sink.peek()
+            assert entry is not None
+            raise StorageError(f"world {p}: the journal crosses into a new era at segment {entry.segment} "
+                               f"offset {entry.offset}, but the boundary snapshot of the current era is missing")
         kernel.sink = journal
         return kernel, start
 
@@ -641,7 +664,7 @@ class World:
         self._live()
         self._on_runner(lambda: self._journal.flush(sync=False))  # the journal's writer is the running thread
         out: list[StepFailed] = []
-        for entry in JournalReader(self.path / "journal", self.manifest.era).entries():
+        for entry in JournalReader(self.path / "journal", [e.era for e in self.eras]).entries():
             if record_kind(entry.payload) == StepFailed.KIND:
                 rec = entry.record()
                 if isinstance(rec, StepFailed):
@@ -708,6 +731,10 @@ class World:
         without a key (else :class:`CellKeyError`, a ``TypeError``).
         """
         k = self._live()
+        if reducer not in self.manifest.reducers and k.retired:  # a removed reducer's cells: read-only
+            found = self._on_runner(lambda: [s for (r, c), s in k.retired.items() if r == reducer and c == key])
+            if found:
+                return canonical.decode_trusted(found[0])
         key = cell_key(self.manifest.get(reducer), key, f"state({reducer!r})")
         data = self._on_runner(lambda: k.cells.state_of(reducer, key))
         return None if data is None else canonical.decode_trusted(data)
@@ -761,8 +788,10 @@ class World:
 
     def _prune_snapshots(self) -> None:
         snaps = list_snapshots(self.path / "snapshots")
+        boundaries = {e.snapshot for e in self.eras}  # era boundary snapshots stay (replay starts there)
         for old in snaps[:-self.keep_snapshots]:
-            old.unlink(missing_ok=True)
+            if old.name not in boundaries:
+                old.unlink(missing_ok=True)
 
     def sync(self) -> None:
         """Write and fsync everything journaled so far.
@@ -780,6 +809,32 @@ class World:
     @property
     def era(self) -> str:
         return self.manifest.era.hex()
+
+    # --------------------------------------------------------------- eras
+    def propose(self, manifest: Manifest) -> int:
+        """Journal a proposal to move this world to ``manifest``; returns its id (docs/upgrades.md)."""
+        from aos.eras import propose
+
+        return propose(self, manifest)
+
+    def approve(self, proposal: int, *, by: str = "", note: str = "") -> None:
+        """Journal an approval of ``proposal``."""
+        from aos.eras import approve
+
+        approve(self, proposal, by, note)
+
+    def apply(self, proposal: int, manifest: Manifest, *, migrate: Mapping[str, Callable[[Any], Any]] | None = None,
+              drop: Any = (), retire: Any = ()) -> UpgradeResult:
+        """Apply the approved ``proposal``: the world moves to ``manifest``'s era, then is closed.
+
+        ``migrate`` maps reducer names to ``fn(old_state) -> new_state``, run
+        for each of its cells in canonical order; ``drop`` names removed
+        reducers whose cells are dropped, ``retire`` those whose cells are
+        kept read-only. See :func:`aos.eras.apply`.
+        """
+        from aos.eras import apply
+
+        return apply(self, proposal, manifest, migrate=migrate, drop=drop, retire=retire)
 
     @property
     def window(self) -> int:
