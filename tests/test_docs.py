@@ -128,7 +128,6 @@ def damaged_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def run_aos(args: list[str], stderr: bool = False) -> tuple[int, str]:
     from aos.cli import cli
-
     from aos.errors import AosError
 
     result = CliRunner().invoke(cli, args)

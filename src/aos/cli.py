@@ -60,20 +60,25 @@ def demo(directory: str, orders: int, durability: str) -> None:
 
 
 # ------------------------------------------------------------ world reading
-def _load_manifest(spec: str) -> Any:
-    """``module:attribute`` -> the Manifest it names."""
+def _load_object(spec: str, option: str) -> Any:
+    """``module:attribute`` (from the current directory or the path) -> the object it names."""
     import importlib
-
-    from aos.manifest import Manifest
 
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise click.ClickException(f"--manifest: expected module:attribute, got {spec!r}")
+        raise click.ClickException(f"{option}: expected module:attribute, got {spec!r}")
     sys.path.insert(0, os.getcwd())
     try:
-        obj = getattr(importlib.import_module(module_name), attr)
+        return getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
-        raise click.ClickException(f"--manifest: cannot load {spec}: {exc}") from None
+        raise click.ClickException(f"{option}: cannot load {spec}: {exc}") from None
+
+
+def _load_manifest(spec: str) -> Any:
+    """``module:attribute`` -> the Manifest it names."""
+    from aos.manifest import Manifest
+
+    obj = _load_object(spec, "--manifest")
     if not isinstance(obj, Manifest):
         raise click.ClickException(f"--manifest: {spec} is a {type(obj).__name__}, not an aos.Manifest")
     return obj
@@ -684,16 +689,7 @@ def _load_migrations(spec: str | None) -> dict[str, Any]:
     """``module:attribute`` -> the {reducer: migrate function} map it names."""
     if spec is None:
         return {}
-    import importlib
-
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise click.ClickException(f"--migrate: expected module:attribute, got {spec!r}")
-    sys.path.insert(0, os.getcwd())
-    try:
-        obj = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise click.ClickException(f"--migrate: cannot load {spec}: {exc}") from None
+    obj = _load_object(spec, "--migrate")
     if not isinstance(obj, dict) or not all(isinstance(k, str) and callable(v) for k, v in obj.items()):
         raise click.ClickException(f"--migrate: {spec} must be a dict of reducer name -> function, "
                                    f"got {type(obj).__name__}")

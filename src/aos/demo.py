@@ -24,7 +24,6 @@ open (its ``world.lock`` is free); anything else is refused with
 
 from __future__ import annotations
 
-import fcntl
 import os
 import random
 import shutil
@@ -34,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from aos import canonical
-from aos.errors import StorageError, WorldLockedError
+from aos.errors import StorageError
+from aos.files import lock_world
 from aos.manifest import Manifest
 from aos.replay import replay
 from aos.world import META, World
@@ -191,13 +191,9 @@ def remove_demo_world(path: str | Path) -> bool:
     if not p.is_dir():
         raise NotADemoWorldError(f"{p} exists and is not a directory; choose another directory")
     _check_demo_world(p)
-    fd = os.open(p / "world.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = lock_world(p, f"demo world {p} is open in another process (world.lock is held); close it first or "
+                       "choose another directory")
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise WorldLockedError(f"demo world {p} is open in another process (world.lock is held); "
-                                   "close it first or choose another directory") from None
         # Still holding the lock: move the world out of the way in one step, so that no process
         # can open a half-deleted world, then delete it at leisure.
         here = p.resolve()

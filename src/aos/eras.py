@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from aos import canonical
 from aos._core.encoder import record_kind
+from aos.changes import changes as _changes
 from aos.errors import (
     AosError,
     LiveCellsError,
@@ -32,10 +33,9 @@ from aos.errors import (
     StorageError,
     UnknownProposalError,
 )
-from aos.files import write_atomic
+from aos.files import lock_world, write_atomic
 from aos.journal import SEG_HEADER_SIZE, Journal, JournalReader, Position, Watermark, _read_header
 from aos.kernel import Kernel
-from aos.changes import changes as _changes
 from aos.manifest import Manifest, era_changes
 from aos.outbox import QueuedEffect
 from aos.records import (
@@ -367,10 +367,9 @@ def approve_closed(path: Any, proposal: int, by: str = "", note: str = "") -> No
     journal ends inside a step (a crash cut it there): opening the world
     with its manifest completes the step first.
     """
-    import fcntl
     import os
 
-    from aos.errors import UpgradeError, WorldLockedError
+    from aos.errors import UpgradeError
     from aos.fsck import walk_journal
     from aos.world import load_meta
 
@@ -378,12 +377,8 @@ def approve_closed(path: Any, proposal: int, by: str = "", note: str = "") -> No
         raise TypeError("by and note must be strings")
     p = Path(path)
     meta = load_meta(p)
-    fd = os.open(p / "world.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = lock_world(p)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise WorldLockedError(f"world {p} is open elsewhere (world.lock is held)") from None
         meta = reconcile(p, load_meta(p))
         eras = [e.era for e in era_chain(meta)]
         _found(p, eras, proposal)

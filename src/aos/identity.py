@@ -35,10 +35,10 @@ import ast
 import builtins
 import datetime
 import decimal
+import dis
 import enum
 import fractions
 import functools
-import dis
 import inspect
 import marshal
 import re

@@ -348,7 +348,7 @@ class Replay:
     def state(self, reducer: str, key: Any = None) -> Any:
         """The replayed state of cell (reducer, key), decoded; None if it has none (keys as for World.state)."""
         from aos.admission import cell_key
-        from aos.canonical import decode_trusted, digest
+        from aos.canonical import decode_trusted
 
         k = self._replayed()
         m = k.manifest

@@ -13,7 +13,6 @@ verifying every recorded state hash (replay-or-die).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import sys
@@ -31,6 +30,7 @@ from aos.adapters import MODES, WAKE, Adapter, Dispatcher, builtin_adapters
 from aos.admission import cell_key
 from aos.blobs import BlobStore
 from aos.capability import BudgetView
+from aos.eras import Era, UpgradeResult, era_chain, reconcile
 from aos.errors import (
     AosError,
     Backpressure,
@@ -43,12 +43,10 @@ from aos.errors import (
     ReentrantCallError,
     StorageError,
     WorldClosedError,
-    WorldLockedError,
     WorldNotFoundError,
 )
-from aos.eras import Era, UpgradeResult, era_chain, reconcile
 from aos.executor import Hooks, InlineExecutor, RunResult, ThreadsExecutor
-from aos.files import fsync_dir, write_atomic
+from aos.files import fsync_dir, lock_world, write_atomic
 from aos.journal import (
     DEFAULT_SEGMENT_BYTES,
     SEG_HEADER_SIZE,
@@ -305,12 +303,8 @@ class World:
             fsync_dir(p)
             meta["watermark"] = True  # the journal keeps a durable watermark (docs/storage.md)
             write_atomic(p / META, canonical.encode(meta, where="world metadata"))
-        lock_fd = os.open(p / "world.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        lock_fd = lock_world(p)
         try:
-            try:
-                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise WorldLockedError(f"world {p} is open elsewhere (world.lock is held)") from None
             meta = reconcile(p, load_meta(p))  # the journal is the truth about the era chain
             check_meta(p, meta, manifest)
             eras = era_chain(meta)
