@@ -66,11 +66,7 @@ class Committer:
         sink = k.sink
         sink.append_payload(scheduled_payload(t.event_id, t.spec.name, t.key, t.input))
         if result.error is not None:
-            error, message, traceback = result.error
-            sink.append(StepFailed(t.event_id, t.spec.name, t.key, error, message, traceback))
-            k.failures += 1
-            if k.strict:
-                k.failed_steps.append(failed_step(t, result))
+            self._fail(t, result)
         elif k.manifest.invariants and (violated := check_invariants(k, result)) is not None:
             sink.append(InvariantViolated(t.event_id, violated[0], violated[1]))
             k.violations.append(InvariantViolation(t.event_id, violated[0], t.spec.name, t.key, violated[1]))
@@ -102,16 +98,19 @@ class Committer:
         self.next_event_id += 1
         return sink.commit_point()
 
-    def _unrecordable(self, t: Ticket, exc: BaseException) -> None:
+    def _fail(self, t: Ticket, result: StepResult) -> None:
+        """Journal a failed step (its cell unchanged, nothing it emitted or intended admitted)."""
         k = self.kernel
-        name, message = failure_message(exc)
-        result = StepResult(t, error=("UnrecordableOutputError",
-                                      f"the step's outputs cannot be journaled: {name}: {message}", ""),
-                            exception=exc)
         k.sink.append(StepFailed(t.event_id, t.spec.name, t.key, *result.error))  # type: ignore[misc]
         k.failures += 1
         if k.strict:
             k.failed_steps.append(failed_step(t, result))
+
+    def _unrecordable(self, t: Ticket, exc: BaseException) -> None:
+        name, message = failure_message(exc)
+        self._fail(t, StepResult(t, error=("UnrecordableOutputError",
+                                           f"the step's outputs cannot be journaled: {name}: {message}", ""),
+                                 exception=exc))
 
     def _revalidate(self, result: StepResult) -> StepResult:
         """Re-check shared reads against the current state; recompute on a stale one."""

@@ -35,7 +35,7 @@ from aos import canonical
 from aos._core.decoder import event_admitted_fields
 from aos._core.encoder import record_kind
 from aos.committer import Committer
-from aos.errors import AosError, ReceiptError, SnapshotCorruptError, StorageError, WorldNotFoundError
+from aos.errors import AosError, ReceiptError, SnapshotCorruptError
 from aos.journal import JournalReader, Position
 from aos.kernel import Kernel
 from aos.manifest import Manifest
@@ -248,27 +248,6 @@ class _Collector:
         return False
 
 
-def _world_meta(path: Path) -> dict[str, Any]:
-    """world.cbor, read without checking any manifest against it (the proposed one differs by design)."""
-    from aos.world import META
-
-    meta_path = path / META
-    if not meta_path.is_file():
-        raise WorldNotFoundError(f"no world at {path} ({META} is missing)")
-    try:
-        meta = canonical.decode(meta_path.read_bytes(), str(meta_path))
-        desc = meta["manifest"]
-        if not isinstance(desc, dict):
-            raise TypeError("the manifest description is not a map")
-        if type(meta["window"]) is not int or type(meta["aging"]) is not int:
-            raise TypeError("window and aging must be ints")
-    except (AosError, KeyError, TypeError, AttributeError) as exc:
-        if isinstance(exc, StorageError):
-            raise
-        raise StorageError(f"{meta_path}: malformed world metadata: {exc}") from None
-    return meta
-
-
 @dataclass(frozen=True, slots=True)
 class _Snap:
     """What the choice of a starting snapshot needs of one (its states are not kept)."""
@@ -373,7 +352,9 @@ def shadow_run(path: str | os.PathLike[str], manifest: Manifest, *, since: int |
     if limit is not None and (type(limit) is not int or limit < 0):
         raise ShadowError(f"limit must be an int >= 0, got {limit!r}")
     p = Path(path)
-    meta = _world_meta(p)
+    from aos.world import load_meta
+
+    meta = load_meta(p)  # world.cbor, checked without a manifest: the proposed one differs by design
     world_era = canonical.hash_value(meta["manifest"])
     snap, requested = _choose_start(p, since, last)
     sink = _Collector()
