@@ -522,7 +522,8 @@ def sample_records() -> list:
                           changes=(("reducer_added", "reducer r added"),)),
         ApprovalRecorded(proposal=12, by="alice", note="reviewed"),
         ShadowRunCompleted(proposal=12, since=3, compared=40, differing=2, costs=(("net", 5),)),
-        EraApplied(event_id=0, proposal=12, ends=H1, starts=H2, migrated=("r",), retired=(), dropped=("d",)),
+        EraApplied(event_id=0, proposal=12, ends=H1, starts=H2, migrated=("r",), retired=(), dropped=("d",),
+                   pinned=("p",), adopted=("a",)),
         CellMigrated(reducer="r", key="a", state=encode({"n": 1}), state_hash=canonical.digest(encode({"n": 1}))),
         CellMigrated(reducer="r", key=None, state=None, state_hash=None),
     ]
@@ -653,7 +654,7 @@ WRONG_TYPES = {
     },
     "EraApplied": {
         "event_id": [-1, None], "proposal": [None], "ends": [b"e"], "starts": [None], "migrated": [[1], "r"],
-        "retired": [None], "dropped": [[b"d"]], "lane_id": [-2],
+        "retired": [None], "dropped": [[b"d"]], "pinned": [[None], "p"], "adopted": [None, [2]], "lane_id": [-2],
     },
     "CellMigrated": {
         "reducer": [None, 1], "key": [2.5, [1]], "state": [1, "s"], "state_hash": [b"h", 3], "lane_id": [None],

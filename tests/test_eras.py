@@ -407,23 +407,30 @@ def test_a_shadow_run_is_journaled_with_its_proposal_and_replays(tmp_path: Path)
     aos.replay(p, manifests=[v1_manifest(), v2_manifest()]).verify()
 
 
-def test_an_effect_queued_before_the_upgrade_is_received_by_the_new_code(tmp_path: Path) -> None:
+@pytest.mark.parametrize("adopt", [False, True])
+def test_an_effect_queued_before_the_upgrade_is_received_under_the_era_that_owns_its_cell(
+        tmp_path: Path, adopt: bool) -> None:
+    """The receipt reaches the cell's own era's code (pinned: the old; adopted: the new), with the new budget."""
     from eras_world import effect_manifest
 
     p = tmp_path / "w"
-    with aos.World.open(p, effect_manifest(1, budget=10), effects="manual") as w:
+    v1, v2 = effect_manifest(1, budget=10), effect_manifest(2, budget=50)
+    with aos.World.open(p, v1, effects="manual") as w:
         w.submit("test/Wait@1", {"id": "a"})
         w.run()
         assert w.budget("timers").reserved == 3
-    aos.upgrade(p, effect_manifest(2, budget=50), old=effect_manifest(1, budget=10))
-    with aos.World.open(p, effect_manifest(2, budget=50), effects="manual") as w:
+    r = aos.upgrade(p, v2, old=v1, adopt=["test/Waiter@1"] if adopt else [])
+    assert isinstance(r, aos.UpgradeResult)
+    assert (r.pinned, r.pinned_cells, r.adopted) == (((), 0, ("test/Waiter@1",)) if adopt
+                                                     else (("test/Waiter@1",), 1, ()))
+    with aos.World.open(p, v2, effects="manual", earlier=[] if adopt else [v1]) as w:
         [queued] = w.pending_effects()
         assert w.budget("timers").budget == 50 and w.budget("timers").reserved == 3
         w.submit_receipt(w.receipt(queued.intent_hash, "ok", cost=2))
         w.run()
-        assert w.state("test/Waiter@1", "a") == {"waiting": True, "got": "ok", "by": 2}
+        assert w.state("test/Waiter@1", "a") == {"waiting": True, "got": "ok", "by": 2 if adopt else 1}
         assert w.budget("timers").spent == 2
-    aos.replay(p, manifests=[effect_manifest(1, budget=10), effect_manifest(2, budget=50)]).verify()
+    aos.replay(p, manifests=[v1, v2]).verify()
 
 
 def test_replay_until_an_event_of_an_era_not_given_is_refused(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ class CellTable:
     bytearray (32 bytes per cell id) rather than as separate objects.
     """
 
-    __slots__ = ("_ids", "specs", "keys", "states", "_hashes", "live")
+    __slots__ = ("_ids", "specs", "keys", "states", "_hashes", "live", "pins", "current")
 
     def __init__(self) -> None:
         self._ids: dict[str, dict[Any, int]] = {}
@@ -36,6 +36,10 @@ class CellTable:
         self.states: list[bytes | None] = []
         self._hashes = bytearray()
         self.live = 0
+        # cell id -> the era whose code the cell runs, for cells pinned to an earlier era than the
+        # world's (docs/upgrades.md, "Pinned cells"); their ``specs`` entry is that era's reducer
+        self.pins: dict[int, bytes] = {}
+        self.current: Any = None  # the world's manifest: the reducer a cell takes when its pin ends
 
     def __len__(self) -> int:
         """Number of cells with a state."""
@@ -70,7 +74,23 @@ class CellTable:
         self.states[cid] = state
         if state_hash is not None:
             self._hashes[cid * 32:cid * 32 + 32] = state_hash
+        elif self.pins and cid in self.pins:  # a deleted cell leaves its era: made again, it is a new cell
+            self.unpin(cid)
         self.live += (state is not None) - before
+
+    def pin(self, cid: int, spec: ReducerSpec, era: bytes) -> None:
+        """Cell ``cid`` runs ``spec``, the reducer of the earlier era ``era``."""
+        self.specs[cid] = spec
+        self.pins[cid] = era
+
+    def unpin(self, cid: int) -> None:
+        """Cell ``cid`` runs the world's current reducer from now on."""
+        del self.pins[cid]
+        self.specs[cid] = self.current.get(self.specs[cid].name)
+
+    def era_of(self, cid: int) -> bytes | None:
+        """The earlier era cell ``cid`` is pinned to, or None (it runs the world's current code)."""
+        return self.pins.get(cid) if self.pins else None
 
     def hash_of(self, cid: int) -> bytes | None:
         """The state hash of a cell, or None when it has no state."""

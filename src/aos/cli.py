@@ -700,13 +700,16 @@ def _load_migrations(spec: str | None) -> dict[str, Any]:
 @click.argument("world", type=click.Path(file_okay=False))
 @click.option("--manifest", "manifest_spec", required=True, metavar="MODULE:ATTR", help="The proposed manifest.")
 @click.option("--old", "old_spec", required=True, metavar="MODULE:ATTR", help="The world's current manifest.")
-def propose(world: str, manifest_spec: str, old_spec: str) -> None:
+@click.option("--earlier", "earlier_specs", multiple=True, metavar="MODULE:ATTR",
+              help="The manifest of an earlier era whose code pinned cells still run (repeatable).")
+def propose(world: str, manifest_spec: str, old_spec: str, earlier_specs: tuple[str, ...]) -> None:
     """Journal a proposal to move WORLD to the manifest --manifest; print its id and changes."""
     from aos.world import World
 
     p = _world_dir(world)
     new, old = _load_manifest(manifest_spec), _load_manifest(old_spec)
-    with World.open(p, old, create=False, effects="manual") as w:
+    earlier = [_load_manifest(s) for s in earlier_specs]
+    with World.open(p, old, create=False, effects="manual", earlier=earlier) as w:
         pid = w.propose(new)
     from aos.eras import changes
 
@@ -736,24 +739,35 @@ def approve(world: str, proposal: int, by: str, note: str) -> None:
 @click.option("--old", "old_spec", required=True, metavar="MODULE:ATTR", help="The world's current manifest.")
 @click.option("--migrate", "migrate_spec", default=None, metavar="MODULE:ATTR",
               help="A dict {reducer: fn(old_state) -> new_state}.")
+@click.option("--adopt", multiple=True, metavar="REDUCER",
+              help="A reducer whose cells move to the new code with their state as it is (not pinned).")
 @click.option("--drop", multiple=True, metavar="REDUCER", help="A removed reducer whose cells are dropped.")
 @click.option("--retire", multiple=True, metavar="REDUCER",
               help="A removed reducer whose cells are kept read-only.")
+@click.option("--earlier", "earlier_specs", multiple=True, metavar="MODULE:ATTR",
+              help="The manifest of an earlier era whose code pinned cells still run (repeatable).")
 def apply_cmd(world: str, proposal: int, manifest_spec: str, old_spec: str, migrate_spec: str | None,
-              drop: tuple[str, ...], retire: tuple[str, ...]) -> None:
+              adopt: tuple[str, ...], drop: tuple[str, ...], retire: tuple[str, ...],
+              earlier_specs: tuple[str, ...]) -> None:
     """Apply the approved PROPOSAL: WORLD moves to the new era (reopen it with --manifest)."""
     from aos.world import World
 
     p = _world_dir(world)
     new, old = _load_manifest(manifest_spec), _load_manifest(old_spec)
     migrate = _load_migrations(migrate_spec)
-    w = World.open(p, old, create=False, effects="manual")
+    earlier = [_load_manifest(s) for s in earlier_specs]
+    w = World.open(p, old, create=False, effects="manual", earlier=earlier)
     try:
-        r = w.apply(proposal, new, migrate=migrate, drop=drop, retire=retire)
+        r = w.apply(proposal, new, migrate=migrate, adopt=adopt, drop=drop, retire=retire)
     finally:
         w.close()
     click.echo(f"applied proposal {proposal} after event_id {r.event_id}: era {r.ends[:12]} -> {r.starts[:12]}, "
                f"{_n(r.migrated, 'cell')} migrated, boundary snapshot snapshots/{r.snapshot}")
+    for name in r.pinned:
+        click.echo(f"  {name}: live cells keep the code of era {r.ends[:12]} (pinned; open the world with "
+                   "earlier=[that manifest], or migrate or adopt them in a later upgrade)")
+    for name in r.adopted:
+        click.echo(f"  {name}: cells run the new code with their state as it is")
     for name in r.retired:
         click.echo(f"  {name}: cells kept read-only")
     for name in r.dropped:

@@ -225,18 +225,25 @@ def reconcile(p: Path, meta: dict[str, Any], write: bool = True) -> dict[str, An
 
 # ------------------------------------------------------------------ the transition
 def transition(old: Kernel, manifest: Manifest, sink: Any, states: Mapping[tuple[str, Any], bytes | None],
-               retired: Iterable[str], dropped: Iterable[str], position: Position) -> Kernel:
+               retired: Iterable[str], dropped: Iterable[str], position: Position, pinned: Iterable[str] = (),
+               adopted: Iterable[str] = ()) -> Kernel:
     """A kernel for ``manifest`` holding ``old``'s state, with ``states`` replacing cells' states.
 
     Cells of ``retired`` reducers are kept read-only (``Kernel.retired``),
-    those of ``dropped`` reducers are left out. Budgets are the new
-    manifest's; what was reserved and spent is carried over.
+    those of ``dropped`` reducers are left out. Live cells of ``pinned``
+    reducers that run ``old``'s code keep running it (they are pinned to
+    ``old``'s era); cells pinned to an earlier era stay pinned, unless they
+    were migrated (``states``) or their reducer is ``adopted``. Budgets are
+    the new manifest's; what was reserved and spent is carried over.
     """
     doc, _h = snapshot_doc(old, old.manifest.era, position)
     retired_set, dropped_set = set(retired), set(dropped)
+    pinned_set, adopted_set = set(pinned), set(adopted)
     body: dict[bytes, bytes] = dict(doc["states"])
     cells = []
     kept_retired: dict[tuple[str, Any], bytes] = {k: v for k, v in old.retired.items() if k[0] not in dropped_set}
+    era_of: dict[tuple[str, Any], bytes] = {(r, k): e for r, k, e in doc.pop("pins", ())}
+    pins: list[list[Any]] = []
     for reducer, key, sh in doc["cells"]:
         if reducer in dropped_set:
             continue
@@ -249,11 +256,23 @@ def transition(old: Kernel, manifest: Manifest, sink: Any, states: Mapping[tuple
                 continue
             sh = canonical.digest(new)
             body[sh] = new
+        elif reducer not in adopted_set:
+            if (reducer, key) in era_of:
+                if era_of[(reducer, key)] != manifest.era:  # an era's code is back: the pin has no use
+                    pins.append([reducer, key, era_of[(reducer, key)]])
+            elif reducer in pinned_set:
+                pins.append([reducer, key, old.manifest.era])
         cells.append([reducer, key, sh])
-    kernel = Kernel(manifest, sink, window=old.window, signer=old.signer, aging=old.sequencer.aging)
+    earlier = dict(old.earlier)
+    earlier[old.manifest.era] = old.manifest
+    earlier.pop(manifest.era, None)
+    kernel = Kernel(manifest, sink, window=old.window, signer=old.signer, aging=old.sequencer.aging,
+                    earlier=earlier)
     used = {sh for _r, _k, sh in cells}
     doc["states"] = {sh: b for sh, b in body.items() if sh in used}
     doc["cells"] = cells
+    if pins:
+        doc["pins"] = pins
     rows = sorted((canonical.encode([r, k]), sh) for r, k, sh in cells)
     import blake3
 
@@ -408,6 +427,9 @@ class UpgradeResult:
     retired: tuple[str, ...]
     dropped: tuple[str, ...]
     snapshot: str  # the new era's boundary snapshot
+    pinned: tuple[str, ...] = ()  # reducers whose live cells keep the old era's code
+    pinned_cells: int = 0  # cells that run an earlier era's code after the apply (all eras)
+    adopted: tuple[str, ...] = ()
 
 
 def _migrate(old: Kernel, migrate: Mapping[str, Migration]) -> dict[tuple[str, Any], bytes | None]:
@@ -434,7 +456,7 @@ def _migrate(old: Kernel, migrate: Mapping[str, Migration]) -> dict[tuple[str, A
 
 
 def apply(world: "World", proposal: int, manifest: Manifest, *, migrate: Mapping[str, Migration] | None = None,
-          drop: Iterable[str] = (), retire: Iterable[str] = (),
+          adopt: Iterable[str] = (), drop: Iterable[str] = (), retire: Iterable[str] = (),
           _fail: Callable[[str], None] | None = None) -> UpgradeResult:
     """Apply an approved proposal: the world moves to ``manifest``'s era and is closed.
 
@@ -445,6 +467,13 @@ def apply(world: "World", proposal: int, manifest: Manifest, *, migrate: Mapping
     boundary snapshot and its ``SnapshotCreated``, and ``world.cbor``.
     Reopen the world with ``manifest``.
 
+    A reducer whose code changed keeps its live cells on the code they
+    were created under (they are *pinned* to the era that ends; reopen the
+    world with ``earlier=[old_manifest]``), unless it is named in
+    ``migrate`` (each cell's state goes through ``migrate[name]`` and the
+    cell runs the new code) or in ``adopt`` (its cells run the new code
+    with their state as it is). Cells made after the apply run the new code.
+
     A reducer the proposal removes whose cells hold state must be named in
     ``drop`` (its cells are dropped) or ``retire`` (they are kept
     read-only: ``World.state`` still reads them); else
@@ -453,14 +482,18 @@ def apply(world: "World", proposal: int, manifest: Manifest, *, migrate: Mapping
     if not isinstance(manifest, Manifest):
         raise TypeError(f"manifest must be an aos.Manifest, got {type(manifest).__name__}")
     migrate = dict(migrate or {})
+    if isinstance(adopt, str):
+        raise TypeError("adopt is a list of reducer names, not one string")
+    adopt = tuple(sorted(set(adopt)))
     drop = tuple(sorted(set(drop)))
     retire = tuple(sorted(set(retire)))
     fail = _fail or (lambda point: None)
-    return world._on_runner(lambda: _apply(world, proposal, manifest, migrate, drop, retire, fail))  # type: ignore
+    return world._on_runner(lambda: _apply(world, proposal, manifest, migrate, adopt, drop, retire, fail))  # type: ignore
 
 
 def _apply(world: "World", proposal: int, manifest: Manifest, migrate: dict[str, Migration],
-           drop: tuple[str, ...], retire: tuple[str, ...], fail: Callable[[str], None]) -> UpgradeResult:
+           adopt: tuple[str, ...], drop: tuple[str, ...], retire: tuple[str, ...],
+           fail: Callable[[str], None]) -> UpgradeResult:
     k = world._live()
     prop = _find(world, proposal)
     if manifest.era != prop.era:
@@ -477,6 +510,11 @@ def _apply(world: "World", proposal: int, manifest: Manifest, migrate: dict[str,
                                  "manifest")
         if not callable(migrate[name]):
             raise TypeError(f"migrate[{name!r}] must be a function old_state -> new_state")
+    for name in adopt:
+        if name not in manifest.reducers or name not in old_m.reducers:
+            raise MigrationError(f"adopt names reducer {name!r}, which is not in both the old and the new manifest")
+        if name in migrate:
+            raise MigrationError(f"{name!r} is named in both migrate and adopt")
     for name in drop:
         if name not in removed and not any(r == name for r, _k in k.retired):
             raise LiveCellsError(f"drop names {name!r}, which the proposal does not remove")
@@ -513,9 +551,15 @@ def _apply(world: "World", proposal: int, manifest: Manifest, migrate: dict[str,
     dropped = tuple(r for r in removed if r in drop) + tuple(
         sorted({r for r, _k in k.retired if r in drop and r not in removed}))
     states = _migrate(k, migrate)  # raises MigrationError before anything is written
+    # reducers whose code changed keep their live cells on the old code unless migrated or adopted
+    changed_code = {c.subject for c in era_changes(old_m.describe(), manifest) if c.kind == "reducer-code"}
+    pinned = tuple(sorted(
+        {spec.name for cid, spec in enumerate(k.cells.specs)
+         if spec.name in changed_code and spec.name not in migrate and spec.name not in adopt
+         and k.cells.states[cid] is not None and k.cells.era_of(cid) is None}))
     # the new kernel, built in memory (a failure here also leaves everything as it was)
     j = world._journal
-    probe = transition(k, manifest, j, states, retired, dropped, j.position)
+    probe = transition(k, manifest, j, states, retired, dropped, j.position, pinned, adopt)
     del probe
     # ---- from here on, the world's files change; the journal decides which era a crash leaves
     try:
@@ -526,13 +570,13 @@ def _apply(world: "World", proposal: int, manifest: Manifest, migrate: dict[str,
         j.start_era(manifest.era)
         fail("after-new-segment")
         at = j.append(EraApplied(event_id, proposal, old_m.era, manifest.era, tuple(sorted(migrate)), retired,
-                                 dropped))
+                                 dropped, pinned, adopt))
         for (reducer, key), state in sorted(states.items(), key=lambda i: canonical.encode(list(i[0]))):
             j.append(CellMigrated(reducer, key, state, None if state is None else canonical.digest(state)))
             fail("during-migration")
         j.flush(sync=True, force=True)
         fail("after-era-applied")
-        new_k = transition(k, manifest, j, states, retired, dropped, j.position)
+        new_k = transition(k, manifest, j, states, retired, dropped, j.position, pinned, adopt)
         info = write_snapshot(world.path / "snapshots", new_k, manifest.era, j.position)
         fail("after-new-snapshot-file")
         j.append(SnapshotCreated(new_k.last_event_id, bytes.fromhex(info.snapshot_hash), info.path.name))
@@ -551,12 +595,12 @@ def _apply(world: "World", proposal: int, manifest: Manifest, migrate: dict[str,
     world._snapshot_index = j.index
     world._abandon("was upgraded to a new era; reopen it with the new manifest")
     return UpgradeResult(proposal, old_m.era.hex(), manifest.era.hex(), event_id, len(states), retired, dropped,
-                         info.path.name)
+                         info.path.name, pinned, len(new_k.cells.pins), adopt)
 
 
 def upgrade(path: Any, manifest: Manifest, *, old: Manifest, migrate: Mapping[str, Migration] | None = None,
-            approve: bool | str = True, note: str = "", drop: Iterable[str] = (), retire: Iterable[str] = (),
-            **open_options: Any) -> UpgradeResult | int:
+            adopt: Iterable[str] = (), approve: bool | str = True, note: str = "", drop: Iterable[str] = (),
+            retire: Iterable[str] = (), **open_options: Any) -> UpgradeResult | int:
     """Propose, approve and apply ``manifest`` for the (closed) world at ``path``, written with ``old``.
 
     ``approve``: True (approved by ``"aos.upgrade"``), the approver's name,
@@ -571,6 +615,6 @@ def upgrade(path: Any, manifest: Manifest, *, old: Manifest, migrate: Mapping[st
         if approve is False:
             return pid
         w.approve(pid, by="aos.upgrade" if approve is True else str(approve), note=note)
-        return w.apply(pid, manifest, migrate=migrate, drop=drop, retire=retire)
+        return w.apply(pid, manifest, migrate=migrate, adopt=adopt, drop=drop, retire=retire)
     finally:
         w.close()

@@ -14,7 +14,7 @@ __all__ = [
     "ReplayDivergenceError", "ReceiptError", "ReceiptAuthError", "UnknownIntentError",
     "DuplicateReceiptError", "ReceiptOverBudgetError", "InvariantViolation", "Backpressure",
     "InvalidEffectError", "ReducerError", "UpgradeError", "UnknownProposalError", "NotApprovedError",
-    "StaleProposalError", "LiveCellsError", "MigrationError",
+    "StaleProposalError", "LiveCellsError", "MigrationError", "PinnedEraError",
 ]
 
 
@@ -319,6 +319,20 @@ class InvariantViolation(AosError):
         self.message = message
         super().__init__(f"invariant {invariant!r} violated by event_id {event_id} "
                          f"(reducer {reducer}, key {key!r}): {message}")
+
+
+class PinnedEraError(ManifestMismatchError):
+    """Cells of the world run an earlier era's code (they are pinned to it) whose manifest was not given.
+
+    Pass that era's manifest: ``World.open(path, manifest, earlier=[old])``
+    or ``aos.replay(path, manifests=[old, manifest])`` (docs/upgrades.md,
+    "Pinned cells"). ``eras`` maps each missing era (hex) to the number of
+    cells pinned to it.
+    """
+
+    def __init__(self, message: str, eras: dict[str, int] | None = None) -> None:
+        self.eras = dict(eras or {})
+        super().__init__(message)
 
 
 class UpgradeError(AosError):

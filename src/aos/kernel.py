@@ -7,7 +7,7 @@ what the journal recorded). Its state is exactly what a snapshot holds.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Mapping, Protocol
 
 from aos import canonical
 from aos._core import Sequencer
@@ -75,12 +75,16 @@ class Kernel:
     """Cells + sequencer + inbox; admission and ticketing."""
 
     def __init__(self, manifest: Manifest, sink: Sink, window: int = DEFAULT_WINDOW,
-                 signer: ReceiptSigner | None = None, aging: int = DEFAULT_AGING) -> None:
+                 signer: ReceiptSigner | None = None, aging: int = DEFAULT_AGING,
+                 earlier: Mapping[bytes, Manifest] | None = None) -> None:
         self.manifest = manifest
         self.admission = Admission(manifest)
         self.sink = sink
         self.signer = signer
+        # the manifests of earlier eras, by era: the code of cells pinned to them (docs/upgrades.md)
+        self.earlier: dict[bytes, Manifest] = dict(earlier or {})
         self.cells = CellTable()
+        self.cells.current = manifest
         self.sequencer = Sequencer(window=window, aging=aging)
         self.inbox = Inbox()
         self.ledger = Ledger(manifest)

@@ -311,13 +311,17 @@ class EraApplied(Record):
     It is the first record of the new era's first segment. ``migrated``
     names the reducers whose cells were migrated (a ``CellMigrated`` record
     per cell follows), ``retired`` the removed reducers whose cells are kept
-    read-only, ``dropped`` the removed reducers whose cells were dropped.
-    The apply is complete with the ``SnapshotCreated`` that follows them.
+    read-only, ``dropped`` the removed reducers whose cells were dropped,
+    ``pinned`` the reducers whose code changed and whose live cells keep
+    running the era that ends (they are pinned to it), ``adopted`` the
+    reducers whose cells, pinned to any earlier era, move to the new code
+    with their state as it is. The apply is complete with the
+    ``SnapshotCreated`` that follows them.
     """
 
     KIND: ClassVar[str] = "EraApplied"
     FIELDS: ClassVar[tuple[str, ...]] = ("event_id", "proposal", "ends", "starts", "migrated", "retired",
-                                         "dropped", "lane_id")
+                                         "dropped", "pinned", "adopted", "lane_id")
     event_id: int
     proposal: int
     ends: bytes
@@ -325,20 +329,24 @@ class EraApplied(Record):
     migrated: tuple[str, ...] = ()
     retired: tuple[str, ...] = ()
     dropped: tuple[str, ...] = ()
+    pinned: tuple[str, ...] = ()
+    adopted: tuple[str, ...] = ()
     lane_id: int = 0
 
     def to_wire(self) -> dict[str, Any]:
-        return {"ends": self.ends, "kind": self.KIND, "starts": self.starts, "dropped": list(self.dropped),
-                "lane_id": self.lane_id, "retired": list(self.retired), "event_id": self.event_id,
-                "migrated": list(self.migrated), "proposal": self.proposal}
+        return {"ends": self.ends, "kind": self.KIND, "starts": self.starts, "pinned": list(self.pinned),
+                "adopted": list(self.adopted), "dropped": list(self.dropped), "lane_id": self.lane_id,
+                "retired": list(self.retired), "event_id": self.event_id, "migrated": list(self.migrated),
+                "proposal": self.proposal}
 
     @classmethod
     def from_wire(cls, m: dict[str, Any]) -> "EraApplied":
-        for name in ("migrated", "retired", "dropped"):
+        for name in ("migrated", "retired", "dropped", "pinned", "adopted"):
             if type(m[name]) is not list or any(type(x) is not str for x in m[name]):
                 raise TypeError(f"{name} must be a list of reducer names")
         return cls(m["event_id"], m["proposal"], m["ends"], m["starts"], tuple(m["migrated"]),
-                   tuple(m["retired"]), tuple(m["dropped"]), m["lane_id"])
+                   tuple(m["retired"]), tuple(m["dropped"]), tuple(m["pinned"]), tuple(m["adopted"]),
+                   m["lane_id"])
 
 
 @dataclass(frozen=True, slots=True)

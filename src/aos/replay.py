@@ -331,7 +331,7 @@ class Replay:
             era_at += 1
             m = self._manifests[era_at - self._first]
             kernel = transition(kernel, m, sink, states, rec.retired, rec.dropped,
-                                Position(entry.index, 0, SEG_HEADER_SIZE, entry.chain))
+                                Position(entry.index, 0, SEG_HEADER_SIZE, entry.chain), rec.pinned, rec.adopted)
         if until is None and sink.peek_payload() is None and reader.end is not None:
             _check_end(self.path, reader.end, proof)
         if until is not None and kernel.last_event_id < until:

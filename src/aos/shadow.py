@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from aos import canonical
 from aos._core.decoder import event_admitted_fields
@@ -336,7 +336,7 @@ def _payloads(batches: Iterator[tuple[str, int, list[tuple[int, bytes, bytes]]]]
 
 def shadow_run(path: str | os.PathLike[str], manifest: Manifest, *, since: int | None = None,
                last: int | None = None, limit: int | None = None,
-               progress: Callable[[int], None] | None = None) -> ShadowReport:
+               progress: Callable[[int], None] | None = None, earlier: Sequence[Manifest] = ()) -> ShadowReport:
     """Rehearse ``manifest`` on the recorded history of the world at ``path``; write nothing.
 
     The window: ``since=EVENT_ID`` or ``last=N`` steps; the run starts from
@@ -345,10 +345,15 @@ def shadow_run(path: str | os.PathLike[str], manifest: Manifest, *, since: int |
     none. By default it starts from the newest snapshot that has steps after
     it. ``limit`` keeps the details of only the first ``limit`` differing
     steps (all are counted). ``progress(records)`` is called as journal
-    records are consumed. See :class:`ShadowReport` and docs/upgrades.md.
+    records are consumed. ``earlier``: the manifests of earlier eras whose
+    code pinned cells run (they keep running it in the rehearsal, as they
+    would after an apply that neither migrates nor adopts them). See
+    :class:`ShadowReport` and docs/upgrades.md.
     """
     if not isinstance(manifest, Manifest):
         raise TypeError(f"manifest must be an aos.Manifest, got {type(manifest).__name__}")
+    if any(not isinstance(m, Manifest) for m in earlier):
+        raise TypeError("earlier must hold aos.Manifest objects")
     if limit is not None and (type(limit) is not int or limit < 0):
         raise ShadowError(f"limit must be an int >= 0, got {limit!r}")
     p = Path(path)
@@ -358,7 +363,8 @@ def shadow_run(path: str | os.PathLike[str], manifest: Manifest, *, since: int |
     world_era = canonical.hash_value(meta["manifest"])
     snap, requested = _choose_start(p, since, last)
     sink = _Collector()
-    kernel = Kernel(manifest, sink, window=meta["window"], aging=meta["aging"])
+    kernel = Kernel(manifest, sink, window=meta["window"], aging=meta["aging"],
+                    earlier={m.era: m for m in earlier if m.era != manifest.era})
     start: Position | None = None
     if snap is not None:
         _check_loadable(snap, manifest, world_era)

@@ -17,7 +17,7 @@ from typing import Any
 
 from aos import canonical
 from aos._core import Sequencer
-from aos.errors import AosError, SnapshotCorruptError
+from aos.errors import AosError, PinnedEraError, SnapshotCorruptError
 from aos.files import write_atomic
 from aos.journal import Position
 from aos.kernel import Kernel
@@ -91,10 +91,54 @@ def snapshot_doc(kernel: Kernel, era: bytes, position: Position) -> tuple[dict[s
         "ledger": kernel.ledger.export(),
         "outbox": kernel.outbox.export(),
     }
+    if kernel.cells.pins:  # cells that run an earlier era's code (docs/upgrades.md, "Pinned cells")
+        doc["pins"] = pin_rows(kernel)
     if kernel.retired:  # cells of removed reducers, kept read-only (docs/upgrades.md)
         doc["retired"] = [[r, k, s] for (r, k), s in sorted(kernel.retired.items(),
                                                              key=lambda i: canonical.encode(list(i[0])))]
     return doc, snap_hash
+
+
+def pin_rows(kernel: Kernel) -> list[list[Any]]:
+    """``[reducer, key, era]`` of every pinned cell, in canonical cell order."""
+    cells = kernel.cells
+    rows = [[cells.specs[cid].name, cells.keys[cid], era] for cid, era in cells.pins.items()]
+    rows.sort(key=lambda r: canonical.encode(r[:2]))
+    return rows
+
+
+def restore_pins(kernel: Kernel, rows: Any, where: str) -> None:
+    """Pin the cells ``rows`` (``[reducer, key, era]``) names to their eras' reducers, from ``kernel.earlier``.
+
+    Raises :class:`PinnedEraError` when an era's manifest is not among
+    ``kernel.earlier`` (the caller did not pass it).
+    """
+    if type(rows) is not list or any(type(r) is not list or len(r) != 3 or type(r[0]) is not str
+                                     or type(r[2]) is not bytes for r in rows):
+        raise SnapshotCorruptError(where, "malformed snapshot: pins has the wrong type")
+    missing: dict[str, int] = {}
+    reducers: dict[str, set[str]] = {}
+    for reducer, key, era in rows:
+        m = kernel.earlier.get(era)
+        if m is None:
+            missing[era.hex()] = missing.get(era.hex(), 0) + 1
+            reducers.setdefault(era.hex(), set()).add(reducer)
+            continue
+        cid = kernel.cells.find(reducer, key)
+        if cid is None or kernel.cells.states[cid] is None:
+            raise SnapshotCorruptError(where, f"pins names cell ({reducer!r}, {key!r}), which holds no state")
+        if reducer not in m.reducers:
+            raise SnapshotCorruptError(where, f"cell ({reducer!r}, {key!r}) is pinned to era {era.hex()[:12]}, "
+                                              f"whose manifest {m.name} has no such reducer")
+        kernel.cells.pin(cid, m.reducers[reducer], era)
+    if missing:
+        listed = "; ".join(f"{n} cell(s) of {', '.join(sorted(reducers[e]))} pinned to era {e[:12]}"
+                           for e, n in sorted(missing.items()))
+        raise PinnedEraError(
+            f"{where}: {listed}: these cells run that era's code, so its manifest is needed — pass it as "
+            "World.open(path, manifest, earlier=[old_manifest]) or aos.replay(path, manifests=[old_manifest, "
+            "manifest]), or upgrade again migrating (migrate=) or adopting (adopt=) those reducers "
+            "(docs/upgrades.md, \"Pinned cells\")", missing)
 
 
 def write_snapshot(directory: Path, kernel: Kernel, era: bytes, position: Position) -> SnapshotInfo:
@@ -178,7 +222,7 @@ def load_snapshot(path: Path, kernel: Kernel, era: bytes) -> Position:
         if position.index != snapshot_index(path):
             raise SnapshotCorruptError(where, "record index in the file name disagrees with the content")
         restore_doc(doc, kernel, where)
-    except SnapshotCorruptError:
+    except (SnapshotCorruptError, PinnedEraError):
         raise
     except (AosError, KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise SnapshotCorruptError(where, f"malformed snapshot: {type(exc).__name__}: {exc}") from None
@@ -198,6 +242,8 @@ def restore_doc(doc: dict[str, Any], kernel: Kernel, where: str) -> None:
         cells.set(cid, states[sh], sh)
     if cells.snapshot_hash() != doc["snapshot_hash"]:
         raise SnapshotCorruptError(where, "cells do not hash to the recorded snapshot hash")
+    if "pins" in doc:
+        restore_pins(kernel, doc["pins"], where)
     cid_of = [cells.id_of(m.get(r), k) for r, k in doc["refs"]]
     sq = doc["sequencer"]
     kernel.sequencer = Sequencer.from_state({

@@ -22,7 +22,7 @@ from collections import deque
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from aos import canonical
 from aos._core.encoder import record_kind
@@ -122,6 +122,21 @@ def check_meta(path: Path, meta: dict[str, Any], manifest: Manifest) -> None:
         raise StorageError(f"{path / META}: malformed manifest description: {type(exc).__name__}: {exc}") from None
 
 
+def _earlier_by_era(path: Path, eras: Sequence[Era], manifest: Manifest,
+                    earlier: Sequence[Manifest]) -> dict[bytes, Manifest]:
+    """The manifests of earlier eras given to ``World.open``, by era; each must be one of the world's."""
+    chain = {e.era: e for e in eras[:-1]}
+    out: dict[bytes, Manifest] = {}
+    for m in earlier:
+        if m.era == manifest.era:
+            continue
+        if m.era not in chain:
+            raise ManifestMismatchError(f"earlier manifest {m.name} (era {m.era.hex()[:12]}) is not one of the "
+                                        f"earlier eras of world {path} ({len(eras) - 1}: `aos eras {path}`)")
+        out[m.era] = m
+    return out
+
+
 def _wait_limit(timeout: float | None) -> float | None:
     """A caller's timeout for waits: None (no limit) beyond what the platform's waits take."""
     if timeout is not None and not timeout <= threading.TIMEOUT_MAX:
@@ -219,7 +234,8 @@ class World:
              effects: str = "background",
              on_violation: str | Callable[[InvariantViolation], None] = "raise",
              workers: int | None = None, worker_delay: Callable[[int], float] | None = None,
-             max_queued: int = 1_000_000, offload: str | None = None, strict: bool = False) -> "World":
+             max_queued: int = 1_000_000, offload: str | None = None, strict: bool = False,
+             earlier: Sequence[Manifest] = ()) -> "World":
         """Create or open the world at ``path`` with ``manifest``.
 
         ``durability``: ``"group"`` (default), ``"always"``, ``"none"`` or a
@@ -259,9 +275,19 @@ class World:
         reducer raised — once the steps in progress have committed, the failed
         step journaled as ``StepFailed`` like any other, the world usable.
         Without it a failed step is only journaled (see :meth:`failures`).
+
+        ``earlier``: manifests of the world's earlier eras whose code some
+        cells still run (cells pinned to the era they were created in, see
+        docs/upgrades.md, "Pinned cells"); opening a world with pinned cells
+        without their era's manifest raises :class:`PinnedEraError`.
         """
         if not isinstance(manifest, Manifest):
             raise TypeError(f"manifest must be an aos.Manifest, got {type(manifest).__name__}")
+        if isinstance(earlier, Manifest):
+            earlier = [earlier]
+        for m in earlier:
+            if not isinstance(m, Manifest):
+                raise TypeError(f"earlier must hold aos.Manifest objects, got {type(m).__name__}")
         if snapshot_every < 0 or keep_snapshots < 1:
             raise ValueError("snapshot_every must be >= 0 and keep_snapshots >= 1")
         if not (on_violation in ("raise", "record") or callable(on_violation)):
@@ -323,8 +349,9 @@ class World:
             journal = Journal.open(p / "journal", manifest.era, dur, segment_bytes, existing=keeps_watermark,
                                    cut_tail=False)
             try:
+                by_era = _earlier_by_era(p, eras, manifest, earlier)
                 kernel, start = cls._recover(p, manifest, journal, meta["window"], signer, meta["aging"],
-                                             [e.era for e in eras])
+                                             [e.era for e in eras], by_era)
             except BaseException:
                 journal.abandon()
                 raise
@@ -358,12 +385,12 @@ class World:
         return world
 
     @staticmethod
-    def _recover(p: Path, manifest: Manifest, journal: Journal, window: int,
-                 signer: ReceiptSigner, aging: int, eras: list[bytes]) -> tuple[Kernel, Position | None]:
+    def _recover(p: Path, manifest: Manifest, journal: Journal, window: int, signer: ReceiptSigner, aging: int,
+                 eras: list[bytes], earlier: dict[bytes, Manifest]) -> tuple[Kernel, Position | None]:
         """Newest usable snapshot + replay of the journal after it."""
         reader = JournalReader(p / "journal", eras)
         start = None
-        kernel = Kernel(manifest, journal, window=window, signer=signer, aging=aging)
+        kernel = Kernel(manifest, journal, window=window, signer=signer, aging=aging, earlier=earlier)
         snaps = list_snapshots(p / "snapshots")
         if snaps and snapshot_index(snaps[-1]) > journal.index:
             # A snapshot is written only at a durable journal position: the journal lost records.
@@ -378,7 +405,7 @@ class World:
                 f"at record {at}: the {at - journal.index} record(s) between are missing",
                 f"snapshots/{newest.name}", journal.index, at, p)
         if snaps:
-            kernel = Kernel(manifest, journal, window=window, signer=signer, aging=aging)
+            kernel = Kernel(manifest, journal, window=window, signer=signer, aging=aging, earlier=earlier)
             start = load_snapshot(snaps[-1], kernel, manifest.era)
         journal.finish_open()  # the evidence is checked: what lies past it was never acknowledged
         sink = VerifyingSink(reader.batches(start), journal)
@@ -718,6 +745,18 @@ class World:
             raise KeyError(f"manifest {self.manifest.name} has no capability {cap!r}")
         return self._on_runner(lambda: k.ledger.view(cap))
 
+    def era_of(self, reducer: str, key: Any = None) -> str:
+        """The era (hex) whose code cell (reducer, key) runs: an earlier one for a pinned cell, else the world's."""
+        k = self._live()
+        key = cell_key(self.manifest.get(reducer), key, f"era_of({reducer!r})")
+
+        def find() -> bytes:
+            cid = k.cells.find(reducer, key)
+            era = None if cid is None or k.cells.states[cid] is None else k.cells.era_of(cid)
+            return self.manifest.era if era is None else era
+
+        return self._on_runner(find).hex()  # type: ignore[no-any-return]
+
     def state(self, reducer: str, key: Any = None) -> Any:
         """The committed state of cell (reducer, key), decoded; None if it has none.
 
@@ -818,17 +857,19 @@ class World:
         approve(self, proposal, by, note)
 
     def apply(self, proposal: int, manifest: Manifest, *, migrate: Mapping[str, Callable[[Any], Any]] | None = None,
-              drop: Any = (), retire: Any = ()) -> UpgradeResult:
+              adopt: Any = (), drop: Any = (), retire: Any = ()) -> UpgradeResult:
         """Apply the approved ``proposal``: the world moves to ``manifest``'s era, then is closed.
 
         ``migrate`` maps reducer names to ``fn(old_state) -> new_state``, run
-        for each of its cells in canonical order; ``drop`` names removed
-        reducers whose cells are dropped, ``retire`` those whose cells are
-        kept read-only. See :func:`aos.eras.apply`.
+        for each of its cells in canonical order; ``adopt`` names reducers
+        whose cells move to the new code as they are; the live cells of
+        other reducers whose code changed stay pinned to the old code.
+        ``drop`` names removed reducers whose cells are dropped, ``retire``
+        those whose cells are kept read-only. See :func:`aos.eras.apply`.
         """
         from aos.eras import apply
 
-        return apply(self, proposal, manifest, migrate=migrate, drop=drop, retire=retire)
+        return apply(self, proposal, manifest, migrate=migrate, adopt=adopt, drop=drop, retire=retire)
 
     @property
     def window(self) -> int:
