@@ -46,6 +46,7 @@ from aos.records import (
     SnapshotCreated,
 )
 from aos.snapshot import restore_doc, snapshot_doc, snapshot_index, write_snapshot
+from aos.upcast import check_inbox
 
 if TYPE_CHECKING:
     from aos.world import World
@@ -513,6 +514,7 @@ def _apply(world: "World", proposal: int, manifest: Manifest, migrate: dict[str,
     dropped = tuple(r for r in removed if r in drop) + tuple(
         sorted({r for r, _k in k.retired if r in drop and r not in removed}))
     states = _migrate(k, migrate)  # raises MigrationError before anything is written
+    check_inbox(k.inbox, manifest)  # the new era's upcasters take every waiting input, or UpcastError
     # the new kernel, built in memory (a failure here also leaves everything as it was)
     j = world._journal
     probe = transition(k, manifest, j, states, retired, dropped, j.position)
