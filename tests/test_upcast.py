@@ -408,3 +408,22 @@ def test_an_upgrade_with_an_upcaster_gives_the_same_journal_for_workers_0_1_2_4(
         journals.add(_journal(p))
         aos.replay(p, manifests=[v1_manifest(), v2_manifest()]).verify()
     assert len(journals) == 1
+
+
+def test_a_shadow_run_lists_recorded_events_its_upcaster_refuses(tmp_path: Path) -> None:
+    p = tmp_path / "w"
+    with aos.World.open(p, v1_manifest()) as w:
+        for i in range(4):
+            w.submit(P1, {"id": "o0", "qty": i})
+        w.run()
+
+    def picky(v: Any) -> Any:
+        if v["qty"] == 2:
+            raise ValueError("no such quantity")
+        return to_p2(v)
+
+    report = shadow_run(p, v2_manifest(picky), since=1)
+    assert [(r.seq, r.what) for r in report.refused] == [(2, f"event {P1}")]
+    assert report.refused[0].reason == ("upcaster t/Placed@1 -> t/Placed@2 raised ValueError: no such quantity "
+                                        "(journaled event 2 t/Placed@1)")
+    assert not report.ok
