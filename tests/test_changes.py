@@ -17,7 +17,8 @@ def build(*, reducers: tuple[str, ...] = ("a/A@1", "a/B@1"), code: dict[str, str
           schemas: tuple[str, ...] = ("a/Out@1",), budget: int = 10, effects: tuple[str, ...] = ("blob.put",),
           caps: tuple[str, ...] = ("pay",), rules: tuple[tuple[str, str], ...] = (("allow", "blob.put"),),
           invariants: tuple[str, ...] = ("inv",), inv_reducers: list[str] | None = None,
-          inv_code: str = "i1") -> aos.Manifest:
+          inv_code: str = "i1",
+          upcasts: tuple[tuple[str, str, str], ...] = (("a/E@0", "a/E@1", "u1"),)) -> aos.Manifest:
     m = aos.Manifest("a/m@1")
     for n in reducers:
         m.reducer(n, events=list(events) if n == "a/A@1" else ["a/E@1"], key=key if n == "a/A@1" else None,
@@ -29,6 +30,8 @@ def build(*, reducers: tuple[str, ...] = ("a/A@1", "a/B@1"), code: dict[str, str
         (m.allow if action == "allow" else m.deny)(kind=kind)
     for name in invariants:
         m.invariant(name, lambda view: True, reducers=inv_reducers, code_id=inv_code)
+    for old, new, code_id in upcasts:
+        m.upcast(old, new, lambda v: v, code_id=code_id)
     return m
 
 
@@ -70,6 +73,14 @@ BASE = build()
     (build(inv_code="i2"), [("invariant-code", "inv", "i1", "i2")], "invariant inv: code changed (i1 -> i2)"),
     (build(inv_reducers=["a/A@1"]), [("invariant-reducers", "inv", None, ["a/A@1"])],
      "invariant inv: checked for all reducers -> a/A@1"),
+    (build(upcasts=()), [("upcaster-removed", "a/E@0")], "upcaster a/E@0 -> a/E@1 removed"),
+    (build(upcasts=(("a/E@0", "a/E@1", "u1"), ("a/D@0", "a/E@1", "u1"))), [("upcaster-added", "a/D@0")],
+     "upcaster a/D@0 -> a/E@1 added"),
+    (build(upcasts=(("a/E@0", "a/E@1", "u2"),)), [("upcaster-code", "a/E@0", "u1", "u2")],
+     "upcaster a/E@0 -> a/E@1: code changed (u1 -> u2)"),
+    (build(upcasts=(("a/E@0", "a/D@0", "u1"), ("a/D@0", "a/E@1", "u1"))),
+     [("upcaster-added", "a/D@0"), ("upcaster-target", "a/E@0", "a/E@1", "a/D@0")],
+     "upcaster a/D@0 -> a/E@1 added"),
 ])
 def test_each_kind_of_change(other: aos.Manifest, expected: list[tuple[Any, ...]], text: str) -> None:
     found = aos.changes(BASE.describe(), other.describe())
@@ -91,6 +102,9 @@ def test_equal_descriptions_have_no_changes_and_every_era_change_has_one() -> No
         lambda d: d["reducers"][0].update(native=True),
         lambda d: d["reducers"][0].update(something="new"),
         lambda d: d.update(manifest="a/other@1"),
+        lambda d: d["upcasters"][0].update(code="u9"),
+        lambda d: d["upcasters"][0].update(since="now"),
+        lambda d: d["upcasters"].append(dict(d["upcasters"][0])),
     ]
     for change in variants:
         desc = BASE.describe()
@@ -129,7 +143,8 @@ def test_the_era_change_message_lists_changes_up_to_a_limit(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("bad", [5, {"reducers": 5}, {"reducers": [1]}, {"reducers": [{"key": "k"}]},
-                                 {"capabilities": "x"}, {"schemas": [1]}, {"policies": [None]}])
+                                 {"capabilities": "x"}, {"schemas": [1]}, {"policies": [None]},
+                                 {"upcasters": 5}, {"upcasters": [{"to": "a/E@1"}]}])
 def test_a_description_no_manifest_writes_is_refused(bad: Any) -> None:
     desc = BASE.describe()
     malformed = dict(desc, **bad) if isinstance(bad, dict) else bad

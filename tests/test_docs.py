@@ -15,7 +15,12 @@ A block is left out only when the line before it is a visible comment
 ``<!-- docs-test: world: damaged ... -->`` run against the damaged world that
 docs/cli.md describes instead (the demo with 2,000 orders, its journal segment
 cut to 5,000,000 bytes); there an exit status other than 0 is expected, and
-what the command writes to stderr counts as printed.
+what the command writes to stderr counts as printed. The blocks marked
+``<!-- docs-test: example: NAME ... -->`` are one worked example: they run in
+order, in one directory (a python block whose first line is ``# FILE.py`` is
+written to that file, for the others to import and the commands to name as
+``FILE:attribute``), their ``$ aos`` lines against the world the example
+makes; ``aos shadow`` may exit 1 (something differs), as documented.
 
 Run ``python tests/test_docs.py`` to print what each ``$ aos`` command
 prints now (to update the docs after a change).
@@ -53,7 +58,7 @@ def blocks() -> Iterator[tuple[str, str, str, str | None]]:
 def python_blocks() -> list[Any]:
     out = []
     for where, lang, body, marker in blocks():
-        if lang == "python":
+        if lang == "python" and not (marker and marker.startswith("example: ")):
             marks = [pytest.mark.skip(reason=marker)] if marker and marker.startswith("skip") else []
             out.append(pytest.param(where, body, id=where, marks=marks))
     return out
@@ -63,7 +68,7 @@ def commands() -> list[tuple[str, str, list[str], str]]:
     """(where, command line, documented output lines, world) of every ``$ aos`` line of the docs."""
     out = []
     for where, _lang, body, marker in blocks():
-        if marker and marker.startswith("skip"):
+        if marker and (marker.startswith("skip") or marker.startswith("example: ")):
             continue
         world = "damaged" if marker and marker.startswith("world: damaged") else "shop"
         current: list[Any] | None = None
@@ -80,7 +85,8 @@ def commands() -> list[tuple[str, str, list[str], str]]:
 
 def test_skip_markers_are_few_and_say_why() -> None:
     markers = [(where, marker) for where, _lang, _body, marker in blocks() if marker]
-    assert all(re.fullmatch(r"(skip|world: damaged) \S.{10,}|skip: \S.{10,}", m) for _w, m in markers), markers
+    assert all(re.fullmatch(r"(skip|world: damaged) \S.{10,}|skip: \S.{10,}|example: \S+ \S.{10,}", m)
+               for _w, m in markers), markers
     assert len([m for _w, m in markers if m.startswith("skip")]) <= 3, markers
 
 
@@ -182,6 +188,59 @@ def test_aos_command_in_the_docs_runs_and_prints_what_they_show(where: str, line
 def test_the_readme_commands_cover_every_command() -> None:
     shown = {shlex.split(line)[1] for _w, line, _d, _world in commands()}
     assert {"info", "tail", "state", "replay", "metrics", "why", "fsck", "salvage"} <= shown
+
+
+def examples() -> dict[str, list[tuple[str, str, str]]]:
+    """The worked examples: name -> their blocks (where, language, body), in order."""
+    out: dict[str, list[tuple[str, str, str]]] = {}
+    for where, lang, body, marker in blocks():
+        if marker and marker.startswith("example: "):
+            out.setdefault(marker.split()[1], []).append((where, lang, body))
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(examples()))
+def test_worked_example_runs_in_order_and_prints_what_it_shows(name: str, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    modules: list[str] = []
+    try:
+        for where, lang, body in examples()[name]:
+            first = body.split("\n", 1)[0]
+            if lang == "python" and re.fullmatch(r"# \w+\.py", first):
+                (tmp_path / first[2:]).write_text(body)
+                modules.append(first[2:-3])
+                sys.modules.pop(modules[-1], None)
+                continue
+            if lang == "python":
+                capsys.readouterr()
+                exec(compile(body, where, "exec"), {"__name__": "docs_block"})  # noqa: S102 - the docs' own code
+                printed = capsys.readouterr().out
+                for comment in re.findall(r"print\(.*\)\s+# (.*)$", body, re.M):
+                    assert comment in printed, (where, comment, printed)
+                continue
+            for _w, line, documented, _world in _commands_of(where, body):
+                args = shlex.split(line)[1:]
+                code, out = run_aos(args)
+                assert code == 0 or (code == 1 and args[0] == "shadow"), f"{where}: {line}\n{out}"
+                check_output(where, line, documented, out.splitlines())
+    finally:
+        for module in modules:
+            sys.modules.pop(module, None)
+
+
+def _commands_of(where: str, body: str) -> list[tuple[str, str, list[str], str]]:
+    out: list[Any] = []
+    for line in body.splitlines():
+        if line.startswith("$ aos "):
+            out.append([where, line[2:], [], "example"])
+        elif out:
+            out[-1][2].append(line)
+    return [tuple(c) for c in out]  # type: ignore[misc]
 
 
 def test_sql_blocks_run_on_an_export(docs_dir: Path, tmp_path: Path) -> None:

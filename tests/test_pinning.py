@@ -234,3 +234,35 @@ def test_pinned_worlds_give_the_same_journal_for_any_workers(tmp_path: Path) -> 
     journals = {n: _pinned_run(tmp_path / f"w{n}", n) for n in (0, 1, 2, 4)}
     assert len(set(journals.values())) == 1
     aos.replay(tmp_path / "w4", manifests=[shop(1), shop(2)]).verify()
+
+
+def _placed(version: int) -> aos.Manifest:
+    """v1 takes test/Placed@1 {"qty"}; v2 takes test/Placed@2 {"units"} and upcasts @1 events."""
+    m = aos.Manifest("test/placed@1")
+    schema = f"test/Placed@{version}"
+
+    @m.reducer("test/Stock@1", key="id", events=[schema])
+    def stock(ctx: Any, state: Any, event: Any) -> Any:
+        got = event.value["qty"] if event.schema == "test/Placed@1" else event.value["units"]
+        return {"seen": (state or {"seen": []})["seen"] + [[event.schema, got, version]]}
+
+    if version == 2:
+        m.upcast("test/Placed@1", "test/Placed@2", lambda v: {"id": v["id"], "units": v["qty"]})
+    return m
+
+
+def test_an_old_schema_event_reaches_a_pinned_cell_as_it_was_journaled(tmp_path: Path) -> None:
+    """Upcasters belong to the new code: a pinned cell (old code) gets the old event, a new cell the upcast one."""
+    p = tmp_path / "w"
+    v1, v2 = _placed(1), _placed(2)
+    with aos.World.open(p, v1) as w:
+        w.submit("test/Placed@1", {"id": "old", "qty": 1})
+        w.run()
+    aos.upgrade(p, v2, old=v1)
+    with aos.World.open(p, v2, earlier=[v1]) as w:
+        w.submit("test/Placed@1", {"id": "old", "qty": 2})
+        w.submit("test/Placed@1", {"id": "new", "qty": 3})
+        w.run()
+        assert w.state("test/Stock@1", "old")["seen"] == [["test/Placed@1", 1, 1], ["test/Placed@1", 2, 1]]
+        assert w.state("test/Stock@1", "new")["seen"] == [["test/Placed@2", 3, 2]]
+    aos.replay(p, manifests=[v1, v2]).verify()

@@ -18,6 +18,7 @@ from aos._core.encoder import encode as _fast_encode
 from aos.canonical import int64_problem
 from aos.errors import CellKeyError, InvalidKeyError, MissingKeyFieldError, UnknownSchemaError, brief
 from aos.manifest import Manifest, ReducerSpec
+from aos.upcast import run_chain
 
 __all__ = ["Admission", "Route", "normalize_key", "cell_key"]
 
@@ -65,6 +66,11 @@ class Admission:
         if type(schema) is not str and isinstance(schema, str):
             schema = str.__str__(schema)  # a str subclass: its plain text (never its own __str__ or __eq__)
         specs = self._specs(schema, origin)
+        if specs is None:
+            data = _fast_encode(value)
+            if data is None:
+                data = canonical.encode(value, where=f"{origin} {schema}")
+            return self._upcast(schema, data, origin)
         data = _fast_encode(value)  # the C writer; None: the general path, which explains a bad value
         if data is None:
             data = canonical.encode(value, where=f"{origin} {schema}")
@@ -80,17 +86,37 @@ class Admission:
     def check_encoded(self, schema: Any, data: bytes, origin: str) -> Admitted:
         """The same for an event whose canonical bytes are known (journal replay)."""
         specs = self._specs(schema, origin)
+        if specs is None:
+            if type(data) is not bytes or _fast_decode(data, True) is UNHANDLED:
+                canonical.decode(data, f"{origin} {schema}")  # raises for bytes that are not canonical
+            return self._upcast(schema, bytes(data), origin)
         value = _fast_decode(data, True) if type(data) is bytes else UNHANDLED
         if value is UNHANDLED:
             value = canonical.decode(data, f"{origin} {schema}")
         return Admitted(schema, data, self._routes(schema, value, specs, origin, True))
 
-    def _specs(self, schema: Any, origin: str) -> tuple[ReducerSpec, ...]:
+    def _upcast(self, schema: str, data: bytes, origin: str) -> Admitted:
+        """An event of a schema the manifest upcasts: kept as it is, routed by its upcast value.
+
+        The chain runs once here, which also proves that it takes the event
+        (else :class:`~aos.errors.UpcastError`, nothing admitted); it runs
+        again when the event is delivered.
+        """
+        chain = self.manifest.upcast_chains[schema]
+        new_schema, _bytes, new_value = run_chain(chain, canonical.decode_trusted(data), f"{origin} {schema}")
+        specs = self.manifest.routes.get(new_schema) or ()
+        return Admitted(schema, data, self._routes(new_schema, new_value, specs, f"{origin} {schema} upcast to",
+                                                   True))
+
+    def _specs(self, schema: Any, origin: str) -> tuple[ReducerSpec, ...] | None:
+        """The reducers taking ``schema``; None for a schema the manifest upcasts."""
         if not isinstance(schema, str):
             raise UnknownSchemaError(f"{origin}: schema must be a string, got {type(schema).__name__}")
         m = self.manifest
         specs = m.routes.get(schema)
         if specs is None and schema not in m.schemas:
+            if schema in m.upcast_chains:
+                return None
             raise UnknownSchemaError(
                 f"{origin}: unknown schema {schema!r}: no reducer of manifest {m.name} takes it "
                 "and the manifest does not declare it")

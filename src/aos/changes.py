@@ -4,7 +4,7 @@
 world stores) and returns what differs, one :class:`Change` per item, in a
 fixed order: the manifest's name and format, reducers (removed, added, then
 each changed field), routing order, declared schemas, capabilities, policy
-rules, invariants, then anything else this version does not know. It is pure
+rules, invariants, upcasters, then anything else this version does not know. It is pure
 (descriptions in, changes out) and complete: two descriptions with different
 eras always give at least one change, equal ones none. An era change's
 message and an upgrade's proposal are made of these.
@@ -27,6 +27,7 @@ KINDS = (
     "capability-removed", "capability-added", "capability-effects", "capability-budget", "capability-other",
     "policy-removed", "policy-added", "policy-changed",
     "invariant-removed", "invariant-added", "invariant-code", "invariant-reducers", "invariant-other",
+    "upcaster-removed", "upcaster-added", "upcaster-code", "upcaster-target", "upcaster-other",
     "other",
 )
 
@@ -211,14 +212,36 @@ def _invariants(old: Any, new: Any, out: list[Change]) -> None:
                                   f"invariant {name}: {field} {x.get(field)!r} -> {y.get(field)!r}"))
 
 
-_SECTIONS = ("format", "manifest", "reducers", "schemas", "capabilities", "policies", "invariants")
+def _upcasters(old: Any, new: Any, out: list[Change]) -> None:
+    a = {x["from"]: x for x in old or [] if isinstance(x, Mapping) and "from" in x}
+    b = {x["from"]: x for x in new or [] if isinstance(x, Mapping) and "from" in x}
+    for name in sorted(a.keys() - b.keys()):
+        out.append(Change("upcaster-removed", name, a[name], None,
+                          f"upcaster {name} -> {a[name].get('to')} removed"))
+    for name in sorted(b.keys() - a.keys()):
+        out.append(Change("upcaster-added", name, None, b[name], f"upcaster {name} -> {b[name].get('to')} added"))
+    for name in sorted(a.keys() & b.keys()):
+        x, y = a[name], b[name]
+        if x.get("to") != y.get("to"):
+            out.append(Change("upcaster-target", name, x.get("to"), y.get("to"),
+                              f"upcaster {name}: makes {x.get('to')} -> {y.get('to')}"))
+        if (x.get("code"), x.get("code_parts")) != (y.get("code"), y.get("code_parts")):
+            out.append(Change("upcaster-code", name, x.get("code"), y.get("code"),
+                              f"upcaster {name} -> {y.get('to')}: code changed ({code_details(x, y)})"))
+        for field in sorted((x.keys() | y.keys()) - {"from", "to", "code", "code_parts"}):
+            if x.get(field) != y.get(field):
+                out.append(Change("upcaster-other", name, x.get(field), y.get(field),
+                                  f"upcaster {name}: {field} {x.get(field)!r} -> {y.get(field)!r}"))
+
+
+_SECTIONS = ("format", "manifest", "reducers", "schemas", "capabilities", "policies", "invariants", "upcasters")
 
 
 def check_shape(description: Any, which: str = "description") -> None:
     """Raise ``TypeError`` unless ``description`` has the shape ``Manifest.describe()`` gives."""
     if not isinstance(description, Mapping):
         raise TypeError(f"the {which} is a {type(description).__name__}, not a map")
-    for section in ("reducers", "capabilities", "policies", "invariants", "schemas"):
+    for section in ("reducers", "capabilities", "policies", "invariants", "schemas", "upcasters"):
         items = description.get(section, [])
         if not isinstance(items, list):
             raise TypeError(f"the {which}'s {section} is a {type(items).__name__}, not a list")
@@ -228,6 +251,9 @@ def check_shape(description: Any, which: str = "description") -> None:
                     raise TypeError(f"the {which}'s schemas[{i}] is a {type(item).__name__}, not a string")
             elif not isinstance(item, Mapping):
                 raise TypeError(f"the {which}'s {section}[{i}] is a {type(item).__name__}, not a map")
+            elif section == "upcasters":
+                if not isinstance(item.get("from"), str):
+                    raise TypeError(f"the {which}'s upcasters[{i}] names no schema it upcasts")
             elif section != "policies" and not isinstance(item.get("name"), str):
                 raise TypeError(f"the {which}'s {section}[{i}] has no name")
 
@@ -255,6 +281,7 @@ def changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change]:
     _capabilities(old.get("capabilities"), new.get("capabilities"), out)
     _policies(old.get("policies"), new.get("policies"), out)
     _invariants(old.get("invariants"), new.get("invariants"), out)
+    _upcasters(old.get("upcasters"), new.get("upcasters"), out)
     for key in sorted((old.keys() | new.keys()) - set(_SECTIONS)):
         if old.get(key) != new.get(key):
             out.append(Change("other", str(key), old.get(key), new.get(key), f"{key}: {old.get(key)!r} -> "

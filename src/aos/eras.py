@@ -46,6 +46,7 @@ from aos.records import (
     SnapshotCreated,
 )
 from aos.snapshot import restore_doc, snapshot_doc, snapshot_index, write_snapshot
+from aos.upcast import check_inbox
 
 if TYPE_CHECKING:
     from aos.world import World
@@ -551,6 +552,7 @@ def _apply(world: "World", proposal: int, manifest: Manifest, migrate: dict[str,
     dropped = tuple(r for r in removed if r in drop) + tuple(
         sorted({r for r, _k in k.retired if r in drop and r not in removed}))
     states = _migrate(k, migrate)  # raises MigrationError before anything is written
+    check_inbox(k.inbox, manifest)  # the new era's upcasters take every waiting input, or UpcastError
     # reducers whose code changed keep their live cells on the old code unless migrated or adopted
     changed_code = {c.subject for c in era_changes(old_m.describe(), manifest) if c.kind == "reducer-code"}
     pinned = tuple(sorted(

@@ -14,7 +14,7 @@ __all__ = [
     "ReplayDivergenceError", "ReceiptError", "ReceiptAuthError", "UnknownIntentError",
     "DuplicateReceiptError", "ReceiptOverBudgetError", "InvariantViolation", "Backpressure",
     "InvalidEffectError", "ReducerError", "UpgradeError", "UnknownProposalError", "NotApprovedError",
-    "StaleProposalError", "LiveCellsError", "MigrationError", "PinnedEraError",
+    "StaleProposalError", "LiveCellsError", "MigrationError", "PinnedEraError", "UpcastError",
 ]
 
 
@@ -361,3 +361,18 @@ class LiveCellsError(UpgradeError):
 
 class MigrationError(UpgradeError):
     """A migration function raised or returned a value that cannot be stored; names the reducer and key."""
+
+
+class UpcastError(UpgradeError, AdmissionError):
+    """An upcaster raised or returned a value outside the canonical model (``old`` and ``new``: its schemas).
+
+    Refuses an apply whose upcasters fail on an input waiting in a mailbox
+    (an :class:`UpgradeError`) and the submission of an old-schema event they
+    fail on (an :class:`AdmissionError`); nothing is written either way. At
+    delivery, the step fails (``StepFailed`` with error ``UpcastError``).
+    """
+
+    def __init__(self, message: str, old: str = "", new: str = "") -> None:
+        self.old = old
+        self.new = new
+        super().__init__(message)

@@ -21,8 +21,10 @@ from aos import canonical
 from aos.changes import Change, changes, check_shape
 from aos.errors import EraChangeError, ManifestError, ManifestMismatchError, UnknownReducerError, brief
 from aos.identity import LEGACY_PREFIXES, CodeIdentity, code_identity, legacy_code_identity
+from aos.upcast import Chain, Upcast, Upcaster, chain_label
 
-__all__ = ["Manifest", "ReducerSpec", "Reducer", "Capability", "PolicyRule", "InvariantSpec", "code_identity",
+__all__ = ["Manifest", "ReducerSpec", "Reducer", "Capability", "PolicyRule", "InvariantSpec", "Upcaster",
+           "code_identity",
            "legacy_code_identity", "check_compatible", "era_changes", "uses_legacy_ids", "Change", "changes",
            "RECEIPT_SCHEMA", "DENIED_SCHEMA"]
 
@@ -57,6 +59,9 @@ class ReducerSpec:
     identity: CodeIdentity
     native: Any = None  # an aos._core.native.NativeReducer for native reducers
     priority: int = 1  # scheduling class: 0 is served first, 3 last (with aging)
+    # old schema -> the upcasters that turn it into one of ``events``; filled by the manifest, empty for
+    # most reducers (a step tests it once: docs/upgrades.md, "Upcasters")
+    upcasts: dict[str, Chain] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def keyed(self) -> bool:
@@ -155,6 +160,8 @@ class Manifest:
     capabilities: dict[str, Capability] = field(default_factory=dict)
     policies: list[PolicyRule] = field(default_factory=list)
     invariants: dict[str, InvariantSpec] = field(default_factory=dict)
+    upcasters: dict[str, Upcaster] = field(default_factory=dict)  # by old schema
+    upcast_chains: dict[str, Chain] = field(default_factory=dict, repr=False)  # old schema -> to its chain's end
     routes: dict[str, tuple[ReducerSpec, ...]] = field(default_factory=dict, repr=False)
     _era: bytes | None = field(default=None, repr=False)
     _legacy: bool = field(default=False, repr=False)  # describes itself with the code ids of old worlds
@@ -202,6 +209,10 @@ class Manifest:
                                 "delivers receipts and denials to the cell that intended the effect")
         if len(set(evs)) != len(evs):
             raise ManifestError(f"reducer {name}: an event schema is listed twice")
+        for e in evs:
+            if e in self.upcasters:
+                raise ManifestError(f"reducer {name} takes {e}, which manifest {self.name} upcasts to "
+                                    f"{self.upcasters[e].new}: a reducer takes the schema at the chain's end")
         return evs
 
     def native_reducer(self, name: str, *, events: list[str] | tuple[str, ...], fn: Any, code_id: str,
@@ -234,8 +245,61 @@ class Manifest:
         for n in names:
             if _check_name("schema", n).startswith(SYS_NAMESPACE):
                 raise ManifestError(f"schema {n}: the {SYS_NAMESPACE} namespace is the kernel's")
+            if n in self.upcasters:
+                raise ManifestError(f"schema {n}: manifest {self.name} upcasts it to {self.upcasters[n].new}; "
+                                    "an upcast schema is not declared")
             self.schemas.add(n)
         self._era = None
+
+    def upcast(self, old_schema: str, new_schema: str, fn: Upcast | None = None, *,
+               code_id: str | None = None) -> Any:
+        """Declare that events of ``old_schema`` reach this manifest's reducers as ``new_schema``.
+
+        ``fn(old_value) -> new_value`` is pure (it runs again on replay). An
+        event of ``old_schema`` (submitted, emitted, or journaled before an
+        upgrade) is journaled as it arrived, routed like ``new_schema`` (the
+        end of its chain: upcasters compose, ``@1 -> @2 -> @3``), and a
+        reducer receives it with ``event.schema == new_schema`` and
+        ``event.value == fn(old_value)``. No reducer may take ``old_schema``;
+        ``new_schema`` must be taken by a reducer or be upcast further; one
+        upcaster per old schema, no cycles. Usable as a decorator:
+        ``@m.upcast("acme/Placed@1", "acme/Placed@2")``. ``code_id``
+        overrides the code identity, as for reducers.
+        """
+        _check_name("upcaster: old schema", old_schema)
+        _check_name("upcaster: new schema", new_schema)
+        what = f"upcaster {old_schema} -> {new_schema}"
+        for s in (old_schema, new_schema):
+            if s.startswith(SYS_NAMESPACE):
+                raise ManifestError(f"{what}: the {SYS_NAMESPACE} namespace is the kernel's")
+        if old_schema == new_schema:
+            raise ManifestError(f"{what}: a schema cannot be upcast to itself")
+        if old_schema in self.upcasters:
+            raise ManifestError(f"{what}: {old_schema} already has an upcaster (to {self.upcasters[old_schema].new}); "
+                                "one upcaster per old schema")
+        takers = [spec.name for spec in self.routes.get(old_schema, ())]
+        if takers:
+            raise ManifestError(f"{what}: reducer {takers[0]} takes {old_schema} directly; an upcast schema is "
+                                "taken by no reducer (they take the schema at the chain's end)")
+        if old_schema in self.schemas:
+            raise ManifestError(f"{what}: {old_schema} is declared with schema(); an upcast schema is not")
+        seen, s = [old_schema], new_schema
+        while s in self.upcasters:
+            seen.append(s)
+            s = self.upcasters[s].new
+            if s == old_schema:
+                raise ManifestError(f"{what}: the upcasters would form a cycle "
+                                    f"({' -> '.join([*seen, old_schema])})")
+
+        def register(f: Upcast) -> Upcast:
+            if not callable(f):
+                raise ManifestError(f"{what}: {f!r} is not callable")
+            ident = CodeIdentity(f, _check_code_id(what, code_id), what)
+            self.upcasters[old_schema] = Upcaster(old_schema, new_schema, f, ident)
+            self._rebuild()
+            return f
+
+        return register if fn is None else register(fn)
 
     def capability(self, name: str, *, effect: str | list[str] | tuple[str, ...], budget: int) -> Capability:
         """Declare capability ``name`` covering effect kind(s) ``effect`` with an integer ``budget``.
@@ -311,11 +375,24 @@ class Manifest:
             for ev in spec.events:
                 routes.setdefault(ev, []).append(spec)
         self.routes = {k: tuple(v) for k, v in routes.items()}
+        chains: dict[str, Chain] = {}
+        for old in self.upcasters:
+            chain, s = [], old
+            while s in self.upcasters:  # no cycles: upcast() refuses them
+                chain.append(self.upcasters[s])
+                s = self.upcasters[s].new
+            chains[old] = tuple(chain)
+        self.upcast_chains = chains
+        for spec in self.reducers.values():
+            spec.upcasts.clear()
+        for old, chain in chains.items():
+            for spec in self.routes.get(chain[-1].new, ()):
+                spec.upcasts[old] = chain
         self._era = None
 
     # ------------------------------------------------------------- lookups
     def knows(self, schema: str) -> bool:
-        return schema in self.routes or schema in self.schemas
+        return schema in self.routes or schema in self.schemas or schema in self.upcasters
 
     def get(self, reducer: str) -> ReducerSpec:
         try:
@@ -341,8 +418,14 @@ class Manifest:
                 raise ManifestError(f"{rule.action} rule names unknown capability {rule.cap}")
             if rule.reducer is not None and rule.reducer not in self.reducers:
                 raise ManifestError(f"{rule.action} rule names unknown reducer {rule.reducer}")
+        for chain in self.upcast_chains.values():
+            end = chain[-1].new
+            if end not in self.routes:
+                raise ManifestError(f"upcaster {chain_label(chain)}: no reducer of manifest {self.name} takes "
+                                    f"{end}; the schema an upcaster makes must be taken by a reducer or be "
+                                    "upcast further")
         old = self._legacy if legacy is None else legacy
-        return {
+        d: dict[str, Any] = {
             "format": MANIFEST_FORMAT,
             "manifest": self.name,
             "reducers": [spec.describe(old) for spec in self.reducers.values()],
@@ -351,6 +434,9 @@ class Manifest:
             "policies": [r.describe() for r in self.policies],
             "invariants": [i.describe(old) for i in self.invariants.values()],
         }
+        if self.upcasters:  # (absent when none: the descriptions of manifests without upcasters are unchanged)
+            d["upcasters"] = [self.upcasters[s].describe(old) for s in sorted(self.upcasters)]
+        return d
 
     @property
     def era(self) -> bytes:
@@ -380,7 +466,8 @@ class Manifest:
 
 def uses_legacy_ids(description: dict[str, Any]) -> bool:
     """Whether a stored description has code ids in the form of aos before code parts (``"src:…"``)."""
-    items = [*description.get("reducers", []), *description.get("invariants", [])]
+    items = [*description.get("reducers", []), *description.get("invariants", []),
+             *description.get("upcasters", [])]
     return any(isinstance(x, dict) and "code_parts" not in x and isinstance(x.get("code"), str)
                and x["code"].startswith(LEGACY_PREFIXES) for x in items)
 

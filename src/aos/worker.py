@@ -26,6 +26,7 @@ from aos.context import Event, StepContext
 from aos.manifest import ReducerSpec
 from aos.records import Emit, Intent
 from aos.rng import step_seed
+from aos.upcast import Chain, run_chain
 
 __all__ = ["Ticket", "StepResult", "compute", "failure_message", "failure_traceback", "prepare_native",
            "finish_native"]
@@ -141,6 +142,11 @@ def compute(ticket: Ticket, state: bytes | None, schema: str, value: bytes,
             admission: Admission, ledger: Ledger) -> StepResult:
     """Run the reducer of ``ticket`` on (state, event). Never raises for reducer errors."""
     spec = ticket.spec
+    if spec.upcasts and schema in spec.upcasts:  # (the one test a step of a reducer without upcasters pays)
+        upcast = _upcast(ticket, spec.upcasts[schema], value)
+        if isinstance(upcast, StepResult):
+            return upcast
+        schema, value = upcast
     if spec.native is not None:
         return _compute_native(ticket, state, schema, value, admission, ledger)
     ctx = StepContext(ticket.event_id, spec.name, ticket.key, admission, ledger)
@@ -166,6 +172,22 @@ def compute(ticket: Ticket, state: bytes | None, schema: str, value: bytes,
     return StepResult(ticket, new_bytes, new_hash)
 
 
+def _upcast(ticket: Ticket, chain: Chain, value: bytes) -> tuple[str, bytes] | StepResult:
+    """The event of ``ticket`` as its reducer reads it (new schema, value bytes), or the failed step."""
+    try:
+        schema, data, _v = run_chain(chain, canonical.decode_trusted(value),
+                                     f"event seq {ticket.input} delivered to reducer {ticket.spec.name} "
+                                     f"at event_id {ticket.event_id}")
+    except Exception as exc:
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        culprit = next((u for u in chain if u.old == getattr(exc, "old", None)), chain[0])
+        name, message = failure_message(exc)
+        return StepResult(ticket, error=(name, message, failure_traceback(cause, getattr(culprit.fn, "__code__",
+                                                                                         None))),
+                          exception=exc)
+    return schema, data
+
+
 class NativeReducerError(Exception):
     """A native reducer reported a failure."""
 
@@ -184,7 +206,10 @@ def _compute_native(ticket: Ticket, state: bytes | None, schema: str, value: byt
 
 
 def prepare_native(ticket: Ticket, state: bytes | None, schema: str, value: bytes) -> Any:
-    """The native call of a step, prepared for a worker that runs it without the GIL (a ``NativeCall``)."""
+    """The native call of a step, prepared for a worker that runs it without the GIL (a ``NativeCall``).
+
+    Not for a reducer with upcasters (``spec.upcasts``): :func:`compute` runs those steps.
+    """
     spec = ticket.spec
     key = ticket.key
     key_bytes = _fast_encode(key)

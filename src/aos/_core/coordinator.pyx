@@ -114,7 +114,7 @@ def coordinate(executor, kernel, object max_steps, hooks):
             assigned_at[assigned] = clock()
             tk = ticket_of(*t)
             if tk.spec.native is not None:
-                if native_direct:
+                if native_direct and not tk.spec.upcasts:  # (upcasters run in Python: the worker's compute)
                     # the worker runs the C call without ever taking the GIL; the outputs are
                     # checked here, before the commit
                     call = prepare_native(tk)
