@@ -501,3 +501,91 @@ def test_a_second_proposal_from_the_same_base_goes_stale_once_the_first_is_appli
         assert w.stats["records"] == records
     with aos.World.open(p, v2_manifest()) as w:
         assert w.budget("timers").budget == 5_000
+
+
+# ------------------------------------------------------------------ shadow runs of proposals
+def _timers_world(p: Path) -> None:
+    from eras_world import effect_manifest
+
+    with aos.World.open(p, effect_manifest(1, budget=10), effects="manual") as w:
+        for key in ("a", "b"):
+            w.submit("test/Wait@1", {"id": key})
+        w.run()
+        for queued in w.pending_effects():
+            w.submit_receipt(w.receipt(queued.intent_hash, "ok", cost=1))
+        w.run()
+
+
+def test_a_proposal_is_shadowed_and_the_report_journaled_with_it(tmp_path: Path) -> None:
+    from aos.eras import proposals
+    from aos.records import ShadowRunCompleted
+    from eras_world import effect_manifest
+
+    p = tmp_path / "w"
+    _timers_world(p)
+    v1, v2 = effect_manifest(1, budget=10), effect_manifest(2, budget=50)
+    with aos.World.open(p, v1, effects="manual") as w:
+        pid = w.propose(v2)
+        report = w.shadow(pid, v2, since=1)
+        assert (report.first_event_id, report.compared, report.differing) == (1, 4, 2)  # the receipts' steps
+        assert report.costs["timers"].shadow_cost == 6
+        w.approve(pid, by="alice")
+    found = proposals(p / "journal")[pid]
+    assert found.shadow_runs == [ShadowRunCompleted(pid, 1, 4, 2, (("timers", 6),))]
+    assert found.approvals == [("alice", "")] and not found.applied
+    aos.upgrade(p, v2, old=v1, approve=False)  # a second proposal; the first is applied below
+    with aos.World.open(p, v1, effects="manual") as w:
+        w.apply(pid, v2)
+    assert proposals(p / "journal")[pid].applied
+    aos.replay(p, manifests=[v1, v2]).verify()
+
+
+@pytest.mark.parametrize("case", ["other-manifest", "unknown", "bad-window"])
+def test_a_shadow_of_a_proposal_that_cannot_run_journals_nothing(tmp_path: Path, case: str) -> None:
+    from aos.shadow import ShadowError
+
+    p = tmp_path / "w"
+    w, pid = _opened_with_proposal(p, approve=False)
+    before = _journal_bytes(p)
+    manifest, proposal, kw, error = {
+        "other-manifest": (v2_manifest(budget=7), pid, {}, aos.ManifestMismatchError),
+        "unknown": (v2_manifest(), pid + 1, {}, aos.UnknownProposalError),
+        "bad-window": (v2_manifest(), pid, {"since": 10_000}, ShadowError),
+    }[case]
+    with pytest.raises(error):
+        w.shadow(proposal, manifest, **kw)
+    w.sync()
+    assert _journal_bytes(p) == before
+    w.close()
+
+
+def test_cli_shadow_of_a_proposal_is_recorded_and_listed(tmp_path: Path) -> None:
+    p = tmp_path / "w"
+    fill(p)
+    out = _cli("propose", str(p), "--manifest", "eras_world:v2", "--old", "eras_world:v1", cwd=tmp_path)
+    pid = int(out.stdout.split()[1].rstrip(":"))
+    before = _journal_bytes(p)
+    out = _cli("shadow", str(p), "--manifest", "eras_world:v1", "--proposal", str(pid), cwd=tmp_path)
+    assert out.returncode == 1 and f"but proposal {pid} of world" in out.stderr
+    assert _journal_bytes(p) == before
+    with aos.World.open(p, v1_manifest()):  # an open world is locked: refused, nothing written
+        out = _cli("shadow", str(p), "--manifest", "eras_world:v2", "--proposal", str(pid), cwd=tmp_path)
+        assert out.returncode == 1 and "open" in out.stderr
+    before = _journal_bytes(p)
+    out = _cli("shadow", str(p), "--manifest", "eras_world:v2", "--proposal", str(pid), "--since", "1",
+               cwd=tmp_path)
+    assert out.returncode == 1, out.stderr  # v2 differs
+    assert f"ShadowRunCompleted for proposal {pid}" in out.stdout and "36 compared: 0 same, 36 differing" in out.stdout
+    assert _journal_bytes(p).startswith(before) and len(_journal_bytes(p)) > len(before)
+    out = _cli("approve", str(p), str(pid), "--by", "alice", cwd=tmp_path)
+    out = _cli("eras", str(p), cwd=tmp_path)
+    assert "since event_id 1: 36 compared, 36 differing" in out.stdout and "alice" in out.stdout
+    assert "open" in out.stdout
+    out = _cli("info", str(p), cwd=tmp_path)
+    assert f"proposal {pid}" in out.stdout and "shadow runs: since event_id 1: 36 compared" in out.stdout
+    r = _upgrade(p, approve="bob")  # a second proposal, applied: the first one goes stale
+    out = _cli("eras", str(p), cwd=tmp_path)
+    rows = {line.split()[0]: line for line in out.stdout.splitlines() if line.split()[:1] in ([str(pid)],
+                                                                                            [str(r.proposal)])}
+    assert "stale (made for an earlier era)" in rows[str(pid)] and "36 compared" in rows[str(pid)]
+    assert "applied" in rows[str(r.proposal)] and "bob" in rows[str(r.proposal)]

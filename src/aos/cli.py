@@ -189,6 +189,13 @@ def info(world: str) -> None:
         grid.add_row("eras", "; ".join(f"{i} {e.era.hex()[:12]} " + ("(created)" if e.proposal is None else
                                                                       f"(after event_id {e.event_id})")
                                        for i, e in enumerate(chain, 1)))
+    from aos.eras import proposals
+
+    for pr in proposals(p / "journal", [e.era for e in chain]).values():
+        grid.add_row("proposal " + str(pr.proposal),
+                     f"era {pr.era.hex()[:12]}, {_proposal_status(pr, chain[-1].era)}; approvals: "
+                     + (", ".join(by or "?" for by, _n in pr.approvals) or "none")
+                     + f"; shadow runs: {_shadow_runs(pr)}")
     grid.add_row("window, aging", f"{meta['window']}, {meta['aging']}")
     grid.add_row("records", f"{sum(kinds.values())} in {len(reader.segments())} segment(s)"
                  + (f", torn tail at {reader.torn_at[0]}:{reader.torn_at[1]}" if reader.torn_at else ""))
@@ -625,20 +632,29 @@ def _shadow_side(side: Any, what: tuple[str, ...]) -> str:
 @click.option("--last", type=click.IntRange(min=1), default=None, metavar="N", help="Rehearse the last N steps.")
 @click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True, metavar="K",
               help="Show at most K differing steps (all are counted).")
-def shadow(world: str, manifest_spec: str, since: int | None, last: int | None, limit: int) -> None:
-    """Rehearse a proposed manifest on WORLD's recorded history; write nothing.
+@click.option("--proposal", type=int, default=None, metavar="N",
+              help="Journal the result with proposal N (ShadowRunCompleted); the world must be closed.")
+def shadow(world: str, manifest_spec: str, since: int | None, last: int | None, limit: int,
+           proposal: int | None) -> None:
+    """Rehearse a proposed manifest on WORLD's recorded history; write nothing (but --proposal's record).
 
     Runs the recorded inputs and receipts through the proposed code in
     memory and shows every step whose state, emitted events or intents
     differ from the journal. Exit status 0 when the shadow reproduces the
-    journal, 1 when anything differs.
+    journal, 1 when anything differs. With --proposal N, --manifest must be
+    the manifest proposal N proposes, and the counts and predicted costs are
+    journaled with the proposal (`aos eras` shows them).
     """
+    from aos.eras import shadow_closed
     from aos.shadow import shadow_run
 
     if since is not None and last is not None:
         raise click.UsageError("give --since EVENT_ID or --last N, not both")
     p = _world_dir(world)
-    r = shadow_run(p, _load_manifest(manifest_spec), since=since, last=last, limit=limit)
+    if proposal is None:
+        r = shadow_run(p, _load_manifest(manifest_spec), since=since, last=last, limit=limit)
+    else:
+        r = shadow_closed(p, proposal, _load_manifest(manifest_spec), since=since, last=last, limit=limit)
     grid = _fields()
     grid.add_row("world", str(p.resolve()))
     grid.add_row("proposed", f"{r.manifest}, era {r.proposed_era}"
@@ -657,6 +673,8 @@ def shadow(world: str, manifest_spec: str, since: int | None, last: int | None, 
         grid.add_row("left over", f"{r.shadow_ready} input(s) still waiting in the shadow at the journal's end")
     grid.add_row("inputs refused", str(len(r.refused)) if r.refused else "none")
     grid.add_row("result", "the shadow reproduces the journal" if r.ok else "DIFFERS from the journal")
+    if proposal is not None:
+        grid.add_row("recorded", f"ShadowRunCompleted for proposal {proposal} (`aos eras {world}` lists it)")
     out: list[Any] = [grid]
     if r.costs:
         costs = _table("capability", "journal effects", "journal cost", "shadow effects", "shadow cost",
@@ -760,10 +778,26 @@ def apply_cmd(world: str, proposal: int, manifest_spec: str, old_spec: str, migr
         click.echo(f"  {name}: cells dropped")
 
 
+def _proposal_status(pr: Any, current: bytes) -> str:
+    if pr.applied:
+        return "applied"
+    return "open" if pr.base == current else "stale (made for an earlier era)"
+
+
+def _shadow_runs(pr: Any) -> str:
+    """A proposal's journaled shadow runs, one phrase each."""
+    runs = []
+    for s in pr.shadow_runs:
+        costs = ", ".join(f"{cap} {n}" for cap, n in s.costs)
+        runs.append(f"since event_id {s.since}: {s.compared} compared, {s.differing} differing"
+                    + (f", predicted costs {costs}" if costs else ""))
+    return "; ".join(runs) or "none"
+
+
 @cli.command()
 @click.argument("world", type=click.Path(file_okay=False))
 def eras(world: str) -> None:
-    """The chain of eras of WORLD, and the proposals not applied yet."""
+    """The chain of eras of WORLD, and every proposal: its shadow runs, approvals, and whether it was applied."""
     from aos.eras import era_chain, proposals, reconcile
     from aos.world import load_meta
 
@@ -774,13 +808,14 @@ def eras(world: str) -> None:
         table.add_row(str(i), e.era.hex()[:12], e.name, "creation" if e.proposal is None else
                       f"after event_id {e.event_id}", "" if e.proposal is None else str(e.proposal),
                       e.snapshot or "")
-    pending = [pr for pr in proposals(p / "journal", [e.era for e in chain]).values() if not pr.applied]
+    found = proposals(p / "journal", [e.era for e in chain]).values()
     out: list[Any] = [table]
-    if pending:
-        props = _table("proposal", "base", "era", "approvals", "changes")
-        for pr in pending:
+    if found:
+        props = _table("proposal", "base", "era", "status", "approvals", "shadow runs", "changes")
+        for pr in found:
             props.add_row(str(pr.proposal), pr.base.hex()[:12], pr.era.hex()[:12],
-                          ", ".join(by or "?" for by, _n in pr.approvals) or "none",
+                          _proposal_status(pr, chain[-1].era),
+                          ", ".join(by or "?" for by, _n in pr.approvals) or "none", _shadow_runs(pr),
                           "; ".join(text for _k, text in pr.changes))
         out += ["", props]
     _out(*out)
