@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -431,7 +432,7 @@ def test_replay_until_an_event_of_an_era_not_given_is_refused(tmp_path: Path) ->
     fill(p)
     r = _upgrade(p)
     after(p)
-    with pytest.raises(ValueError, match="lies in an era before"):
+    with pytest.raises(aos.EraManifestMissingError, match="lies in era .* whose manifest was not given"):
         aos.replay(p, v2_manifest()).verify(until=3)
     old = aos.replay(p, manifests=[v1_manifest(), v2_manifest()])
     old.verify(until=3)
@@ -589,3 +590,35 @@ def test_cli_shadow_of_a_proposal_is_recorded_and_listed(tmp_path: Path) -> None
                                                                                             [str(r.proposal)])}
     assert "stale (made for an earlier era)" in rows[str(pid)] and "36 compared" in rows[str(pid)]
     assert "applied" in rows[str(r.proposal)] and "bob" in rows[str(r.proposal)]
+
+
+def test_cli_state_and_cells_at_an_event_of_an_earlier_era(tmp_path: Path) -> None:
+    p = tmp_path / "w"
+    fill(p)
+    r = _upgrade(p)
+    after(p)
+    v1_era = v1_manifest().era.hex()
+    with pytest.raises(aos.EraManifestMissingError) as info:
+        aos.replay(p, v2_manifest()).verify(until=3)
+    assert (info.value.era, info.value.event_id) == (v1_era, 3) and "era 1 of 2" in str(info.value)
+    out = _cli("state", str(p), ORDER, "o0", "--manifest", "eras_world:v2", "--at", "3", cwd=tmp_path)
+    assert out.returncode == 1 and f"lies in era {v1_era[:12]}" in out.stderr and "whose manifest was not given" in \
+        out.stderr and out.stdout == ""
+    then = aos.replay(p, manifests=[v1_manifest(), v2_manifest()])
+    then.verify(until=3)
+    at5 = aos.replay(p, manifests=[v1_manifest(), v2_manifest()])
+    at5.verify(until=5)
+    for order in (["eras_world:v2", "eras_world:v1"], ["eras_world:v1", "eras_world:v2"]):
+        args = [a for spec in order for a in ("--manifest", spec)]
+        out = _cli("state", str(p), ORDER, "o0", *args, "--at", "3", cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout) == then.state(ORDER, "o0") and "n" in then.state(ORDER, "o0")
+        out = _cli("state", str(p), AUDIT, *args, "--at", "5", cwd=tmp_path)  # a reducer only the old era has
+        assert out.returncode == 0 and json.loads(out.stdout) == at5.state(AUDIT) >= 1
+        out = _cli("cells", str(p), *args, "--at", "5", cwd=tmp_path)
+        assert out.returncode == 0 and AUDIT in out.stdout and "as of event_id 5" in out.stdout
+        out = _cli("state", str(p), ORDER, "o0", *args, "--at", str(r.event_id + 2), cwd=tmp_path)
+        assert out.returncode == 0 and "count" in json.loads(out.stdout)
+    out = _cli("state", str(p), ORDER, "o0", "--manifest", "eras_world:v2", cwd=tmp_path)  # now: the newest era
+    with aos.World.open(p, v2_manifest()) as w:
+        assert out.returncode == 0 and json.loads(out.stdout) == w.state(ORDER, "o0")

@@ -293,16 +293,32 @@ def tail(world: str, count: int, kinds: tuple[str, ...], follow: bool, timeout: 
         return
 
 
+era_manifests_option = click.option(
+    "--manifest", "manifest_specs", required=True, multiple=True, metavar="MODULE:ATTR",
+    help="The world's manifest; repeat it with each earlier era's manifest (any order) for --at an event_id "
+         "of an earlier era.")
+
+
+def _era_replay(world: str, specs: tuple[str, ...]) -> Any:
+    """A replay of WORLD with the manifests given (one per era, any order)."""
+    from aos.replay import Replay
+
+    return Replay(_world_dir(world), manifests=[_load_manifest(s) for s in specs])
+
+
+def _with_reducer(r: Any, reducer: str) -> Any:
+    """The manifest of the newest era ``r`` re-executes that has ``reducer`` (else the newest: it names the error)."""
+    return next((m for m in reversed(r.manifests) if reducer in m.reducers), r.manifest)
+
+
 @cli.command()
 @click.argument("world", type=click.Path(file_okay=False))
 @click.argument("reducer", required=False)
-@manifest_option
+@era_manifests_option
 @click.option("--at", "at", type=int, default=None, help="As of this event_id (time travel).")
-def cells(world: str, reducer: str | None, manifest_spec: str, at: int | None) -> None:
+def cells(world: str, reducer: str | None, manifest_specs: tuple[str, ...], at: int | None) -> None:
     """Live cells of WORLD (of REDUCER), by serial replay of its journal."""
-    from aos.replay import Replay
-
-    r = Replay(_world_dir(world), _load_manifest(manifest_spec))
+    r = _era_replay(world, manifest_specs)
     r.verify(until=at)
     rows = r.cells(reducer)
     table = _table("reducer", "key")
@@ -315,20 +331,20 @@ def cells(world: str, reducer: str | None, manifest_spec: str, at: int | None) -
 @click.argument("world", type=click.Path(file_okay=False))
 @click.argument("reducer")
 @click.argument("key", required=False)
-@manifest_option
+@era_manifests_option
 @click.option("--at", "at", type=int, default=None, help="As of this event_id (time travel).")
-def state(world: str, reducer: str, key: str | None, manifest_spec: str, at: int | None) -> None:
+def state(world: str, reducer: str, key: str | None, manifest_specs: tuple[str, ...], at: int | None) -> None:
     """The state of cell (REDUCER, KEY) of WORLD as JSON, now or as of --at EVENT_ID (null: no such cell).
 
     KEY is required for a keyed reducer and left out for one without a key.
     """
     from aos.admission import cell_key
     from aos.render import json_text
-    from aos.replay import Replay
 
-    m = _load_manifest(manifest_spec)
-    r = Replay(_world_dir(world), m)
-    cell = cell_key(m.get(reducer), _parse_key(key), f"aos state {reducer}")  # before the replay, not after
+    r = _era_replay(world, manifest_specs)
+    # the key is checked before the replay, against the newest era given that has the reducer
+    m = _with_reducer(r, reducer)
+    cell = cell_key(m.get(reducer), _parse_key(key), f"aos state {reducer}")
     r.verify(until=at)
     click.echo(json_text(r.state(reducer, cell)))
 
