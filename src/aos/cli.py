@@ -373,7 +373,7 @@ def metrics(world: str) -> None:
 
 
 KIND_STYLES = {"cell": "bold yellow", "step": "bold blue", "event": "bold green", "receipt": "bold magenta",
-               "denial": "bold red", "effect": "bold cyan"}
+               "denial": "bold red", "effect": "bold cyan", "migration": "bold white"}
 
 
 @cli.command()
