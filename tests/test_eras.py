@@ -622,3 +622,72 @@ def test_cli_state_and_cells_at_an_event_of_an_earlier_era(tmp_path: Path) -> No
     out = _cli("state", str(p), ORDER, "o0", "--manifest", "eras_world:v2", cwd=tmp_path)  # now: the newest era
     with aos.World.open(p, v2_manifest()) as w:
         assert out.returncode == 0 and json.loads(out.stdout) == w.state(ORDER, "o0")
+
+
+# ------------------------------------------------------------------ fsck across eras
+def _pinned(version: int, bump: int) -> aos.Manifest:
+    """A manifest whose era is named by ``code_id`` (``version``) while its code adds ``bump``."""
+    m = aos.Manifest("test/pinned@1")
+
+    @m.reducer("test/Count@1", key="id", events=["test/Tick@1"], code_id=f"v{version}")
+    def count(ctx: Any, state: Any, event: Any) -> Any:
+        return (state or 0) + bump
+
+    return m
+
+
+def test_fsck_verifies_each_era_with_its_own_manifest(tmp_path: Path) -> None:
+    from aos.fsck import check_world
+
+    p = tmp_path / "w"
+    fill(p)
+    r = _upgrade(p)
+    after(p)
+    report = check_world(p, manifests=[v2_manifest(), v1_manifest()])
+    assert report.ok, report.problems
+    assert [(first, what) for _e, first, _l, what in report.era_checks] == [(1, "verified"), (r.event_id + 1,
+                                                                                             "verified")]
+    assert report.era_checks[0][2] == r.event_id
+    assert report.verified == aos.replay(p, manifests=[v1_manifest(), v2_manifest()]).verify()
+    only_new = check_world(p, v2_manifest())  # the current era's manifest alone: the old era is not re-executed
+    assert only_new.ok and only_new.era_checks[0][0] == v1_manifest().era
+    assert only_new.era_checks[0][3].startswith("not re-executed") and only_new.era_checks[1][3] == "verified"
+    only_old = check_world(p, manifests=[v1_manifest()])
+    assert only_old.ok and only_old.verified is None
+    assert [what for *_x, what in only_old.era_checks] == ["verified", "not re-executed: no manifest of this era "
+                                                                       "was given"]
+    foreign = check_world(p, manifests=[v1_manifest(), v2_manifest(budget=3)])
+    assert not foreign.ok and "is none of the world's 2 era(s)" in str(foreign.problems[0])
+
+
+def test_fsck_finds_a_divergence_in_an_earlier_era(tmp_path: Path) -> None:
+    from aos.fsck import check_world
+
+    p = tmp_path / "w"
+    with aos.World.open(p, _pinned(1, 1)) as w:
+        for i in range(5):
+            w.submit("test/Tick@1", {"id": "a"})
+        w.run()
+    aos.upgrade(p, _pinned(2, 2), old=_pinned(1, 1), migrate={"test/Count@1": lambda old: old})
+    with aos.World.open(p, _pinned(2, 2)) as w:
+        w.submit("test/Tick@1", {"id": "a"})
+        w.run()
+    assert check_world(p, manifests=[_pinned(1, 1), _pinned(2, 2)]).ok
+    report = check_world(p, manifests=[_pinned(1, 5), _pinned(2, 2)])  # era 1's code_id, other code
+    assert not report.ok and "replay of era" in str(report.problems[0])
+    assert report.era_checks[0][3].startswith("FAILED: replay") and report.era_checks[1][3] == "verified"
+
+
+def test_cli_fsck_with_a_manifest_per_era(tmp_path: Path) -> None:
+    p = tmp_path / "w"
+    fill(p)
+    r = _upgrade(p)
+    after(p)
+    out = _cli("fsck", str(p), "--manifest", "eras_world:v2", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    v1_era, v2_era = v1_manifest().era.hex()[:12], v2_manifest().era.hex()[:12]
+    assert f"era 1       {v1_era} (event_ids 1..{r.event_id}): not re-executed" in out.stdout
+    assert f"era 2       {v2_era} (event_ids {r.event_id + 1}.." in out.stdout and "): verified" in out.stdout
+    out = _cli("fsck", str(p), "--manifest", "eras_world:v2", "--manifest", "eras_world:v1", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert f"{v1_era} (event_ids 1..{r.event_id}): verified" in out.stdout and "not re-executed" not in out.stdout

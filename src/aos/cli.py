@@ -501,9 +501,10 @@ def _n(count: int, what: str) -> str:
 
 @cli.command()
 @click.argument("world", type=click.Path(file_okay=False))
-@click.option("--manifest", "manifest_spec", default=None, metavar="MODULE:ATTR",
-              help="Optional: also check the world's era and replay its intact journal, verifying every record.")
-def fsck(world: str, manifest_spec: str | None) -> None:
+@click.option("--manifest", "manifest_specs", multiple=True, metavar="MODULE:ATTR",
+              help="Optional: also check the world's era and replay its intact journal, verifying every record. "
+                   "Repeat it with each earlier era's manifest (any order) to verify those eras too.")
+def fsck(world: str, manifest_specs: tuple[str, ...]) -> None:
     """Check every file of WORLD; print what is intact and up to where. Changes nothing.
 
     Exit status 0 when nothing is damaged, 1 when something is.
@@ -513,8 +514,7 @@ def fsck(world: str, manifest_spec: str | None) -> None:
 
     if not Path(world).is_dir():
         raise click.ClickException(f"{world} is not a directory (no world to check)")
-    m = _load_manifest(manifest_spec) if manifest_spec is not None else None
-    r = check_world(world, m)
+    r = check_world(world, manifests=[_load_manifest(spec) for spec in manifest_specs])
     j = r.journal
     grid = _fields()
     grid.add_row("world", str(r.path))
@@ -556,7 +556,13 @@ def fsck(world: str, manifest_spec: str | None) -> None:
         if s.past_end and s.problem is None:
             what = "PAST THE JOURNAL'S END: " + what[4:]
         grid.add_row("snapshots" if i == 0 else "", f"{s.name[:20]}-…: {what}")
-    if r.verified is not None:
+    if r.era_checks:
+        for i, (era, first, last, what) in enumerate(r.era_checks, 1):
+            span = f"event_ids {first}..{last}" if last >= first else "no steps"
+            grid.add_row(f"era {i}", f"{era.hex()[:12]} ({span}): {what}")
+        if r.verified is not None:
+            grid.add_row("replay", f"state of the intact journal: snapshot hash {r.verified}")
+    elif r.verified is not None:
         grid.add_row("replay", f"verified {_n(j.keep, 'record')}: snapshot hash {r.verified}")
     for note in r.notes:
         grid.add_row("note", note)
