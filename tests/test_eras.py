@@ -665,7 +665,7 @@ def test_fsck_finds_a_divergence_in_an_earlier_era(tmp_path: Path) -> None:
 
     p = tmp_path / "w"
     with aos.World.open(p, _pinned(1, 1)) as w:
-        for i in range(5):
+        for _ in range(5):
             w.submit("test/Tick@1", {"id": "a"})
         w.run()
     aos.upgrade(p, _pinned(2, 2), old=_pinned(1, 1), migrate={"test/Count@1": lambda old: old})

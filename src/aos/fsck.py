@@ -259,7 +259,7 @@ def prefix_batches(directory: Path, era: bytes | None,
 
 
 # ------------------------------------------------------------------ the files
-def _check_meta(report: FsckReport, manifest: Manifest | None, others: list[Manifest] = []) -> None:
+def _check_meta(report: FsckReport, manifest: Manifest | None, others: tuple[Manifest, ...] = ()) -> None:
     p = report.path
     meta_path = p / META
     if not meta_path.is_file():
@@ -517,7 +517,7 @@ def check_world(path: str | os.PathLike[str], manifest: Manifest | None = None, 
         current = _current_era(p)
         manifest = next((m for m in given if m.era == current), None)
     others = [m for m in given if m is not manifest]
-    _check_meta(report, manifest, others)
+    _check_meta(report, manifest, tuple(others))
     secret = p / SECRET_FILE
     report.secret = secret.is_file() and secret.stat().st_size == 32
     if not report.secret:
