@@ -691,3 +691,107 @@ def test_cli_fsck_with_a_manifest_per_era(tmp_path: Path) -> None:
     out = _cli("fsck", str(p), "--manifest", "eras_world:v2", "--manifest", "eras_world:v1", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert f"{v1_era} (event_ids 1..{r.event_id}): verified" in out.stdout and "not re-executed" not in out.stdout
+
+
+# ------------------------------------------------------------------ salvage across eras
+def _damage(p: Path, kind: str, nth: int = 0) -> int:
+    """Flip a byte inside the ``nth`` record of ``kind``; returns its journal index."""
+    from aos.journal import JournalReader
+
+    entries = [e for e in JournalReader(p / "journal").entries() if e.record().KIND == kind]
+    target = entries[nth]
+    seg = p / "journal" / target.segment
+    data = bytearray(seg.read_bytes())
+    data[target.offset + 12] ^= 0x55
+    seg.write_bytes(bytes(data))
+    return target.index
+
+
+def _eras_of(p: Path) -> list[bytes]:
+    from aos.eras import era_chain
+    from aos.world import load_meta
+
+    return [e.era for e in era_chain(load_meta(p))]
+
+
+def test_salvage_keeps_every_era_of_an_intact_chain(tmp_path: Path) -> None:
+    from aos.salvage import salvage_world
+
+    p, new = tmp_path / "w", tmp_path / "new"
+    fill(p)
+    r = _upgrade(p)
+    after(p)
+    cut = _damage(p, "StepScheduled", -2)  # in the new era, after its boundary snapshot
+    report = salvage_world(p, new, manifests=[v1_manifest(), v2_manifest()])
+    assert report.eras == 2 and report.records <= cut and report.verified is not None
+    assert report.snapshots_kept == [r.snapshot]
+    assert _eras_of(new) == [v1_manifest().era, v2_manifest().era]
+    aos.replay(new, manifests=[v1_manifest(), v2_manifest()]).verify()
+    part = aos.replay(new, v2_manifest())
+    part.verify()
+    assert list(part.not_reexecuted) == list(range(1, r.event_id + 1))
+    with aos.World.open(new, v2_manifest()) as w:  # opens from the boundary snapshot, runs on
+        w.submit("test/Placed@1", {"id": "o0"})
+        w.run()
+    aos.replay(new, manifests=[v1_manifest(), v2_manifest()]).verify()
+    # without manifests: the same chain, not replayed
+    report = salvage_world(p, tmp_path / "new2")
+    assert report.eras == 2 and report.verified is None and _eras_of(tmp_path / "new2") == _eras_of(new)
+
+
+@pytest.mark.parametrize("where", ["in-the-apply", "before-the-apply"])
+def test_salvage_rolls_back_an_apply_the_cut_leaves_in_part(tmp_path: Path, where: str) -> None:
+    from aos.salvage import salvage_world
+
+    p, new = tmp_path / "w", tmp_path / "new"
+    fill(p)
+    r = _upgrade(p)
+    after(p)
+    if where == "in-the-apply":
+        _damage(p, "CellMigrated", 2)
+    else:
+        _damage(p, "StepScheduled", 3)
+    report = salvage_world(p, new, v1_manifest())
+    assert report.eras == 1 and report.verified is not None and report.snapshots_kept == []
+    expected = "cut in the middle; rolled back" if where == "in-the-apply" else "which began after the cut"
+    assert any(expected in why for why in report.dropped_why), report.dropped_why
+    assert report.last_event_id <= r.event_id
+    assert _eras_of(new) == [v1_manifest().era]
+    assert [f.name for f in (new / "journal").glob("*.seg")] == ["00000000000000000000.seg"]
+    with aos.World.open(new, v1_manifest()) as w:
+        assert w.era == v1_manifest().era.hex()
+        w.run()  # the inputs of the steps the cut dropped
+    aos.replay(new, v1_manifest()).verify()
+    # the salvaged world can be upgraded again
+    _upgrade(new)
+    aos.replay(new, manifests=[v1_manifest(), v2_manifest()]).verify()
+
+
+def test_salvage_of_a_world_with_an_interrupted_apply_keeps_the_old_era(tmp_path: Path) -> None:
+    from aos.salvage import salvage_world
+
+    p, new = tmp_path / "w", tmp_path / "new"
+    fill(p)
+    child = subprocess.run([sys.executable, str(Path(__file__).parent / "eras_world.py"), str(p),
+                            "during-migration"], capture_output=True, text=True, timeout=120)
+    assert child.returncode == -9, child.stderr
+    before = _files(p)
+    report = salvage_world(p, new, v1_manifest())
+    assert _files(p) == before  # the source is never changed
+    assert report.eras == 1 and any("interrupted apply" in why for why in report.dropped_why)
+    with aos.World.open(new, v1_manifest()) as w:
+        assert w.era == v1_manifest().era.hex()
+    aos.replay(new, v1_manifest()).verify()
+
+
+def test_cli_salvage_with_a_manifest_per_era(tmp_path: Path) -> None:
+    p, new = tmp_path / "w", tmp_path / "new"
+    fill(p)
+    _upgrade(p)
+    after(p)
+    out = _cli("salvage", str(p), "--to", str(new), "--manifest", "eras_world:v1", "--manifest", "eras_world:v2",
+               cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "eras       2 kept" in out.stdout and "replay     verified" in out.stdout
+    out = _cli("fsck", str(new), "--manifest", "eras_world:v1", "--manifest", "eras_world:v2", cwd=tmp_path)
+    assert out.returncode == 0 and "not re-executed" not in out.stdout

@@ -583,19 +583,21 @@ def fsck(world: str, manifest_specs: tuple[str, ...]) -> None:
 @click.argument("world", type=click.Path(file_okay=False))
 @click.option("--to", "dest", required=True, type=click.Path(file_okay=False),
               help="The new world's directory (must not exist).")
-@click.option("--manifest", "manifest_spec", default=None, metavar="MODULE:ATTR",
-              help="Optional: replay the new world and verify every record before it is put in place.")
-def salvage(world: str, dest: str, manifest_spec: str | None) -> None:
+@click.option("--manifest", "manifest_specs", multiple=True, metavar="MODULE:ATTR",
+              help="Optional: replay the new world and verify every record before it is put in place (repeat it "
+                   "with each era's manifest for a world of several eras).")
+def salvage(world: str, dest: str, manifest_specs: tuple[str, ...]) -> None:
     """Copy the intact part of WORLD into a new world at --to NEW. WORLD is never changed.
 
     Keeps the journal up to its first damage, cut at the last whole step,
     the world metadata, the secret and the intact blobs; drops the rest and
-    every snapshot (the new world replays its journal when opened).
+    every snapshot (the new world replays its journal when opened) but the
+    boundary snapshots of a world of several eras, whose era chain it keeps
+    (an upgrade the cut leaves in part is rolled back).
     """
     from aos.salvage import salvage_world
 
-    m = _load_manifest(manifest_spec) if manifest_spec is not None else None
-    r = salvage_world(world, dest, m)
+    r = salvage_world(world, dest, manifests=[_load_manifest(spec) for spec in manifest_specs])
     grid = _fields()
     grid.add_row("salvaged", f"{r.source} -> {r.dest}")
     grid.add_row("kept", f"{_n(r.records, 'record')}, up to event_id {r.last_event_id}; world.cbor"
@@ -614,6 +616,8 @@ def salvage(world: str, dest: str, manifest_spec: str | None) -> None:
     if r.blobs_dropped:
         grid.add_row("", f"{_n(len(r.blobs_dropped), 'blob')} failing its hash not copied: "
                          + ", ".join(b[:12] for b in r.blobs_dropped))
+    if r.eras > 1:
+        grid.add_row("eras", f"{r.eras} kept, with their boundary snapshots: " + ", ".join(r.snapshots_kept))
     grid.add_row("snapshots", f"{len(r.snapshots_dropped)} not copied; the new world replays its journal when "
                               "opened and writes a fresh snapshot when closed")
     if r.verified is not None:
