@@ -795,3 +795,20 @@ def test_cli_salvage_with_a_manifest_per_era(tmp_path: Path) -> None:
     assert "eras       2 kept" in out.stdout and "replay     verified" in out.stdout
     out = _cli("fsck", str(new), "--manifest", "eras_world:v1", "--manifest", "eras_world:v2", cwd=tmp_path)
     assert out.returncode == 0 and "not re-executed" not in out.stdout
+
+
+def test_cli_eras_and_info_name_an_interrupted_apply(tmp_path: Path) -> None:
+    p = tmp_path / "w"
+    fill(p)
+    child = subprocess.run([sys.executable, str(Path(__file__).parent / "eras_world.py"), str(p),
+                            "after-era-applied"], capture_output=True, text=True, timeout=120)
+    assert child.returncode == -9, child.stderr
+    before = _files(p)
+    for command in ("eras", "info"):
+        out = _cli(command, str(p), cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        assert "apply interrupted (opening the world rolls it back)" in out.stdout
+    assert _files(p) == before
+    _check_one_era(p, False)
+    out = _cli("eras", str(p), cwd=tmp_path)
+    assert "interrupted" not in out.stdout and " open " in out.stdout

@@ -184,16 +184,15 @@ def info(world: str) -> None:
     grid.add_row("era", era)
     from aos.eras import era_chain, reconcile
 
-    chain = era_chain(reconcile(p, meta, write=False))
+    view = reconcile(p, meta, write=False)
+    chain = era_chain(view)
     if len(chain) > 1:
         grid.add_row("eras", "; ".join(f"{i} {e.era.hex()[:12]} " + ("(created)" if e.proposal is None else
                                                                       f"(after event_id {e.event_id})")
                                        for i, e in enumerate(chain, 1)))
-    from aos.eras import proposals
-
-    for pr in proposals(p / "journal", [e.era for e in chain]).values():
+    for pr in _world_proposals(p, view, chain):
         grid.add_row("proposal " + str(pr.proposal),
-                     f"era {pr.era.hex()[:12]}, {_proposal_status(pr, chain[-1].era)}; approvals: "
+                     f"era {pr.era.hex()[:12]}, {_proposal_status(pr, chain)}; approvals: "
                      + (", ".join(by or "?" for by, _n in pr.approvals) or "none")
                      + f"; shadow runs: {_shadow_runs(pr)}")
     grid.add_row("window, aging", f"{meta['window']}, {meta['aging']}")
@@ -804,10 +803,22 @@ def apply_cmd(world: str, proposal: int, manifest_spec: str, old_spec: str, migr
         click.echo(f"  {name}: cells dropped")
 
 
-def _proposal_status(pr: Any, current: bytes) -> str:
+def _proposal_status(pr: Any, chain: list[Any]) -> str:
     if pr.applied:
+        if pr.proposal not in {e.proposal for e in chain}:  # its EraApplied lies in an apply cut short
+            return "apply interrupted (opening the world rolls it back)"
         return "applied"
-    return "open" if pr.base == current else "stale (made for an earlier era)"
+    return "open" if pr.base == chain[-1].era else "stale (made for an earlier era)"
+
+
+def _world_proposals(p: Path, view: dict[str, Any], chain: list[Any]) -> list[Any]:
+    """Every proposal of the world's journal (that of an interrupted apply's segments included)."""
+    from aos.eras import _segment_era, proposals
+
+    eras = [e.era for e in chain]
+    if "interrupted_apply" in view:
+        eras.append(_segment_era(p / "journal" / view["interrupted_apply"]))
+    return list(proposals(p / "journal", eras).values())
 
 
 def _shadow_runs(pr: Any) -> str:
@@ -824,23 +835,24 @@ def _shadow_runs(pr: Any) -> str:
 @click.argument("world", type=click.Path(file_okay=False))
 def eras(world: str) -> None:
     """The chain of eras of WORLD, and every proposal: its shadow runs, approvals, and whether it was applied."""
-    from aos.eras import era_chain, proposals, reconcile
+    from aos.eras import era_chain, reconcile
     from aos.world import load_meta
 
     p = _world_dir(world)
-    chain = era_chain(reconcile(p, load_meta(p), write=False))
+    view = reconcile(p, load_meta(p), write=False)
+    chain = era_chain(view)
     table = _table("#", "era", "manifest", "from", "proposal", "boundary snapshot")
     for i, e in enumerate(chain, 1):
         table.add_row(str(i), e.era.hex()[:12], e.name, "creation" if e.proposal is None else
                       f"after event_id {e.event_id}", "" if e.proposal is None else str(e.proposal),
                       e.snapshot or "")
-    found = proposals(p / "journal", [e.era for e in chain]).values()
+    found = _world_proposals(p, view, chain)
     out: list[Any] = [table]
     if found:
         props = _table("proposal", "base", "era", "status", "approvals", "shadow runs", "changes")
         for pr in found:
             props.add_row(str(pr.proposal), pr.base.hex()[:12], pr.era.hex()[:12],
-                          _proposal_status(pr, chain[-1].era),
+                          _proposal_status(pr, chain),
                           ", ".join(by or "?" for by, _n in pr.approvals) or "none", _shadow_runs(pr),
                           "; ".join(text for _k, text in pr.changes))
         out += ["", props]
