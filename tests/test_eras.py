@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -438,7 +439,7 @@ def test_replay_until_an_event_of_an_era_not_given_is_refused(tmp_path: Path) ->
     fill(p)
     r = _upgrade(p)
     after(p)
-    with pytest.raises(ValueError, match="lies in an era before"):
+    with pytest.raises(aos.EraManifestMissingError, match="lies in era .* whose manifest was not given"):
         aos.replay(p, v2_manifest()).verify(until=3)
     old = aos.replay(p, manifests=[v1_manifest(), v2_manifest()])
     old.verify(until=3)
@@ -508,3 +509,313 @@ def test_a_second_proposal_from_the_same_base_goes_stale_once_the_first_is_appli
         assert w.stats["records"] == records
     with aos.World.open(p, v2_manifest()) as w:
         assert w.budget("timers").budget == 5_000
+
+
+# ------------------------------------------------------------------ shadow runs of proposals
+def _timers_world(p: Path) -> None:
+    from eras_world import effect_manifest
+
+    with aos.World.open(p, effect_manifest(1, budget=10), effects="manual") as w:
+        for key in ("a", "b"):
+            w.submit("test/Wait@1", {"id": key})
+        w.run()
+        for queued in w.pending_effects():
+            w.submit_receipt(w.receipt(queued.intent_hash, "ok", cost=1))
+        w.run()
+
+
+def test_a_proposal_is_shadowed_and_the_report_journaled_with_it(tmp_path: Path) -> None:
+    from aos.eras import proposals
+    from aos.records import ShadowRunCompleted
+    from eras_world import effect_manifest
+
+    p = tmp_path / "w"
+    _timers_world(p)
+    v1, v2 = effect_manifest(1, budget=10), effect_manifest(2, budget=50)
+    with aos.World.open(p, v1, effects="manual") as w:
+        pid = w.propose(v2)
+        report = w.shadow(pid, v2, since=1)
+        assert (report.first_event_id, report.compared, report.differing) == (1, 4, 2)  # the receipts' steps
+        assert report.costs["timers"].shadow_cost == 6
+        w.approve(pid, by="alice")
+    found = proposals(p / "journal")[pid]
+    assert found.shadow_runs == [ShadowRunCompleted(pid, 1, 4, 2, (("timers", 6),))]
+    assert found.approvals == [("alice", "")] and not found.applied
+    aos.upgrade(p, v2, old=v1, approve=False)  # a second proposal; the first is applied below
+    with aos.World.open(p, v1, effects="manual") as w:
+        w.apply(pid, v2)
+    assert proposals(p / "journal")[pid].applied
+    aos.replay(p, manifests=[v1, v2]).verify()
+
+
+@pytest.mark.parametrize("case", ["other-manifest", "unknown", "bad-window"])
+def test_a_shadow_of_a_proposal_that_cannot_run_journals_nothing(tmp_path: Path, case: str) -> None:
+    from aos.shadow import ShadowError
+
+    p = tmp_path / "w"
+    w, pid = _opened_with_proposal(p, approve=False)
+    before = _journal_bytes(p)
+    manifest, proposal, kw, error = {
+        "other-manifest": (v2_manifest(budget=7), pid, {}, aos.ManifestMismatchError),
+        "unknown": (v2_manifest(), pid + 1, {}, aos.UnknownProposalError),
+        "bad-window": (v2_manifest(), pid, {"since": 10_000}, ShadowError),
+    }[case]
+    with pytest.raises(error):
+        w.shadow(proposal, manifest, **kw)
+    w.sync()
+    assert _journal_bytes(p) == before
+    w.close()
+
+
+def test_cli_shadow_of_a_proposal_is_recorded_and_listed(tmp_path: Path) -> None:
+    p = tmp_path / "w"
+    fill(p)
+    out = _cli("propose", str(p), "--manifest", "eras_world:v2", "--old", "eras_world:v1", cwd=tmp_path)
+    pid = int(out.stdout.split()[1].rstrip(":"))
+    before = _journal_bytes(p)
+    out = _cli("shadow", str(p), "--manifest", "eras_world:v1", "--proposal", str(pid), cwd=tmp_path)
+    assert out.returncode == 1 and f"but proposal {pid} of world" in out.stderr
+    assert _journal_bytes(p) == before
+    with aos.World.open(p, v1_manifest()):  # an open world is locked: refused, nothing written
+        out = _cli("shadow", str(p), "--manifest", "eras_world:v2", "--proposal", str(pid), cwd=tmp_path)
+        assert out.returncode == 1 and "open" in out.stderr
+    before = _journal_bytes(p)
+    out = _cli("shadow", str(p), "--manifest", "eras_world:v2", "--proposal", str(pid), "--since", "1",
+               cwd=tmp_path)
+    assert out.returncode == 1, out.stderr  # v2 differs
+    assert f"ShadowRunCompleted for proposal {pid}" in out.stdout and "36 compared: 0 same, 36 differing" in out.stdout
+    assert _journal_bytes(p).startswith(before) and len(_journal_bytes(p)) > len(before)
+    out = _cli("approve", str(p), str(pid), "--by", "alice", cwd=tmp_path)
+    out = _cli("eras", str(p), cwd=tmp_path)
+    assert "since event_id 1: 36 compared, 36 differing" in out.stdout and "alice" in out.stdout
+    assert "open" in out.stdout
+    out = _cli("info", str(p), cwd=tmp_path)
+    assert f"proposal {pid}" in out.stdout and "shadow runs: since event_id 1: 36 compared" in out.stdout
+    r = _upgrade(p, approve="bob")  # a second proposal, applied: the first one goes stale
+    out = _cli("eras", str(p), cwd=tmp_path)
+    rows = {line.split()[0]: line for line in out.stdout.splitlines() if line.split()[:1] in ([str(pid)],
+                                                                                            [str(r.proposal)])}
+    assert "stale (made for an earlier era)" in rows[str(pid)] and "36 compared" in rows[str(pid)]
+    assert "applied" in rows[str(r.proposal)] and "bob" in rows[str(r.proposal)]
+
+
+def test_cli_state_and_cells_at_an_event_of_an_earlier_era(tmp_path: Path) -> None:
+    p = tmp_path / "w"
+    fill(p)
+    r = _upgrade(p)
+    after(p)
+    v1_era = v1_manifest().era.hex()
+    with pytest.raises(aos.EraManifestMissingError) as info:
+        aos.replay(p, v2_manifest()).verify(until=3)
+    assert (info.value.era, info.value.event_id) == (v1_era, 3) and "era 1 of 2" in str(info.value)
+    out = _cli("state", str(p), ORDER, "o0", "--manifest", "eras_world:v2", "--at", "3", cwd=tmp_path)
+    assert out.returncode == 1 and f"lies in era {v1_era[:12]}" in out.stderr and "whose manifest was not given" in \
+        out.stderr and out.stdout == ""
+    then = aos.replay(p, manifests=[v1_manifest(), v2_manifest()])
+    then.verify(until=3)
+    at5 = aos.replay(p, manifests=[v1_manifest(), v2_manifest()])
+    at5.verify(until=5)
+    for order in (["eras_world:v2", "eras_world:v1"], ["eras_world:v1", "eras_world:v2"]):
+        args = [a for spec in order for a in ("--manifest", spec)]
+        out = _cli("state", str(p), ORDER, "o0", *args, "--at", "3", cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout) == then.state(ORDER, "o0") and "n" in then.state(ORDER, "o0")
+        out = _cli("state", str(p), AUDIT, *args, "--at", "5", cwd=tmp_path)  # a reducer only the old era has
+        assert out.returncode == 0 and json.loads(out.stdout) == at5.state(AUDIT) >= 1
+        out = _cli("cells", str(p), *args, "--at", "5", cwd=tmp_path)
+        assert out.returncode == 0 and AUDIT in out.stdout and "as of event_id 5" in out.stdout
+        out = _cli("state", str(p), ORDER, "o0", *args, "--at", str(r.event_id + 2), cwd=tmp_path)
+        assert out.returncode == 0 and "count" in json.loads(out.stdout)
+    out = _cli("state", str(p), ORDER, "o0", "--manifest", "eras_world:v2", cwd=tmp_path)  # now: the newest era
+    with aos.World.open(p, v2_manifest()) as w:
+        assert out.returncode == 0 and json.loads(out.stdout) == w.state(ORDER, "o0")
+
+
+# ------------------------------------------------------------------ fsck across eras
+def _pinned(version: int, bump: int) -> aos.Manifest:
+    """A manifest whose era is named by ``code_id`` (``version``) while its code adds ``bump``."""
+    m = aos.Manifest("test/pinned@1")
+
+    @m.reducer("test/Count@1", key="id", events=["test/Tick@1"], code_id=f"v{version}")
+    def count(ctx: Any, state: Any, event: Any) -> Any:
+        return (state or 0) + bump
+
+    return m
+
+
+def test_fsck_verifies_each_era_with_its_own_manifest(tmp_path: Path) -> None:
+    from aos.fsck import check_world
+
+    p = tmp_path / "w"
+    fill(p)
+    r = _upgrade(p)
+    after(p)
+    report = check_world(p, manifests=[v2_manifest(), v1_manifest()])
+    assert report.ok, report.problems
+    assert [(first, what) for _e, first, _l, what in report.era_checks] == [(1, "verified"), (r.event_id + 1,
+                                                                                             "verified")]
+    assert report.era_checks[0][2] == r.event_id
+    assert report.verified == aos.replay(p, manifests=[v1_manifest(), v2_manifest()]).verify()
+    only_new = check_world(p, v2_manifest())  # the current era's manifest alone: the old era is not re-executed
+    assert only_new.ok and only_new.era_checks[0][0] == v1_manifest().era
+    assert only_new.era_checks[0][3].startswith("not re-executed") and only_new.era_checks[1][3] == "verified"
+    only_old = check_world(p, manifests=[v1_manifest()])
+    assert only_old.ok and only_old.verified is None
+    assert [what for *_x, what in only_old.era_checks] == ["verified", "not re-executed: no manifest of this era "
+                                                                       "was given"]
+    foreign = check_world(p, manifests=[v1_manifest(), v2_manifest(budget=3)])
+    assert not foreign.ok and "is none of the world's 2 era(s)" in str(foreign.problems[0])
+
+
+def test_fsck_finds_a_divergence_in_an_earlier_era(tmp_path: Path) -> None:
+    from aos.fsck import check_world
+
+    p = tmp_path / "w"
+    with aos.World.open(p, _pinned(1, 1)) as w:
+        for _ in range(5):
+            w.submit("test/Tick@1", {"id": "a"})
+        w.run()
+    aos.upgrade(p, _pinned(2, 2), old=_pinned(1, 1), migrate={"test/Count@1": lambda old: old})
+    with aos.World.open(p, _pinned(2, 2)) as w:
+        w.submit("test/Tick@1", {"id": "a"})
+        w.run()
+    assert check_world(p, manifests=[_pinned(1, 1), _pinned(2, 2)]).ok
+    report = check_world(p, manifests=[_pinned(1, 5), _pinned(2, 2)])  # era 1's code_id, other code
+    assert not report.ok and "replay of era" in str(report.problems[0])
+    assert report.era_checks[0][3].startswith("FAILED: replay") and report.era_checks[1][3] == "verified"
+
+
+def test_cli_fsck_with_a_manifest_per_era(tmp_path: Path) -> None:
+    p = tmp_path / "w"
+    fill(p)
+    r = _upgrade(p)
+    after(p)
+    out = _cli("fsck", str(p), "--manifest", "eras_world:v2", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    v1_era, v2_era = v1_manifest().era.hex()[:12], v2_manifest().era.hex()[:12]
+    assert f"era 1       {v1_era} (event_ids 1..{r.event_id}): not re-executed" in out.stdout
+    assert f"era 2       {v2_era} (event_ids {r.event_id + 1}.." in out.stdout and "): verified" in out.stdout
+    out = _cli("fsck", str(p), "--manifest", "eras_world:v2", "--manifest", "eras_world:v1", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert f"{v1_era} (event_ids 1..{r.event_id}): verified" in out.stdout and "not re-executed" not in out.stdout
+
+
+# ------------------------------------------------------------------ salvage across eras
+def _damage(p: Path, kind: str, nth: int = 0) -> int:
+    """Flip a byte inside the ``nth`` record of ``kind``; returns its journal index."""
+    from aos.journal import JournalReader
+
+    entries = [e for e in JournalReader(p / "journal").entries() if e.record().KIND == kind]
+    target = entries[nth]
+    seg = p / "journal" / target.segment
+    data = bytearray(seg.read_bytes())
+    data[target.offset + 12] ^= 0x55
+    seg.write_bytes(bytes(data))
+    return target.index
+
+
+def _eras_of(p: Path) -> list[bytes]:
+    from aos.eras import era_chain
+    from aos.world import load_meta
+
+    return [e.era for e in era_chain(load_meta(p))]
+
+
+def test_salvage_keeps_every_era_of_an_intact_chain(tmp_path: Path) -> None:
+    from aos.salvage import salvage_world
+
+    p, new = tmp_path / "w", tmp_path / "new"
+    fill(p)
+    r = _upgrade(p)
+    after(p)
+    cut = _damage(p, "StepScheduled", -2)  # in the new era, after its boundary snapshot
+    report = salvage_world(p, new, manifests=[v1_manifest(), v2_manifest()])
+    assert report.eras == 2 and report.records <= cut and report.verified is not None
+    assert report.snapshots_kept == [r.snapshot]
+    assert _eras_of(new) == [v1_manifest().era, v2_manifest().era]
+    aos.replay(new, manifests=[v1_manifest(), v2_manifest()]).verify()
+    part = aos.replay(new, v2_manifest())
+    part.verify()
+    assert list(part.not_reexecuted) == list(range(1, r.event_id + 1))
+    with aos.World.open(new, v2_manifest()) as w:  # opens from the boundary snapshot, runs on
+        w.submit("test/Placed@1", {"id": "o0"})
+        w.run()
+    aos.replay(new, manifests=[v1_manifest(), v2_manifest()]).verify()
+    # without manifests: the same chain, not replayed
+    report = salvage_world(p, tmp_path / "new2")
+    assert report.eras == 2 and report.verified is None and _eras_of(tmp_path / "new2") == _eras_of(new)
+
+
+@pytest.mark.parametrize("where", ["in-the-apply", "before-the-apply"])
+def test_salvage_rolls_back_an_apply_the_cut_leaves_in_part(tmp_path: Path, where: str) -> None:
+    from aos.salvage import salvage_world
+
+    p, new = tmp_path / "w", tmp_path / "new"
+    fill(p)
+    r = _upgrade(p)
+    after(p)
+    if where == "in-the-apply":
+        _damage(p, "CellMigrated", 2)
+    else:
+        _damage(p, "StepScheduled", 3)
+    report = salvage_world(p, new, v1_manifest())
+    assert report.eras == 1 and report.verified is not None and report.snapshots_kept == []
+    expected = "cut in the middle; rolled back" if where == "in-the-apply" else "which began after the cut"
+    assert any(expected in why for why in report.dropped_why), report.dropped_why
+    assert report.last_event_id <= r.event_id
+    assert _eras_of(new) == [v1_manifest().era]
+    assert [f.name for f in (new / "journal").glob("*.seg")] == ["00000000000000000000.seg"]
+    with aos.World.open(new, v1_manifest()) as w:
+        assert w.era == v1_manifest().era.hex()
+        w.run()  # the inputs of the steps the cut dropped
+    aos.replay(new, v1_manifest()).verify()
+    # the salvaged world can be upgraded again
+    _upgrade(new)
+    aos.replay(new, manifests=[v1_manifest(), v2_manifest()]).verify()
+
+
+def test_salvage_of_a_world_with_an_interrupted_apply_keeps_the_old_era(tmp_path: Path) -> None:
+    from aos.salvage import salvage_world
+
+    p, new = tmp_path / "w", tmp_path / "new"
+    fill(p)
+    child = subprocess.run([sys.executable, str(Path(__file__).parent / "eras_world.py"), str(p),
+                            "during-migration"], capture_output=True, text=True, timeout=120)
+    assert child.returncode == -9, child.stderr
+    before = _files(p)
+    report = salvage_world(p, new, v1_manifest())
+    assert _files(p) == before  # the source is never changed
+    assert report.eras == 1 and any("interrupted apply" in why for why in report.dropped_why)
+    with aos.World.open(new, v1_manifest()) as w:
+        assert w.era == v1_manifest().era.hex()
+    aos.replay(new, v1_manifest()).verify()
+
+
+def test_cli_salvage_with_a_manifest_per_era(tmp_path: Path) -> None:
+    p, new = tmp_path / "w", tmp_path / "new"
+    fill(p)
+    _upgrade(p)
+    after(p)
+    out = _cli("salvage", str(p), "--to", str(new), "--manifest", "eras_world:v1", "--manifest", "eras_world:v2",
+               cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "eras       2 kept" in out.stdout and "replay     verified" in out.stdout
+    out = _cli("fsck", str(new), "--manifest", "eras_world:v1", "--manifest", "eras_world:v2", cwd=tmp_path)
+    assert out.returncode == 0 and "not re-executed" not in out.stdout
+
+
+def test_cli_eras_and_info_name_an_interrupted_apply(tmp_path: Path) -> None:
+    p = tmp_path / "w"
+    fill(p)
+    child = subprocess.run([sys.executable, str(Path(__file__).parent / "eras_world.py"), str(p),
+                            "after-era-applied"], capture_output=True, text=True, timeout=120)
+    assert child.returncode == -9, child.stderr
+    before = _files(p)
+    for command in ("eras", "info"):
+        out = _cli(command, str(p), cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        assert "apply interrupted (opening the world rolls it back)" in out.stdout
+    assert _files(p) == before
+    _check_one_era(p, False)
+    out = _cli("eras", str(p), cwd=tmp_path)
+    assert "interrupted" not in out.stdout and " open " in out.stdout

@@ -184,11 +184,17 @@ def info(world: str) -> None:
     grid.add_row("era", era)
     from aos.eras import era_chain, reconcile
 
-    chain = era_chain(reconcile(p, meta, write=False))
+    view = reconcile(p, meta, write=False)
+    chain = era_chain(view)
     if len(chain) > 1:
         grid.add_row("eras", "; ".join(f"{i} {e.era.hex()[:12]} " + ("(created)" if e.proposal is None else
                                                                       f"(after event_id {e.event_id})")
                                        for i, e in enumerate(chain, 1)))
+    for pr in _world_proposals(p, view, chain):
+        grid.add_row("proposal " + str(pr.proposal),
+                     f"era {pr.era.hex()[:12]}, {_proposal_status(pr, chain)}; approvals: "
+                     + (", ".join(by or "?" for by, _n in pr.approvals) or "none")
+                     + f"; shadow runs: {_shadow_runs(pr)}")
     grid.add_row("window, aging", f"{meta['window']}, {meta['aging']}")
     grid.add_row("records", f"{sum(kinds.values())} in {len(reader.segments())} segment(s)"
                  + (f", torn tail at {reader.torn_at[0]}:{reader.torn_at[1]}" if reader.torn_at else ""))
@@ -286,16 +292,32 @@ def tail(world: str, count: int, kinds: tuple[str, ...], follow: bool, timeout: 
         return
 
 
+era_manifests_option = click.option(
+    "--manifest", "manifest_specs", required=True, multiple=True, metavar="MODULE:ATTR",
+    help="The world's manifest; repeat it with each earlier era's manifest (any order) for --at an event_id "
+         "of an earlier era.")
+
+
+def _era_replay(world: str, specs: tuple[str, ...]) -> Any:
+    """A replay of WORLD with the manifests given (one per era, any order)."""
+    from aos.replay import Replay
+
+    return Replay(_world_dir(world), manifests=[_load_manifest(s) for s in specs])
+
+
+def _with_reducer(r: Any, reducer: str) -> Any:
+    """The manifest of the newest era ``r`` re-executes that has ``reducer`` (else the newest: it names the error)."""
+    return next((m for m in reversed(r.manifests) if reducer in m.reducers), r.manifest)
+
+
 @cli.command()
 @click.argument("world", type=click.Path(file_okay=False))
 @click.argument("reducer", required=False)
-@manifest_option
+@era_manifests_option
 @click.option("--at", "at", type=int, default=None, help="As of this event_id (time travel).")
-def cells(world: str, reducer: str | None, manifest_spec: str, at: int | None) -> None:
+def cells(world: str, reducer: str | None, manifest_specs: tuple[str, ...], at: int | None) -> None:
     """Live cells of WORLD (of REDUCER), by serial replay of its journal."""
-    from aos.replay import Replay
-
-    r = Replay(_world_dir(world), _load_manifest(manifest_spec))
+    r = _era_replay(world, manifest_specs)
     r.verify(until=at)
     rows = r.cells(reducer)
     table = _table("reducer", "key")
@@ -308,20 +330,20 @@ def cells(world: str, reducer: str | None, manifest_spec: str, at: int | None) -
 @click.argument("world", type=click.Path(file_okay=False))
 @click.argument("reducer")
 @click.argument("key", required=False)
-@manifest_option
+@era_manifests_option
 @click.option("--at", "at", type=int, default=None, help="As of this event_id (time travel).")
-def state(world: str, reducer: str, key: str | None, manifest_spec: str, at: int | None) -> None:
+def state(world: str, reducer: str, key: str | None, manifest_specs: tuple[str, ...], at: int | None) -> None:
     """The state of cell (REDUCER, KEY) of WORLD as JSON, now or as of --at EVENT_ID (null: no such cell).
 
     KEY is required for a keyed reducer and left out for one without a key.
     """
     from aos.admission import cell_key
     from aos.render import json_text
-    from aos.replay import Replay
 
-    m = _load_manifest(manifest_spec)
-    r = Replay(_world_dir(world), m)
-    cell = cell_key(m.get(reducer), _parse_key(key), f"aos state {reducer}")  # before the replay, not after
+    r = _era_replay(world, manifest_specs)
+    # the key is checked before the replay, against the newest era given that has the reducer
+    m = _with_reducer(r, reducer)
+    cell = cell_key(m.get(reducer), _parse_key(key), f"aos state {reducer}")
     r.verify(until=at)
     click.echo(json_text(r.state(reducer, cell)))
 
@@ -350,7 +372,7 @@ def metrics(world: str) -> None:
 
 
 KIND_STYLES = {"cell": "bold yellow", "step": "bold blue", "event": "bold green", "receipt": "bold magenta",
-               "denial": "bold red", "effect": "bold cyan"}
+               "denial": "bold red", "effect": "bold cyan", "migration": "bold white"}
 
 
 @cli.command()
@@ -478,9 +500,10 @@ def _n(count: int, what: str) -> str:
 
 @cli.command()
 @click.argument("world", type=click.Path(file_okay=False))
-@click.option("--manifest", "manifest_spec", default=None, metavar="MODULE:ATTR",
-              help="Optional: also check the world's era and replay its intact journal, verifying every record.")
-def fsck(world: str, manifest_spec: str | None) -> None:
+@click.option("--manifest", "manifest_specs", multiple=True, metavar="MODULE:ATTR",
+              help="Optional: also check the world's era and replay its intact journal, verifying every record. "
+                   "Repeat it with each earlier era's manifest (any order) to verify those eras too.")
+def fsck(world: str, manifest_specs: tuple[str, ...]) -> None:
     """Check every file of WORLD; print what is intact and up to where. Changes nothing.
 
     Exit status 0 when nothing is damaged, 1 when something is.
@@ -490,8 +513,7 @@ def fsck(world: str, manifest_spec: str | None) -> None:
 
     if not Path(world).is_dir():
         raise click.ClickException(f"{world} is not a directory (no world to check)")
-    m = _load_manifest(manifest_spec) if manifest_spec is not None else None
-    r = check_world(world, m)
+    r = check_world(world, manifests=[_load_manifest(spec) for spec in manifest_specs])
     j = r.journal
     grid = _fields()
     grid.add_row("world", str(r.path))
@@ -533,7 +555,13 @@ def fsck(world: str, manifest_spec: str | None) -> None:
         if s.past_end and s.problem is None:
             what = "PAST THE JOURNAL'S END: " + what[4:]
         grid.add_row("snapshots" if i == 0 else "", f"{s.name[:20]}-…: {what}")
-    if r.verified is not None:
+    if r.era_checks:
+        for i, (era, first, last, what) in enumerate(r.era_checks, 1):
+            span = f"event_ids {first}..{last}" if last >= first else "no steps"
+            grid.add_row(f"era {i}", f"{era.hex()[:12]} ({span}): {what}")
+        if r.verified is not None:
+            grid.add_row("replay", f"state of the intact journal: snapshot hash {r.verified}")
+    elif r.verified is not None:
         grid.add_row("replay", f"verified {_n(j.keep, 'record')}: snapshot hash {r.verified}")
     for note in r.notes:
         grid.add_row("note", note)
@@ -554,19 +582,21 @@ def fsck(world: str, manifest_spec: str | None) -> None:
 @click.argument("world", type=click.Path(file_okay=False))
 @click.option("--to", "dest", required=True, type=click.Path(file_okay=False),
               help="The new world's directory (must not exist).")
-@click.option("--manifest", "manifest_spec", default=None, metavar="MODULE:ATTR",
-              help="Optional: replay the new world and verify every record before it is put in place.")
-def salvage(world: str, dest: str, manifest_spec: str | None) -> None:
+@click.option("--manifest", "manifest_specs", multiple=True, metavar="MODULE:ATTR",
+              help="Optional: replay the new world and verify every record before it is put in place (repeat it "
+                   "with each era's manifest for a world of several eras).")
+def salvage(world: str, dest: str, manifest_specs: tuple[str, ...]) -> None:
     """Copy the intact part of WORLD into a new world at --to NEW. WORLD is never changed.
 
     Keeps the journal up to its first damage, cut at the last whole step,
     the world metadata, the secret and the intact blobs; drops the rest and
-    every snapshot (the new world replays its journal when opened).
+    every snapshot (the new world replays its journal when opened) but the
+    boundary snapshots of a world of several eras, whose era chain it keeps
+    (an upgrade the cut leaves in part is rolled back).
     """
     from aos.salvage import salvage_world
 
-    m = _load_manifest(manifest_spec) if manifest_spec is not None else None
-    r = salvage_world(world, dest, m)
+    r = salvage_world(world, dest, manifests=[_load_manifest(spec) for spec in manifest_specs])
     grid = _fields()
     grid.add_row("salvaged", f"{r.source} -> {r.dest}")
     grid.add_row("kept", f"{_n(r.records, 'record')}, up to event_id {r.last_event_id}; world.cbor"
@@ -585,6 +615,8 @@ def salvage(world: str, dest: str, manifest_spec: str | None) -> None:
     if r.blobs_dropped:
         grid.add_row("", f"{_n(len(r.blobs_dropped), 'blob')} failing its hash not copied: "
                          + ", ".join(b[:12] for b in r.blobs_dropped))
+    if r.eras > 1:
+        grid.add_row("eras", f"{r.eras} kept, with their boundary snapshots: " + ", ".join(r.snapshots_kept))
     grid.add_row("snapshots", f"{len(r.snapshots_dropped)} not copied; the new world replays its journal when "
                               "opened and writes a fresh snapshot when closed")
     if r.verified is not None:
@@ -625,20 +657,29 @@ def _shadow_side(side: Any, what: tuple[str, ...]) -> str:
 @click.option("--last", type=click.IntRange(min=1), default=None, metavar="N", help="Rehearse the last N steps.")
 @click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True, metavar="K",
               help="Show at most K differing steps (all are counted).")
-def shadow(world: str, manifest_spec: str, since: int | None, last: int | None, limit: int) -> None:
-    """Rehearse a proposed manifest on WORLD's recorded history; write nothing.
+@click.option("--proposal", type=int, default=None, metavar="N",
+              help="Journal the result with proposal N (ShadowRunCompleted); the world must be closed.")
+def shadow(world: str, manifest_spec: str, since: int | None, last: int | None, limit: int,
+           proposal: int | None) -> None:
+    """Rehearse a proposed manifest on WORLD's recorded history; write nothing (but --proposal's record).
 
     Runs the recorded inputs and receipts through the proposed code in
     memory and shows every step whose state, emitted events or intents
     differ from the journal. Exit status 0 when the shadow reproduces the
-    journal, 1 when anything differs.
+    journal, 1 when anything differs. With --proposal N, --manifest must be
+    the manifest proposal N proposes, and the counts and predicted costs are
+    journaled with the proposal (`aos eras` shows them).
     """
+    from aos.eras import shadow_closed
     from aos.shadow import shadow_run
 
     if since is not None and last is not None:
         raise click.UsageError("give --since EVENT_ID or --last N, not both")
     p = _world_dir(world)
-    r = shadow_run(p, _load_manifest(manifest_spec), since=since, last=last, limit=limit)
+    if proposal is None:
+        r = shadow_run(p, _load_manifest(manifest_spec), since=since, last=last, limit=limit)
+    else:
+        r = shadow_closed(p, proposal, _load_manifest(manifest_spec), since=since, last=last, limit=limit)
     grid = _fields()
     grid.add_row("world", str(p.resolve()))
     grid.add_row("proposed", f"{r.manifest}, era {r.proposed_era}"
@@ -657,6 +698,8 @@ def shadow(world: str, manifest_spec: str, since: int | None, last: int | None, 
         grid.add_row("left over", f"{r.shadow_ready} input(s) still waiting in the shadow at the journal's end")
     grid.add_row("inputs refused", str(len(r.refused)) if r.refused else "none")
     grid.add_row("result", "the shadow reproduces the journal" if r.ok else "DIFFERS from the journal")
+    if proposal is not None:
+        grid.add_row("recorded", f"ShadowRunCompleted for proposal {proposal} (`aos eras {world}` lists it)")
     out: list[Any] = [grid]
     if r.costs:
         costs = _table("capability", "journal effects", "journal cost", "shadow effects", "shadow cost",
@@ -774,27 +817,57 @@ def apply_cmd(world: str, proposal: int, manifest_spec: str, old_spec: str, migr
         click.echo(f"  {name}: cells dropped")
 
 
+def _proposal_status(pr: Any, chain: list[Any]) -> str:
+    if pr.applied:
+        if pr.proposal not in {e.proposal for e in chain}:  # its EraApplied lies in an apply cut short
+            return "apply interrupted (opening the world rolls it back)"
+        return "applied"
+    return "open" if pr.base == chain[-1].era else "stale (made for an earlier era)"
+
+
+def _world_proposals(p: Path, view: dict[str, Any], chain: list[Any]) -> list[Any]:
+    """Every proposal of the world's journal (that of an interrupted apply's segments included)."""
+    from aos.eras import _segment_era, proposals
+
+    eras = [e.era for e in chain]
+    if "interrupted_apply" in view:
+        eras.append(_segment_era(p / "journal" / view["interrupted_apply"]))
+    return list(proposals(p / "journal", eras).values())
+
+
+def _shadow_runs(pr: Any) -> str:
+    """A proposal's journaled shadow runs, one phrase each."""
+    runs = []
+    for s in pr.shadow_runs:
+        costs = ", ".join(f"{cap} {n}" for cap, n in s.costs)
+        runs.append(f"since event_id {s.since}: {s.compared} compared, {s.differing} differing"
+                    + (f", predicted costs {costs}" if costs else ""))
+    return "; ".join(runs) or "none"
+
+
 @cli.command()
 @click.argument("world", type=click.Path(file_okay=False))
 def eras(world: str) -> None:
-    """The chain of eras of WORLD, and the proposals not applied yet."""
-    from aos.eras import era_chain, proposals, reconcile
+    """The chain of eras of WORLD, and every proposal: its shadow runs, approvals, and whether it was applied."""
+    from aos.eras import era_chain, reconcile
     from aos.world import load_meta
 
     p = _world_dir(world)
-    chain = era_chain(reconcile(p, load_meta(p), write=False))
+    view = reconcile(p, load_meta(p), write=False)
+    chain = era_chain(view)
     table = _table("#", "era", "manifest", "from", "proposal", "boundary snapshot")
     for i, e in enumerate(chain, 1):
         table.add_row(str(i), e.era.hex()[:12], e.name, "creation" if e.proposal is None else
                       f"after event_id {e.event_id}", "" if e.proposal is None else str(e.proposal),
                       e.snapshot or "")
-    pending = [pr for pr in proposals(p / "journal", [e.era for e in chain]).values() if not pr.applied]
+    found = _world_proposals(p, view, chain)
     out: list[Any] = [table]
-    if pending:
-        props = _table("proposal", "base", "era", "approvals", "changes")
-        for pr in pending:
+    if found:
+        props = _table("proposal", "base", "era", "status", "approvals", "shadow runs", "changes")
+        for pr in found:
             props.add_row(str(pr.proposal), pr.base.hex()[:12], pr.era.hex()[:12],
-                          ", ".join(by or "?" for by, _n in pr.approvals) or "none",
+                          _proposal_status(pr, chain),
+                          ", ".join(by or "?" for by, _n in pr.approvals) or "none", _shadow_runs(pr),
                           "; ".join(text for _k, text in pr.changes))
         out += ["", props]
     _out(*out)

@@ -43,16 +43,18 @@ from aos.records import (
     CellMigrated,
     EraApplied,
     ProposalSubmitted,
+    ShadowRunCompleted,
     SnapshotCreated,
 )
 from aos.snapshot import restore_doc, snapshot_doc, snapshot_index, write_snapshot
 from aos.upcast import check_inbox
 
 if TYPE_CHECKING:
+    from aos.shadow import ShadowReport
     from aos.world import World
 
 __all__ = ["Era", "Proposal", "UpgradeResult", "era_chain", "reconcile", "propose", "approve", "apply",
-           "approve_closed", "record_shadow_run",
+           "approve_closed", "record_shadow_run", "shadow_proposal", "shadow_closed",
            "upgrade", "changes", "transition", "proposals"]
 
 Migration = Callable[[Any], Any]
@@ -107,7 +109,7 @@ def changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, s
 # ------------------------------------------------------------------ the journal's view
 @dataclass
 class Proposal:
-    """A proposal found in the journal, with its approvals and whether it was applied."""
+    """A proposal found in the journal, with its approvals, its shadow runs and whether it was applied."""
 
     proposal: int
     base: bytes
@@ -116,9 +118,10 @@ class Proposal:
     changes: list[tuple[str, str]]
     approvals: list[tuple[str, str]] = field(default_factory=list)  # (by, note)
     applied: bool = False
+    shadow_runs: list[ShadowRunCompleted] = field(default_factory=list)  # oldest first
 
 
-_ERA_RECORDS = {"ProposalSubmitted", "ApprovalRecorded", "EraApplied"}
+_ERA_RECORDS = {"ProposalSubmitted", "ApprovalRecorded", "ShadowRunCompleted", "EraApplied"}
 
 
 def proposals(journal_dir: Path, eras: Sequence[bytes] | None = None) -> dict[int, Proposal]:
@@ -133,6 +136,8 @@ def proposals(journal_dir: Path, eras: Sequence[bytes] | None = None) -> dict[in
                                            list(rec.changes))
         elif isinstance(rec, ApprovalRecorded) and rec.proposal in found:
             found[rec.proposal].approvals.append((rec.by, rec.note))
+        elif isinstance(rec, ShadowRunCompleted) and rec.proposal in found:
+            found[rec.proposal].shadow_runs.append(rec)
         elif isinstance(rec, EraApplied) and rec.proposal in found:
             found[rec.proposal].applied = True
     return found
@@ -346,8 +351,6 @@ def record_shadow_run(world: "World", proposal: int, *, since: int, compared: in
     manifest, in memory) is :mod:`aos.shadow`'s; this is where its report is
     attached to the proposal.
     """
-    from aos.records import ShadowRunCompleted
-
     world._live()
     for name, v in (("since", since), ("compared", compared), ("differing", differing)):
         if type(v) is not int or v < 0:
@@ -387,33 +390,109 @@ def approve_closed(path: Any, proposal: int, by: str = "", note: str = "") -> No
     journal ends inside a step (a crash cut it there): opening the world
     with its manifest completes the step first.
     """
+    if type(by) is not str or type(note) is not str:
+        raise TypeError("by and note must be strings")
+    _append_closed(path, proposal, "approve", lambda _p, _prop: ApprovalRecorded(proposal, by, note))
+
+
+def _append_closed(path: Any, proposal: int, what: str,
+                   make: Callable[[Path, Proposal], Any]) -> None:
+    """Append the record ``make(path, proposal)`` returns to the journal of a closed world, locked meanwhile.
+
+    ``make`` runs while the world is locked, after the proposal was found
+    (not applied, made for the current era) and the journal checked to end
+    at a whole step; it may raise to refuse (nothing is then written).
+    """
     import os
 
     from aos.errors import UpgradeError
     from aos.fsck import walk_journal
     from aos.world import load_meta
 
-    if type(by) is not str or type(note) is not str:
-        raise TypeError("by and note must be strings")
     p = Path(path)
     meta = load_meta(p)
     fd = lock_world(p)
     try:
         meta = reconcile(p, load_meta(p))
         eras = [e.era for e in era_chain(meta)]
-        _found(p, eras, proposal)
+        prop = _found(p, eras, proposal)
         walk = walk_journal(p / "journal", eras)
         if walk.damage is not None or walk.keep != walk.records:
             raise UpgradeError(f"the journal of {p} ends inside a step or is damaged (`aos fsck {p}`): open the "
-                               "world once with its manifest, then approve")
+                               f"world once with its manifest, then {what}")
+        rec = make(p, prop)
         j = Journal.open(p / "journal", eras[-1], "always", existing=meta.get("watermark") is True)
         try:
-            j.append(ApprovalRecorded(proposal, by, note))
+            j.append(rec)
             j.commit_point()
         finally:
             j.close()
     finally:
         os.close(fd)
+
+
+def _shadow_record(proposal: int, report: "ShadowReport") -> ShadowRunCompleted:
+    """The ``ShadowRunCompleted`` that sums up ``report``: the window's first event_id, counts, predicted costs."""
+    costs = tuple(sorted((cap, c.shadow_cost) for cap, c in report.costs.items()))
+    return ShadowRunCompleted(proposal, report.first_event_id, report.compared, report.differing, costs)
+
+
+def _check_proposed(path: Path, prop: Proposal, manifest: Manifest) -> None:
+    if not isinstance(manifest, Manifest):
+        raise TypeError(f"manifest must be an aos.Manifest, got {type(manifest).__name__}")
+    if manifest.era != prop.era:
+        raise ManifestMismatchError(f"manifest {manifest.name} has era {manifest.era.hex()[:12]}, but proposal "
+                                    f"{prop.proposal} of world {path} proposes era {prop.era.hex()[:12]}")
+
+
+def shadow_proposal(world: "World", proposal: int, manifest: Manifest, *, since: int | None = None,
+                    last: int | None = None, limit: int | None = None) -> "ShadowReport":
+    """Shadow-run ``proposal``'s manifest on the open world's recent history and journal what it found.
+
+    Runs :func:`aos.shadow.shadow_run` of ``manifest`` (which must be the
+    proposed one) over the window (``since``/``last``; by default from the
+    newest snapshot with steps after it), then journals a
+    ``ShadowRunCompleted`` for the proposal: the first event_id compared,
+    the steps compared and differing, and the predicted cost per
+    capability. Returns the full report. Nothing is journaled when the
+    shadow cannot run (``ShadowError``) or the proposal is unknown, applied
+    or stale.
+    """
+    from aos.shadow import shadow_run
+
+    world._live()
+
+    def run() -> "ShadowReport":
+        prop = _find(world, proposal)  # flushes the journal: the shadow reads every record written so far
+        _check_proposed(world.path, prop, manifest)
+        report = shadow_run(world.path, manifest, since=since, last=last, limit=limit)
+        j = world._journal
+        j.append(_shadow_record(proposal, report))
+        j.commit_point()
+        j.flush(sync=True)
+        return report
+
+    return world._on_runner(run)  # type: ignore[no-any-return]
+
+
+def shadow_closed(path: Any, proposal: int, manifest: Manifest, *, since: int | None = None,
+                  last: int | None = None, limit: int | None = None) -> "ShadowReport":
+    """:func:`shadow_proposal` on a closed world (``aos shadow --proposal N``): no manifest of its era needed.
+
+    The world is locked from the run until its ``ShadowRunCompleted`` is
+    appended, so the record describes exactly the history it follows.
+    """
+    from aos.shadow import shadow_run
+
+    out: list[ShadowReport] = []
+
+    def make(p: Path, prop: Proposal) -> ShadowRunCompleted:
+        _check_proposed(p, prop, manifest)
+        out.append(shadow_run(p, manifest, since=since, last=last, limit=limit))
+        return _shadow_record(proposal, out[0])
+
+    _append_closed(path, proposal, "shadow the proposal", make)
+    return out[0]
 
 
 @dataclass(frozen=True)

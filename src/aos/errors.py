@@ -15,6 +15,7 @@ __all__ = [
     "DuplicateReceiptError", "ReceiptOverBudgetError", "InvariantViolation", "Backpressure",
     "InvalidEffectError", "ReducerError", "UpgradeError", "UnknownProposalError", "NotApprovedError",
     "StaleProposalError", "LiveCellsError", "MigrationError", "PinnedEraError", "UpcastError",
+    "EraManifestMissingError",
 ]
 
 
@@ -236,6 +237,20 @@ class ReplayDivergenceError(AosError):
         cell = f", reducer {reducer}, key {key!r}" if reducer is not None else ""
         hashes = f": journal has {expected}, replay gives {actual}" if expected or actual else ""
         super().__init__(f"replay diverged at {where}{cell} ({detail}){hashes}")
+
+
+class EraManifestMissingError(AosError, ValueError):
+    """A point of a world's history lies in an era whose manifest was not given (docs/upgrades.md).
+
+    ``era`` is that era (hex), ``manifest`` its manifest's name, ``event_id``
+    the point asked for.
+    """
+
+    def __init__(self, message: str, *, era: str, manifest: str, event_id: int) -> None:
+        self.era = era
+        self.manifest = manifest
+        self.event_id = event_id
+        super().__init__(message)
 
 
 # -------------------------------------------------------------- receipts

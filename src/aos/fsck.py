@@ -132,6 +132,9 @@ class FsckReport:
     watermark_state: str = ""
     snapshots: list[SnapshotCheck] = field(default_factory=list)
     verified: str | None = None  # the state hash a replay of the intact prefix gave (with a manifest)
+    #: per era (oldest first) with manifests given: (era, first event_id, last event_id, what the replay found:
+    #: "verified", "not re-executed: ...", or "FAILED: ...")
+    era_checks: list[tuple[bytes, int, int, str]] = field(default_factory=list)
     journal_state: str = ""  # "MISSING" / "EMPTY" where the journal directory should hold segments
 
     @property
@@ -256,7 +259,7 @@ def prefix_batches(directory: Path, era: bytes | None,
 
 
 # ------------------------------------------------------------------ the files
-def _check_meta(report: FsckReport, manifest: Manifest | None) -> None:
+def _check_meta(report: FsckReport, manifest: Manifest | None, others: tuple[Manifest, ...] = ()) -> None:
     p = report.path
     meta_path = p / META
     if not meta_path.is_file():
@@ -304,6 +307,15 @@ def _check_meta(report: FsckReport, manifest: Manifest | None) -> None:
             read_meta(p, manifest)
         except AosError as exc:
             report.problems.append(Problem(META, None, f"does not match the manifest given: {exc}"))
+    for m in others:  # manifests of earlier eras (--manifest given more than once)
+        if m.era not in report.eras:
+            from aos.world import read_meta
+
+            try:  # the changes against the current era say what differs
+                read_meta(p, m)
+            except AosError as exc:
+                report.problems.append(Problem(META, None, f"the manifest given {m.name} (era {m.era.hex()[:12]}) "
+                                                           f"is none of the world's {len(report.eras)} era(s): {exc}"))
 
 
 def _check_watermark(report: FsckReport) -> None:
@@ -349,7 +361,8 @@ def _compare_watermark(report: FsckReport) -> None:
             "acknowledged: the journal is not the one that was synced"))
 
 
-def _check_snapshot(report: FsckReport, path: Path, manifest: Manifest | None) -> SnapshotCheck:
+def _check_snapshot(report: FsckReport, path: Path, manifests: dict[bytes, Manifest]) -> SnapshotCheck:
+    """Check one snapshot file; with the manifest of its era (``manifests``, by era) also load it."""
     name = path.name
     try:
         index = snapshot_index(path)
@@ -386,6 +399,7 @@ def _check_snapshot(report: FsckReport, path: Path, manifest: Manifest | None) -
     except (AosError, KeyError, TypeError, ValueError, AttributeError) as exc:
         check.problem = f"malformed: {exc}"
         return check
+    manifest = manifests.get(doc["era"])
     if manifest is not None and report.meta is not None:
         from aos.kernel import Kernel
         from aos.snapshot import load_snapshot
@@ -408,6 +422,59 @@ def _check_snapshot(report: FsckReport, path: Path, manifest: Manifest | None) -
     return check
 
 
+def _batches_from(directory: Path, eras: list[bytes], start: Position | None,
+                  records: int) -> Iterator[tuple[str, int, list[tuple[int, bytes, bytes]]]]:
+    """The journal's records from ``start`` up to (not including) record ``records``."""
+    for name, first, found in JournalReader(directory, eras).batches(start):
+        if first + len(found) >= records:
+            if records > first:
+                yield name, first, found[:records - first]
+            return
+        yield name, first, found
+
+
+def _verify_eras(report: FsckReport, manifests: list[Manifest]) -> None:
+    """Replay each era of the intact prefix with its own manifest, from its boundary snapshot (the first era
+    from the journal's start) to its end; eras without a manifest given are reported as not re-executed."""
+    from aos.eras import era_chain, reconcile
+    from aos.kernel import Kernel
+    from aos.replay import VerifyingSink, replay_entries
+    from aos.snapshot import load_snapshot
+
+    assert report.meta is not None
+    w = report.journal
+    chain = era_chain(reconcile(report.path, report.meta, write=False))
+    by_era = {m.era: m for m in manifests}
+    for i, era in enumerate(chain):
+        first = era.event_id + 1
+        last = chain[i + 1].event_id if i + 1 < len(chain) else w.last_event_id
+        m = by_era.get(era.era)
+        if m is None:
+            report.era_checks.append((era.era, first, last, "not re-executed: no manifest of this era was given"))
+            continue
+        kernel = Kernel(m, None, window=report.meta["window"], aging=report.meta["aging"])  # type: ignore[arg-type]
+        start: Position | None = None
+        try:
+            if i > 0:
+                assert era.snapshot is not None
+                start = load_snapshot(report.path / "snapshots" / era.snapshot, kernel, m.era)
+                if start.index >= w.keep:
+                    report.era_checks.append((era.era, first, last, "not re-executed: the era begins after the "
+                                                                    "intact journal's end"))
+                    continue
+            sink = VerifyingSink(_batches_from(report.path / "journal", report.eras, start, w.keep))
+            kernel.sink = sink
+            replay_entries(kernel, sink)
+        except (AosError, AssertionError) as exc:
+            what = f"boundary snapshot snapshots/{era.snapshot}" if start is None and i > 0 else "replay"
+            report.era_checks.append((era.era, first, last, f"FAILED: {what}: {exc}"))
+            report.problems.append(Problem("journal", None, f"replay of era {era.era.hex()[:12]} failed: {exc}"))
+            continue
+        report.era_checks.append((era.era, first, kernel.last_event_id, "verified"))
+        if i == len(chain) - 1:
+            report.verified = kernel.cells.snapshot_hash().hex()
+
+
 def _verify(report: FsckReport, manifest: Manifest) -> None:
     """Replay the intact prefix up to its step boundary, verifying every record."""
     from aos.kernel import Kernel
@@ -416,8 +483,7 @@ def _verify(report: FsckReport, manifest: Manifest) -> None:
     assert report.meta is not None
     w = report.journal
     if len(report.eras) > 1:
-        report.notes.append(f"the world has {len(report.eras)} eras: verify it with `aos replay --verify` and "
-                            "the manifest of each era (docs/upgrades.md)")
+        _verify_eras(report, [manifest])
         return
     sink = VerifyingSink(prefix_batches(report.path / "journal", report.era, w.keep))
     kernel = Kernel(manifest, sink, window=report.meta["window"], aging=report.meta["aging"])  # type: ignore[arg-type]
@@ -429,14 +495,29 @@ def _verify(report: FsckReport, manifest: Manifest) -> None:
     report.verified = kernel.cells.snapshot_hash().hex()
 
 
-def check_world(path: str | os.PathLike[str], manifest: Manifest | None = None) -> FsckReport:
-    """Check every file of the world at ``path``; change nothing. See the module docstring."""
+def check_world(path: str | os.PathLike[str], manifest: Manifest | None = None, *,
+                manifests: list[Manifest] | tuple[Manifest, ...] = ()) -> FsckReport:
+    """Check every file of the world at ``path``; change nothing. See the module docstring.
+
+    ``manifest``: the current era's manifest; ``manifests``: manifests of
+    the world's eras (any order; the current era's among them or given as
+    ``manifest``): each era is then replayed with its own, and eras without
+    one are reported as not re-executed (:attr:`FsckReport.era_checks`).
+    """
     report = FsckReport(Path(path))
     p = report.path
     if not p.is_dir():
         report.problems.append(Problem(".", None, f"{p} is not a directory"))
         return report
-    _check_meta(report, manifest)
+    given = list(manifests)
+    for m in given:
+        if not isinstance(m, Manifest):
+            raise TypeError(f"manifests must be aos.Manifest objects, got {type(m).__name__}")
+    if manifest is None and given:
+        current = _current_era(p)
+        manifest = next((m for m in given if m.era == current), None)
+    others = [m for m in given if m is not manifest]
+    _check_meta(report, manifest, tuple(others))
     secret = p / SECRET_FILE
     report.secret = secret.is_file() and secret.stat().st_size == 32
     if not report.secret:
@@ -468,7 +549,7 @@ def check_world(path: str | os.PathLike[str], manifest: Manifest | None = None) 
         report.problems.append(w.damage)
     _compare_watermark(report)
     for s in snaps:
-        check = _check_snapshot(report, s, manifest)
+        check = _check_snapshot(report, s, {m.era: m for m in others + ([manifest] if manifest else [])})
         report.snapshots.append(check)
         if check.problem is not None:
             report.problems.append(Problem(f"snapshots/{s.name}", None, check.problem))
@@ -489,6 +570,17 @@ def check_world(path: str | os.PathLike[str], manifest: Manifest | None = None) 
         leftovers += sorted(f"journal/{c.name}" for c in d.iterdir() if c.name.endswith(".tmp"))
     if leftovers:
         report.notes.append(f"leftover temporary files (an interrupted write): {', '.join(leftovers)}")
-    if manifest is not None and report.meta is not None and not any(pr.file == META for pr in report.problems):
-        _verify(report, manifest)
+    if report.meta is not None and not any(pr.file == META for pr in report.problems):
+        if others:
+            _verify_eras(report, ([manifest] if manifest is not None else []) + others)
+        elif manifest is not None:
+            _verify(report, manifest)
     return report
+
+
+def _current_era(p: Path) -> bytes | None:
+    """The era ``world.cbor`` names (None where it cannot be read: its check reports why)."""
+    try:
+        return canonical.hash_value(canonical.decode((p / META).read_bytes(), META)["manifest"])
+    except Exception:
+        return None

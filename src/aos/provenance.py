@@ -19,7 +19,11 @@ The graph's edges point from what is explained to its cause:
   outside have no cause: they are the leaves);
 * receipt --answers--> the effect intent it settles;
 * denial --denies--> the effect intent that was refused;
-* effect --intended by--> the step whose ``StepCommitted`` carries the intent.
+* effect --intended by--> the step whose ``StepCommitted`` carries the intent;
+* cell state --written by--> the migration at an era boundary, when a
+  ``CellMigrated`` wrote the cell after its last step (docs/upgrades.md);
+  migration --migrated from--> the last step that wrote the cell before the
+  boundary (the state the migration function was given).
 """
 
 from __future__ import annotations
@@ -34,7 +38,9 @@ from aos import canonical
 from aos.errors import AosError
 from aos.journal import JournalReader
 from aos.records import (
+    CellMigrated,
     EffectQueued,
+    EraApplied,
     EventAdmitted,
     InvariantViolated,
     PolicyDecision,
@@ -94,7 +100,7 @@ class Node:
     """One node: ``id`` is unique in its graph (``step:12``, ``event:40``, ``effect:<hex>``, ``cell``)."""
 
     id: str
-    kind: str  # "cell", "step", "event", "receipt", "denial" or "effect"
+    kind: str  # "cell", "step", "event", "receipt", "denial", "effect" or "migration"
     title: str  # e.g. "step 12"
     text: str  # what it is, on one line
 
@@ -277,7 +283,7 @@ class WhyGraph:
 
 
 COLOURS = {"cell": "#f6d55c", "step": "#9ecae1", "event": "#c7e9c0", "receipt": "#fdd0a2",
-           "denial": "#fcbba1", "effect": "#dadaeb"}
+           "denial": "#fcbba1", "effect": "#dadaeb", "migration": "#d9d9d9"}
 
 
 # ------------------------------------------------------------------ the index
@@ -305,6 +311,21 @@ class _Event:
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class _Migration:
+    """A ``CellMigrated`` at the era boundary after ticket ``event_id`` (``index``: its journal index)."""
+
+    index: int
+    event_id: int
+    reducer: str
+    key: Any
+    state_hash: bytes | None
+    proposal: int
+    ends: bytes
+    starts: bytes
+    migrated: bool  # the reducer's migration ran (False: the proposal dropped or retired it)
+
+
 @dataclass(slots=True)
 class _Intent:
     intent_hash: bytes
@@ -328,11 +349,14 @@ class Provenance:
         self.events: dict[int, _Event] = {}
         self.intents: dict[bytes, _Intent] = {}
         self.writes: dict[tuple[str, Any], list[int]] = {}  # committed steps per cell, in ticket order
+        self.migrations: dict[tuple[str, Any], list[_Migration]] = {}  # CellMigrated per cell, in journal order
+        self._migration_at: dict[int, _Migration] = {}  # by journal index
         self.last_event_id = 0
         self._read()
 
     def _read(self) -> None:
         seq = 0  # the next admission number
+        boundary: EraApplied | None = None
         for entry, rec in JournalReader(self.path / "journal").records():
             if isinstance(rec, (EventAdmitted, ReceiptAppended)) and rec.seq != seq:
                 raise ValueError(f"record {entry.index} of {self.path} admits seq {rec.seq}, expected {seq}")
@@ -372,6 +396,13 @@ class Provenance:
                                           rec.cost)
                 self.intents[rec.intent_hash].receipts.append(seq)
                 seq += 1
+            elif isinstance(rec, EraApplied):
+                boundary = rec
+            elif isinstance(rec, CellMigrated) and boundary is not None:
+                m = _Migration(entry.index, boundary.event_id, rec.reducer, rec.key, rec.state_hash,
+                               boundary.proposal, boundary.ends, boundary.starts, rec.reducer in boundary.migrated)
+                self.migrations.setdefault((rec.reducer, rec.key), []).append(m)
+                self._migration_at[entry.index] = m
 
     # -------------------------------------------------------------- lookups
     def find_intent(self, text: str) -> bytes:
@@ -414,34 +445,57 @@ class Provenance:
         wrote; ``depth`` earlier writes are shown too, each with its causes.
         """
         until = self._check_at(at)
-        writes = self.writes.get((reducer, key))
-        if writes is None:
+        writers = self._writers((reducer, key))
+        if not writers:
             if not any(s.reducer == reducer for s in self.steps.values()):
                 raise UnknownSubjectError(f"no step of reducer {reducer!r} in the journal of {self.path}")
             raise UnknownSubjectError(f"no cell ({reducer}, {key!r}) was written in the journal of {self.path}")
-        upto = [eid for eid in writes if eid <= until]
+        # a migration after ticket E is part of the state as of E only at the journal's end (no --at): a replay
+        # until E stops before the era boundary
+        upto = [w for w in writers if w[0][0] < until or (w[0][0] == until and (w[0][1] == 0 or at is None))]
         if not upto:
             raise UnknownSubjectError(f"cell ({reducer}, {key!r}) has no committed write up to event_id {until} "
-                                      f"(its first is at event_id {writes[0]})")
-        last = self.steps[upto[-1]]
-        state = "deleted" if last.state_hash is None else f"state {_short(last.state_hash)}"
+                                      f"(its first is at event_id {writers[0][0][0]})")
+        last = upto[-1][1]
+        kind, _, ident = last.partition(":")
+        written = self.steps[int(ident)].state_hash if kind == "step" else self._migration_at[int(ident)].state_hash
+        state = "deleted" if written is None else f"state {_short(written)}"
+        state += f" as of event_id {until}" + (" and the era boundary after it" if upto[-1][0] == (until, 1) else "")
         g = WhyGraph("cell")
-        g.add(Node("cell", "cell", f"cell {reducer} {key!r}", f"{state} as of event_id {until}"))
-        g.link("cell", f"step:{last.event_id}", "written by")
-        self._build(g, [f"step:{last.event_id}"])
-        self._history(g, last.event_id, depth)
+        g.add(Node("cell", "cell", f"cell {reducer} {key!r}", state))
+        g.link("cell", last, "written by")
+        self._build(g, [last])
+        self._history(g, last, depth)
         return g
 
+    def _writers(self, cell: tuple[str, Any]) -> list[tuple[tuple[int, int], str]]:
+        """Everything that wrote ``cell``, oldest first: ``((event_id, 0), "step:N")`` for a committed step,
+        ``((event_id, 1), "migration:INDEX")`` for a migration at the boundary after ticket ``event_id``."""
+        out = [((eid, 0), f"step:{eid}") for eid in self.writes.get(cell, ())]
+        out += [((m.event_id, 1), f"migration:{m.index}") for m in self.migrations.get(cell, ())]
+        out.sort()
+        return out
+
     # -------------------------------------------------------------- building
-    def _history(self, g: WhyGraph, event_id: int, depth: int) -> None:
-        """Link ``depth`` earlier writes of the step's cell to the step, newest first, and explain them."""
+    def _history(self, g: WhyGraph, writer: int | str, depth: int) -> None:
+        """Link ``depth`` earlier writes of the writer's cell to it, newest first, and explain them.
+
+        ``writer``: a step's event_id, or a node id (``step:N``, ``migration:INDEX``).
+        """
         if depth <= 0:
             return
-        step = self.steps[event_id]
-        earlier = [eid for eid in self.writes.get((step.reducer, step.key), []) if eid < event_id][-depth:]
-        for eid in reversed(earlier):
-            g.link(f"step:{event_id}", f"step:{eid}", "earlier write")
-        self._build(g, [f"step:{eid}" for eid in reversed(earlier)])
+        nid = f"step:{writer}" if isinstance(writer, int) else writer
+        kind, _, ident = nid.partition(":")
+        if kind == "step":
+            step = self.steps[int(ident)]
+            cell, order = (step.reducer, step.key), (step.event_id, 0)
+        else:
+            m = self._migration_at[int(ident)]
+            cell, order = (m.reducer, m.key), (m.event_id, 1)
+        earlier = [w for o, w in self._writers(cell) if o < order][-depth:]
+        for w in reversed(earlier):
+            g.link(nid, w, "earlier write")
+        self._build(g, list(reversed(earlier)))
 
     def _build(self, g: WhyGraph, todo: list[str]) -> None:
         """Add the nodes named in ``todo`` and, transitively, all their causes."""
@@ -453,6 +507,8 @@ class Provenance:
                 node, causes = self._step_node(int(ident))
             elif kind == "event":
                 node, causes = self._event_node(int(ident))
+            elif kind == "migration":
+                node, causes = self._migration_node(int(ident))
             else:
                 node, causes = self._effect_node(bytes.fromhex(ident))
             if not g.add(node):
@@ -470,6 +526,20 @@ class Provenance:
             what = s.outcome + (f" ({s.error})" if s.error else "")
         node = Node(f"step:{eid}", "step", f"step {eid}", f"{s.reducer} {s.key!r} {what}")
         return node, [("consumed", f"event:{s.input}")]
+
+    def _migration_node(self, index: int) -> tuple[Node, list[tuple[str, str]]]:
+        m = self._migration_at[index]
+        what = "deleted the cell" if m.state_hash is None else f"wrote state {_short(m.state_hash)}"
+        text = (f"{m.reducer} {m.key!r} {what} at the era boundary after event_id {m.event_id}: era "
+                f"{_short(m.ends)} -> {_short(m.starts)}, proposal {m.proposal}")
+        before = [eid for eid in self.writes.get((m.reducer, m.key), ()) if eid <= m.event_id]
+        earlier = [x for x in self.migrations.get((m.reducer, m.key), ()) if x.event_id < m.event_id]
+        causes: list[tuple[str, str]] = []
+        if before and (not earlier or earlier[-1].event_id < before[-1]):
+            causes.append(("migrated from", f"step:{before[-1]}"))
+        elif earlier:
+            causes.append(("migrated from", f"migration:{earlier[-1].index}"))
+        return Node(f"migration:{index}", "migration", "migration", text), causes
 
     def _event_node(self, seq: int) -> tuple[Node, list[tuple[str, str]]]:
         e = self.events[seq]

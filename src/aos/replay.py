@@ -263,6 +263,8 @@ class Replay:
         self.first_era = self.eras[first]  # the oldest era re-executed
         self._manifests = [by_era[e.era] for e in self.eras[first:]]
         self.manifest = self._manifests[-1]
+        #: the manifests of the eras re-executed, oldest first
+        self.manifests: tuple[Manifest, ...] = tuple(self._manifests)
         boundary = self.eras[first].event_id
         #: event_ids the replay does not re-execute (written in eras whose manifest was not given)
         self.not_reexecuted: range = range(1, boundary + 1) if first > 0 else range(1, 1)
@@ -281,9 +283,7 @@ class Replay:
         if until is not None and (type(until) is not int or until < 0):
             raise ValueError(f"until must be an event_id >= 0, got {until!r}")
         if until is not None and self._first > 0 and until < self.first_era.event_id:
-            raise ValueError(f"event_id {until} of {self.path} lies in an era before {self.first_era.era.hex()[:12]} "
-                             f"(which starts after event_id {self.first_era.event_id}): give the manifest of each "
-                             "era from there on")
+            raise _era_missing(self.path, self.eras, self._first, until)
         proof = _longest_proof(self.path, self.meta)  # read before the journal: a writer only adds to both
         reader = JournalReader(self.path / "journal", [e.era for e in self.eras])
         era_at = self._first
@@ -402,6 +402,21 @@ def _check_end(path: Path, end: Any, proof: tuple[int, str] | None) -> None:
         raise JournalTruncatedError(segment_name(end.segment), end.offset,
                                     f"the journal holds {end.index} records, but {evidence} proves {expected}",
                                     evidence, end.index, expected, path)
+
+
+def _era_missing(path: Path, eras: Sequence[Any], first: int, until: int) -> Exception:
+    """The typed error for ticket ``until`` of an era before ``eras[first]``, naming that era."""
+    from aos.errors import EraManifestMissingError
+
+    at = max(i for i in range(first) if i == 0 or eras[i].event_id < until)
+    e = eras[at]
+    since = "from the world's creation" if at == 0 else f"after event_id {e.event_id}"
+    missing = ", ".join(f"{x.era.hex()[:12]} ({x.name})" for x in eras[at:first])
+    return EraManifestMissingError(
+        f"event_id {until} of {path} lies in era {e.era.hex()[:12]} (manifest {e.name}, era {at + 1} of {len(eras)}, "
+        f"{since}), whose manifest was not given: give the manifest of each era from it on "
+        f"(--manifest or manifests=[...]; missing: {missing})",
+        era=e.era.hex(), manifest=e.name, event_id=until)
 
 
 def replay(path: str | os.PathLike[str], manifest: Manifest | None = None, *,

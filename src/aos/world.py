@@ -871,6 +871,16 @@ class World:
 
         return apply(self, proposal, manifest, migrate=migrate, adopt=adopt, drop=drop, retire=retire)
 
+    def shadow(self, proposal: int, manifest: Manifest, *, since: int | None = None, last: int | None = None,
+               limit: int | None = None) -> Any:
+        """Shadow-run ``proposal``'s manifest on recent history; journal the result with the proposal.
+
+        Returns the :class:`aos.shadow.ShadowReport`; see :func:`aos.eras.shadow_proposal`.
+        """
+        from aos.eras import shadow_proposal
+
+        return shadow_proposal(self, proposal, manifest, since=since, last=last, limit=limit)
+
     @property
     def window(self) -> int:
         return self._kernel.window
