@@ -504,7 +504,8 @@ def test_an_instance_counts_by_its_class_and_a_long_walk_is_bounded(tmp_path: Pa
     def r(ctx, state, event):
         return STORE.get(2) + f0(1)
     '''
-    chain = "".join(f"\ndef f{i}(x):\n    return f{i + 1}(x)\n" for i in range(1100)) + "\ndef f1100(x):\n    return x\n"
+    chain = "".join(f"\ndef f{i}(x):\n    return f{i + 1}(x)\n" for i in range(1100))
+    chain += "\ndef f1100(x):\n    return x\n"
     a = load(tmp_path, textwrap.dedent(src.format(factor=2)) + chain).manifest
     b = load(tmp_path, textwrap.dedent(src.format(factor=3)) + chain).manifest
     assert [c.text for c in aos.changes(a.describe(), b.describe())] == [

@@ -159,7 +159,7 @@ def check_output(where: str, line: str, documented: list[str], actual: list[str]
         assert labels(actual) == labels(documented), f"{where}: {line}"
         return
     assert len(actual) == len(documented), f"{where}: {line}\nprints:\n" + "\n".join(actual)
-    for doc, got in zip(documented, actual):
+    for doc, got in zip(documented, actual, strict=True):
         assert matches(doc, got), f"{where}: {line}\ndocumented: {doc}\nprints:     {got}"
 
 

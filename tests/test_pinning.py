@@ -266,3 +266,30 @@ def test_an_old_schema_event_reaches_a_pinned_cell_as_it_was_journaled(tmp_path:
         assert w.state("test/Stock@1", "old")["seen"] == [["test/Placed@1", 1, 1], ["test/Placed@1", 2, 1]]
         assert w.state("test/Stock@1", "new")["seen"] == [["test/Placed@2", 3, 2]]
     aos.replay(p, manifests=[v1, v2]).verify()
+
+
+def test_tools_take_the_manifests_of_pinned_eras(tmp_path: Path) -> None:
+    """fsck, shadow runs (of a proposal too) and assert_replays run pinned cells with their era's code."""
+    from aos.fsck import check_world
+    from aos.shadow import shadow_run
+    from aos.testing import assert_replays
+
+    p = tmp_path / "w"
+    _v1_world(p)
+    aos.upgrade(p, shop(2), old=shop(1))
+    with aos.World.open(p, shop(2), earlier=[shop(1)]) as w:
+        _hit(w, "a", "c")
+    report = check_world(p, manifests=[shop(1), shop(2)])
+    assert report.ok and [c[3] for c in report.era_checks] == ["verified", "verified"]
+    only_v2 = check_world(p, manifests=[shop(2)])
+    assert only_v2.ok  # a pinned era's missing manifest is not damage
+    assert "pinned" in only_v2.era_checks[-1][3] and "not re-executed" in only_v2.era_checks[-1][3]
+    assert shadow_run(p, shop(2), earlier=[shop(1)]).ok
+    with pytest.raises(aos.PinnedEraError):
+        shadow_run(p, shop(2))
+    assert_replays(p, shop(2), earlier=[shop(1)], since=None, last=2)
+    with aos.World.open(p, shop(2), earlier=[shop(1)]) as w:
+        pid = w.propose(shop(3))
+        rep = w.shadow(pid, shop(3))
+        # the pinned cell "a" keeps v1's code in the rehearsal; "c" runs v3's and differs
+        assert rep.compared == 4 and {(d.reducer, d.key) for d in rep.diffs} == {(COUNTER, "c"), (LOG, None)}

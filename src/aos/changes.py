@@ -202,7 +202,9 @@ def _invariants(old: Any, new: Any, out: list[Change]) -> None:
             out.append(Change("invariant-code", name, x.get("code"), y.get("code"),
                               f"invariant {name}: code changed ({code_details(x, y)})"))
         if x.get("reducers") != y.get("reducers"):
-            show = (lambda r: "all reducers" if r is None else ", ".join(r) or "no reducer")
+            def show(r: Any) -> str:
+                return "all reducers" if r is None else ", ".join(r) or "no reducer"
+
             out.append(Change("invariant-reducers", name, x.get("reducers"), y.get("reducers"),
                               f"invariant {name}: checked for {show(x.get('reducers'))} -> "
                               f"{show(y.get('reducers'))}"))

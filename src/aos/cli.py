@@ -659,8 +659,10 @@ def _shadow_side(side: Any, what: tuple[str, ...]) -> str:
               help="Show at most K differing steps (all are counted).")
 @click.option("--proposal", type=int, default=None, metavar="N",
               help="Journal the result with proposal N (ShadowRunCompleted); the world must be closed.")
+@click.option("--earlier", "earlier_specs", multiple=True, metavar="MODULE:ATTR",
+              help="The manifest of an earlier era whose code pinned cells still run (repeatable).")
 def shadow(world: str, manifest_spec: str, since: int | None, last: int | None, limit: int,
-           proposal: int | None) -> None:
+           proposal: int | None, earlier_specs: tuple[str, ...]) -> None:
     """Rehearse a proposed manifest on WORLD's recorded history; write nothing (but --proposal's record).
 
     Runs the recorded inputs and receipts through the proposed code in
@@ -676,10 +678,12 @@ def shadow(world: str, manifest_spec: str, since: int | None, last: int | None, 
     if since is not None and last is not None:
         raise click.UsageError("give --since EVENT_ID or --last N, not both")
     p = _world_dir(world)
+    earlier = [_load_manifest(s) for s in earlier_specs]
     if proposal is None:
-        r = shadow_run(p, _load_manifest(manifest_spec), since=since, last=last, limit=limit)
+        r = shadow_run(p, _load_manifest(manifest_spec), since=since, last=last, limit=limit, earlier=earlier)
     else:
-        r = shadow_closed(p, proposal, _load_manifest(manifest_spec), since=since, last=last, limit=limit)
+        r = shadow_closed(p, proposal, _load_manifest(manifest_spec), since=since, last=last, limit=limit,
+                          earlier=earlier)
     grid = _fields()
     grid.add_row("world", str(p.resolve()))
     grid.add_row("proposed", f"{r.manifest}, era {r.proposed_era}"

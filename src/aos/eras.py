@@ -465,7 +465,8 @@ def shadow_proposal(world: "World", proposal: int, manifest: Manifest, *, since:
     def run() -> "ShadowReport":
         prop = _find(world, proposal)  # flushes the journal: the shadow reads every record written so far
         _check_proposed(world.path, prop, manifest)
-        report = shadow_run(world.path, manifest, since=since, last=last, limit=limit)
+        report = shadow_run(world.path, manifest, since=since, last=last, limit=limit,
+                            earlier=list(world._kernel.earlier.values()))
         j = world._journal
         j.append(_shadow_record(proposal, report))
         j.commit_point()
@@ -476,7 +477,8 @@ def shadow_proposal(world: "World", proposal: int, manifest: Manifest, *, since:
 
 
 def shadow_closed(path: Any, proposal: int, manifest: Manifest, *, since: int | None = None,
-                  last: int | None = None, limit: int | None = None) -> "ShadowReport":
+                  last: int | None = None, limit: int | None = None,
+                  earlier: Sequence[Manifest] = ()) -> "ShadowReport":
     """:func:`shadow_proposal` on a closed world (``aos shadow --proposal N``): no manifest of its era needed.
 
     The world is locked from the run until its ``ShadowRunCompleted`` is
@@ -488,7 +490,7 @@ def shadow_closed(path: Any, proposal: int, manifest: Manifest, *, since: int | 
 
     def make(p: Path, prop: Proposal) -> ShadowRunCompleted:
         _check_proposed(p, prop, manifest)
-        out.append(shadow_run(p, manifest, since=since, last=last, limit=limit))
+        out.append(shadow_run(p, manifest, since=since, last=last, limit=limit, earlier=earlier))
         return _shadow_record(proposal, out[0])
 
     _append_closed(path, proposal, "shadow the proposal", make)

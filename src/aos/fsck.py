@@ -28,7 +28,7 @@ from typing import Any, Iterator
 import blake3
 
 from aos import canonical
-from aos.errors import AosError, JournalCorruptError, NonCanonicalError, SnapshotCorruptError
+from aos.errors import AosError, JournalCorruptError, NonCanonicalError, PinnedEraError, SnapshotCorruptError
 from aos.journal import (
     FRAME_OVERHEAD,
     GENESIS,
@@ -406,7 +406,9 @@ def _check_snapshot(report: FsckReport, path: Path, manifests: dict[bytes, Manif
 
         try:
             load_snapshot(path, Kernel(manifest, None, window=report.meta["window"],  # type: ignore[arg-type]
-                                       aging=report.meta["aging"]), manifest.era)
+                                       aging=report.meta["aging"], earlier=manifests), manifest.era)
+        except PinnedEraError:
+            pass  # cells pinned to an era whose manifest was not given: not damage, only not loaded in full
         except (SnapshotCorruptError, AosError) as exc:
             check.problem = getattr(exc, "reason", str(exc))
             return check
@@ -452,12 +454,19 @@ def _verify_eras(report: FsckReport, manifests: list[Manifest]) -> None:
         if m is None:
             report.era_checks.append((era.era, first, last, "not re-executed: no manifest of this era was given"))
             continue
-        kernel = Kernel(m, None, window=report.meta["window"], aging=report.meta["aging"])  # type: ignore[arg-type]
+        kernel = Kernel(m, None, window=report.meta["window"], aging=report.meta["aging"],  # type: ignore[arg-type]
+                        earlier={e: mm for e, mm in by_era.items() if e != m.era})
         start: Position | None = None
         try:
             if i > 0:
                 assert era.snapshot is not None
-                start = load_snapshot(report.path / "snapshots" / era.snapshot, kernel, m.era)
+                try:
+                    start = load_snapshot(report.path / "snapshots" / era.snapshot, kernel, m.era)
+                except PinnedEraError as exc:
+                    report.era_checks.append((era.era, first, last, "not re-executed: its cells pinned to "
+                                              f"era(s) {', '.join(e[:12] for e in sorted(exc.eras))} need "
+                                              "that era's manifest"))
+                    continue
                 if start.index >= w.keep:
                     report.era_checks.append((era.era, first, last, "not re-executed: the era begins after the "
                                                                     "intact journal's end"))

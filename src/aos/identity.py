@@ -558,7 +558,7 @@ class _Walk:
                     out += b"?" + repr(sorted(type(v).__name__ for v in (
                         defaults.values() if isinstance(defaults, dict) else defaults))).encode()
         code = fn.__code__
-        for name, cell in zip(code.co_freevars, fn.__closure__ or ()):
+        for name, cell in zip(code.co_freevars, fn.__closure__ or (), strict=False):
             try:
                 value = cell.cell_contents
             except ValueError:
