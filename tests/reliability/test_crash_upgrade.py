@@ -192,12 +192,13 @@ class Trial:
         self.path = tmp / "w"
         self.tag = f"seed {seed}"
         self.segment_bytes = DEFAULT_SEGMENT_BYTES
+        self.stage: str | None = None  # where the kill landed, once read
 
     def fail(self, what: str, count: str) -> None:
         self.counts[count] += 1
         self.failures.add(f"{self.tag}: {what}")
 
-    def run(self, timing: dict[str, tuple[float, float]]) -> None:
+    def run(self, clocks: dict[str, "KillClock"]) -> None:
         rnd = self.rnd
         shutil.copytree(self.template, self.path)
         cfg = {"path": str(self.path), "seed": self.seed, "variant": rnd.choice(["closed", "live"]),
@@ -205,23 +206,31 @@ class Trial:
                "snapshot_every": rnd.choice([0, 0, 17]), "segment_bytes": rnd.choice([DEFAULT_SEGMENT_BYTES, 65_536])}
         self.segment_bytes = cfg["segment_bytes"]  # small segments: the migration records span several
         self.tag = f"seed {self.seed} ({cfg['variant']}, workers={cfg['workers']}, segment_bytes={self.segment_bytes})"
-        lead, upgrade = timing[cfg["variant"]]
+        clock = clocks[cfg["variant"]]
         child = Child(cfg, self.tmp / "child.err", CHILD)
         roll = rnd.random()
-        if roll < 0.2:  # anywhere from the child's start
-            time.sleep(rnd.uniform(0.0, lead + 1.3 * upgrade))
+        delay, aimed = 0.0, False
+        if roll < 0.15:  # anywhere from the child's start
+            time.sleep(rnd.uniform(0.0, clock.lead + 1.3 * clock.upgrade))
         elif not child.wait_line("A", 60):
             rc = child.kill()
             return self.fail(f"the child never began the upgrade (exit {rc}): {child.stderr()}", "child_errors")
-        elif roll < 0.6:  # within the upgrade, as long as it took when measured
-            time.sleep(rnd.uniform(0.0, 1.3 * upgrade))
-        else:  # within its second half, where the apply writes (its first half checks and migrates in memory)
-            time.sleep(rnd.uniform(0.5 * upgrade, 1.2 * upgrade))
+        else:
+            if roll < 0.45:  # within the upgrade, as long as it took when measured
+                delay = rnd.uniform(0.0, 1.3 * clock.upgrade)
+            elif roll < 0.65:  # within its second half, where the apply writes (its first half checks and migrates)
+                delay = rnd.uniform(0.5 * clock.upgrade, 1.2 * clock.upgrade)
+            else:  # around the moment the apply completes (learnt from the kills before): world.cbor's write
+                delay, aimed = max(0.0, rnd.uniform(clock.end - 0.03, clock.end + 0.01)), True
+                self.counts["kills_aimed_at_the_end"] += 1
+            time.sleep(delay)
         rc = child.kill()
         self.counts["kills"] += 1
         if rc != -signal.SIGKILL:
             return self.fail(f"the child exited by itself ({rc}): {child.stderr()}", "child_errors")
         self.check(child.lines)
+        if aimed and self.stage is not None:
+            clock.learn(self.stage == "completed")
 
     def check(self, lines: list[str]) -> None:
         counts, path = self.counts, self.path
@@ -241,7 +250,7 @@ class Trial:
         counts["acked_upgrades"] += acked_upgrade
 
         _p, tail = _journal(path, self.skip)
-        stage = stage_of(path, tail)
+        self.stage = stage = stage_of(path, tail)
         counts[f"killed_{stage}"] += 1
         counts["world_cbor_tmp_left"] += (path / "world.cbor.tmp").exists()
         expected = V2 if stage in ("completed", "apply_record_world_cbor_lags") else V1
@@ -354,7 +363,7 @@ class Trial:
 
 
 # ------------------------------------------------------------------ the runs
-COUNTS = ["trials", "kills", "acked_events", "acked_upgrades", "records_checked",
+COUNTS = ["trials", "kills", "kills_aimed_at_the_end", "acked_events", "acked_upgrades", "records_checked",
           *(f"killed_{s}" for s in STAGES), "world_cbor_tmp_left", "reopened_v1", "reopened_v2",
           "retried_upgrades", "retried_after_a_journaled_proposal", "continued_in_v2",
           # each of these must stay 0
@@ -363,28 +372,47 @@ COUNTS = ["trials", "kills", "acked_events", "acked_upgrades", "records_checked"
           "migration_mismatches", "child_errors"]
 
 
-def _measure(tmp: Path, template: Path, variant: str) -> tuple[float, float]:
-    """How long a child of ``variant`` takes to reach the upgrade, and the upgrade itself (unkilled; the longer
-    of two runs)."""
-    lead = upgrade = 0.0
-    for run in range(2):
-        path = tmp / f"{variant}{run}"
-        shutil.copytree(template, path)
-        cfg = {"path": str(path), "seed": run, "variant": variant, "workers": 0, "accounts": ACCOUNTS,
-               "batches": 4, "snapshot_every": 0, "segment_bytes": 65_536}
-        t0 = time.monotonic()
-        child = Child(cfg, tmp / "child.err", CHILD)
-        try:
-            if not child.wait_line("A", 120):
-                raise AssertionError(f"the measuring child never began the upgrade: {child.stderr()}")
-            t1 = time.monotonic()
-            if not child.wait_line("U", 120):
-                raise AssertionError(f"the measuring child never finished the upgrade: {child.stderr()}")
-            t2 = time.monotonic()
-        finally:
-            child.kill()
-        lead, upgrade = max(lead, t1 - t0), max(upgrade, t2 - t1)
-    return lead, upgrade
+class KillClock:
+    """When to kill a child of one variant, in seconds after it said the upgrade begins (``A``).
+
+    ``lead`` and ``upgrade`` are measured on unkilled children (the longer of
+    two runs). ``end`` tracks the delay at which half the kills find the
+    apply complete (``world.cbor`` written): every kill aimed around it moves
+    it 5 ms down when the apply was complete, 5 ms up when not, so the aimed
+    kills gather about the last writes of an apply — the boundary snapshot's
+    record and ``world.cbor`` — which take a few milliseconds of it.
+    """
+
+    STEP = 0.005
+
+    def __init__(self, lead: float, upgrade: float) -> None:
+        self.lead, self.upgrade = lead, upgrade
+        self.end = 0.8 * upgrade
+
+    def learn(self, completed: bool) -> None:
+        self.end = max(0.0, self.end + (-self.STEP if completed else self.STEP))
+
+    @classmethod
+    def measure(cls, tmp: Path, template: Path, variant: str) -> "KillClock":
+        lead = upgrade = 0.0
+        for run in range(2):
+            path = tmp / f"{variant}{run}"
+            shutil.copytree(template, path)
+            cfg = {"path": str(path), "seed": run, "variant": variant, "workers": 0, "accounts": ACCOUNTS,
+                   "batches": 4, "snapshot_every": 0, "segment_bytes": 65_536}
+            t0 = time.monotonic()
+            child = Child(cfg, tmp / "child.err", CHILD)
+            try:
+                if not child.wait_line("A", 120):
+                    raise AssertionError(f"the measuring child never began the upgrade: {child.stderr()}")
+                t1 = time.monotonic()
+                if not child.wait_line("U", 120):
+                    raise AssertionError(f"the measuring child never finished the upgrade: {child.stderr()}")
+                t2 = time.monotonic()
+            finally:
+                child.kill()
+            lead, upgrade = max(lead, t1 - t0), max(upgrade, t2 - t1)
+        return cls(lead, upgrade)
 
 
 def run_upgrade_crash_trials(tmp: Path, trials: int, base_seed: int) -> tuple[dict[str, Any], Failures]:
@@ -397,20 +425,22 @@ def run_upgrade_crash_trials(tmp: Path, trials: int, base_seed: int) -> tuple[di
     template_records = len(template_tail)
     template_steps = max(r.event_id for _i, r in template_tail if isinstance(r, StepCommitted))
     (tmp / "measure").mkdir()
-    timing = {v: _measure(tmp / "measure", template, v) for v in ("closed", "live")}
-    for v, (lead, upgrade) in timing.items():
-        counts[f"measured_{v}_lead_s"], counts[f"measured_{v}_upgrade_s"] = round(lead, 3), round(upgrade, 3)
+    clocks = {v: KillClock.measure(tmp / "measure", template, v) for v in ("closed", "live")}
+    for v, c in clocks.items():
+        counts[f"measured_{v}_lead_s"], counts[f"measured_{v}_upgrade_s"] = round(c.lead, 3), round(c.upgrade, 3)
     print(f"upgrade crash trials: seeds {base_seed}..{base_seed + trials - 1}", flush=True)
     for i in range(trials):
         d = tmp / f"t{i}"
         d.mkdir()
         try:
-            Trial(d, template, template_records, template_steps, base_seed + i, failures, counts).run(timing)
+            Trial(d, template, template_records, template_steps, base_seed + i, failures, counts).run(clocks)
         except Exception as exc:  # a check that raised is a failure of this trial, not of the whole run
             failures.add(f"seed {base_seed + i}: {type(exc).__name__}: {exc}")
             counts["failed_reopens"] += 1
         counts["trials"] += 1
         shutil.rmtree(d, ignore_errors=True)
+    for v, c in clocks.items():
+        counts[f"learnt_{v}_end_s"] = round(c.end, 3)
     counts["failures"] = len(failures)
     counts["wall_s"] = round(time.monotonic() - t0, 1)
     return counts, failures
