@@ -7,11 +7,12 @@ old=v1, migrate=...)`` on the closed world, or — the ``live`` variant — a
 world that keeps submitting events (acknowledged under
 ``durability="always"``, some left waiting in mailboxes) up to a propose,
 approve and apply on the same open world. The parent kills the child with
-SIGKILL at a seeded random moment (the seeds are printed): a fifth of the
-kills anywhere from the child's start; the others after the child said the
+SIGKILL at a seeded random moment (the seeds are printed): some kills
+anywhere from the child's start; the others after the child said the
 upgrade begins, within the upgrade's length as measured on unkilled children
-of the same variant, half of them in its second half, where the apply writes
-(its first half checks, migrates in memory and builds the new kernel).
+of the same variant, in its second half, where the apply writes (its first
+half checks, migrates in memory and builds the new kernel), or aimed at the
+moment the apply completes (:class:`KillClock`).
 
 Before reopening it reads what the kill left (read-only) and counts where
 the kill landed: before the proposal, after it, inside the apply (the new
