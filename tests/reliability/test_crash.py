@@ -65,9 +65,9 @@ def _env() -> dict[str, str]:
 class Child:
     """A crash child whose stdout lines are collected as they come."""
 
-    def __init__(self, cfg: dict[str, Any], stderr_path: Path) -> None:
+    def __init__(self, cfg: dict[str, Any], stderr_path: Path, script: Path = CHILD) -> None:
         self._stderr = open(stderr_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, str(CHILD), json.dumps(cfg)], stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, str(script), json.dumps(cfg)], stdout=subprocess.PIPE,
                                      stderr=self._stderr, env=_env(), text=True, bufsize=1)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -88,6 +88,18 @@ class Child:
                 self._reader.join(5)
                 return bool(self.lines)
             time.sleep(0.002)
+        return False
+
+    def wait_line(self, line: str, timeout: float) -> bool:
+        """Wait until the child printed ``line`` (False: it did not, in time, or it ended)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if line in self.lines:
+                return True
+            if self.proc.poll() is not None:
+                self._reader.join(5)
+                return line in self.lines
+            time.sleep(0.001)
         return False
 
     def kill(self) -> int:
