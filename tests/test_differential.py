@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 
 sys.path.insert(0, str(Path(__file__).parent / "reliability"))
 
-from differential.paths import PATHS, check  # noqa: E402
-from differential.workload import Workload, workloads  # noqa: E402
+from differential.paths import PATHS, Divergence, check  # noqa: E402
+from differential.workload import CONTENTION, Workload, workloads  # noqa: E402
 from reliability_support import record, scaled  # noqa: E402
 
 SHORT_EXAMPLES, LONG_EXAMPLES = 30, 1500
@@ -42,14 +42,19 @@ def run_examples(tmp: Path, mode: str, examples: int) -> dict[str, Any]:
     t0 = time.monotonic()
     counts: Counter[str] = Counter()
     kinds: Counter[str] = Counter()
+    failing: dict[str, Any] = {}  # once a path diverged, shrinking runs the reference and that path only
 
     @settings(max_examples=examples, deadline=None, database=None, derandomize=mode == "short",
               suppress_health_check=list(HealthCheck))
     @given(wl=workloads())
+    @example(wl=CONTENTION)  # stale budget reads on every parallel run
     def differential(wl: Workload) -> None:
         where = Path(tempfile.mkdtemp(dir=tmp))
         try:
-            out = check(wl, where)
+            out = check(wl, where, {n: PATHS[n] for n in failing if n in PATHS} if failing else None)
+        except Divergence as exc:
+            failing.setdefault(exc.path, True)
+            raise
         finally:
             shutil.rmtree(where, ignore_errors=True)
         ref = out["inline"]
@@ -71,6 +76,7 @@ def run_examples(tmp: Path, mode: str, examples: int) -> dict[str, Any]:
     return result
 
 
+@pytest.mark.timeout(900)  # passing takes about 30 s; a failure is shrunk for up to 5 minutes
 def test_differential_short(tmp_path: Path) -> None:
     counts = run_examples(tmp_path, "short", scaled(SHORT_EXAMPLES))
     record("short", "differential", **counts)
@@ -78,7 +84,7 @@ def test_differential_short(tmp_path: Path) -> None:
     for kind in ("StepCommitted", "StepFailed", "InvariantViolated", "PolicyDecision", "EffectQueued",
                  "ReceiptAppended", "SnapshotCreated"):
         assert counts["reference_records"].get(kind, 0) > 0, kind
-    assert counts["receipts_refused"] > 0
+    assert counts["receipts_refused"] > 0 and counts["reexecutions"] > 0
 
 
 @pytest.mark.long

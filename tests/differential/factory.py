@@ -16,7 +16,7 @@ from aos.errors import ReceiptOverBudgetError
 from aos.outbox import QueuedEffect
 from differential.workload import CAPS, KEYS, SCHEMAS, Input, Phase, ReducerPlan, Workload
 
-__all__ = ["build_manifest", "reducer_name", "play", "receipt_for", "event_value", "Tally"]
+__all__ = ["build_manifest", "reducer_name", "play", "receipt_for", "event_value", "settle", "Tally"]
 
 
 def reducer_name(index: int) -> str:
@@ -136,32 +136,36 @@ def settle(w: aos.World, phase: Phase, tally: Tally) -> None:
             tally.refused += 1  # the effect stays pending, its reservation held
 
 
-def play_phase(w: aos.World, phase: Phase, tally: Tally) -> None:
-    for i in phase.inputs:
-        w.submit(SCHEMAS[i.schema], event_value(i))
-    if phase.cut is not None:
-        w.run(max_steps=phase.cut)
-    w.run()
-    settle(w, phase, tally)
-    if phase.snapshot:
-        w.snapshot()
-
-
 def play(wl: Workload, open_world: Any, *, reopen: bool = False) -> tuple[str, Tally]:
-    """Play the script on ``open_world()``; with ``reopen``, close and open it again between phases.
+    """Play the script on ``open_world()``; returns the final state hash and the tally.
 
-    Returns the final state hash. After the last phase a final ``run`` takes
-    the steps its receipts caused.
+    With ``reopen`` the world is closed and opened again between phases and,
+    in a phase with a cut, right after it (mid-run: steps are ready, emitted
+    events pending, priority waits counting). After the last phase a final
+    ``run`` takes the steps its receipts caused.
     """
     tally = Tally()
     w = open_world()
+
+    def again() -> aos.World:
+        tally.reexecutions += w.stats["reexecutions"]
+        w.close()
+        return open_world()
+
     try:
         for at, phase in enumerate(wl.phases):
             if reopen and at:
-                tally.reexecutions += w.stats["reexecutions"]
-                w.close()
-                w = open_world()
-            play_phase(w, phase, tally)
+                w = again()
+            for i in phase.inputs:
+                w.submit(SCHEMAS[i.schema], event_value(i))
+            if phase.cut is not None:
+                w.run(max_steps=phase.cut)
+                if reopen:
+                    w = again()
+            w.run()
+            settle(w, phase, tally)
+            if phase.snapshot:
+                w.snapshot()
         w.run()
         tally.reexecutions += w.stats["reexecutions"]
         return w.snapshot_hash(), tally

@@ -89,6 +89,10 @@ PATHS: dict[str, PathFn] = {
 class Divergence(AssertionError):
     """A path wrote another journal (or reached another state) than the reference."""
 
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
 
 def _describe(payload: bytes | None) -> str:
     if payload is None:
@@ -112,14 +116,14 @@ def compare(name: str, got: Outcome, want: Outcome) -> None:
         where = "the records are equal, the segment bytes are not"
     else:
         where = f"record {first} differs:\n  {name}:  {_describe(a)}\n  reference: {_describe(b)}"
-    raise Divergence(f"path {name} diverges from the reference ({len(got.payloads)} vs {len(want.payloads)} "
+    raise Divergence(name, f"path {name} diverges from the reference ({len(got.payloads)} vs {len(want.payloads)} "
                      f"records, state {got.state_hash[:16]} vs {want.state_hash[:16]}); {where}")
 
 
 def verify_replay(name: str, directory: Path, wl: Workload, want: str) -> None:
     got = aos.replay(directory, build_manifest(wl)).verify()
     if got != want:
-        raise Divergence(f"path {name}: the journal replays to state {got[:16]}, the run ended in {want[:16]}")
+        raise Divergence(name, f"path {name}: the journal replays to state {got[:16]}, the run ended in {want[:16]}")
 
 
 def check(wl: Workload, directory: Path, paths: dict[str, PathFn] | None = None) -> dict[str, Outcome]:
