@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, example, given, reject, settings
 
 sys.path.insert(0, str(Path(__file__).parent / "reliability"))
 
@@ -34,6 +34,8 @@ from differential.workload import CONTENTION, Workload, workloads  # noqa: E402
 from reliability_support import record, scaled  # noqa: E402
 
 SHORT_EXAMPLES, LONG_EXAMPLES = 30, 1500
+# Seconds Hypothesis may spend shrinking a failure before it reports the smallest one found so far.
+SHRINK_S = {"short": 60.0, "long": 300.0}
 
 pytestmark = pytest.mark.determinism
 
@@ -43,17 +45,23 @@ def run_examples(tmp: Path, mode: str, examples: int) -> dict[str, Any]:
     counts: Counter[str] = Counter()
     kinds: Counter[str] = Counter()
     failing: dict[str, Any] = {}  # once a path diverged, shrinking runs the reference and that path only
+    failed: set[str] = set()  # the workloads (reprs) that failed
+    first_failure: list[float] = []
 
     @settings(max_examples=examples, deadline=None, database=None, derandomize=mode == "short",
               suppress_health_check=list(HealthCheck))
     @given(wl=workloads())
     @example(wl=CONTENTION)  # stale budget reads on every parallel run
     def differential(wl: Workload) -> None:
+        if first_failure and time.monotonic() - first_failure[0] > SHRINK_S[mode] and repr(wl) not in failed:
+            reject()  # the shrinking time is spent: only the failures already found run again, to be reported
         where = Path(tempfile.mkdtemp(dir=tmp))
         try:
             out = check(wl, where, {n: PATHS[n] for n in failing if n in PATHS} if failing else None)
         except Divergence as exc:
             failing.setdefault(exc.path, True)
+            failed.add(repr(wl))
+            first_failure[:] = first_failure or [time.monotonic()]
             raise
         finally:
             shutil.rmtree(where, ignore_errors=True)
@@ -76,7 +84,7 @@ def run_examples(tmp: Path, mode: str, examples: int) -> dict[str, Any]:
     return result
 
 
-@pytest.mark.timeout(900)  # passing takes about 30 s; a failure is shrunk for up to 5 minutes
+@pytest.mark.timeout(600)  # passing takes about 30 s; a failure is shrunk for a minute
 def test_differential_short(tmp_path: Path) -> None:
     counts = run_examples(tmp_path, "short", scaled(SHORT_EXAMPLES))
     record("short", "differential", **counts)

@@ -87,7 +87,10 @@ PATHS: dict[str, PathFn] = {
 
 
 class Divergence(AssertionError):
-    """A path wrote another journal (or reached another state) than the reference."""
+    """A path wrote another journal or reached another state than the reference, or could not play the script.
+
+    ``path`` names it ("inline" for the reference itself).
+    """
 
     def __init__(self, path: str, message: str) -> None:
         super().__init__(message)
@@ -126,6 +129,13 @@ def verify_replay(name: str, directory: Path, wl: Workload, want: str) -> None:
         raise Divergence(name, f"path {name}: the journal replays to state {got[:16]}, the run ended in {want[:16]}")
 
 
+def _take(name: str, path: PathFn, wl: Workload, directory: Path) -> Outcome:
+    try:
+        return path(wl, directory / name)
+    except Exception as exc:  # the script is valid on every path: an error escaping the world is a finding
+        raise Divergence(name, f"path {name} could not play the workload: {type(exc).__name__}: {exc}") from exc
+
+
 def check(wl: Workload, directory: Path, paths: dict[str, PathFn] | None = None) -> dict[str, Outcome]:
     """Run ``wl`` through the reference and every path; raise :class:`Divergence` at the first difference.
 
@@ -134,11 +144,11 @@ def check(wl: Workload, directory: Path, paths: dict[str, PathFn] | None = None)
     """
     directory.mkdir(parents=True, exist_ok=True)
     ref_name, ref_path = REFERENCE
-    want = ref_path(wl, directory / ref_name)
+    want = _take(ref_name, ref_path, wl, directory)
     verify_replay(ref_name, directory / ref_name, wl, want.state_hash)
     out = {ref_name: want}
     for name, path in (PATHS if paths is None else paths).items():
-        got = path(wl, directory / name)
+        got = _take(name, path, wl, directory)
         compare(name, got, want)
         verify_replay(name, directory / name, wl, got.state_hash)
         out[name] = got
