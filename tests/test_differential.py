@@ -33,7 +33,7 @@ from differential.paths import PATHS, Divergence, check  # noqa: E402
 from differential.workload import CONTENTION, Workload, workloads  # noqa: E402
 from reliability_support import record, scaled  # noqa: E402
 
-SHORT_EXAMPLES, LONG_EXAMPLES = 30, 1500
+SHORT_EXAMPLES, LONG_EXAMPLES = 30, 1000
 # Seconds Hypothesis may spend shrinking a failure before it reports the smallest one found so far.
 SHRINK_S = {"short": 60.0, "long": 300.0}
 

@@ -124,7 +124,10 @@ def compare(name: str, got: Outcome, want: Outcome) -> None:
 
 
 def verify_replay(name: str, directory: Path, wl: Workload, want: str) -> None:
-    got = aos.replay(directory, build_manifest(wl)).verify()
+    try:
+        got = aos.replay(directory, build_manifest(wl)).verify()
+    except aos.AosError as exc:
+        raise Divergence(name, f"path {name}: the journal does not replay: {type(exc).__name__}: {exc}") from exc
     if got != want:
         raise Divergence(name, f"path {name}: the journal replays to state {got[:16]}, the run ended in {want[:16]}")
 
