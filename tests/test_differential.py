@@ -89,8 +89,8 @@ def test_differential_short(tmp_path: Path) -> None:
     counts = run_examples(tmp_path, "short", scaled(SHORT_EXAMPLES))
     record("short", "differential", **counts)
     # The examples exercise what they are drawn to: these kinds of records all occur.
-    for kind in ("StepCommitted", "StepFailed", "InvariantViolated", "PolicyDecision", "EffectQueued",
-                 "ReceiptAppended", "SnapshotCreated"):
+    for kind in ("StepCommitted", "StepFailed", "InvariantViolated", "PolicyDecision", "PolicyDecision (denied)",
+                 "EffectQueued", "ReceiptAppended", "SnapshotCreated"):
         assert counts["reference_records"].get(kind, 0) > 0, kind
     assert counts["receipts_refused"] > 0 and counts["reexecutions"] > 0
 

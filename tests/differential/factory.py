@@ -19,6 +19,10 @@ from differential.workload import CAPS, KEYS, SCHEMAS, Input, Phase, ReducerPlan
 __all__ = ["build_manifest", "reducer_name", "play", "receipt_for", "event_value", "settle", "Tally"]
 
 
+CAP_OF = {kind: cap for cap, kind in CAPS.items()}
+OTHER_CAP = dict(zip(CAPS, reversed(list(CAPS)), strict=True))
+
+
 def reducer_name(index: int) -> str:
     return f"diff/R{index}@1"
 
@@ -53,7 +57,11 @@ def behave(plan: ReducerPlan, ctx: Any, state: Any, event: Any) -> Any:
         for s in plan.emits:
             ctx.emit(SCHEMAS[s], {"k": (v["k"] * 3 + n + r + s) % KEYS, "n": (n + r + 1) % 13, "hop": hop - 1})
     for j, kind in enumerate(plan.effects):
-        ctx.effect(kind, _params(kind, n + j), cost=(n + r + j) % 4)
+        cap = None
+        if plan.cap and kind in CAP_OF:
+            cap = CAP_OF[kind] if plan.cap == 1 or n % 2 else OTHER_CAP[CAP_OF[kind]]  # the other one: denied
+        key = f"same/{kind}/{n % 3}" if plan.same_key else None
+        ctx.effect(kind, _params(kind, n + j), cap=cap, idempotency_key=key, cost=(n + r + j) % 4)
     total = st["n"]
     if plan.raise_every and total % plan.raise_every == 1:
         raise ValueError(f"{ctx.reducer} refuses a total of {total}")
@@ -86,9 +94,9 @@ def build_manifest(wl: Workload) -> aos.Manifest:
     m = aos.Manifest("diff/world@1")
     for (cap, kind), budget in zip(CAPS.items(), wl.budgets, strict=True):
         m.capability(cap, effect=kind, budget=budget)
-    for kind, index in wl.denials:
+    for action, kind, index in wl.rules:
         if index < len(wl.reducers):
-            m.deny(kind=kind, reducer=reducer_name(index))
+            (m.allow if action == "allow" else m.deny)(kind=kind, reducer=reducer_name(index))
     for index, plan in enumerate(wl.reducers):
         m.reducer(reducer_name(index), key="k" if plan.keyed else None, events=[SCHEMAS[s] for s in plan.takes],
                   priority=plan.priority, code_id=repr(plan))(_reducer(plan))

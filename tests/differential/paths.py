@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import aos
 from aos.journal import JournalReader
+from aos.records import PolicyDecision
 from differential.factory import Tally, build_manifest, play
 from differential.workload import Workload
 
@@ -55,7 +56,10 @@ def outcome_of(directory: Path, wl: Workload, state_hash: str, tally: Tally) -> 
     payloads = []
     for entry in JournalReader(directory / "journal", m.era).entries():
         payloads.append(entry.payload)
-        kinds[type(entry.record()).__name__] += 1
+        rec = entry.record()
+        kinds[type(rec).__name__] += 1
+        if isinstance(rec, PolicyDecision) and not rec.allowed:
+            kinds["PolicyDecision (denied)"] += 1
     return Outcome(b"".join(p.read_bytes() for p in segments), state_hash, payloads, tally, kinds)
 
 

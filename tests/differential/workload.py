@@ -29,8 +29,9 @@ class ReducerPlan:
     On an input or emitted event ``{k, n, hop}`` it adds ``n`` to its cell's
     ``n``; then, each only when switched on: draws ``ctx.rng`` (``rng``),
     reads a capability's remaining budget (``reads``), emits each schema of
-    ``emits`` while ``hop`` > 0, intends each effect kind of ``effects``,
-    and ends the step by raising when ``n % raise_every == 1``, returning an
+    ``emits`` while ``hop`` > 0, intends each effect kind of ``effects``
+    (naming its capability or the wrong one as ``cap`` says, with repeating
+    idempotency keys when ``same_key``), and ends the step by raising when ``n % raise_every == 1``, returning an
     unencodable value when ``n % bad_every == 2`` or deleting the cell
     (returning None) when ``n % delete_every == 3`` (0: never). Receipts and
     denials (``sys/`` events) are appended to the cell's ``sys`` list.
@@ -43,6 +44,8 @@ class ReducerPlan:
     effects: tuple[str, ...] = ()
     rng: bool = False
     reads: str | None = None  # a capability name
+    cap: int = 0  # 0: ctx.effect picks the covering capability; 1: names it; 2: names the other one every other step
+    same_key: bool = False  # idempotency keys repeat across steps: a repeated intent is denied as a duplicate
     raise_every: int = 0
     bad_every: int = 0
     delete_every: int = 0
@@ -78,7 +81,7 @@ class Workload:
     reducers: tuple[ReducerPlan, ...]
     phases: tuple[Phase, ...]
     budgets: tuple[int, int] = (100, 100)  # timers, blobs
-    denials: tuple[tuple[str, int], ...] = ()  # deny rules: (effect kind, reducer index)
+    rules: tuple[tuple[str, str, int], ...] = ()  # policy rules in order: (allow/deny, effect kind, reducer index)
     invariant: int = 0  # 0: none; else a cell whose n is a positive multiple of it violates
     invariant_floor: int | None = None  # a step leaving less than this of "timers" violates
     window: int = 64
@@ -121,6 +124,8 @@ reducer_plans = st.builds(
     effects=_subset(EFFECT_KINDS),
     rng=st.booleans(),
     reads=st.sampled_from([None, *CAPS, *CAPS]),
+    cap=st.integers(0, 2),
+    same_key=st.booleans(),
     raise_every=_every,
     bad_every=_every,
     delete_every=_every,
@@ -137,13 +142,13 @@ phases = st.builds(Phase, inputs=st.lists(inputs, min_size=1, max_size=10).map(t
 @st.composite
 def workloads(draw: st.DrawFn) -> Workload:
     reducers = tuple(draw(st.lists(reducer_plans, min_size=1, max_size=4)))
-    denials = tuple(draw(st.lists(st.tuples(st.sampled_from(EFFECT_KINDS[:2]), st.integers(0, len(reducers) - 1)),
-                                  max_size=2, unique=True)))
+    rules = tuple(draw(st.lists(st.tuples(st.sampled_from(["deny", "deny", "allow"]), st.sampled_from(EFFECT_KINDS[:2]),
+                                          st.integers(0, len(reducers) - 1)), max_size=3, unique=True)))
     wl = Workload(
         reducers=reducers,
         phases=tuple(draw(st.lists(phases, min_size=1, max_size=4))),
         budgets=(draw(st.integers(0, 30)), draw(st.integers(0, 30))),
-        denials=denials,
+        rules=rules,
         invariant=draw(st.sampled_from([0, 0, 4, 7])),
         invariant_floor=draw(st.sampled_from([None, None, None, 2])),
         window=draw(st.sampled_from([1, 2, 8, 64])),
