@@ -99,3 +99,19 @@ def test_differential_short(tmp_path: Path) -> None:
 def test_differential_long(tmp_path: Path) -> None:
     counts = run_examples(tmp_path, "long", scaled(LONG_EXAMPLES))
     record("long", "differential", **counts)
+
+
+def test_the_check_names_a_path_that_writes_another_journal(tmp_path: Path) -> None:
+    """The comparison itself can fail: a path that submits one value differently is caught at that record."""
+    from dataclasses import replace
+
+    from differential.paths import session
+
+    def off_by_one(wl: Workload, directory: Path) -> Any:
+        first, *rest = wl.phases
+        nudged = replace(first.inputs[0], n=first.inputs[0].n + 1)
+        return session()(replace(wl, phases=(replace(first, inputs=(nudged, *first.inputs[1:])), *rest)), directory)
+
+    with pytest.raises(Divergence, match=r"path off-by-one diverges from the reference .*record 0 differs") as caught:
+        check(CONTENTION, tmp_path, {"threads-2": PATHS["threads-2"], "off-by-one": off_by_one})
+    assert caught.value.path == "off-by-one"
