@@ -271,3 +271,12 @@ def test_reader_depth_limit():
     ok = b"\x81" * (canonical.MAX_DEPTH - 1) + b"\x80"
     assert decoder.decode(deep) is decoder.UNHANDLED
     assert decoder.decode(ok, True) == cbor2.loads(ok)
+
+
+def test_the_c_readers_and_writers_export_the_models_depth() -> None:
+    """`from aos._core.encoder import *` works (its __all__ names only what exists) and both agree with the model."""
+    from aos._core import decoder
+
+    for module in (encoder, decoder):
+        assert all(hasattr(module, name) for name in module.__all__), module.__name__
+        assert module.MAX_DEPTH == canonical.MAX_DEPTH

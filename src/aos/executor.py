@@ -140,7 +140,7 @@ class ThreadsExecutor:
     name = "threads"
 
     def __init__(self, kernel: Kernel, workers: int, delay: Callable[[int], float] | None = None,
-                 lookahead: int | None = None, offload: str = "auto") -> None:
+                 offload: str = "auto") -> None:
         if workers < 1:
             raise ValueError(f"the threads executor needs workers >= 1, got {workers}")
         if offload not in ("auto", "all"):
@@ -156,7 +156,7 @@ class ThreadsExecutor:
         self.delay = delay
         # Tickets in flight at most. The window bounds it anyway (ticket n waits for n - window);
         # using all of it lets other cells flow past a slow step for as long as possible.
-        self.lookahead = max(1, min(kernel.window, lookahead or kernel.window))
+        self.lookahead = kernel.window
         self._pipe = Pipeline(self.lookahead + 1)
         self._error: BaseException | None = None
         self._threads: list[threading.Thread] = []

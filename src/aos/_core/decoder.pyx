@@ -32,9 +32,12 @@ cdef extern from "Python.h":
     void Py_INCREF(object)
 
 
-DEF MAX_DEPTH = 400
+cdef enum:
+    MAX_DEPTH_C = 400  # deepest container nesting in the model (aos.canonical.MAX_DEPTH)
 
-__all__ = ["decode", "UNHANDLED", "event_admitted_fields"]
+MAX_DEPTH = MAX_DEPTH_C
+
+__all__ = ["decode", "UNHANDLED", "event_admitted_fields", "MAX_DEPTH"]
 
 
 class _Unhandled:
@@ -140,7 +143,7 @@ cdef object read_item(Reader* r, int depth):
             r.bad = True
             return None
     if major == 4 or major == 5:
-        if depth >= MAX_DEPTH or arg > <uint64_t>(r.n - r.at):  # every item takes a byte at least
+        if depth >= MAX_DEPTH_C or arg > <uint64_t>(r.n - r.at):  # every item takes a byte at least
             r.bad = True
             return None
         n = <Py_ssize_t>arg

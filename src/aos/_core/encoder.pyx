@@ -43,9 +43,12 @@ cdef extern from "Python.h":
     double PyFloat_AS_DOUBLE(object)
 
 
-DEF MAX_DEPTH = 400
-DEF OK = 0
-DEF UNSUPPORTED = 1
+cdef enum:
+    MAX_DEPTH_C = 400  # deepest container nesting in the model (aos.canonical.MAX_DEPTH)
+    OK = 0
+    UNSUPPORTED = 1
+
+MAX_DEPTH = MAX_DEPTH_C
 
 __all__ = ["encode", "ordered", "event_admitted", "step_scheduled", "step_committed", "record_kind", "MAX_DEPTH"]
 
@@ -363,7 +366,7 @@ cdef int put(Buf* b, object v, int depth, bint sort) except -1:
         if isnan(d):
             return UNSUPPORTED
         return put_float(b, d)
-    if depth >= MAX_DEPTH:
+    if depth >= MAX_DEPTH_C:
         return UNSUPPORTED
     if t is dict:
         return put_map(b, v, depth, sort)
@@ -535,7 +538,7 @@ cdef Py_ssize_t skip(const unsigned char* p, Py_ssize_t n, Py_ssize_t at, int de
     cdef unsigned int major, ai
     cdef uint64_t arg = 0
     cdef Py_ssize_t i, width
-    if at >= n or depth > MAX_DEPTH:
+    if at >= n or depth > MAX_DEPTH_C:
         return -1
     major = p[at] >> 5
     ai = p[at] & 31
