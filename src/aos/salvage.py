@@ -47,7 +47,7 @@ from aos import canonical
 from aos.eras import Era
 from aos.errors import JournalCorruptError, ReplayDivergenceError, StorageError
 from aos.files import fsync_dir, write_atomic
-from aos.fsck import FsckReport, check_world, prefix_batches
+from aos.fsck import FsckReport, JournalWalk, check_world, prefix_batches
 from aos.journal import (
     FRAME_OVERHEAD,
     GENESIS,
@@ -88,6 +88,18 @@ class SalvageReport:
     snapshots_kept: list[str] = field(default_factory=list)
 
 
+def _dropped_why(w: JournalWalk) -> list[str]:
+    """Why the salvage leaves out the journal's end (``w``: the journal walk of the check)."""
+    why = []
+    if w.damage is not None:
+        why.append(f"the first damage, {w.damage}, and everything after it")
+    if w.torn is not None:
+        why.append(f"the frame cut short at journal/{w.torn[0]} offset {w.torn[1]}")
+    if w.cut_step:
+        why.append(f"{w.cut_step} (its input stays admitted and runs again)")
+    return why
+
+
 def salvage_world(source: str | os.PathLike[str], dest: str | os.PathLike[str],
                   manifest: Manifest | None = None, *, manifests: list[Manifest] | tuple[Manifest, ...] = ()
                   ) -> SalvageReport:
@@ -117,12 +129,7 @@ def salvage_world(source: str | os.PathLike[str], dest: str | os.PathLike[str],
     report = SalvageReport(src, dst, check)
     w = check.journal
     keep = w.keep
-    if w.damage is not None:
-        report.dropped_why.append(f"the first damage, {w.damage}, and everything after it")
-    if w.torn is not None:
-        report.dropped_why.append(f"the frame cut short at journal/{w.torn[0]} offset {w.torn[1]}")
-    if w.cut_step:
-        report.dropped_why.append(f"{w.cut_step} (its input stays admitted and runs again)")
+    report.dropped_why += _dropped_why(w)
     report.snapshots_dropped = [s.name for s in check.snapshots]
     if check.secret:
         report.secret = True
@@ -296,12 +303,7 @@ def _salvage_eras(src: Path, dst: Path, check: FsckReport, manifests: list[Manif
     report = SalvageReport(src, dst, check)
     w = check.journal
     keep = w.keep
-    if w.damage is not None:
-        report.dropped_why.append(f"the first damage, {w.damage}, and everything after it")
-    if w.torn is not None:
-        report.dropped_why.append(f"the frame cut short at journal/{w.torn[0]} offset {w.torn[1]}")
-    if w.cut_step:
-        report.dropped_why.append(f"{w.cut_step} (its input stays admitted and runs again)")
+    report.dropped_why += _dropped_why(w)
     if "interrupted_apply" in view:
         keep = min(keep, int(view["interrupted_apply"].split(".")[0]))
         report.dropped_why.append(f"the interrupted apply that begins journal/{view['interrupted_apply']}; rolled "
