@@ -88,6 +88,15 @@ class SalvageReport:
     snapshots_kept: list[str] = field(default_factory=list)
 
 
+def _publish(tmp: Path, dst: Path) -> None:
+    """Put the salvaged world built at ``tmp`` in place at ``dst``, durably (never over a world that appeared)."""
+    fsync_dir(tmp)
+    if dst.exists():
+        raise StorageError(f"{dst} appeared while the salvage ran; the new world is left at {tmp}")
+    os.rename(tmp, dst)
+    fsync_dir(dst.parent)
+
+
 def _dropped_why(w: JournalWalk) -> list[str]:
     """Why the salvage leaves out the journal's end (``w``: the journal walk of the check)."""
     why = []
@@ -149,11 +158,7 @@ def salvage_world(source: str | os.PathLike[str], dest: str | os.PathLike[str],
             keep = _verify(tmp, src, check, manifest, keep, report)
         meta = dict(check.meta, watermark=True)
         write_atomic(tmp / META, canonical.encode(meta, where="world metadata"))
-        fsync_dir(tmp)
-        if dst.exists():
-            raise StorageError(f"{dst} appeared while the salvage ran; the new world is left at {tmp}")
-        os.rename(tmp, dst)
-        fsync_dir(dst.parent)
+        _publish(tmp, dst)
     except BaseException:
         if tmp.exists() and not dst.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -350,11 +355,7 @@ def _salvage_eras(src: Path, dst: Path, check: FsckReport, manifests: list[Manif
                 keep, kept = _plan(check, chain, at, report.dropped_why)
         else:
             raise StorageError(f"the journal of {src} does not replay even cut back to record {keep}")
-        fsync_dir(tmp)
-        if dst.exists():
-            raise StorageError(f"{dst} appeared while the salvage ran; the new world is left at {tmp}")
-        os.rename(tmp, dst)
-        fsync_dir(dst.parent)
+        _publish(tmp, dst)
     except BaseException:
         if tmp.exists() and not dst.exists():
             shutil.rmtree(tmp, ignore_errors=True)
