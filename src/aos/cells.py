@@ -16,7 +16,18 @@ import blake3
 from aos import canonical
 from aos.manifest import ReducerSpec
 
-__all__ = ["CellTable"]
+__all__ = ["CellTable", "hash_cells"]
+
+
+def hash_cells(cells: Any) -> bytes:
+    """The snapshot hash of ``[reducer, key, state hash]`` rows (any order): BLAKE3 over
+    ``cbor([reducer, key]) || state_hash`` of each, in canonical cell order."""
+    rows = sorted((canonical.encode([reducer, key]), sh) for reducer, key, sh in cells)
+    h = blake3.blake3(b"aos.snapshot.v1")
+    for cell, sh in rows:
+        h.update(cell)
+        h.update(sh)
+    return h.digest()
 
 
 class CellTable:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from aos import canonical
 from aos._core.encoder import record_kind
+from aos.cells import hash_cells
 from aos.changes import changes as _changes
 from aos.errors import (
     AosError,
@@ -279,14 +280,7 @@ def transition(old: Kernel, manifest: Manifest, sink: Any, states: Mapping[tuple
     doc["cells"] = cells
     if pins:
         doc["pins"] = pins
-    rows = sorted((canonical.encode([r, k]), sh) for r, k, sh in cells)
-    import blake3
-
-    h = blake3.blake3(b"aos.snapshot.v1")
-    for c, sh in rows:
-        h.update(c)
-        h.update(sh)
-    doc["snapshot_hash"] = h.digest()
+    doc["snapshot_hash"] = hash_cells(cells)
     doc["ledger"] = [row for row in doc["ledger"] if row[0] in manifest.capabilities]
     doc.pop("retired", None)
     restore_doc(doc, kernel, "era transition")

@@ -25,9 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-import blake3
-
 from aos import canonical
+from aos.cells import hash_cells
 from aos.errors import AosError, JournalCorruptError, NonCanonicalError, PinnedEraError, SnapshotCorruptError
 from aos.journal import (
     FRAME_OVERHEAD,
@@ -385,12 +384,7 @@ def _check_snapshot(report: FsckReport, path: Path, manifests: dict[bytes, Manif
                 raise ValueError(f"state body does not match its hash {sh.hex()}")
         if any(sh not in states for _r, _k, sh in cells):
             raise ValueError("a cell names a state body the snapshot does not hold")
-        rows = sorted((canonical.encode([reducer, key]), sh) for reducer, key, sh in cells)
-        h = blake3.blake3(b"aos.snapshot.v1")
-        for cell, sh in rows:
-            h.update(cell)
-            h.update(sh)
-        if h.digest() != doc["snapshot_hash"]:
+        if hash_cells(cells) != doc["snapshot_hash"]:
             raise ValueError("cells do not hash to the recorded snapshot hash")
         check.event_id, check.cells = doc["event_id"], len(cells)
     except SnapshotCorruptError as exc:
