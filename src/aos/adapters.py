@@ -42,7 +42,7 @@ from aos.blobs import BlobStore
 from aos.errors import AosError
 from aos.outbox import QueuedEffect
 from aos.receipt import Receipt, ReceiptSigner
-from aos.worker import failure_message
+from aos.step import failure_message
 
 __all__ = ["EffectRequest", "Outcome", "Adapter", "Dispatcher", "builtin_adapters", "MODES", "WAKE"]
 

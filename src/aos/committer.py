@@ -35,7 +35,7 @@ from aos.records import (
     committed_payload,
     scheduled_payload,
 )
-from aos.worker import StepResult, Ticket, failure_message
+from aos.step import StepResult, Ticket, failure_message
 
 __all__ = ["Committer", "failed_step"]
 

@@ -18,11 +18,11 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from aos._core.coordinator import coordinate
+from aos._core.commit_loop import coordinate
 from aos._core.pipeline import Pipeline
 from aos.committer import Committer
 from aos.kernel import Kernel
-from aos.worker import StepResult, Ticket
+from aos.step import StepResult, Ticket
 
 __all__ = ["InlineExecutor", "ThreadsExecutor", "RunResult", "Hooks"]
 
@@ -215,7 +215,7 @@ class ThreadsExecutor:
         self._start()
         commits0, failures0 = k.commits, k.failures
         try:
-            steps = coordinate(self, k, max_steps, hooks)  # the loop, in aos/_core/coordinator.pyx
+            steps = coordinate(self, k, max_steps, hooks)  # the loop, in aos/_core/commit_loop.pyx
         except BaseException:
             self.close()
             raise

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from aos import canonical
 from aos.capability import BudgetView
-from aos.worker import StepResult, failure_message
+from aos.step import StepResult, failure_message
 
 if TYPE_CHECKING:
     from aos.kernel import Kernel

@@ -31,7 +31,7 @@ from aos.manifest import RECEIPT_SCHEMA, Manifest
 from aos.outbox import Outbox, QueuedEffect
 from aos.receipt import Receipt, ReceiptSigner
 from aos.records import ReceiptAppended, Record, admitted_payload
-from aos.worker import StepResult, Ticket, compute, finish_native, prepare_native
+from aos.step import StepResult, Ticket, compute, finish_native, prepare_native
 
 __all__ = ["Kernel", "Sink", "Inbox", "DEFAULT_WINDOW", "DEFAULT_AGING"]
 

@@ -152,7 +152,7 @@ class StepFailed(Record):
     key: Key
     error: str  # the exception type's qualified name
     message: str  # its message: memory addresses replaced by 0x?, cut at 2,000 characters
-    traceback: str = ""  # the reducer's frames, deterministic (see aos.worker.failure_traceback)
+    traceback: str = ""  # the reducer's frames, deterministic (see aos.step.failure_traceback)
     lane_id: int = 0
 
 
