@@ -25,65 +25,15 @@ The rule (docs/scheduling.md):
   tickets the serial executor assigns.
 """
 
+cimport cython
 from libc.stdlib cimport malloc, realloc, free
 from libc.stdint cimport int64_t
 from cpython.exc cimport PyErr_NoMemory
 
 
-cdef struct Node:
-    int64_t input
-    int64_t next
-
-
-cdef struct Pending:
-    int64_t visible_at
-    int64_t cell
-    int64_t input
-    int64_t cls
-
-
-cdef enum:
-    NCLASS = 4  # priority classes: 0 is served first
-
-
+@cython.final
 cdef class Sequencer:
-    # per cell
-    cdef int64_t* head
-    cdef int64_t* tail
-    cdef int64_t* depth
-    cdef int64_t* last      # the last ticket each cell was given (0: none)
-    cdef int64_t* since     # the ticket current when the cell last entered the ring
-    cdef char* cls          # the cell's priority class
-    cdef char* in_ring
-    cdef int64_t ncells
-    cdef int64_t cell_cap
-    # mailbox node pool with a free list
-    cdef Node* nodes
-    cdef int64_t node_cap
-    cdef int64_t free_node
-    cdef int64_t node_used
-    # ready rings (one FIFO of cell ids per priority class)
-    cdef int64_t* ring[NCLASS]
-    cdef int64_t ring_cap
-    cdef int64_t ring_head[NCLASS]
-    cdef int64_t ring_count[NCLASS]
-    cdef int64_t ring_len   # cells in all rings
-    cdef readonly int64_t aging
-    # emitted inputs waiting for their visibility ticket (FIFO, visible_at non-decreasing)
-    cdef Pending* pend
-    cdef int64_t pend_cap
-    cdef int64_t pend_head
-    cdef int64_t pend_len
-    # tickets
-    cdef readonly int64_t next_ticket
-    cdef readonly int64_t window
-    cdef readonly int64_t queued
-    # fairness metrics (waits in tickets between an input becoming ready and being ticketed)
-    cdef readonly int64_t wait_sum
-    cdef readonly int64_t wait_max
-    cdef readonly int64_t wait_max_cell
-    cdef readonly int64_t wait_max_ticket
-    cdef readonly int64_t queued_max
+    # attributes: see sequencer.pxd
 
     def __cinit__(self, int64_t window=64, int64_t first_ticket=1, int64_t aging=256):
         cdef int k
@@ -236,7 +186,7 @@ cdef class Sequencer:
         return 0
 
     # ------------------------------------------------------------ nogil core
-    cdef inline void _push_mailbox(self, int64_t cell, int64_t input) noexcept nogil:
+    cdef void _push_mailbox(self, int64_t cell, int64_t input) noexcept nogil:
         cdef int64_t idx
         if self.free_node >= 0:
             idx = self.free_node
@@ -260,13 +210,13 @@ cdef class Sequencer:
             self.since[cell] = self.next_ticket
             self._ring_push(cell)
 
-    cdef inline void _ring_push(self, int64_t cell) noexcept nogil:
+    cdef void _ring_push(self, int64_t cell) noexcept nogil:
         cdef int k = self.cls[cell]
         self.ring[k][(self.ring_head[k] + self.ring_count[k]) % self.ring_cap] = cell
         self.ring_count[k] += 1
         self.ring_len += 1
 
-    cdef inline int _choose(self) noexcept nogil:
+    cdef int _choose(self) noexcept nogil:
         # The ring to serve next: the front that has waited `aging` tickets or more (the
         # longest-waiting such front first), else the front of the most urgent class.
         cdef int k, best = -1
@@ -284,7 +234,7 @@ cdef class Sequencer:
                 return k
         return -1
 
-    cdef inline void _release(self, int64_t upto, bint everything) noexcept nogil:
+    cdef void _release(self, int64_t upto, bint everything) noexcept nogil:
         cdef Pending* p
         while self.pend_len > 0:
             p = &self.pend[self.pend_head]
@@ -296,7 +246,7 @@ cdef class Sequencer:
             self.pend_head = (self.pend_head + 1) % self.pend_cap
             self.pend_len -= 1
 
-    cdef inline bint _next(self, int64_t* ticket, int64_t* cell, int64_t* input) noexcept nogil:
+    cdef bint _next(self, int64_t* ticket, int64_t* cell, int64_t* input) noexcept nogil:
         cdef int64_t c, idx, wait
         cdef int k
         self._release(self.next_ticket, False)
@@ -339,6 +289,9 @@ cdef class Sequencer:
     # ---------------------------------------------------------------- API
     def deliver(self, int64_t cell, int64_t input, int priority=1):
         """Queue ``input`` for ``cell`` (of priority class ``priority``), visible to the next ticket."""
+        self.c_deliver(cell, input, priority)
+
+    cdef int c_deliver(self, int64_t cell, int64_t input, int priority) except -1:
         if priority < 0 or priority >= NCLASS:
             raise ValueError(f"priority class must be 0..{NCLASS - 1}, got {priority}")
         self._reserve(cell)
@@ -349,6 +302,7 @@ cdef class Sequencer:
         with nogil:
             self._release(self.next_ticket, False)
             self._push_mailbox(cell, input)
+        return 0
 
     def deliver_emitted(self, int64_t emitter, int64_t cell, int64_t input, int priority=1):
         """Queue ``input``, emitted by the step with ticket ``emitter``.
@@ -356,6 +310,9 @@ cdef class Sequencer:
         It becomes visible at ticket ``emitter + window`` (or as soon as
         nothing else is ready). Calls must come in commit order.
         """
+        self.c_deliver_emitted(emitter, cell, input, priority)
+
+    cdef int c_deliver_emitted(self, int64_t emitter, int64_t cell, int64_t input, int priority) except -1:
         if emitter >= self.next_ticket:
             raise ValueError(f"emitter ticket {emitter} has not been assigned yet")
         if priority < 0 or priority >= NCLASS:
@@ -374,6 +331,7 @@ cdef class Sequencer:
         p.input = input
         p.cls = priority
         self.pend_len += 1
+        return 0
 
     def next(self):
         """Assign the next ticket: ``(ticket, cell, input)`` or ``None`` when idle."""
@@ -386,8 +344,7 @@ cdef class Sequencer:
             return None
         return (t, c, i)
 
-    cdef inline int64_t _poll(self, int64_t committed, int64_t* ticket, int64_t* cell,
-                              int64_t* input) noexcept nogil:
+    cdef int64_t _poll(self, int64_t committed, int64_t* ticket, int64_t* cell, int64_t* input) noexcept nogil:
         # 1: a ticket was assigned; 0: idle (nothing to schedule even once all
         # commits are in); -1: wait for more commits (the decision depends on them).
         cdef int64_t n = self.next_ticket
@@ -412,13 +369,20 @@ cdef class Sequencer:
         commits still in flight. Which ticket goes to which cell is the same
         whatever ``committed`` is: polling early only says "wait".
         """
-        cdef int64_t t = 0, c = 0, i = 0, r
-        self._ensure_room(1)
-        with nogil:
-            r = self._poll(committed, &t, &c, &i)
+        cdef int64_t t = 0, c = 0, i = 0
+        cdef int r = self.c_poll(committed, &t, &c, &i)
         if r == 1:
             return (t, c, i)
         return None if r == 0 else False
+
+    cdef int c_poll(self, int64_t committed, int64_t* ticket, int64_t* cell, int64_t* input) except -2:
+        """``poll`` in C: 1 and the ticket in the pointers; 0: nothing to schedule; -1: wait for commits."""
+        self._ensure_room(1)
+        with nogil:
+            return <int>self._poll(committed, ticket, cell, input)
+
+    cdef bint c_has_work(self) noexcept nogil:
+        return self.ring_len > 0 or self.pend_len > 0
 
     def has_work(self):
         """True when a ticket can be assigned (ready or pending inputs exist)."""
