@@ -254,7 +254,7 @@ cdef inline void reader_init(Reader* r, bytes data, bint strict) noexcept:
     r.bad = False
 
 
-def decode(bytes data, bint strict=False):
+cpdef object decode(bytes data, bint strict=False):
     """The value of ``data``, or :data:`UNHANDLED` (see the module docstring)."""
     cdef Reader r
     reader_init(&r, data, strict)

@@ -402,7 +402,7 @@ cdef object write(object value, bint sort):
     return finish(&b, rc)
 
 
-def encode(value):
+cpdef object encode(object value):
     """Canonical CBOR of ``value``, or ``None`` when it needs the general path."""
     return write(value, True)
 
@@ -445,7 +445,7 @@ cdef inline int put_uint(Buf* b, object v) except -1:
     return 0
 
 
-def step_scheduled(event_id, reducer, key, input, lane_id=0):
+cpdef bytes step_scheduled(object event_id, object reducer, object key, object input, object lane_id=0):
     """The payload of ``StepScheduled`` (keys: key, kind, input, lane_id, reducer, event_id)."""
     cdef Buf b
     if not isinstance(reducer, str):
@@ -471,7 +471,7 @@ def step_scheduled(event_id, reducer, key, input, lane_id=0):
         buf_free(&b)
 
 
-def step_committed(event_id, state_hash, tuple emits, tuple effects, lane_id=0):
+cpdef bytes step_committed(object event_id, object state_hash, tuple emits, tuple effects, object lane_id=0):
     """The payload of ``StepCommitted`` (keys: kind, emits, effects, lane_id, event_id, state_hash).
 
     ``emits`` holds :class:`~aos.records.Emit` and ``effects``
@@ -508,7 +508,7 @@ def step_committed(event_id, state_hash, tuple emits, tuple effects, lane_id=0):
         buf_free(&b)
 
 
-def event_admitted(seq, schema, bytes value, lane_id=0):
+cpdef bytes event_admitted(object seq, object schema, bytes value, object lane_id=0):
     """The payload of ``EventAdmitted`` (keys: seq, kind, value, schema, lane_id)."""
     cdef Buf b
     if not isinstance(schema, str):

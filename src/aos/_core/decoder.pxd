@@ -1,0 +1,4 @@
+# cython: language_level=3
+"""The canonical CBOR reader's C API (the commit loops cimport it)."""
+
+cpdef object decode(bytes data, bint strict=*)
