@@ -50,7 +50,6 @@ FRAME_OVERHEAD = _FRAME.size + 32
 MAX_RECORD = 1 << 30
 GENESIS = bytes(32)
 DEFAULT_SEGMENT_BYTES = 32 << 20
-_append_frame = frames.append
 _SCAN_BATCH = 4096  # frames checked per call into the C scanner
 
 
@@ -506,14 +505,11 @@ class Journal:
         self.era = era
         self.durability = durability
         self.segment_bytes = segment_bytes
-        self.index = end.index
-        self.chain = end.chain
         self._seg_first = end.segment
-        self._offset = end.offset  # where the next frame starts, counting buffered bytes
-        self._buf = bytearray()
-        self._hasher = blake3.blake3()  # the chain's, reused frame after frame (one writer)
-        self._pending_commits = 0
-        self._last_sync = time.monotonic()
+        # the current segment's append side (buffer, chain, index, offset, commit points), in C: the
+        # commit loops append through it without a Python call
+        self.writer = frames.FrameWriter(end.index, end.chain, end.offset, segment_bytes, SEG_HEADER_SIZE,
+                                         durability.mode, durability.group_commits, durability.group_ms)
         self.durable_index = end.index
         self._mark = mark  # None until finish_open() starts one (a journal from before the watermark)
         self._opened_at = end.index
@@ -649,7 +645,7 @@ class Journal:
         """Close after a failed open: nothing is written when nothing was appended."""
         if self._closed:
             return
-        if self._buf or self.index != self._opened_at:  # a replay completed a step: keep it, as close() does
+        if self.writer.buf or self.index != self._opened_at:  # a replay completed a step: keep it, as close() does
             self.close()
             return
         os.close(self._fd)
@@ -663,9 +659,20 @@ class Journal:
 
     # ------------------------------------------------------------ writing
     @property
+    def index(self) -> int:
+        """The index the next appended record gets."""
+        return self.writer.index
+
+    @property
+    def chain(self) -> bytes:
+        """The chain hash of the last record appended."""
+        return self.writer.chain
+
+    @property
     def position(self) -> Position:
         """Where the next appended record goes."""
-        return Position(self.index, self._seg_first, self._offset, self.chain)
+        w = self.writer
+        return Position(w.index, self._seg_first, w.offset, w.chain)
 
     def append(self, record: Record) -> int:
         """Buffer one record; return its index. It is durable after a sync."""
@@ -674,14 +681,10 @@ class Journal:
     def append_payload(self, payload: bytes) -> int:
         if self._closed:
             raise ValueError("journal is closed")
-        end = self._offset + FRAME_OVERHEAD + len(payload)
-        if end > self.segment_bytes and self._offset > SEG_HEADER_SIZE:
+        idx = self.writer.append(payload)  # checks MAX_RECORD
+        if idx < 0:  # the segment is full
             self._rotate()
-            end = self._offset + FRAME_OVERHEAD + len(payload)
-        self.chain = _append_frame(self._buf, self.chain, payload, self._hasher)  # checks MAX_RECORD
-        self._offset = end
-        idx = self.index
-        self.index = idx + 1
+            idx = self.writer.append(payload)
         return idx
 
     def commit_point(self) -> bool:
@@ -689,42 +692,46 @@ class Journal:
 
         Returns True when everything appended so far is now durable.
         """
-        self._pending_commits += 1
-        d = self.durability
-        if d.mode == "always":
+        return bool(self.writer.commit_point()) and self.flush_due()
+
+    def flush_due(self) -> bool:
+        """Write (and sync) now, as the policy says at a commit point where a flush is due.
+
+        Returns True when everything appended so far is now durable.
+        """
+        if self.durability.mode == "always":
             self.flush(sync=True)
             return True
-        if self._pending_commits >= d.group_commits or (time.monotonic() - self._last_sync) * 1000.0 >= d.group_ms:
-            self.flush(sync=d.mode == "group")
-            return d.mode == "group"
-        return False
+        self.flush(sync=self.durability.mode == "group")
+        return self.durability.mode == "group"
 
     def flush(self, sync: bool = True, force: bool = False) -> None:
         """Write buffered records; fsync them when ``sync`` and the policy is not 'none' (or ``force``).
 
         What an fsync made durable is recorded in the durable watermark.
         """
-        if self._buf:
-            view = memoryview(self._buf)
+        w = self.writer
+        buf = w.buf
+        if buf:
+            view = memoryview(buf)
             while view:
                 written = os.write(self._fd, view)
                 view = view[written:]
             view.release()
-            self._buf.clear()
+            buf.clear()
         if sync and (force or self.durability.mode != "none"):
             os.fsync(self._fd)
-            self.durable_index = self.index
-            if self._mark is not None and self._mark.position.index != self.index:
-                self._mark.advance(Position(self.index, self._seg_first, self._offset, self.chain))
-        self._pending_commits = 0
-        self._last_sync = time.monotonic()
+            self.durable_index = w.index
+            if self._mark is not None and self._mark.position.index != w.index:
+                self._mark.advance(Position(w.index, self._seg_first, w.offset, w.chain))
+        w.flushed(time.monotonic())
 
     def _rotate(self) -> None:
         self.flush(sync=True, force=True)  # a segment is complete on disk before the next one exists
         os.close(self._fd)
         self._create_segment(self.directory, self.index, self.chain, self.era)
         self._seg_first = self.index
-        self._offset = SEG_HEADER_SIZE
+        self.writer.new_segment(SEG_HEADER_SIZE)
         self._fd = os.open(self.directory / _seg_name(self.index), os.O_WRONLY | os.O_APPEND)
 
     def start_era(self, era: bytes) -> None:

@@ -142,3 +142,100 @@ def scan(const unsigned char[::1] data, Py_ssize_t offset, bytes chain, Py_ssize
         chain = h
         off = end
     return frames, stop, off, chain
+
+
+cdef extern from "<time.h>" nogil:
+    ctypedef long time_t
+    cdef struct timespec:
+        time_t tv_sec
+        long tv_nsec
+    int clock_gettime(int clk_id, timespec* tp)
+    int CLOCK_MONOTONIC
+
+
+cdef inline double monotonic() noexcept nogil:
+    """``time.monotonic()`` (CLOCK_MONOTONIC), without a Python call."""
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef class FrameWriter:
+    """The append side of the journal's current segment, in C.
+
+    It frames records into ``buf`` and keeps the chain, the record index and
+    the segment offset; it counts commit points and says when the
+    durability policy wants a flush. Writing ``buf`` to the file, syncing and
+    rotating segments stay with :class:`aos.journal.Journal`, which owns the
+    file. The commit loops append through :meth:`c_append` without a Python
+    call.
+    """
+
+    def __init__(self, int64_t index, bytes chain, int64_t offset, int64_t segment_bytes, int64_t header_size,
+                 str mode, int64_t group_commits, double group_ms):
+        if PyBytes_GET_SIZE(chain) != 32:
+            raise ValueError("the chain must be 32 bytes")
+        if mode not in ("none", "group", "always"):
+            raise ValueError(f"durability mode must be 'none', 'group' or 'always', got {mode!r}")
+        self.buf = bytearray()
+        self.chain = chain
+        self.index = index
+        self.offset = offset
+        self.segment_bytes = segment_bytes
+        self.header_size = header_size
+        self.pending = 0
+        self.last_flush = monotonic()
+        self.mode = 0 if mode == "none" else 1 if mode == "group" else 2
+        self.group_commits = group_commits
+        self.group_ms = group_ms
+        self.hasher = _blake3()
+
+    cdef int64_t c_append(self, bytes payload) except -2:
+        """Frame ``payload`` into the buffer and return its index; -1 (nothing done) when the segment is full."""
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(payload)
+        cdef Py_ssize_t at
+        cdef char* p
+        cdef int64_t end = self.offset + 40 + n
+        if end > self.segment_bytes and self.offset > self.header_size:
+            return -1
+        if n > MAX_RECORD:
+            raise ValueError(f"record of {n} bytes exceeds the {MAX_RECORD} byte limit")
+        chain = chain_of(self.hasher, self.chain, payload)
+        at = PyByteArray_GET_SIZE(self.buf)
+        PyByteArray_Resize(self.buf, at + 40 + n)
+        p = PyByteArray_AS_STRING(self.buf) + at
+        put_u32(p, <uint32_t>n)
+        put_u32(p + 4, crc32_le32(<uint32_t>n))
+        memcpy(p + 8, PyBytes_AS_STRING(payload), n)
+        memcpy(p + 8 + n, PyBytes_AS_STRING(<bytes>chain), 32)
+        self.chain = chain
+        self.offset = end
+        self.index += 1
+        return self.index - 1
+
+    cdef int c_commit_point(self) except -1:
+        """Count a commit point; 1 when the durability policy wants the buffer written (and synced) now."""
+        self.pending += 1
+        if self.mode == 2 or self.pending >= self.group_commits:
+            return 1
+        return 1 if (monotonic() - self.last_flush) * 1000.0 >= self.group_ms else 0
+
+    def append(self, bytes payload):
+        """:meth:`c_append` from Python."""
+        return self.c_append(payload)
+
+    def commit_point(self):
+        """:meth:`c_commit_point` from Python."""
+        return self.c_commit_point()
+
+    def flushed(self, double now):
+        """The buffer was written out at ``now`` (``time.monotonic()``): empty it, reset the commit count."""
+        del self.buf[:]
+        self.pending = 0
+        self.last_flush = now
+
+    def new_segment(self, int64_t header_size):
+        """The next frame starts a new segment, right after its header."""
+        if PyByteArray_GET_SIZE(self.buf):
+            raise ValueError("the buffer must be written before a new segment starts")
+        self.offset = header_size
