@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, example, given, reject, settings
 
 sys.path.insert(0, str(Path(__file__).parent / "reliability"))
 
-from differential.paths import PATHS, Divergence, check  # noqa: E402
+from differential.paths import PATHS, REFERENCE, Divergence, check  # noqa: E402
 from differential.workload import CONTENTION, Workload, workloads  # noqa: E402
 from reliability_support import record, scaled  # noqa: E402
 
@@ -65,7 +65,7 @@ def run_examples(tmp: Path, mode: str, examples: int) -> dict[str, Any]:
             raise
         finally:
             shutil.rmtree(where, ignore_errors=True)
-        ref = out["inline"]
+        ref = out[REFERENCE[0]]
         counts["examples"] += 1
         counts["paths_compared"] += len(out) - 1
         counts["records_compared"] += len(ref.payloads) * (len(out) - 1)
@@ -78,7 +78,7 @@ def run_examples(tmp: Path, mode: str, examples: int) -> dict[str, Any]:
 
     differential()
     result: dict[str, Any] = dict(counts)
-    result["paths"] = ["inline (reference)", *PATHS]
+    result["paths"] = [f"{REFERENCE[0]} (the oracle)", *PATHS]
     result["reference_records"] = dict(sorted(kinds.items()))
     result["wall_s"] = round(time.monotonic() - t0, 1)
     return result

@@ -38,14 +38,14 @@ class CellTable:
     bytearray (32 bytes per cell id) rather than as separate objects.
     """
 
-    __slots__ = ("_ids", "specs", "keys", "states", "_hashes", "live", "pins", "current")
+    __slots__ = ("_ids", "specs", "keys", "states", "hashes", "live", "pins", "current")
 
     def __init__(self) -> None:
         self._ids: dict[str, dict[Any, int]] = {}
         self.specs: list[ReducerSpec] = []
         self.keys: list[Any] = []
         self.states: list[bytes | None] = []
-        self._hashes = bytearray()
+        self.hashes = bytearray()
         self.live = 0
         # cell id -> the era whose code the cell runs, for cells pinned to an earlier era than the
         # world's (docs/upgrades.md, "Pinned cells"); their ``specs`` entry is that era's reducer
@@ -68,7 +68,7 @@ class CellTable:
             self.specs.append(spec)
             self.keys.append(key)
             self.states.append(None)
-            self._hashes += bytes(32)
+            self.hashes += bytes(32)
         return cid
 
     def find(self, reducer: str, key: Any) -> int | None:
@@ -84,7 +84,7 @@ class CellTable:
         before = self.states[cid] is not None
         self.states[cid] = state
         if state_hash is not None:
-            self._hashes[cid * 32:cid * 32 + 32] = state_hash
+            self.hashes[cid * 32:cid * 32 + 32] = state_hash
         elif self.pins and cid in self.pins:  # a deleted cell leaves its era: made again, it is a new cell
             self.unpin(cid)
         self.live += (state is not None) - before
@@ -105,11 +105,11 @@ class CellTable:
 
     def hash_of(self, cid: int) -> bytes | None:
         """The state hash of a cell, or None when it has no state."""
-        return None if self.states[cid] is None else bytes(self._hashes[cid * 32:cid * 32 + 32])
+        return None if self.states[cid] is None else bytes(self.hashes[cid * 32:cid * 32 + 32])
 
     def items(self) -> Iterator[tuple[ReducerSpec, Any, bytes, bytes]]:
         """Live cells as (spec, key, state bytes, state hash), in id order."""
-        hashes = self._hashes
+        hashes = self.hashes
         for cid, state in enumerate(self.states):
             if state is not None:
                 yield self.specs[cid], self.keys[cid], state, bytes(hashes[cid * 32:cid * 32 + 32])

@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from typing import Callable
 
 from aos._core.commit_loop import coordinate
+from aos._core.inline_loop import InlineLoop
 from aos._core.pipeline import Pipeline
 from aos.committer import Committer
 from aos.kernel import Kernel
 from aos.step import StepResult, Ticket
 
-__all__ = ["InlineExecutor", "ThreadsExecutor", "RunResult", "Hooks"]
+__all__ = ["InlineExecutor", "ReferenceExecutor", "ThreadsExecutor", "RunResult", "Hooks"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +44,11 @@ class RunResult:
 class Hooks:
     """What the world does around commits.
 
-    ``after_commit(event_id)`` runs after every commit; ``barrier(event_id)``
+    ``after_commit(event_id)`` runs after every commit at a multiple of
+    ``every`` (0: none), and after every commit while the kernel holds effects
+    not yet dispatched (``Kernel.new_effects``); an executor may call it after
+    other commits too (the reference and threads executors call it after
+    every one). ``barrier(event_id)``
     says the world needs a quiet point right after that ticket (a snapshot):
     no later ticket is assigned before it committed and ``at_quiet`` ran.
     ``at_quiet()`` runs whenever nothing is in flight (every ticket assigned so
@@ -55,6 +60,7 @@ class Hooks:
     barrier: Callable[[int], bool] | None = None
     at_quiet: Callable[[], None] | None = None
     wants_quiet: Callable[[], bool] | None = None  # inputs wait: stop assigning until nothing is in flight
+    every: int = 0  # the tickets after which after_commit has work besides effects (snapshots)
 
 
 class LatencyHistogram:
@@ -84,10 +90,15 @@ class LatencyHistogram:
         return 0
 
 
-class InlineExecutor:
-    """Serial execution: ticket, compute, commit, repeat."""
+class ReferenceExecutor:
+    """Serial execution in plain Python: ticket, compute, commit, repeat.
 
-    name = "inline"
+    The readable reference every other executor is compared with (the
+    differential suite, ``tests/differential/``): each step goes through
+    :func:`aos.step.compute` and :class:`aos.committer.Committer`.
+    """
+
+    name = "reference"
 
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
@@ -125,6 +136,38 @@ class InlineExecutor:
                     quiet()
         finally:
             self.busy_seconds += busy
+        return RunResult(steps, k.commits - commits0, k.failures - failures0, not k.sequencer.has_work())
+
+
+class InlineExecutor:
+    """Serial execution on the calling thread, the common step in one C loop (``aos/_core/inline_loop.pyx``).
+
+    It writes exactly the journal :class:`ReferenceExecutor` writes; steps
+    the C loop does not handle go the reference path.
+    """
+
+    name = "inline"
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.committer = Committer(kernel)
+        self.latency = LatencyHistogram()
+        self.max_inflight = 1
+        self._loop = InlineLoop(kernel, self.committer, self.latency.counts)
+
+    @property
+    def busy_seconds(self) -> float:
+        return self._loop.busy_ns / 1e9
+
+    @property
+    def steps_by_path(self) -> dict[str, int]:
+        """Steps the C loop ran, and steps that went the reference path."""
+        return {"c_loop": self._loop.fast, "reference": self._loop.reference}
+
+    def run(self, max_steps: int | None = None, hooks: Hooks = Hooks()) -> RunResult:
+        k = self.kernel
+        commits0, failures0 = k.commits, k.failures
+        steps = self._loop.run(-1 if max_steps is None else max_steps, hooks)
         return RunResult(steps, k.commits - commits0, k.failures - failures0, not k.sequencer.has_work())
 
 

@@ -650,6 +650,7 @@ class Journal:
             return
         os.close(self._fd)
         self._closed = True
+        self.writer.closed = True
         if self._mark is not None:
             self._mark.close()
 
@@ -749,5 +750,6 @@ class Journal:
         finally:
             os.close(self._fd)
             self._closed = True
+            self.writer.closed = True
             if self._mark is not None:
                 self._mark.close()

@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from aos._core.encoder import record_kind
+from aos._core.frames import FrameCursor
+from aos._core.inline_loop import InlineLoop
 from aos.canonical import decode_trusted, digest
 from aos.committer import Committer
 from aos.errors import ManifestMismatchError, ReplayDivergenceError
+from aos.executor import Hooks
 from aos.journal import SEG_HEADER_SIZE, Entry, Journal, JournalReader, Position
 from aos.kernel import Kernel
 from aos.manifest import Manifest
@@ -39,12 +42,14 @@ _SCHEDULED_FIRST_KEY = b"\x63key"
 
 __all__ = ["replay", "Replay", "VerifyingSink", "replay_entries"]
 
+PROGRESS_EVERY = 1024  # steps between two progress reports
+
 
 class _JournalEnd(Exception):
     """The journal ended in the middle of a step (read-only replay stops there)."""
 
 
-class VerifyingSink:
+class VerifyingSink(FrameCursor):
     """A kernel sink that checks each record against the journal's next one.
 
     It reads the journal in the batches of :meth:`JournalReader.batches`.
@@ -55,6 +60,7 @@ class VerifyingSink:
 
     def __init__(self, batches: Iterator[tuple[str, int, list[tuple[int, bytes, bytes]]]],
                  journal: Journal | None = None) -> None:
+        super().__init__()
         self._batches = batches
         self._segment = ""
         self._first = 0  # index of the batch's first frame
@@ -165,7 +171,9 @@ def replay_entries(kernel: Kernel, sink: VerifyingSink, progress: Callable[[int]
                    until: int | None = None) -> None:
     """Drive ``kernel`` through the journal entries held by ``sink`` (up to ticket ``until``)."""
     committer = Committer(kernel)
-    commit, compute, next_ticket = committer.commit, kernel.compute, kernel.next_ticket
+    next_ticket = kernel.next_ticket
+    loop = InlineLoop(kernel, committer, [0] * 40)  # the inline executor's C loop, comparing through the sink
+    hooks = Hooks()
     admit_journaled = kernel.admit_journaled
     cells = kernel.cells
     try:
@@ -174,16 +182,22 @@ def replay_entries(kernel: Kernel, sink: VerifyingSink, progress: Callable[[int]
             # makes are compared byte for byte with the journal's, which proves them canonical.
             kind = record_kind(payload)
             if kind == "StepScheduled":
+                limit = -1
                 if until is not None:
                     event_id = _peek(payload).get("event_id")
                     if isinstance(event_id, int) and event_id > until:
                         return
-                ticket = next_ticket()
-                if ticket is None:
+                    limit = max(1, until - kernel.last_event_id)
+                if progress is not None:
+                    limit = PROGRESS_EVERY if limit < 0 else min(limit, PROGRESS_EVERY)
+                # every step up to the journal's next other record (or ``limit``), in C
+                if loop.run(limit, hooks) == 0:
+                    ticket = next_ticket()
                     rec = sink.peek().record()  # type: ignore[union-attr]
-                    raise ReplayDivergenceError(rec.event_id, rec.reducer, rec.key,  # type: ignore[attr-defined]
-                                                None, None, "journal schedules a step the replay has no input for")
-                commit(compute(ticket))
+                    if ticket is None:
+                        raise ReplayDivergenceError(rec.event_id, rec.reducer, rec.key,  # type: ignore[attr-defined]
+                                                    None, None, "journal schedules a step the replay has no input for")
+                    raise RuntimeError(f"replay: the step loop stopped before ticket {ticket.event_id}")
                 if progress is not None:
                     progress(sink.records)
                 continue

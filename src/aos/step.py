@@ -28,7 +28,7 @@ from aos.records import Emit, Intent
 from aos.rng import step_seed
 from aos.upcast import Chain, run_chain
 
-__all__ = ["Ticket", "StepResult", "compute", "failure_message", "failure_traceback", "prepare_native",
+__all__ = ["Ticket", "StepResult", "compute", "finish_step", "failed", "failure_message", "failure_traceback", "prepare_native",
            "finish_native"]
 
 _digest = blake3.blake3
@@ -157,6 +157,20 @@ def compute(ticket: Ticket, state: bytes | None, schema: str, value: bytes,
         decoded = _decode(value)
         event = Event(schema, canonical.decode_trusted(value) if decoded is UNHANDLED else decoded, ticket.input)
         new = spec.fn(ctx, current, event)
+    except Exception as exc:
+        return _failed(ticket, exc, getattr(spec.fn, "__code__", None))
+    return finish_step(ticket, ctx, new)
+
+
+def finish_step(ticket: Ticket, ctx: StepContext, new: Any) -> StepResult:
+    """The result of a Python reducer's call that returned ``new``: the state encoded and hashed, the outputs.
+
+    The inline loop (``aos/_core/inline_loop.pyx``) calls the reducer itself and
+    comes here only for a step with outputs or a state the C writer does not
+    handle, so both make the same result.
+    """
+    spec = ticket.spec
+    try:
         if new is None:
             new_bytes, new_hash = None, None
         else:
@@ -170,6 +184,11 @@ def compute(ticket: Ticket, state: bytes | None, schema: str, value: bytes,
         return StepResult(ticket, new_bytes, new_hash, tuple(ctx.emits), tuple(ctx.routes), tuple(ctx.intents),
                           tuple(ctx.reads.items()))
     return StepResult(ticket, new_bytes, new_hash)
+
+
+def failed(ticket: Ticket, exc: BaseException) -> StepResult:
+    """The failed step of a Python reducer that raised ``exc`` (the inline loop's error path)."""
+    return _failed(ticket, exc, getattr(ticket.spec.fn, "__code__", None))
 
 
 def _upcast(ticket: Ticket, chain: Chain, value: bytes) -> tuple[str, bytes] | StepResult:

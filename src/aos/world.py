@@ -45,7 +45,7 @@ from aos.errors import (
     WorldClosedError,
     WorldNotFoundError,
 )
-from aos.executor import Hooks, InlineExecutor, RunResult, ThreadsExecutor
+from aos.executor import Hooks, InlineExecutor, ReferenceExecutor, RunResult, ThreadsExecutor
 from aos.files import fsync_dir, lock_world, write_atomic
 from aos.journal import (
     DEFAULT_SEGMENT_BYTES,
@@ -208,10 +208,12 @@ class World:
         self.on_violation: str | Callable[[InvariantViolation], None] = options["on_violation"]
         workers = options["workers"]
         self.workers: int = workers
-        self._executor: InlineExecutor | ThreadsExecutor = (
-            InlineExecutor(kernel) if workers == 0
+        self._executor: InlineExecutor | ReferenceExecutor | ThreadsExecutor = (
+            ReferenceExecutor(kernel) if options["reference"]
+            else InlineExecutor(kernel) if workers == 0
             else ThreadsExecutor(kernel, workers, options["worker_delay"], offload=options["offload"]))
-        self._hooks = Hooks(self._after_commit, self._snapshot_due, self._at_quiet, self._wants_quiet)
+        self._hooks = Hooks(self._after_commit, self._snapshot_due, self._at_quiet, self._wants_quiet,
+                            every=self.snapshot_every)
         self.max_queued: int = options["max_queued"]
         self._cv = threading.Condition(threading.RLock())
         self._runner: int | None = None  # the thread running run(), if any
@@ -235,7 +237,7 @@ class World:
              on_violation: str | Callable[[InvariantViolation], None] = "raise",
              workers: int | None = None, worker_delay: Callable[[int], float] | None = None,
              max_queued: int = 1_000_000, offload: str | None = None, strict: bool = False,
-             earlier: Sequence[Manifest] = ()) -> "World":
+             earlier: Sequence[Manifest] = (), reference: bool = False) -> "World":
         """Create or open the world at ``path`` with ``manifest``.
 
         ``durability``: ``"group"`` (default), ``"always"``, ``"none"`` or a
@@ -280,6 +282,11 @@ class World:
         cells still run (cells pinned to the era they were created in, see
         docs/upgrades.md, "Pinned cells"); opening a world with pinned cells
         without their era's manifest raises :class:`PinnedEraError`.
+
+        ``reference``: run every step through the reference executor, plain
+        Python on the calling thread (:class:`aos.executor.ReferenceExecutor`),
+        instead of the inline executor's C loop or worker threads; both write
+        the same journal. For differential tests and for debugging.
         """
         if not isinstance(manifest, Manifest):
             raise TypeError(f"manifest must be an aos.Manifest, got {type(manifest).__name__}")
@@ -295,7 +302,7 @@ class World:
         if effects not in MODES:
             raise ValueError(f"effects must be one of {MODES}, got {effects!r}")
         if workers is None:
-            workers = default_workers(manifest)
+            workers = 0 if reference else default_workers(manifest)
         if type(workers) is not int or workers < 0:
             raise ValueError(f"workers must be an int >= 0, got {workers!r}")
         if offload is None:
@@ -368,7 +375,9 @@ class World:
         registry: dict[str, Adapter] = builtin_adapters(BlobStore(p / "blobs"))
         registry.update(adapters or {})
         dispatcher = Dispatcher(registry, signer, effects)
-        options = {"snapshot_every": snapshot_every, "keep_snapshots": keep_snapshots,
+        if reference and workers:
+            raise ValueError(f"reference=True runs steps on the calling thread; it takes workers=0, got {workers}")
+        options = {"reference": reference, "snapshot_every": snapshot_every, "keep_snapshots": keep_snapshots,
                    "snapshot_on_close": snapshot_on_close, "on_violation": on_violation,
                    "workers": workers, "worker_delay": worker_delay, "max_queued": max_queued,
                    "offload": offload}
@@ -578,6 +587,9 @@ class World:
         settle = d.mode == "inline" if settle is None else settle
         deadline = None if timeout is None else time.monotonic() + timeout
         steps = committed = failed = receipts = 0
+        if self._hooks.every != self.snapshot_every:  # (changed since the world was opened)
+            self._hooks = Hooks(self._after_commit, self._snapshot_due, self._at_quiet, self._wants_quiet,
+                                every=self.snapshot_every)
         try:
             while True:
                 self._at_quiet()  # nothing is in flight between executor runs
@@ -932,6 +944,7 @@ class World:
                            "mean": s.wait_sum / tickets if tickets else 0.0},
             "worker_busy_seconds": ex.busy_seconds,
             "steps_computed_by_coordinator": getattr(ex, "helped", 0),
+            "steps_by_path": getattr(ex, "steps_by_path", {}),  # inline executor: its C loop / the reference path
             "commit_latency_us": {"buckets": ex.latency.buckets(), "p50": ex.latency.quantile(0.5),
                                   "p99": ex.latency.quantile(0.99)},
             "effects": {"outstanding": len(k.outbox.queued), "settled": len(k.outbox.settled),

@@ -63,8 +63,11 @@ def outcome_of(directory: Path, wl: Workload, state_hash: str, tally: Tally) -> 
     return Outcome(b"".join(p.read_bytes() for p in segments), state_hash, payloads, tally, kinds)
 
 
-def session(*, workers: int = 0, delayed: bool = False, reopen: bool = False) -> PathFn:
-    """A path: the script played on a world with ``workers`` (0: inline), optionally reopened between phases."""
+def session(*, workers: int = 0, delayed: bool = False, reopen: bool = False, reference: bool = False) -> PathFn:
+    """A path: the script played on a world with ``workers`` (0: inline), optionally reopened between phases.
+
+    ``reference``: the reference executor (plain Python) instead of the inline executor's C loop.
+    """
 
     def path(wl: Workload, directory: Path) -> Outcome:
         opts = world_options(wl)
@@ -72,16 +75,17 @@ def session(*, workers: int = 0, delayed: bool = False, reopen: bool = False) ->
             opts.update(workers=workers, offload="all",
                         worker_delay=worker_delays(wl.delay_seed * 8 + workers) if delayed else None)
         else:
-            opts.update(workers=0)
+            opts.update(workers=0, reference=reference)
         h, tally = play(wl, lambda: aos.World.open(directory, build_manifest(wl), **opts), reopen=reopen)
         return outcome_of(directory, wl, h, tally)
 
     return path
 
 
-REFERENCE: tuple[str, PathFn] = ("inline", session())
+REFERENCE: tuple[str, PathFn] = ("reference", session(reference=True))
 
 PATHS: dict[str, PathFn] = {
+    "inline": session(),  # the C step loop
     "threads-1": session(workers=1, delayed=True),
     "threads-2": session(workers=2, delayed=True),
     "threads-4": session(workers=4, delayed=True),
@@ -93,7 +97,7 @@ PATHS: dict[str, PathFn] = {
 class Divergence(AssertionError):
     """A path wrote another journal or reached another state than the reference, or could not play the script.
 
-    ``path`` names it ("inline" for the reference itself).
+    ``path`` names it ("reference" for the reference itself).
     """
 
     def __init__(self, path: str, message: str) -> None:

@@ -17,6 +17,19 @@ cdef class FrameWriter:
     cdef readonly int64_t group_commits
     cdef readonly double group_ms
     cdef object hasher
+    cdef public bint closed          # appending raises once the journal is closed
 
     cdef int64_t c_append(self, bytes payload) except -2
     cdef int c_commit_point(self) except -1
+
+
+cdef class FrameCursor:
+    cdef public list _frames         # the current batch: (offset, payload, chain) of each frame
+    cdef public Py_ssize_t _i        # the next frame in the batch
+    cdef public Py_ssize_t _first    # the index of the batch's first frame
+    cdef public object _next         # the payload of the next record (None at the end)
+    cdef public object _scheduled    # the last StepScheduled payload compared (for divergence reports)
+    cdef public int64_t records      # records compared
+
+    cdef int c_expect(self, bytes payload) except -1
+    cdef bint c_next_is_step(self) except -1

@@ -16,6 +16,8 @@ from libc.stdint cimport uint32_t, uint8_t
 
 import blake3 as _blake3_module
 
+from aos._core.encoder import record_kind as _record_kind
+
 cdef object _blake3 = _blake3_module.blake3
 
 __all__ = ["append", "scan", "length_check", "FRAME_HEAD", "CHAIN_SIZE", "MAX_RECORD"]
@@ -189,6 +191,7 @@ cdef class FrameWriter:
         self.group_commits = group_commits
         self.group_ms = group_ms
         self.hasher = _blake3()
+        self.closed = False
 
     cdef int64_t c_append(self, bytes payload) except -2:
         """Frame ``payload`` into the buffer and return its index; -1 (nothing done) when the segment is full."""
@@ -196,6 +199,8 @@ cdef class FrameWriter:
         cdef Py_ssize_t at
         cdef char* p
         cdef int64_t end = self.offset + 40 + n
+        if self.closed:
+            raise ValueError("journal is closed")
         if end > self.segment_bytes and self.offset > self.header_size:
             return -1
         if n > MAX_RECORD:
@@ -239,3 +244,49 @@ cdef class FrameWriter:
         if PyByteArray_GET_SIZE(self.buf):
             raise ValueError("the buffer must be written before a new segment starts")
         self.offset = header_size
+
+
+cdef bytes _STEP_HEAD = b"\x63key"  # the first key of a StepScheduled map (and of a few other kinds)
+
+
+cdef class FrameCursor:
+    """The records a replay expects next, compared with what it produces in C.
+
+    The base of :class:`aos.replay.VerifyingSink`, which loads the batches
+    of frames (``_load``) and reports a divergence (``append_payload``, the
+    general path, called whenever the bytes differ or the journal ended).
+    """
+
+    def __init__(self):
+        self._frames = []
+        self._i = 0
+        self._first = 0
+        self._next = None
+        self._scheduled = None
+        self.records = 0
+
+    cdef int c_expect(self, bytes payload) except -1:
+        """Compare ``payload`` with the next record and move past it (the general path when they differ)."""
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(payload)
+        expected = self._next
+        if expected is None or PyBytes_GET_SIZE(<bytes>expected) != n or \
+                memcmp(PyBytes_AS_STRING(<bytes>expected), PyBytes_AS_STRING(payload), n) != 0:
+            self.append_payload(payload)  # the journal's end (a world completing a step), or a divergence
+            return 0
+        cdef Py_ssize_t i = self._i
+        self._i = i + 1
+        self.records += 1
+        if i + 1 < len(self._frames):
+            self._next = (<tuple>self._frames[i + 1])[1]
+        else:
+            self._load()
+        if n > 5 and memcmp(PyBytes_AS_STRING(payload) + 1, PyBytes_AS_STRING(_STEP_HEAD), 4) == 0:
+            self._scheduled = payload  # remembered for the divergence report
+        return 0
+
+    cdef bint c_next_is_step(self) except -1:
+        """Whether the next record is a ``StepScheduled``."""
+        nxt = self._next
+        if nxt is None:
+            return False
+        return _record_kind(nxt) == "StepScheduled"

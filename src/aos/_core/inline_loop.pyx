@@ -1,0 +1,271 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+# cython: freethreading_compatible=True
+"""The inline executor's loop: ticket, compute, commit, in one C loop.
+
+The common step of a Python reducer — take the ticket, decode the state and
+the event, call the reducer, encode and hash the new state, write
+``StepScheduled`` and ``StepCommitted``, apply the cell write, consume the
+input — runs here without entering Python code except for the reducer call
+itself. Everything else goes the reference path (:func:`aos.step.compute` and
+:class:`aos.committer.Committer`), for that one step: a native reducer or one
+with upcasters, a step with outputs (emits, effect intents, budget reads), a
+failed step, a state the C writer does not handle, and a manifest with
+invariants. Both paths make the same records; the differential suite
+checks it.
+
+The records go to the journal's :class:`FrameWriter` (a live world), to a
+:class:`FrameCursor` that compares them with the journal's (a replay, which
+then stops the loop wherever the journal holds something other than a
+step), or to any other sink through its Python methods.
+
+The world's hooks run between steps only where they have something to do:
+``after_commit`` after a ticket that is a multiple of ``Hooks.every`` (a
+snapshot), after a step of the reference path and while effects wait for
+their dispatch; ``at_quiet`` (inputs from other threads, receipts) every
+``QUIET_EVERY`` steps.
+"""
+
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from libc.stdint cimport int64_t
+from libc.string cimport memcpy
+
+from aos._core.decoder cimport decode
+from aos._core.encoder cimport encode, step_committed, step_scheduled
+from aos._core.frames cimport FrameCursor, FrameWriter
+from aos._core.sequencer cimport Sequencer
+
+from types import FunctionType
+
+import blake3 as _blake3_module
+
+from aos._core.decoder import UNHANDLED
+
+cdef object _blake3 = _blake3_module.blake3
+cdef object _UNHANDLED = UNHANDLED
+cdef tuple _EMPTY = ()
+
+
+cdef extern from "<time.h>" nogil:
+    ctypedef long time_t
+    cdef struct timespec:
+        time_t tv_sec
+        long tv_nsec
+    int clock_gettime(int clk_id, timespec* tp)
+    int CLOCK_MONOTONIC
+
+
+cdef inline int64_t now_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
+
+
+cdef inline int bucket(int64_t us) noexcept nogil:
+    """The power-of-two bucket of ``us`` (its bit length, at most 39)."""
+    cdef int n = 0
+    while us > 0 and n < 39:
+        us >>= 1
+        n += 1
+    return n
+
+
+QUIET_EVERY = 64  # steps between two calls of the at_quiet hook
+cdef int64_t _QUIET_EVERY = QUIET_EVERY
+
+
+cdef class InlineLoop:
+    """The loop of one :class:`aos.executor.InlineExecutor` (its kernel and committer)."""
+
+    cdef object kernel
+    cdef object committer
+    cdef object latency          # the executor's LatencyHistogram.counts (a list of 40 ints)
+    cdef readonly int64_t busy_ns  # time spent computing steps
+    cdef readonly int64_t fast   # steps that took the C path
+    cdef readonly int64_t reference  # steps that took the reference path
+    # from aos.step / aos.context, bound at the first run (they import this module's neighbours)
+    cdef object compute_ticket, finish_step, failed, decode_trusted, Event, StepContext, FunctionType
+
+    def __init__(self, kernel, committer, list latency):
+        self.kernel = kernel
+        self.committer = committer
+        self.latency = latency
+        from aos import canonical
+        from aos.context import Event, StepContext
+        from aos.step import failed, finish_step
+        self.finish_step = finish_step
+        self.failed = failed
+        self.decode_trusted = canonical.decode_trusted
+        self.Event = Event
+        self.StepContext = StepContext
+        self.FunctionType = FunctionType
+
+    def run(self, int64_t limit, hooks):
+        """Run up to ``limit`` steps (-1: until no step is ready); return the number run."""
+        k = self.kernel
+        cdef Sequencer seq = k.sequencer
+        cdef FrameWriter writer = None
+        cdef FrameCursor cursor = None
+        sink = k.sink
+        w = getattr(sink, "writer", None)
+        if isinstance(w, FrameWriter):
+            writer = <FrameWriter>w
+        elif isinstance(sink, FrameCursor):
+            cursor = <FrameCursor>sink  # a replay: the records are compared with the journal's
+        cdef bint fast = not k.manifest.invariants
+        cells = k.cells
+        cdef list states = cells.states
+        cdef list specs = cells.specs
+        cdef list keys = cells.keys
+        hashes = cells.hashes
+        pins = cells.pins
+        cdef dict events = k.inbox.events
+        admission, ledger = k.admission, k.ledger
+        committer = self.committer
+        commit, compute, ticket_of = committer.commit, k.compute, k.ticket
+        after, quiet = hooks.after_commit, hooks.at_quiet
+        cdef int64_t every = hooks.every
+        Event, StepContext, FunctionType = self.Event, self.StepContext, self.FunctionType
+        finish_step, failed, decode_trusted = self.finish_step, self.failed, self.decode_trusted
+        cdef list latency = self.latency
+        cdef int64_t counts[40]
+        cdef int64_t t = 0, cid = 0, inp = 0, steps = 0, commits = 0, busy = 0, t0, t1, n_fast = 0, n_ref = 0
+        cdef int r, i
+        cdef bint took_reference, due
+        cdef list entry
+        for i in range(40):
+            counts[i] = 0
+        try:
+            while steps != limit:
+                if cursor is not None and not cursor.c_next_is_step():
+                    break  # the journal has something else next: the replay reads it
+                r = seq.c_poll(seq.next_ticket - 1, &t, &cid, &inp)  # every ticket so far has committed
+                if r == 0:
+                    break
+                if r < 0:
+                    raise RuntimeError(f"the sequencer waits for commits, but every ticket up to "
+                                       f"{seq.next_ticket - 1} has committed")
+                t0 = now_ns()
+                took_reference = True
+                spec = specs[cid]
+                if fast and spec.native is None:
+                    entry = events[inp]
+                    schema = entry[0]
+                    value = entry[1]
+                    upcasts = spec.upcasts
+                    fn = spec.fn
+                    if (not upcasts or schema not in upcasts) and type(fn) is FunctionType:
+                        took_reference = False
+                if took_reference:
+                    result = compute(ticket_of(t, cid, inp))
+                    t1 = now_ns()
+                    committer.next_event_id = t
+                    commit(result)
+                    n_ref += 1
+                else:
+                    # the common step, as aos.step.compute and Committer.commit do it
+                    key = keys[cid]
+                    ctx = StepContext.__new__(StepContext)
+                    ctx.event_id = t
+                    ctx.reducer = spec.name
+                    ctx.key = key
+                    ctx._admission = admission
+                    ctx._ledger = ledger
+                    ctx._rng = None
+                    ctx.emits = []
+                    ctx.routes = []
+                    ctx.intents = []
+                    ctx.reads = {}
+                    result = None
+                    try:
+                        state = states[cid]
+                        if state is None:
+                            current = None
+                        else:
+                            current = decode(<bytes>state, False)
+                            if current is _UNHANDLED:
+                                current = decode_trusted(state)
+                        event = Event.__new__(Event)
+                        decoded = decode(<bytes>value, False)
+                        event.schema = schema
+                        event.value = decode_trusted(value) if decoded is _UNHANDLED else decoded
+                        event.seq = inp
+                        new = fn(ctx, current, event)
+                    except Exception as exc:
+                        result = failed(ticket_of(t, cid, inp), exc)
+                    if result is None:
+                        if ctx.emits or ctx.intents or ctx.reads:
+                            result = finish_step(ticket_of(t, cid, inp), ctx, new)
+                        elif new is None:
+                            new_bytes = None
+                            new_hash = None
+                        else:
+                            new_bytes = encode(new)
+                            if new_bytes is None:  # outside the C writer: the general path explains why
+                                result = finish_step(ticket_of(t, cid, inp), ctx, new)
+                            else:
+                                new_hash = _blake3(new_bytes).digest()
+                    t1 = now_ns()
+                    if result is not None:
+                        committer.next_event_id = t
+                        commit(result)
+                        n_ref += 1
+                    else:
+                        took_reference = False
+                        self._append(writer, cursor, sink, step_scheduled(t, spec.name, key, inp, 0))
+                        committed = step_committed(t, new_hash, _EMPTY, _EMPTY, 0)
+                        before = state is not None
+                        states[cid] = new_bytes
+                        if new_hash is not None:
+                            memcpy(PyByteArray_AS_STRING(hashes) + cid * 32, PyBytes_AS_STRING(new_hash), 32)
+                        elif pins and cid in pins:  # a deleted cell leaves its era (CellTable.set)
+                            cells.unpin(cid)
+                        if before != (new_bytes is not None):
+                            cells.live += 1 if new_bytes is not None else -1
+                        self._append(writer, cursor, sink, committed)
+                        left = entry[2] - 1  # Inbox.consumed
+                        if left == 0:
+                            del events[inp]
+                        else:
+                            entry[2] = left
+                        commits += 1
+                        n_fast += 1
+                        if writer is not None:
+                            if writer.c_commit_point():
+                                sink.flush_due()
+                        elif cursor is None or cursor._next is None:
+                            sink.commit_point()
+                busy += t1 - t0
+                counts[bucket((now_ns() - t0) // 1000)] += 1
+                steps += 1
+                due = took_reference or (every > 0 and t % every == 0)
+                if not due and k.new_effects:
+                    due = True  # effects wait for their dispatch (after a durable commit point)
+                if due and after is not None:
+                    k.commits += commits
+                    commits = 0
+                    after(t)
+                if quiet is not None and steps % _QUIET_EVERY == 0:
+                    k.commits += commits
+                    commits = 0
+                    quiet()
+        finally:
+            k.commits += commits
+            self.busy_ns += busy
+            self.fast += n_fast
+            self.reference += n_ref
+            committer.next_event_id = seq.next_ticket
+            for i in range(40):
+                if counts[i]:
+                    latency[i] += counts[i]
+        return steps
+
+    cdef int _append(self, FrameWriter writer, FrameCursor cursor, object sink, bytes payload) except -1:
+        if writer is not None:
+            if writer.c_append(payload) < 0:
+                sink.append_payload(payload)  # the segment is full: the journal starts the next one
+        elif cursor is not None:
+            cursor.c_expect(payload)
+        else:
+            sink.append_payload(payload)
+        return 0
