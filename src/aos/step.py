@@ -28,8 +28,8 @@ from aos.records import Emit, Intent
 from aos.rng import step_seed
 from aos.upcast import Chain, run_chain
 
-__all__ = ["Ticket", "StepResult", "compute", "finish_step", "failed", "failure_message", "failure_traceback", "prepare_native",
-           "finish_native"]
+__all__ = ["Ticket", "StepResult", "compute", "finish_step", "failed", "failure_message", "failure_traceback",
+           "prepare_native", "finish_native"]
 
 _digest = blake3.blake3
 _decode = _fast_decode  # of bytes aos wrote itself; UNHANDLED: canonical.decode_trusted, the general path
