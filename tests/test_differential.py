@@ -72,6 +72,7 @@ def run_examples(tmp: Path, mode: str, examples: int) -> dict[str, Any]:
         counts["receipts"] += ref.tally.receipts
         counts["receipts_refused"] += ref.tally.refused
         counts["reexecutions"] += sum(o.tally.reexecutions for o in out.values())
+        counts["c_loop_steps"] += out["inline"].tally.c_loop if "inline" in out else 0
         counts["steps"] += ref.kinds["StepScheduled"]
         counts["max_steps"] = max(counts["max_steps"], ref.kinds["StepScheduled"])
         kinds.update(ref.kinds)
@@ -93,6 +94,8 @@ def test_differential_short(tmp_path: Path) -> None:
                  "EffectQueued", "ReceiptAppended", "SnapshotCreated"):
         assert counts["reference_records"].get(kind, 0) > 0, kind
     assert counts["receipts_refused"] > 0 and counts["reexecutions"] > 0
+    # the inline path ran steps in its C loop, not only on the reference path
+    assert counts["c_loop_steps"] > 0
 
 
 @pytest.mark.long

@@ -38,10 +38,10 @@ class CellTable:
     bytearray (32 bytes per cell id) rather than as separate objects.
     """
 
-    __slots__ = ("_ids", "specs", "keys", "states", "hashes", "live", "pins", "current")
+    __slots__ = ("ids", "specs", "keys", "states", "hashes", "live", "pins", "current")
 
     def __init__(self) -> None:
-        self._ids: dict[str, dict[Any, int]] = {}
+        self.ids: dict[str, dict[Any, int]] = {}  # reducer name -> {cell key: cell id}
         self.specs: list[ReducerSpec] = []
         self.keys: list[Any] = []
         self.states: list[bytes | None] = []
@@ -58,9 +58,9 @@ class CellTable:
 
     def id_of(self, spec: ReducerSpec, key: Any) -> int:
         """The id of cell (spec, key), allocating one on first use."""
-        ids = self._ids.get(spec.name)
+        ids = self.ids.get(spec.name)
         if ids is None:
-            ids = self._ids[spec.name] = {}
+            ids = self.ids[spec.name] = {}
         cid = ids.get(key)
         if cid is None:
             cid = len(self.specs)
@@ -72,7 +72,7 @@ class CellTable:
         return cid
 
     def find(self, reducer: str, key: Any) -> int | None:
-        ids = self._ids.get(reducer)
+        ids = self.ids.get(reducer)
         return None if ids is None else ids.get(key)
 
     def state_of(self, reducer: str, key: Any) -> bytes | None:

@@ -132,6 +132,13 @@ class Tally:
         self.receipts = 0
         self.refused = 0
         self.reexecutions = 0  # steps computed again after a stale budget read (threads executor)
+        self.c_loop = 0  # steps the inline executor's C loop ran (the rest went the reference path)
+
+    def count(self, w: aos.World) -> None:
+        """Add what ``w`` counted since it was opened."""
+        m = w.metrics()
+        self.reexecutions += m["reexecutions"]
+        self.c_loop += m["steps_by_path"].get("c_loop", 0)
 
 
 def settle(w: aos.World, phase: Phase, tally: Tally) -> None:
@@ -156,7 +163,7 @@ def play(wl: Workload, open_world: Any, *, reopen: bool = False) -> tuple[str, T
     w = open_world()
 
     def again() -> aos.World:
-        tally.reexecutions += w.stats["reexecutions"]
+        tally.count(w)
         w.close()
         return open_world()
 
@@ -175,7 +182,7 @@ def play(wl: Workload, open_world: Any, *, reopen: bool = False) -> tuple[str, T
             if phase.snapshot:
                 w.snapshot()
         w.run()
-        tally.reexecutions += w.stats["reexecutions"]
+        tally.count(w)
         return w.snapshot_hash(), tally
     finally:
         w.close()

@@ -6,12 +6,12 @@ The common step of a Python reducer — take the ticket, decode the state and
 the event, call the reducer, encode and hash the new state, write
 ``StepScheduled`` and ``StepCommitted``, apply the cell write, consume the
 input — runs here without entering Python code except for the reducer call
-itself. Everything else goes the reference path (:func:`aos.step.compute` and
-:class:`aos.committer.Committer`), for that one step: a native reducer or one
-with upcasters, a step with outputs (emits, effect intents, budget reads), a
-failed step, a state the C writer does not handle, and a manifest with
-invariants. Both paths make the same records; the differential suite
-checks it.
+itself, and delivering what it emitted. Everything else goes the reference
+path (:func:`aos.step.compute` and :class:`aos.committer.Committer`), for
+that one step: a native reducer or one with upcasters, a step with effect
+intents or budget reads, a failed step, a state the C writer does not
+handle, and a manifest with invariants. Both paths make the same records;
+the differential suite checks it.
 
 The records go to the journal's :class:`FrameWriter` (a live world), to a
 :class:`FrameCursor` that compares them with the journal's (a replay, which
@@ -194,7 +194,7 @@ cdef class InlineLoop:
                     except Exception as exc:
                         result = failed(ticket_of(t, cid, inp), exc)
                     if result is None:
-                        if ctx.emits or ctx.intents or ctx.reads:
+                        if ctx.intents or ctx.reads:
                             result = finish_step(ticket_of(t, cid, inp), ctx, new)
                         elif new is None:
                             new_bytes = None
@@ -206,6 +206,12 @@ cdef class InlineLoop:
                             else:
                                 new_hash = _blake3(new_bytes).digest()
                     t1 = now_ns()
+                    emits = ctx.emits
+                    if result is None:
+                        try:
+                            committed = step_committed(t, new_hash, tuple(emits) if emits else _EMPTY, _EMPTY, 0)
+                        except (TypeError, ValueError):  # outputs the record cannot hold: the reference path says so
+                            result = finish_step(ticket_of(t, cid, inp), ctx, new)
                     if result is not None:
                         committer.next_event_id = t
                         commit(result)
@@ -213,7 +219,6 @@ cdef class InlineLoop:
                     else:
                         took_reference = False
                         self._append(writer, cursor, sink, step_scheduled(t, spec.name, key, inp, 0))
-                        committed = step_committed(t, new_hash, _EMPTY, _EMPTY, 0)
                         before = state is not None
                         states[cid] = new_bytes
                         if new_hash is not None:
@@ -223,6 +228,8 @@ cdef class InlineLoop:
                         if before != (new_bytes is not None):
                             cells.live += 1 if new_bytes is not None else -1
                         self._append(writer, cursor, sink, committed)
+                        if emits:
+                            self._deliver(k, seq, cells, t, emits, ctx.routes, events)
                         left = entry[2] - 1  # Inbox.consumed
                         if left == 0:
                             del events[inp]
@@ -259,6 +266,28 @@ cdef class InlineLoop:
                 if counts[i]:
                     latency[i] += counts[i]
         return steps
+
+    cdef int _deliver(self, k, Sequencer seq, cells, int64_t t, list emits, list routes, dict events) except -1:
+        """Admit what step ``t`` emitted, in emit order, each input visible ``window`` tickets later."""
+        cdef int64_t s = k.next_seq
+        cdef Py_ssize_t i, n
+        cdef dict ids = cells.ids
+        cdef tuple to
+        for i in range(len(emits)):
+            emit = emits[i]
+            to = <tuple>routes[i]
+            n = len(to)
+            if n:
+                events[s] = [emit.schema, emit.value, n]  # Inbox.put
+            for spec, key in to:
+                cells_of = ids.get(spec.name)
+                cid = None if cells_of is None else cells_of.get(key)
+                if cid is None:
+                    cid = cells.id_of(spec, key)  # a new cell
+                seq.c_deliver_emitted(t, cid, s, spec.priority)
+            s += 1
+        k.next_seq = s
+        return 0
 
     cdef int _append(self, FrameWriter writer, FrameCursor cursor, object sink, bytes payload) except -1:
         if writer is not None:
