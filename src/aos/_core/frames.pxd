@@ -16,7 +16,6 @@ cdef class FrameWriter:
     cdef readonly int mode           # 0: none, 1: group, 2: always
     cdef readonly int64_t group_commits
     cdef readonly double group_ms
-    cdef object hasher
     cdef public bint closed          # appending raises once the journal is closed
 
     cdef int64_t c_append(self, bytes payload) except -2

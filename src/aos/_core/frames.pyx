@@ -14,11 +14,11 @@ from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyBy
 from libc.string cimport memcpy, memcmp
 from libc.stdint cimport uint32_t, uint8_t
 
-import blake3 as _blake3_module
+from aos._core.hashing cimport digest_of2
+
 
 from aos._core.encoder import record_kind as _record_kind
 
-cdef object _blake3 = _blake3_module.blake3
 
 __all__ = ["append", "scan", "length_check", "FRAME_HEAD", "CHAIN_SIZE", "MAX_RECORD"]
 
@@ -67,20 +67,13 @@ cdef inline uint32_t get_u32(const unsigned char* p) noexcept:
     return p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16) | (<uint32_t>p[3] << 24)
 
 
-cdef inline bytes chain_of(object hasher, bytes prev, bytes payload):
-    """BLAKE3(prev || payload) with a reused hasher (no hasher object per frame)."""
-    hasher.reset()
-    hasher.update(prev)
-    hasher.update(payload)
-    return hasher.digest()
+cdef inline bytes chain_of(bytes prev, bytes payload):
+    """BLAKE3(prev || payload)."""
+    return digest_of2(prev, payload)
 
 
-def append(bytearray buf, bytes prev, bytes payload, hasher=None):
-    """Append the frame of ``payload`` to ``buf``; return its chain hash.
-
-    ``hasher``: a ``blake3.blake3()`` object owned by the caller's thread,
-    reused for every frame (one is made when it is None).
-    """
+def append(bytearray buf, bytes prev, bytes payload):
+    """Append the frame of ``payload`` to ``buf``; return its chain hash."""
     cdef Py_ssize_t n = PyBytes_GET_SIZE(payload)
     cdef Py_ssize_t at = PyByteArray_GET_SIZE(buf)
     cdef char* p
@@ -88,7 +81,7 @@ def append(bytearray buf, bytes prev, bytes payload, hasher=None):
         raise ValueError(f"record of {n} bytes exceeds the {MAX_RECORD} byte limit")
     if PyBytes_GET_SIZE(prev) != 32:
         raise ValueError("the previous chain must be 32 bytes")
-    chain = chain_of(_blake3() if hasher is None else hasher, prev, payload)
+    chain = chain_of(prev, payload)
     PyByteArray_Resize(buf, at + 8 + n + 32)
     p = PyByteArray_AS_STRING(buf) + at
     put_u32(p, <uint32_t>n)
@@ -120,7 +113,6 @@ def scan(const unsigned char[::1] data, Py_ssize_t offset, bytes chain, Py_ssize
     cdef list frames = []
     cdef int stop = SCAN_END
     cdef const unsigned char* base = &data[0] if size else NULL
-    hasher = _blake3()
     while off < size:
         if limit >= 0 and len(frames) >= limit:
             break
@@ -136,7 +128,7 @@ def scan(const unsigned char[::1] data, Py_ssize_t offset, bytes chain, Py_ssize
             stop = SCAN_PAST_END
             break
         payload = PyBytes_FromStringAndSize(<const char*>(base + off + 8), n)
-        h = chain_of(hasher, chain, payload)
+        h = chain_of(chain, payload)
         if memcmp(PyBytes_AS_STRING(<bytes>h), base + end - 32, 32) != 0:
             stop = SCAN_BAD_CHAIN
             break
@@ -190,7 +182,6 @@ cdef class FrameWriter:
         self.mode = 0 if mode == "none" else 1 if mode == "group" else 2
         self.group_commits = group_commits
         self.group_ms = group_ms
-        self.hasher = _blake3()
         self.closed = False
 
     cdef int64_t c_append(self, bytes payload) except -2:
@@ -205,7 +196,7 @@ cdef class FrameWriter:
             return -1
         if n > MAX_RECORD:
             raise ValueError(f"record of {n} bytes exceeds the {MAX_RECORD} byte limit")
-        chain = chain_of(self.hasher, self.chain, payload)
+        chain = chain_of(self.chain, payload)
         at = PyByteArray_GET_SIZE(self.buf)
         PyByteArray_Resize(self.buf, at + 40 + n)
         p = PyByteArray_AS_STRING(self.buf) + at

@@ -33,15 +33,13 @@ from libc.string cimport memcpy
 from aos._core.decoder cimport decode
 from aos._core.encoder cimport encode, step_committed, step_scheduled
 from aos._core.frames cimport FrameCursor, FrameWriter
+from aos._core.hashing cimport digest_of
 from aos._core.sequencer cimport Sequencer
 
 from types import FunctionType
 
-import blake3 as _blake3_module
-
 from aos._core.decoder import UNHANDLED
 
-cdef object _blake3 = _blake3_module.blake3
 cdef object _UNHANDLED = UNHANDLED
 cdef tuple _EMPTY = ()
 
@@ -204,7 +202,7 @@ cdef class InlineLoop:
                             if new_bytes is None:  # outside the C writer: the general path explains why
                                 result = finish_step(ticket_of(t, cid, inp), ctx, new)
                             else:
-                                new_hash = _blake3(new_bytes).digest()
+                                new_hash = digest_of(<bytes>new_bytes)
                     t1 = now_ns()
                     emits = ctx.emits
                     if result is None:
