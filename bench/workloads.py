@@ -351,6 +351,40 @@ def peak_rss_mb(cells: int, python: str | None = None) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+# -------------------------------------------------------------- crossings
+def crossings_per_step(events: int = 2_000) -> float:
+    """Python functions entered, or C functions called from Python code, per committed step (inline executor).
+
+    Counted with ``sys.setprofile`` while ``World.run`` runs ``events`` steps of
+    the counter reducer (whose body calls nothing, so the reducer call itself
+    is one): what a step costs in crossings between the interpreter and C.
+    """
+    import sys
+
+    tmp = Path(tempfile.mkdtemp(prefix="aos-bench-"))
+    count = 0
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        nonlocal count
+        if event == "call" or event == "c_call":
+            count += 1
+
+    try:
+        with aos.World.open(tmp / "w", counter_manifest(), workers=0, snapshot_every=0,
+                            snapshot_on_close=False) as w:
+            for schema, value in counter_events(events):
+                w.submit(schema, value)
+            w.sync()
+            sys.setprofile(profile)
+            try:
+                steps = w.run().steps
+            finally:
+                sys.setprofile(None)
+        return (count - 1) / steps  # less the call of sys.setprofile(None)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 # ---------------------------------------------------------------- journal
 def journal_vs_raw(records: int = 50_000, durability: str = "group") -> tuple[float, float]:
     """(seconds to append ``records`` journal records, seconds to write the same bytes to a plain file).
