@@ -123,8 +123,15 @@ class CellTable:
 
     def snapshot_hash(self, rows: list[tuple[bytes, ReducerSpec, Any, bytes, bytes]] | None = None) -> bytes:
         """BLAKE3 over ``cbor([reducer, key]) || state_hash`` of every live cell, in canonical order."""
+        if rows is None:
+            # (sorted_items without building its rows: this runs at every snapshot and replay's end)
+            hashes, specs, keys, encode = self.hashes, self.specs, self.keys, canonical.encode
+            pairs = sorted((encode([specs[cid].name, keys[cid]]), hashes[cid * 32:cid * 32 + 32])
+                           for cid, state in enumerate(self.states) if state is not None)
+        else:
+            pairs = [(name, state_hash) for name, _spec, _key, _state, state_hash in rows]
         h = blake3.blake3(b"aos.snapshot.v1")
-        for name, _spec, _key, _state, state_hash in (self.sorted_items() if rows is None else rows):
+        for name, state_hash in pairs:
             h.update(name)
             h.update(state_hash)
         return h.digest()

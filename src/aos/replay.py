@@ -181,26 +181,31 @@ def replay_entries(kernel: Kernel, sink: VerifyingSink, progress: Callable[[int]
             # Dispatch on the record kind, read without decoding the record: the records a step
             # makes are compared byte for byte with the journal's, which proves them canonical.
             kind = record_kind(payload)
-            if kind == "StepScheduled":
+            if kind == "StepScheduled" or kind == "EventAdmitted":
                 limit = -1
                 if until is not None:
-                    event_id = _peek(payload).get("event_id")
-                    if isinstance(event_id, int) and event_id > until:
-                        return
-                    limit = max(1, until - kernel.last_event_id)
+                    if kind == "StepScheduled":
+                        event_id = _peek(payload).get("event_id")
+                        if isinstance(event_id, int) and event_id > until:
+                            return
+                    limit = max(0, until - kernel.last_event_id)
                 if progress is not None:
                     limit = PROGRESS_EVERY if limit < 0 else min(limit, PROGRESS_EVERY)
-                # every step up to the journal's next other record (or ``limit``), in C
-                if loop.run(limit, hooks) == 0:
+                # steps and admissions up to the journal's next other record (or ``limit`` steps), in C
+                before = sink.records
+                loop.run(limit, hooks)
+                if sink.records != before:
+                    if progress is not None:
+                        progress(sink.records)
+                    continue
+                if kind == "StepScheduled":
                     ticket = next_ticket()
                     rec = sink.peek().record()  # type: ignore[union-attr]
                     if ticket is None:
                         raise ReplayDivergenceError(rec.event_id, rec.reducer, rec.key,  # type: ignore[attr-defined]
                                                     None, None, "journal schedules a step the replay has no input for")
                     raise RuntimeError(f"replay: the step loop stopped before ticket {ticket.event_id}")
-                if progress is not None:
-                    progress(sink.records)
-                continue
+                # an event the C loop leaves to the general path: admitted (or refused) below
             if kind == "EventAdmitted" and admit_journaled(payload):  # re-made and compared
                 continue
             if kind in _ERA_NOTES:  # proposals, approvals, shadow runs: nothing to re-run

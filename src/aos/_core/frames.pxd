@@ -31,4 +31,4 @@ cdef class FrameCursor:
     cdef public int64_t records      # records compared
 
     cdef int c_expect(self, bytes payload) except -1
-    cdef bint c_next_is_step(self) except -1
+    cdef object c_next_kind(self)

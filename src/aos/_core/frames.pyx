@@ -275,9 +275,9 @@ cdef class FrameCursor:
             self._scheduled = payload  # remembered for the divergence report
         return 0
 
-    cdef bint c_next_is_step(self) except -1:
-        """Whether the next record is a ``StepScheduled``."""
+    cdef object c_next_kind(self):
+        """The kind of the next record (None at the end, or for bytes that are not a record)."""
         nxt = self._next
         if nxt is None:
-            return False
-        return _record_kind(nxt) == "StepScheduled"
+            return None
+        return _record_kind(nxt)

@@ -29,16 +29,17 @@ from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy
+from cpython.long cimport PyLong_AsLongLongAndOverflow
 
 from aos._core.decoder cimport decode
-from aos._core.encoder cimport encode, step_committed, step_scheduled
+from aos._core.encoder cimport encode, event_admitted, step_committed, step_scheduled
 from aos._core.frames cimport FrameCursor, FrameWriter
 from aos._core.hashing cimport digest_of
 from aos._core.sequencer cimport Sequencer
 
 from types import FunctionType
 
-from aos._core.decoder import UNHANDLED
+from aos._core.decoder import UNHANDLED, event_admitted_fields
 
 cdef object _UNHANDLED = UNHANDLED
 cdef tuple _EMPTY = ()
@@ -83,6 +84,7 @@ cdef class InlineLoop:
     cdef readonly int64_t reference  # steps that took the reference path
     # from aos.step / aos.context, bound at the first run (they import this module's neighbours)
     cdef object compute_ticket, finish_step, failed, decode_trusted, Event, StepContext, FunctionType
+    cdef dict routes             # the manifest's reducers by event schema
 
     def __init__(self, kernel, committer, list latency):
         self.kernel = kernel
@@ -97,6 +99,7 @@ cdef class InlineLoop:
         self.Event = Event
         self.StepContext = StepContext
         self.FunctionType = FunctionType
+        self.routes = kernel.manifest.routes
 
     def run(self, int64_t limit, hooks):
         """Run up to ``limit`` steps (-1: until no step is ready); return the number run."""
@@ -135,8 +138,14 @@ cdef class InlineLoop:
             counts[i] = 0
         try:
             while steps != limit:
-                if cursor is not None and not cursor.c_next_is_step():
-                    break  # the journal has something else next: the replay reads it
+                if cursor is not None:
+                    kind = cursor.c_next_kind()
+                    if kind == "EventAdmitted":
+                        if self._admit_journaled(k, seq, cursor, cells, events):
+                            continue
+                        break  # an event the general path admits (or refuses)
+                    if kind != "StepScheduled":
+                        break  # the journal has something else next: the replay reads it
                 r = seq.c_poll(seq.next_ticket - 1, &t, &cid, &inp)  # every ticket so far has committed
                 if r == 0:
                     break
@@ -264,6 +273,58 @@ cdef class InlineLoop:
                 if counts[i]:
                     latency[i] += counts[i]
         return steps
+
+    cdef bint _admit_journaled(self, k, Sequencer seq, FrameCursor cursor, cells, dict events) except -1:
+        """Admit the journal's next record, an ``EventAdmitted``, as :meth:`aos.kernel.Kernel.admit_journaled` does.
+
+        Returns False, doing nothing, for anything but the common case (an
+        event of a schema reducers take, keyed by a str, bytes or 64-bit
+        int field, laid out as aos writes it): the general path then admits
+        it, or says what is wrong.
+        """
+        cdef long long as_int
+        cdef int overflow = 0
+        fields = event_admitted_fields(cursor._next)
+        if fields is None:
+            return False
+        number, schema, value = fields
+        if number != k.next_seq:
+            return False
+        specs = self.routes.get(schema)
+        if specs is None:
+            return False  # a schema no reducer takes, one the manifest upcasts, or an unknown one
+        decoded = decode(<bytes>value, True)
+        if decoded is _UNHANDLED:
+            return False
+        routes = []
+        for spec in specs:
+            field = spec.key
+            if field is None:
+                routes.append((spec, None))
+                continue
+            if type(decoded) is not dict:
+                return False
+            key = (<dict>decoded).get(field, _UNHANDLED)
+            if type(key) is int:
+                as_int = PyLong_AsLongLongAndOverflow(key, &overflow)
+                if overflow:
+                    return False
+            elif type(key) is not str and type(key) is not bytes:
+                return False  # missing, or a key the general path normalizes or refuses
+            routes.append((spec, key))
+        cursor.c_expect(event_admitted(number, schema, <bytes>value, 0))  # re-made and compared
+        s = <int64_t>number
+        k.next_seq = s + 1
+        if routes:
+            events[s] = [schema, value, len(routes)]  # Inbox.put
+        cdef dict ids = cells.ids
+        for spec, key in routes:
+            cells_of = ids.get(spec.name)
+            cid = None if cells_of is None else cells_of.get(key)
+            if cid is None:
+                cid = cells.id_of(spec, key)  # a new cell
+            seq.c_deliver(cid, s, spec.priority)
+        return True
 
     cdef int _deliver(self, k, Sequencer seq, cells, int64_t t, list emits, list routes, dict events) except -1:
         """Admit what step ``t`` emitted, in emit order, each input visible ``window`` tickets later."""
