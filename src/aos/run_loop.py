@@ -128,7 +128,8 @@ class RunLoop:
                                 f"{type(until).__name__}")
         if type(idle) not in (int, float) or not (0 < idle and math.isfinite(idle)):
             raise ArgumentError(f"serve(idle=...) takes a number of seconds > 0, got {idle!r}")
-        if self.intake.runner == threading.get_ident():
+        on_worker = getattr(self.world._executor, "on_worker", None)
+        if self.intake.runner == threading.get_ident() or (on_worker is not None and on_worker()):
             raise ReentrantCallError(f"serve() was called while this thread is running world {self.world.path} "
                                      "(from a reducer, a hook or an until function)")
         with self.lock:
