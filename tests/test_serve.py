@@ -268,3 +268,20 @@ def test_submit_async_without_serve_resolves_at_the_next_sync(tmp_path: Path, mo
         g = w.submit_async("test/Add@1", {"k": 1, "n": 1})
         w.run()  # everything is synced when run returns
         assert g.result(timeout=0) == 1
+
+
+@pytest.mark.timeout(60)
+def test_serve_from_a_reducer_on_a_worker_thread_is_refused(tmp_path: Path) -> None:
+    m = aos.Manifest("test/serve-reentrant@1")
+    box: dict[str, aos.World] = {}
+
+    @m.reducer("test/Sum@1", key="k", events=["test/Add@1"])
+    def add(ctx: Any, state: Any, event: Any) -> Any:
+        box["w"].serve()  # would wait for its own step to commit
+        return 1
+
+    with aos.World.open(tmp_path / "w", m, workers=2, offload="all") as w:
+        box["w"] = w
+        w.submit("test/Add@1", {"k": 1})
+        assert w.run().failed == 1
+        assert [f.error for f in w.failures()] == ["ReentrantCallError"]
