@@ -667,10 +667,10 @@ def _apply(world: "World", proposal: int, manifest: Manifest, migrate: dict[str,
                                                               eras=[e.to_wire() for e in chain]),
                                                          where="world metadata"))
     except BaseException:
-        world._abandon("is unusable after an interrupted apply; reopen it (it reopens wholly in one era)")
+        world._close("is unusable after an interrupted apply; reopen it (it reopens wholly in one era)", clean=False)
         raise
     world._snapshot_index = j.index
-    world._abandon("was upgraded to a new era; reopen it with the new manifest")
+    world._close("was upgraded to a new era; reopen it with the new manifest", clean=False)
     return UpgradeResult(proposal, old_m.era.hex(), manifest.era.hex(), event_id, len(states), retired, dropped,
                          info.path.name, pinned, len(new_k.cells.pins), adopt)
 

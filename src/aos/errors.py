@@ -15,7 +15,7 @@ __all__ = [
     "DuplicateReceiptError", "ReceiptOverBudgetError", "InvariantViolation", "Backpressure",
     "InvalidEffectError", "ReducerError", "UpgradeError", "UnknownProposalError", "NotApprovedError",
     "StaleProposalError", "LiveCellsError", "MigrationError", "PinnedEraError", "UpcastError",
-    "EraManifestMissingError",
+    "EraManifestMissingError", "ArgumentError",
 ]
 
 
@@ -219,6 +219,10 @@ class WorldClosedError(AosError):
 
 class ReentrantCallError(AosError, RuntimeError):
     """A reducer step called its own world (it would wait for its own commit)."""
+
+
+class ArgumentError(AosError, TypeError, ValueError):
+    """A ``World`` call was given an argument of the wrong type or out of range (the message names it)."""
 
 
 # ---------------------------------------------------------------- replay

@@ -1,4 +1,4 @@
-"""The World: a directory with a journal, snapshots and the live kernel.
+"""The World: a directory with a journal, snapshots and the live kernel — the front of its roles.
 
 Directory layout (docs/storage.md)::
 
@@ -9,6 +9,12 @@ Directory layout (docs/storage.md)::
 
 Opening loads the newest snapshot and replays the journal after it,
 verifying every recorded state hash (replay-or-die).
+
+This module is the front: the directory layout, the lock, opening and
+recovery, the public API and the one close path. The roles behind it are
+modules of their own: inputs in :mod:`aos.intake`, running in
+:mod:`aos.run_loop` (with one effect-settling strategy per dispatch mode in
+:mod:`aos.settle`), reading in :mod:`aos.inspection`.
 """
 
 from __future__ import annotations
@@ -16,37 +22,30 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
-import time
-from collections import deque
 from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from aos import canonical
-from aos._core.encoder import record_kind
-from aos.adapters import MODES, WAKE, Adapter, Dispatcher, builtin_adapters
-from aos.admission import cell_key
+from aos.adapters import MODES, Adapter, Dispatcher, builtin_adapters
 from aos.blobs import BlobStore
 from aos.capability import BudgetView
 from aos.eras import Era, UpgradeResult, era_chain, reconcile
 from aos.errors import (
     AosError,
-    Backpressure,
     InvariantViolation,
     JournalCorruptError,
     JournalTruncatedError,
     ManifestMismatchError,
     ReceiptError,
-    ReducerError,
-    ReentrantCallError,
     StorageError,
     WorldClosedError,
     WorldNotFoundError,
 )
-from aos.executor import Hooks, InlineExecutor, ReferenceExecutor, RunResult, ThreadsExecutor
+from aos.executor import InlineExecutor, ReferenceExecutor, RunResult, ThreadsExecutor
 from aos.files import fsync_dir, lock_world, write_atomic
+from aos.inspection import Inspection
+from aos.intake import Intake
 from aos.journal import (
     DEFAULT_SEGMENT_BYTES,
     SEG_HEADER_SIZE,
@@ -63,6 +62,7 @@ from aos.outbox import QueuedEffect
 from aos.receipt import SECRET_FILE, Receipt, ReceiptSigner, create_secret, load_secret
 from aos.records import SnapshotCreated, StepFailed
 from aos.replay import VerifyingSink, replay_entries
+from aos.run_loop import MAX_STEPS, RunLoop
 from aos.snapshot import (
     SnapshotInfo,
     check_snapshot_file,
@@ -75,7 +75,7 @@ from aos.snapshot import (
 __all__ = ["World", "read_meta", "load_meta"]
 
 WORLD_FORMAT = 1
-MAX_WINDOW = 1 << 62  # window and aging: the sequencer adds them to tickets in 64-bit arithmetic
+MAX_WINDOW = MAX_STEPS  # window and aging: the sequencer adds them to tickets in 64-bit arithmetic
 META = "world.cbor"
 METRICS = "metrics.json"
 
@@ -135,15 +135,6 @@ def _earlier_by_era(path: Path, eras: Sequence[Era], manifest: Manifest,
                                         f"earlier eras of world {path} ({len(eras) - 1}: `aos eras {path}`)")
         out[m.era] = m
     return out
-
-
-def _wait_limit(timeout: float | None) -> float | None:
-    """A caller's timeout for waits: None (no limit) beyond what the platform's waits take."""
-    if timeout is not None and not timeout <= threading.TIMEOUT_MAX:
-        if timeout != timeout:
-            raise ValueError("timeout must be a number of seconds or None, got NaN")
-        return None
-    return timeout
 
 
 def default_workers(manifest: Manifest) -> int:
@@ -212,20 +203,17 @@ class World:
             ReferenceExecutor(kernel) if options["reference"]
             else InlineExecutor(kernel) if workers == 0
             else ThreadsExecutor(kernel, workers, options["worker_delay"], offload=options["offload"]))
-        self._hooks = Hooks(self._after_commit, self._snapshot_due, self._at_quiet, self._wants_quiet,
-                            every=self.snapshot_every)
         self.max_queued: int = options["max_queued"]
-        self._cv = threading.Condition(threading.RLock())
-        self._runner: int | None = None  # the thread running run(), if any
-        self._run_lock = threading.RLock()
-        self._arrivals: deque[tuple[Callable[[], Any], Future[Any]]] = deque()  # calls from other threads during run()
-        self._room_waiters = 0  # submitters blocked on a full world
         self._snapshot_index = -1
         self._closed: str | None = None
         self.durable_event_id = kernel.last_event_id
         self.violations: list[InvariantViolation] = []  # with on_violation="record"
         self.refused_receipts: list[tuple[Receipt, ReceiptError]] = []  # adapter receipts that did not apply
         self.eras: list[Era] = []  # the world's chain of eras, oldest first (docs/upgrades.md)
+        # the roles (one module each): inputs, the run loop, the read side
+        self._intake = Intake(self)
+        self._loop = RunLoop(self, self._intake)
+        self._inspection = Inspection(self)
 
     # ----------------------------------------------------------- opening
     @classmethod
@@ -434,6 +422,11 @@ class World:
             raise WorldClosedError(f"world {self.path} {self._closed}")
         return self._kernel
 
+    def _on_runner(self, fn: Callable[[], Any]) -> Any:
+        """Call ``fn`` now, or — while another thread runs the world — at that run's next quiet point."""
+        return self._intake.on_runner(fn)
+
+    # ------------------------------------------------------------- inputs
     def submit(self, schema: str, value: Any, *, block: bool = True, timeout: float | None = None) -> int:
         """Admit an external event; returns its admission number.
 
@@ -449,64 +442,41 @@ class World:
         the event is then admitted at the runner's next quiet point (where a
         serial replay admits it too) and the call returns once it is.
         """
-        k = self._live()
-        adm = k.admission.check(schema, value)
-        if timeout is not None:
-            timeout = _wait_limit(timeout)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cv:
-            while self._full():
-                if not block:
-                    raise Backpressure(f"world {self.path} has {self._queued()} inputs queued "
-                                       f"(max_queued={self.max_queued}); the event was not admitted")
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise Backpressure(f"world {self.path} stayed full for {timeout} s "
-                                       f"(max_queued={self.max_queued}); the event was not admitted")
-                if self._runner is None:
-                    self._make_room(deadline)
-                    continue
-                self._room_waiters += 1
-                try:
-                    self._cv.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
-                finally:
-                    self._room_waiters -= 1
-            if self._runner is None or self._runner == threading.get_ident():
-                return self._admit_event(adm)
-            call = self._hand_over(lambda: self._admit_event(adm))
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        try:
-            return call.result(left)
-        except FutureTimeout:
-            if call.cancel():  # the runner has not taken it: nothing was admitted
-                raise Backpressure(f"world {self.path} did not reach a point to admit the event "
-                                   f"within {timeout} s; the event was not admitted") from None
-            return call.result()  # taken just now: its outcome follows at once
+        return self._intake.submit(schema, value, block, timeout, False)  # type: ignore[return-value]
 
-    def _admit_event(self, adm: Any) -> int:
-        k = self._kernel
-        seq = k.admit(adm)
-        if self._journal.commit_point():
-            self.durable_event_id = k.last_event_id
-        return seq
+    def submit_async(self, schema: str, value: Any, *, block: bool = True,
+                     timeout: float | None = None) -> "Future[int]":
+        """Submit an event; the returned future resolves with its admission number once it is durable.
 
-    def _queued(self) -> int:
-        s = self._kernel.sequencer
-        return s.queued + s.pending + len(self._arrivals)
+        The event is checked at once (the same typed errors as :meth:`submit`,
+        nothing journaled) and backpressure applies as for :meth:`submit`
+        (``block``, ``timeout``: waiting for room only). The call returns
+        without waiting for the admission: while another thread runs the world
+        the event is admitted at its next quiet point. The future's result is
+        the admission number, set once the ``EventAdmitted`` record is durable
+        under the world's durability policy — fsync'd for ``"group"`` and
+        ``"always"``, written to the OS for ``"none"`` — that is at the next
+        sync: a group commit of :meth:`serve`, the end of :meth:`run`,
+        :meth:`sync`, a snapshot or :meth:`close`. If the world closes before
+        that (an interrupted run), the future fails with
+        :class:`WorldClosedError`. Its callbacks run on the thread that synced.
+        """
+        return self._intake.submit(schema, value, block, timeout, True)  # type: ignore[return-value]
 
-    def _full(self) -> bool:
-        return self._queued() >= self.max_queued
+    def receipt(self, intent_hash: bytes, status: str = "ok", payload: Any = None, cost: int = 0) -> Receipt:
+        """A receipt signed with this world's secret, for an effect executed outside its adapters."""
+        self._live()
+        return self._kernel.signer.make(intent_hash, status, payload, cost)  # type: ignore[union-attr]
 
-    def _make_room(self, deadline: float | None) -> None:
-        """Run steps on this thread until the world is no longer full (no run in progress)."""
-        self._cv.release()
-        try:
-            step = max(1, self.max_queued // 10)
-            if self.run(max_steps=step).steps == 0 and self._full():
-                raise Backpressure(f"world {self.path} is full (max_queued={self.max_queued}) and no step "
-                                   "can run to make room")
-        finally:
-            self._cv.acquire()
+    def submit_receipt(self, receipt: Receipt) -> int:
+        """Admit a receipt; returns its admission number.
 
+        Raises ReceiptAuthError (bad MAC), UnknownIntentError,
+        DuplicateReceiptError or ReceiptOverBudgetError, changing nothing.
+        """
+        return self._intake.submit_receipt(receipt)
+
+    # ---------------------------------------------------------------- running
     def run(self, max_steps: int | None = None, *, settle: bool | None = None,
             timeout: float | None = None) -> RunResult:
         """Run steps until no step is ready (or ``max_steps`` ran); everything is synced on return.
@@ -519,171 +489,35 @@ class World:
         once the steps in progress have committed; the violating step was
         journaled and none of its writes applied, and the world stays usable.
         """
-        k = self._live()
-        if max_steps is not None:
-            if type(max_steps) is not int:
-                raise TypeError(f"max_steps must be an int >= 0 or None, got {type(max_steps).__name__}")
-            if max_steps < 0:
-                raise ValueError("max_steps must be >= 0")
-            if max_steps > MAX_WINDOW:  # more than any run takes; the threads executor counts in 64 bits
-                max_steps = None
-        timeout = _wait_limit(timeout)
-        with self._run_lock:  # one run at a time; another thread's run() waits for this one
-            with self._cv:
-                outer = self._runner is not None
-                self._runner = threading.get_ident()
-            try:
-                return self._run(k, max_steps, settle, timeout)
-            finally:
-                if not outer:
-                    with self._cv:
-                        self._runner = None
-                        self._admit_arrivals()  # submitted just as the run ended
-                        self._cv.notify_all()
+        return self._loop.run(max_steps, settle, timeout)
 
-    # ----------------------------------------------- calls from other threads
-    def _hand_over(self, fn: Callable[[], Any]) -> Future[Any]:
-        """Queue ``fn`` for the thread running :meth:`run`, at its next quiet point (the caller holds ``_cv``).
+    def serve(self, until: Callable[[], bool] | None = None, *, idle: float = 0.05) -> RunResult:
+        """Run the world on this thread while other threads submit, until told to stop.
 
-        A quiet point is a moment when every assigned ticket has committed:
-        the journal, the cells and the budgets are consistent there, and an
-        input admitted there lands where a serial replay admits it too.
+        Steps run as inputs arrive (other threads' :meth:`submit`,
+        :meth:`submit_async`, receipts); effects are settled as their receipts
+        come. The journal is group-committed: synced when the durability
+        policy's ``group_commits`` commits are buffered, and at the latest
+        ``group_ms`` milliseconds after a record was written, idle or not — so
+        every :meth:`submit_async` future resolves. Returns (everything synced)
+        when ``until()`` is true — it is asked between batches of steps and
+        every ``idle`` seconds while nothing happens — when :meth:`stop` is
+        called, or when the world is closed from another thread. Raises as
+        :meth:`run` does (violations, ``strict`` failures), the world usable;
+        :class:`ArgumentError` for an ``until`` that is not callable or an
+        ``idle`` that is not a number of seconds > 0; :class:`ReentrantCallError`
+        when this thread is running the world already.
         """
-        call: Future[Any] = Future()
-        self._arrivals.append((fn, call))
-        self._dispatcher.wake()  # a run waiting for a receipt comes round to its quiet point now
-        return call
+        return self._loop.serve(until, idle)
 
-    def _on_runner(self, fn: Callable[[], Any]) -> Any:
-        """Call ``fn`` now, or — while another thread runs the world — at that run's next quiet point."""
-        with self._cv:
-            if self._runner is None or self._runner == threading.get_ident():
-                self._live()
-                return fn()
-            ex = self._executor
-            if isinstance(ex, ThreadsExecutor) and ex.on_worker():
-                raise ReentrantCallError(f"a reducer step called world {self.path}; reducers read and write "
-                                         "through ctx only")
-            call = self._hand_over(fn)
-        return call.result()
+    def stop(self) -> None:
+        """Make the :meth:`serve` in progress return, synced, at its next quiet point.
 
-    def _admit_arrivals(self) -> None:
-        """Carry out calls handed over by other threads (the caller holds ``_cv``; nothing is in flight)."""
-        while self._arrivals:
-            fn, call = self._arrivals.popleft()
-            if not call.set_running_or_notify_cancel():
-                continue  # its caller gave up waiting (a submit's timeout)
-            try:
-                if self._closed is not None:
-                    raise WorldClosedError(f"world {self.path} {self._closed}")
-                call.set_result(fn())
-            except BaseException as exc:  # e.g. a refused receipt: the caller hears of it
-                call.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
+        Called from any thread. When no serve is in progress, the next one returns at once.
+        """
+        self._loop.stop()
 
-    def _run(self, k: Kernel, max_steps: int | None, settle: bool | None, timeout: float | None) -> RunResult:
-        d = self._dispatcher
-        settle = d.mode == "inline" if settle is None else settle
-        deadline = None if timeout is None else time.monotonic() + timeout
-        steps = committed = failed = receipts = 0
-        if self._hooks.every != self.snapshot_every:  # (changed since the world was opened)
-            self._hooks = Hooks(self._after_commit, self._snapshot_due, self._at_quiet, self._wants_quiet,
-                                every=self.snapshot_every)
-        try:
-            while True:
-                self._at_quiet()  # nothing is in flight between executor runs
-                receipts += self._admit_arrived()
-                left = None if max_steps is None else max_steps - steps
-                r = self._executor.run(left, self._hooks)
-                steps, committed, failed = steps + r.steps, committed + r.committed, failed + r.failed
-                self._sync_and_dispatch()
-                self._surface_violations()
-                self._surface_failures()
-                if max_steps is not None and steps >= max_steps:
-                    break
-                if k.sequencer.has_work():
-                    continue
-                if not settle or not k.outbox.queued:
-                    break
-                if d.mode == "inline":
-                    if not d.waiting:
-                        break
-                    receipts += self._admit(d.run_inline())
-                elif d.mode == "background":
-                    if not d.busy:
-                        break  # every dispatched effect answered (a refused receipt leaves its effect queued)
-                    wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-                    got = d.wait(wait)
-                    if got is WAKE:
-                        continue  # another thread handed over a call: serve it at the quiet point above
-                    if got is None:
-                        break  # timed out
-                    receipts += self._admit([got])
-                else:
-                    break
-        except (InvariantViolation, ReducerError):
-            self._sync_and_dispatch()
-            raise
-        except BaseException as exc:
-            self._abandon(f"is unusable after an interrupted run ({type(exc).__name__}); reopen it")
-            raise
-        return RunResult(steps, committed, failed, not k.sequencer.has_work(), receipts, len(k.outbox.queued))
-
-    def _snapshot_due(self, event_id: int) -> bool:
-        return bool(self.snapshot_every) and event_id % self.snapshot_every == 0
-
-    def _after_commit(self, event_id: int) -> None:
-        # runs after every commit: the common case (no snapshot, no new effect) costs two tests
-        every = self.snapshot_every
-        if every and event_id % every == 0:
-            self._snapshot()  # the executor holds a quiet point here (barrier)
-        k = self._kernel
-        if k.new_effects and self._journal.durable_index == self._journal.index:
-            self._dispatcher.submit(k.new_effects)
-            k.new_effects = []
-
-    def _at_quiet(self) -> None:
-        d = self._dispatcher
-        if d.mode == "background" and d.has_arrived():
-            self._admit(d.take())
-        if self._arrivals:
-            with self._cv:
-                self._admit_arrivals()
-                self._cv.notify_all()
-        elif self._room_waiters:
-            with self._cv:
-                self._cv.notify_all()
-
-    def _wants_quiet(self) -> bool:
-        return bool(self._arrivals)
-
-    def _sync_and_dispatch(self) -> None:
-        k = self._kernel
-        self._journal.flush(sync=True)
-        self.durable_event_id = k.last_event_id
-        if k.new_effects:  # only durable intents go to adapters
-            self._dispatcher.submit(k.new_effects)
-            k.new_effects = []
-
-    def _surface_violations(self) -> None:
-        k = self._kernel
-        found, k.violations = k.violations, []
-        for i, v in enumerate(found):
-            if self.on_violation == "raise":
-                k.violations = found[i + 1:]  # the next run() raises the next one: none is dropped
-                raise v
-            if self.on_violation == "record":
-                self.violations.append(v)
-            else:
-                self.on_violation(v)  # type: ignore[operator]
-
-    def _surface_failures(self) -> None:
-        k = self._kernel
-        if k.failed_steps:
-            first, *k.failed_steps = k.failed_steps  # the next run() raises the next one: none is dropped
-            raise first
-
+    # ---------------------------------------------------------------- reading
     def failures(self) -> list[StepFailed]:
         """Every failed step the journal holds, oldest first — before reopening too.
 
@@ -694,80 +528,19 @@ class World:
         other records), so it costs time in proportion to the journal's size:
         a tool for debugging, not for every step.
         """
-        self._live()
-        self._on_runner(lambda: self._journal.flush(sync=False))  # the journal's writer is the running thread
-        out: list[StepFailed] = []
-        for entry in JournalReader(self.path / "journal", [e.era for e in self.eras]).entries():
-            if record_kind(entry.payload) == StepFailed.KIND:
-                rec = entry.record()
-                if isinstance(rec, StepFailed):
-                    out.append(rec)
-        return out
-
-    def _admit_arrived(self) -> int:
-        if self._dispatcher.mode != "background":
-            return 0
-        return self._admit(self._dispatcher.take())
-
-    def _admit(self, receipts: list[Receipt]) -> int:
-        """Admit adapter receipts; those that do not apply are kept in ``refused_receipts``."""
-        k = self._kernel
-        n = 0
-        for r in receipts:
-            try:
-                k.admit_receipt(r)
-                n += 1
-            except ReceiptError as exc:
-                self.refused_receipts.append((r, exc))
-        if n:
-            self._journal.commit_point()
-        return n
-
-    # -------------------------------------------------------------- effects
-    def receipt(self, intent_hash: bytes, status: str = "ok", payload: Any = None, cost: int = 0) -> Receipt:
-        """A receipt signed with this world's secret, for an effect executed outside its adapters."""
-        self._live()
-        return self._kernel.signer.make(intent_hash, status, payload, cost)  # type: ignore[union-attr]
-
-    def submit_receipt(self, receipt: Receipt) -> int:
-        """Admit a receipt; returns its admission number.
-
-        Raises ReceiptAuthError (bad MAC), UnknownIntentError,
-        DuplicateReceiptError or ReceiptOverBudgetError, changing nothing.
-        """
-        self._live()
-        return self._on_runner(lambda: self._admit_receipt(receipt))
-
-    def _admit_receipt(self, receipt: Receipt) -> int:
-        k = self._kernel
-        seq = k.admit_receipt(receipt)
-        if self._journal.commit_point():
-            self.durable_event_id = k.last_event_id
-        return seq
+        return self._inspection.failures()
 
     def pending_effects(self) -> list[QueuedEffect]:
         """Queued effects still awaiting their receipt, in queue order."""
-        k = self._live()
-        return self._on_runner(lambda: list(k.outbox.queued.values()))
+        return self._inspection.pending_effects()
 
     def budget(self, cap: str) -> BudgetView:
         """Budget, reserved, spent and remaining units of capability ``cap``."""
-        k = self._live()
-        if cap not in k.ledger.budgets:
-            raise KeyError(f"manifest {self.manifest.name} has no capability {cap!r}")
-        return self._on_runner(lambda: k.ledger.view(cap))
+        return self._inspection.budget(cap)
 
     def era_of(self, reducer: str, key: Any = None) -> str:
         """The era (hex) whose code cell (reducer, key) runs: an earlier one for a pinned cell, else the world's."""
-        k = self._live()
-        key = cell_key(self.manifest.get(reducer), key, f"era_of({reducer!r})")
-
-        def find() -> bytes:
-            cid = k.cells.find(reducer, key)
-            era = None if cid is None or k.cells.states[cid] is None else k.cells.era_of(cid)
-            return self.manifest.era if era is None else era
-
-        return self._on_runner(find).hex()  # type: ignore[no-any-return]
+        return self._inspection.era_of(reducer, key)
 
     def state(self, reducer: str, key: Any = None) -> Any:
         """The committed state of cell (reducer, key), decoded; None if it has none.
@@ -775,22 +548,11 @@ class World:
         ``key`` is required for a keyed reducer and must be left out for one
         without a key (else :class:`CellKeyError`, a ``TypeError``).
         """
-        k = self._live()
-        if reducer not in self.manifest.reducers and k.retired:  # a removed reducer's cells: read-only
-            found = self._on_runner(lambda: [s for (r, c), s in k.retired.items() if r == reducer and c == key])
-            if found:
-                return canonical.decode_trusted(found[0])
-        key = cell_key(self.manifest.get(reducer), key, f"state({reducer!r})")
-        data = self._on_runner(lambda: k.cells.state_of(reducer, key))
-        return None if data is None else canonical.decode_trusted(data)
+        return self._inspection.state(reducer, key)
 
     def cells(self, reducer: str | None = None) -> list[tuple[str, Any]]:
         """Live cells as (reducer, key), in canonical order."""
-        k = self._live()
-        if reducer is not None:
-            self.manifest.get(reducer)
-        return self._on_runner(lambda: [(spec.name, key) for _n, spec, key, _s, _h in k.cells.sorted_items()
-                                        if reducer is None or spec.name == reducer])
+        return self._inspection.cells(reducer)
 
     def iter_states(self) -> Iterator[tuple[str, Any, Any]]:
         """(reducer, key, state) of every live cell, decoded, in cell-creation order.
@@ -800,16 +562,24 @@ class World:
         when the call is made (at a run's next quiet point when another thread
         is running the world); states are decoded as the iteration goes.
         """
-        k = self._live()
-        taken = self._on_runner(lambda: [(spec.name, key, state) for spec, key, state, _h in k.cells.items()])
-        for name, key, state in taken:
-            yield name, key, canonical.decode_trusted(state)
+        return self._inspection.iter_states()
 
     def snapshot_hash(self) -> str:
         """BLAKE3 (hex) over all live cells' state hashes (see docs/storage.md)."""
-        k = self._live()
-        return self._on_runner(lambda: k.cells.snapshot_hash().hex())
+        return self._inspection.snapshot_hash()
 
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters from :meth:`metrics`, flat: event_id, admitted, commits, failures, cells, queued, pending,
+        records, effects_outstanding, effects_settled, effects_dispatched, receipts_refused, validations,
+        reexecutions (readable after closing too)."""
+        return self._inspection.stats()
+
+    def metrics(self) -> dict[str, Any]:
+        """Scheduling and commit metrics since the world was opened (docs/parallel.md)."""
+        return self._inspection.metrics()
+
+    # --------------------------------------------------------- snapshots, sync
     def snapshot(self) -> SnapshotInfo:
         """Write a snapshot now and journal a ``SnapshotCreated`` record.
 
@@ -817,7 +587,7 @@ class World:
         at the run's next quiet point and returns then.
         """
         self._live()
-        return self._on_runner(self._snapshot)
+        return self._on_runner(self._snapshot)  # type: ignore[no-any-return]
 
     def _snapshot(self) -> SnapshotInfo:
         k = self._kernel
@@ -827,6 +597,7 @@ class World:
         j.append(SnapshotCreated(k.last_event_id, bytes.fromhex(info.snapshot_hash), info.path.name))
         j.flush(sync=True)
         self.durable_event_id = k.last_event_id
+        self._intake.acknowledge(j.index)
         self._snapshot_index = j.index
         self._prune_snapshots()
         return info
@@ -848,8 +619,11 @@ class World:
         self._on_runner(self._sync)
 
     def _sync(self) -> None:
-        self._journal.flush(sync=True)
+        """Write and sync the journal (as the durability policy says); acknowledge what it made durable."""
+        j = self._journal
+        j.flush(sync=True)
         self.durable_event_id = self._kernel.last_event_id
+        self._intake.acknowledge(j.index)
 
     @property
     def era(self) -> str:
@@ -906,87 +680,44 @@ class World:
         """The last ticket assigned (and committed: the inline executor commits each at once)."""
         return self._kernel.last_event_id
 
-    @property
-    def stats(self) -> dict[str, int]:
-        k = self._kernel
-        return {"event_id": k.last_event_id, "admitted": k.next_seq, "commits": k.commits,
-                "failures": k.failures, "cells": len(k.cells), "queued": k.sequencer.queued,
-                "pending": k.sequencer.pending, "records": self._journal.index,
-                "effects_outstanding": len(k.outbox.queued), "effects_settled": len(k.outbox.settled),
-                "effects_dispatched": self._dispatcher.dispatched, "receipts_refused": len(self.refused_receipts),
-                "validations": k.validations, "reexecutions": k.reexecutions}
-
-    def metrics(self) -> dict[str, Any]:
-        """Scheduling and commit metrics since the world was opened (docs/parallel.md)."""
-        self._live()
-        return self._on_runner(self._metrics)
-
-    def _metrics(self) -> dict[str, Any]:
-        k = self._kernel
-        s = k.sequencer
-        ex = self._executor
-        tickets = max(0, s.next_ticket - 1)
-        wait_cell = None
-        if s.wait_max and s.wait_max_cell < len(k.cells.specs):
-            wait_cell = (k.cells.specs[s.wait_max_cell].name, k.cells.keys[s.wait_max_cell])
-        return {
-            "executor": ex.name,
-            "workers": self.workers,
-            "tickets": tickets,
-            "commits": k.commits,
-            "failures": k.failures,
-            "validations": k.validations,
-            "reexecutions": k.reexecutions,
-            "conflicts": {"stale_budget_read": k.reexecutions},
-            "queue": {"queued": s.queued, "queued_max": s.queued_max, "pending_emitted": s.pending,
-                      "ready_cells": s.ready, "in_flight_max": ex.max_inflight},
-            "wait_ticks": {"max": s.wait_max, "max_cell": wait_cell, "max_at_ticket": s.wait_max_ticket,
-                           "mean": s.wait_sum / tickets if tickets else 0.0},
-            "worker_busy_seconds": ex.busy_seconds,
-            "steps_computed_by_coordinator": getattr(ex, "helped", 0),
-            "steps_by_path": getattr(ex, "steps_by_path", {}),  # inline executor: its C loop / the reference path
-            "commit_latency_us": {"buckets": ex.latency.buckets(), "p50": ex.latency.quantile(0.5),
-                                  "p99": ex.latency.quantile(0.99)},
-            "effects": {"outstanding": len(k.outbox.queued), "settled": len(k.outbox.settled),
-                        "dispatched": self._dispatcher.dispatched, "receipts_refused": len(self.refused_receipts)},
-        }
-
     # ----------------------------------------------------------- closing
-    def _abandon(self, why: str) -> None:
-        self._dispatcher.close()
-        if isinstance(self._executor, ThreadsExecutor):
-            self._executor.close()
-        try:
-            self._journal.close()
-        finally:
-            self._closed = why
-            os.close(self._lock_fd)
-
     def close(self) -> None:
         """Snapshot (if anything changed and ``snapshot_on_close``), sync and release the world.
 
-        A run in progress on another thread is waited for.
+        A run in progress on another thread is waited for; a :meth:`serve` in progress is stopped first.
         """
         if self._closed is not None:
             return
-        with self._run_lock:
+        self._loop.stop()
+        with self._loop.lock:
             self._close()
 
-    def _close(self) -> None:
+    def _close(self, why: str = "is closed", *, clean: bool = True) -> None:
+        """The one way a world is released: adapters and workers stopped, journal closed (synced), lock freed.
+
+        ``clean`` (``close``): a snapshot first when anything changed since the
+        last one (``snapshot_on_close``) and the session's metrics written.
+        Without it (an interrupted run or apply, an applied upgrade) only
+        what was committed is synced. Calls made afterwards raise
+        :class:`WorldClosedError` saying ``why``.
+        """
         if self._closed is not None:
             return
         self._dispatcher.close()
         if isinstance(self._executor, ThreadsExecutor):
             self._executor.close()
         try:
-            if self.snapshot_on_close and self._journal.index != self._snapshot_index:
+            if clean and self.snapshot_on_close and self._journal.index != self._snapshot_index:
                 self._snapshot()
             self._journal.close()
-            # The scheduling and commit metrics of this session, for `aos metrics` (not part of the state).
-            write_atomic(self.path / METRICS, json.dumps(self._metrics(), indent=2, default=str).encode())
+            self._intake.acknowledge(self._journal.index)
+            if clean:  # the scheduling and commit metrics of this session, for `aos metrics` (not state)
+                write_atomic(self.path / METRICS,
+                             json.dumps(self._inspection.metrics_now(), indent=2, default=str).encode())
         finally:
-            self._closed = "is closed"
+            self._closed = why
             os.close(self._lock_fd)
+            self._intake.abandon_unacked(why)
 
     def __enter__(self) -> "World":
         return self
