@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from aos import canonical
+from aos._core.context import EventFields, StepFields
 from aos.canonical import INT64_MAX
 from aos.errors import InvalidEffectError, brief
 from aos.records import Emit, Intent
@@ -17,10 +18,10 @@ if TYPE_CHECKING:
 __all__ = ["Event", "StepContext"]
 
 
-class Event:
+class Event(EventFields):
     """An event delivered to a reducer: ``schema`` and a fresh decoded ``value``."""
 
-    __slots__ = ("schema", "value", "seq")
+    __slots__ = ()  # the fields are EventFields' (aos/_core/context.pyx)
 
     def __init__(self, schema: str, value: Any, seq: int) -> None:
         self.schema = schema
@@ -31,7 +32,7 @@ class Event:
         return f"Event({self.schema!r}, {self.value!r})"
 
 
-class StepContext:
+class StepContext(StepFields):
     """The context of one step.
 
     ``event_id`` is the step's ticket; ``reducer`` and ``key`` name its cell;
@@ -39,8 +40,7 @@ class StepContext:
     record outputs that take effect only if the step commits.
     """
 
-    __slots__ = ("event_id", "reducer", "key", "_admission", "_ledger", "_rng", "emits", "routes", "intents",
-                 "reads")
+    __slots__ = ()  # the fields are StepFields' (aos/_core/context.pyx)
 
     def __init__(self, event_id: int, reducer: str, key: Any, admission: "Admission",
                  ledger: "Ledger") -> None:

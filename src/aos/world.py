@@ -244,7 +244,7 @@ class World:
         ``World.violations``) or a callable called with each violation.
 
         ``workers``: worker threads computing steps; 0 runs every step on the
-        calling thread (the inline executor, the reference every parallel run
+        calling thread (the inline executor, whose journal every parallel run
         equals). The default is the number of CPUs where threads can run steps
         in parallel — the manifest has a native reducer, or the interpreter
         runs without the GIL — and 0 otherwise, where threads would only add

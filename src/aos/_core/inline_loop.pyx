@@ -33,6 +33,7 @@ from cpython.long cimport PyLong_AsLongLongAndOverflow
 
 from aos._core.decoder cimport decode
 from aos._core.encoder cimport encode, event_admitted, step_committed, step_scheduled
+from aos._core.context cimport EventFields, StepFields
 from aos._core.frames cimport FrameCursor, FrameWriter
 from aos._core.hashing cimport digest_of
 from aos._core.sequencer cimport Sequencer
@@ -134,6 +135,7 @@ cdef class InlineLoop:
         cdef int r, i
         cdef bint took_reference, due
         cdef list entry
+        cdef StepFields fields
         for i in range(40):
             counts[i] = 0
         try:
@@ -173,16 +175,16 @@ cdef class InlineLoop:
                     # the common step, as aos.step.compute and Committer.commit do it
                     key = keys[cid]
                     ctx = StepContext.__new__(StepContext)
-                    ctx.event_id = t
-                    ctx.reducer = spec.name
-                    ctx.key = key
-                    ctx._admission = admission
-                    ctx._ledger = ledger
-                    ctx._rng = None
-                    ctx.emits = []
-                    ctx.routes = []
-                    ctx.intents = []
-                    ctx.reads = {}
+                    fields = <StepFields>ctx
+                    fields.event_id = t
+                    fields.reducer = spec.name
+                    fields.key = key
+                    fields._admission = admission
+                    fields._ledger = ledger
+                    fields.emits = []
+                    fields.routes = []
+                    fields.intents = []
+                    fields.reads = {}
                     result = None
                     try:
                         state = states[cid]
@@ -194,14 +196,14 @@ cdef class InlineLoop:
                                 current = decode_trusted(state)
                         event = Event.__new__(Event)
                         decoded = decode(<bytes>value, False)
-                        event.schema = schema
-                        event.value = decode_trusted(value) if decoded is _UNHANDLED else decoded
-                        event.seq = inp
+                        (<EventFields>event).schema = schema
+                        (<EventFields>event).value = decode_trusted(value) if decoded is _UNHANDLED else decoded
+                        (<EventFields>event).seq = inp
                         new = fn(ctx, current, event)
                     except Exception as exc:
                         result = failed(ticket_of(t, cid, inp), exc)
                     if result is None:
-                        if ctx.intents or ctx.reads:
+                        if fields.intents or fields.reads:
                             result = finish_step(ticket_of(t, cid, inp), ctx, new)
                         elif new is None:
                             new_bytes = None
@@ -213,7 +215,7 @@ cdef class InlineLoop:
                             else:
                                 new_hash = digest_of(<bytes>new_bytes)
                     t1 = now_ns()
-                    emits = ctx.emits
+                    emits = fields.emits
                     if result is None:
                         try:
                             committed = step_committed(t, new_hash, tuple(emits) if emits else _EMPTY, _EMPTY, 0)
@@ -236,7 +238,7 @@ cdef class InlineLoop:
                             cells.live += 1 if new_bytes is not None else -1
                         self._append(writer, cursor, sink, committed)
                         if emits:
-                            self._deliver(k, seq, cells, t, emits, ctx.routes, events)
+                            self._deliver(k, seq, cells, t, emits, fields.routes, events)
                         left = entry[2] - 1  # Inbox.consumed
                         if left == 0:
                             del events[inp]
