@@ -103,10 +103,6 @@ class CellTable:
         """The earlier era cell ``cid`` is pinned to, or None (it runs the world's current code)."""
         return self.pins.get(cid) if self.pins else None
 
-    def hash_of(self, cid: int) -> bytes | None:
-        """The state hash of a cell, or None when it has no state."""
-        return None if self.states[cid] is None else bytes(self.hashes[cid * 32:cid * 32 + 32])
-
     def items(self) -> Iterator[tuple[ReducerSpec, Any, bytes, bytes]]:
         """Live cells as (spec, key, state bytes, state hash), in id order."""
         hashes = self.hashes

@@ -289,10 +289,6 @@ def transition(old: Kernel, manifest: Manifest, sink: Any, states: Mapping[tuple
 
 
 # ------------------------------------------------------------------ the steps
-def _chain_eras(world: "World") -> list[bytes]:
-    return [e.era for e in world.eras]
-
-
 def propose(world: "World", manifest: Manifest) -> int:
     """Journal a ``ProposalSubmitted`` for ``manifest``; returns the proposal id."""
     if not isinstance(manifest, Manifest):

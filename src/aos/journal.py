@@ -27,7 +27,6 @@ from __future__ import annotations
 import os
 import struct
 import time
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -72,16 +71,6 @@ def _world_of(directory: Path) -> Path | None:
 def _own(exc: JournalCorruptError, directory: Path) -> None:
     if exc.world is None:
         exc.world = _world_of(directory)
-
-
-def _len_check(n: int) -> int:
-    return zlib.crc32(n.to_bytes(4, "little"))
-
-
-def _chain(prev: bytes, payload: bytes) -> bytes:
-    h = blake3.blake3(prev)
-    h.update(payload)
-    return h.digest()
 
 
 @dataclass(frozen=True, slots=True)
