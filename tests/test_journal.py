@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
 import shutil
 import struct
+import threading
 import zlib
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pytest
 
 from aos import canonical
 from aos.errors import JournalCorruptError
-from aos.journal import GENESIS, Durability, Journal, JournalReader, Position
+from aos.journal import GENESIS, Durability, Journal, JournalReader, Position, Watermark
 from aos.records import (
     Emit,
     EventAdmitted,
@@ -279,7 +281,8 @@ def test_durability_group_and_none_buffer(tmp_path):
             assert j.commit_point() is False
         assert read_all(d) == []  # buffered
         j.append(records[2])
-        assert j.commit_point() is (mode == "group")
+        assert j.commit_point() is False  # group: handed to the background flusher, durable soon
+        j.drain()
         assert read_all(d) == records[:3]
         assert j.durable_index == (3 if mode == "group" else 0)
         j.append(records[3])
@@ -594,3 +597,45 @@ def test_flipped_byte_detected(tmp_path):
                     got.append(rec)
             assert (ei.value.segment, ei.value.offset) == (name, frame), where
             assert got == records[:len(got)], where
+
+
+def test_group_commit_syncs_in_the_background_and_its_io_errors_reach_the_writer(tmp_path, monkeypatch):
+    """A due group sync does not stall the commit: the flusher thread writes and fsyncs, then the watermark moves.
+
+    An I/O error on that thread is not lost: the next call that writes or waits raises it.
+    """
+    import aos.journal as journal_module
+
+    records = make_records(4)
+    d = tmp_path / "j"
+    j = Journal.open(d, ERA, Durability("group", group_commits=1, group_ms=1e9))
+    synced = threading.Event()
+    real_fsync = os.fsync
+
+    def slow_fsync(fd):
+        synced.wait(10)  # the flusher holds here until the test has seen the commit point return
+        real_fsync(fd)
+
+    monkeypatch.setattr(journal_module.os, "fsync", slow_fsync)
+    j.append(records[0])
+    assert j.commit_point() is False  # returned while the fsync waits
+    assert j.durable_index == 0
+    synced.set()
+    j.drain()
+    assert j.durable_index == 1 and read_all(d) == records[:1]
+    assert Watermark.read(d)[0].index == 1
+
+    def failing_fsync(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(journal_module.os, "fsync", failing_fsync)
+    j.append(records[1])
+    j.commit_point()
+    with pytest.raises(OSError, match="No space left"):
+        j.drain()
+    with pytest.raises(OSError, match="No space left"):
+        j.flush()
+    assert j.durable_index == 1  # nothing more is claimed durable
+    monkeypatch.setattr(journal_module.os, "fsync", real_fsync)
+    with pytest.raises(OSError):
+        j.close()

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -484,6 +486,82 @@ class JournalReader:
                 time.sleep(poll)
 
 
+class _Flusher:
+    """Group commit off the commit path: writes and fsyncs handed-over batches on its own thread.
+
+    Under the ``group`` policy a commit point that makes a sync due hands the
+    buffered frames here and the commit loop goes on; the thread writes them
+    to the segment file in order, fsyncs, and only then moves the journal's
+    ``durable_index`` and the durable watermark, so nothing is called durable
+    before the disk has it. Anything else that touches the file (a
+    synchronous flush, a segment rotation, closing) first waits until every
+    handed-over batch is written (:meth:`drain`). An I/O error stops the
+    thread and is raised, unchanged, by the next call into the journal that
+    writes or waits.
+    """
+
+    def __init__(self, journal: "Journal") -> None:
+        self.journal = journal
+        self.cv = threading.Condition()
+        self.batches: deque[tuple[bytes, Position]] = deque()
+        self.busy = False
+        self.error: BaseException | None = None
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, name="aos-journal-flush", daemon=True)
+        self.thread.start()
+
+    def put(self, data: bytes, end: Position) -> None:
+        with self.cv:
+            self._raise()
+            self.batches.append((data, end))
+            self.cv.notify_all()
+
+    def drain(self) -> None:
+        """Wait until every handed-over batch is written and synced; raise the thread's I/O error if any."""
+        with self.cv:
+            while (self.batches or self.busy) and self.error is None:
+                self.cv.wait()
+            self._raise()
+
+    def stop(self) -> None:
+        with self.cv:
+            self.stopping = True
+            self.cv.notify_all()
+        self.thread.join()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        j = self.journal
+        while True:
+            with self.cv:
+                while not self.batches and not self.stopping:
+                    self.cv.wait()
+                if not self.batches:
+                    return
+                data, end = self.batches.popleft()
+                self.busy = True
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(j._fd, view):]
+                os.fsync(j._fd)
+                j.durable_index = end.index
+                if j._mark is not None:
+                    j._mark.advance(end)
+            except BaseException as exc:  # kept for the journal's caller: never lost
+                with self.cv:
+                    self.error = exc
+                    self.busy = False
+                    self.cv.notify_all()
+                return
+            with self.cv:
+                self.busy = False
+                self.cv.notify_all()
+
+
 class Journal:
     """The append side of a world's journal (one writer at a time)."""
 
@@ -505,6 +583,7 @@ class Journal:
         self.torn = torn  # (segment, offset) of a torn tail not yet cut off (see finish_open)
         self._fd = os.open(directory / _seg_name(end.segment), os.O_WRONLY | os.O_APPEND)
         self._closed = False
+        self._flusher: _Flusher | None = None  # started at the first group commit (docs/storage.md)
 
     # ------------------------------------------------------------ opening
     @classmethod
@@ -637,6 +716,7 @@ class Journal:
         if self.writer.buf or self.index != self._opened_at:  # a replay completed a step: keep it, as close() does
             self.close()
             return
+        self._stop_flusher()
         os.close(self._fd)
         self._closed = True
         self.writer.closed = True
@@ -685,21 +765,35 @@ class Journal:
         return bool(self.writer.commit_point()) and self.flush_due()
 
     def flush_due(self) -> bool:
-        """Write (and sync) now, as the policy says at a commit point where a flush is due.
+        """Write (and sync) as the policy says at a commit point where a flush is due.
 
-        Returns True when everything appended so far is now durable.
+        Returns True when everything appended so far is now durable. Under
+        ``group`` the buffered frames go to the background flusher, which
+        writes and syncs them while the commit loop goes on (False: durable
+        soon, see ``durable_index``).
         """
-        if self.durability.mode == "always":
+        mode = self.durability.mode
+        if mode == "always":
             self.flush(sync=True)
             return True
-        self.flush(sync=self.durability.mode == "group")
-        return self.durability.mode == "group"
+        if mode == "none":
+            self.flush(sync=False)
+            return False
+        w = self.writer
+        if w.buf:
+            if self._flusher is None:
+                self._flusher = _Flusher(self)
+            self._flusher.put(bytes(w.buf), Position(w.index, self._seg_first, w.offset, w.chain))
+        w.flushed(time.monotonic())
+        return False
 
     def flush(self, sync: bool = True, force: bool = False) -> None:
         """Write buffered records; fsync them when ``sync`` and the policy is not 'none' (or ``force``).
 
         What an fsync made durable is recorded in the durable watermark.
         """
+        if self._flusher is not None:
+            self._flusher.drain()  # what was handed over goes first, in order
         w = self.writer
         buf = w.buf
         if buf:
@@ -715,6 +809,16 @@ class Journal:
             if self._mark is not None and self._mark.position.index != w.index:
                 self._mark.advance(Position(w.index, self._seg_first, w.offset, w.chain))
         w.flushed(time.monotonic())
+
+    def drain(self) -> None:
+        """Wait until what group commits handed to the background flusher is written and synced."""
+        if self._flusher is not None:
+            self._flusher.drain()
+
+    def _stop_flusher(self) -> None:
+        if self._flusher is not None:
+            self._flusher.stop()
+            self._flusher = None
 
     def _rotate(self) -> None:
         self.flush(sync=True, force=True)  # a segment is complete on disk before the next one exists
@@ -737,6 +841,7 @@ class Journal:
         try:
             self.flush(sync=True)
         finally:
+            self._stop_flusher()
             os.close(self._fd)
             self._closed = True
             self.writer.closed = True

@@ -51,6 +51,8 @@ class RunLoop:
                             every=world.snapshot_every)
         self.lock = threading.RLock()  # one run at a time; another thread's run() waits for this one
         self.stop_requested = False  # World.stop(): the serve in progress (or the next one) returns
+        self._effects_seen = 0  # len(kernel.new_effects) when _effects_end was taken
+        self._effects_end = 0  # the journal index the new effects are durable at
 
     # ------------------------------------------------------------------ run
     @property
@@ -260,6 +262,13 @@ class RunLoop:
         if every and event_id % every == 0:
             self.world._snapshot()  # the executor holds a quiet point here (barrier)
         k = self._kernel
-        if k.new_effects and self._journal.durable_index == self._journal.index:
-            self.world._dispatcher.submit(k.new_effects)
-            k.new_effects = []
+        if k.new_effects:
+            # only durable intents go to adapters: these once the journal is durable up to where the last of
+            # them was queued (group commit syncs in the background, so this holds a little later)
+            j = self._journal
+            if len(k.new_effects) != self._effects_seen:
+                self._effects_seen, self._effects_end = len(k.new_effects), j.index
+            if j.durable_index >= self._effects_end:
+                self.world._dispatcher.submit(k.new_effects)
+                k.new_effects = []
+                self._effects_seen = 0
