@@ -28,12 +28,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from aos import canonical
 from aos._core.decoder import event_admitted_fields
 from aos._core.encoder import record_kind
+from aos._core.inline_loop import InlineLoop
 from aos.committer import Committer
 from aos.errors import AosError, ReceiptError, SnapshotCorruptError
 from aos.journal import JournalReader, Position
@@ -329,9 +332,8 @@ def _check_loadable(snap: _Snap, manifest: Manifest, world_era: bytes) -> None:
 
 
 def _payloads(batches: Iterator[tuple[str, int, list[tuple[int, bytes, bytes]]]]) -> Iterator[bytes]:
-    for _name, _first, frames in batches:
-        for _at, payload, _chain in frames:
-            yield payload
+    """The payload of every frame, in order (iterated in C: this runs once per record)."""
+    return map(itemgetter(1), chain.from_iterable(frames for _name, _first, frames in batches))
 
 
 def shadow_run(path: str | os.PathLike[str], manifest: Manifest, *, since: int | None = None,
@@ -389,11 +391,15 @@ class _Run:
         self.diverged_cells: set[int] = set()  # cells whose shadow state differs from the journal's
         self.diverged_inputs: set[int] = set()  # shadow seqs of events that differ from the journal's
         self.shifted = False  # the two sides number their inputs differently from here on
+        self.loop: InlineLoop | None = None  # the C step loop (set by run)
 
     def run(self, payloads: Iterator[bytes]) -> None:
         k, sink, report = self.kernel, self.sink, self.report
         committer = Committer(k)
-        commit, compute, next_ticket = committer.commit, k.compute, k.next_ticket
+        # each step in the inline executor's C loop (the reference path where it hands over), one at a time
+        self.loop = InlineLoop(k, committer, [0] * 40)
+        step = self.loop.step
+        ticket_of = k.ticket
         out = sink.out
         queued = sink.queued
         progress = self.progress
@@ -418,13 +424,13 @@ class _Run:
                         break
                     raise ShadowError(f"the journal schedules step {_event_id(group)} with no outcome after it")
                 compared += 1
-                ticket = next_ticket()
-                if ticket is None:
+                del out[:]
+                seq0 = k.next_seq
+                took = step()
+                if took is None:
                     self._journal_only(group)
                 else:
-                    del out[:]
-                    seq0 = k.next_seq
-                    commit(compute(ticket))
+                    ticket = ticket_of(*took)
                     if out == group:
                         same += 1
                         if diverged_cells:
@@ -469,6 +475,8 @@ class _Run:
     # ------------------------------------------------------------ inputs
     def _admit_event(self, payload: bytes) -> None:
         k = self.kernel
+        if self.loop is not None and self.loop.admit(payload):
+            return  # the common case, admitted in C
         fields = event_admitted_fields(payload)
         if fields is None:
             rec = decode_record(payload, "journaled EventAdmitted")

@@ -79,13 +79,23 @@ cdef class InlineLoop:
 
     cdef object kernel
     cdef object committer
-    cdef object latency          # the executor's LatencyHistogram.counts (a list of 40 ints)
+    cdef list latency            # the executor's LatencyHistogram.counts (a list of 40 ints)
     cdef readonly int64_t busy_ns  # time spent computing steps
     cdef readonly int64_t fast   # steps that took the C path
     cdef readonly int64_t reference  # steps that took the reference path
     # from aos.step / aos.context, bound at the first run (they import this module's neighbours)
     cdef object compute_ticket, finish_step, failed, decode_trusted, Event, StepContext, FunctionType
     cdef dict routes             # the manifest's reducers by event schema
+    # the kernel's parts, taken at each entry (_bind), and the counts kept in C until _settle_counts
+    cdef Sequencer seq
+    cdef FrameWriter writer
+    cdef FrameCursor cursor
+    cdef object sink, cells, hashes, pins, admission, ledger
+    cdef list states, specs, keys
+    cdef dict events
+    cdef bint fast_ok
+    cdef int64_t commits
+    cdef int64_t counts[40]
 
     def __init__(self, kernel, committer, list latency):
         self.kernel = kernel
@@ -102,48 +112,59 @@ cdef class InlineLoop:
         self.FunctionType = FunctionType
         self.routes = kernel.manifest.routes
 
-    def run(self, int64_t limit, hooks):
-        """Run up to ``limit`` steps (-1: until no step is ready); return the number run."""
+    cdef int _bind(self) except -1:
+        """Take the kernel's current parts (they are the same objects for the kernel's life, but cheap to take)."""
         k = self.kernel
-        cdef Sequencer seq = k.sequencer
-        cdef FrameWriter writer = None
-        cdef FrameCursor cursor = None
-        sink = k.sink
+        self.seq = <Sequencer>k.sequencer
+        self.writer = None
+        self.cursor = None
+        sink = self.sink = k.sink
         w = getattr(sink, "writer", None)
         if isinstance(w, FrameWriter):
-            writer = <FrameWriter>w
+            self.writer = <FrameWriter>w
         elif isinstance(sink, FrameCursor):
-            cursor = <FrameCursor>sink  # a replay: the records are compared with the journal's
-        cdef bint fast = not k.manifest.invariants
-        cells = k.cells
-        cdef list states = cells.states
-        cdef list specs = cells.specs
-        cdef list keys = cells.keys
-        hashes = cells.hashes
-        pins = cells.pins
-        cdef dict events = k.inbox.events
-        admission, ledger = k.admission, k.ledger
-        committer = self.committer
-        commit, compute, ticket_of = committer.commit, k.compute, k.ticket
+            self.cursor = <FrameCursor>sink  # a replay: the records are compared with the journal's
+        self.fast_ok = not k.manifest.invariants
+        cells = self.cells = k.cells
+        self.states = cells.states
+        self.specs = cells.specs
+        self.keys = cells.keys
+        self.hashes = cells.hashes
+        self.pins = cells.pins
+        self.events = k.inbox.events
+        self.admission = k.admission
+        self.ledger = k.ledger
+        return 0
+
+    cdef int _settle_counts(self) except -1:
+        """Hand the counts kept in C to the kernel, the executor's histogram and the committer."""
+        cdef int i
+        self.kernel.commits += self.commits
+        self.commits = 0
+        self.committer.next_event_id = self.seq.next_ticket
+        for i in range(40):
+            if self.counts[i]:
+                self.latency[i] += self.counts[i]
+                self.counts[i] = 0
+        return 0
+
+    def run(self, int64_t limit, hooks):
+        """Run up to ``limit`` steps (-1: until no step is ready); return the number run."""
+        self._bind()
+        k = self.kernel
+        cdef Sequencer seq = self.seq
+        cdef FrameCursor cursor = self.cursor
         after, quiet = hooks.after_commit, hooks.at_quiet
         cdef int64_t every = hooks.every
-        Event, StepContext, FunctionType = self.Event, self.StepContext, self.FunctionType
-        finish_step, failed, decode_trusted = self.finish_step, self.failed, self.decode_trusted
-        cdef list latency = self.latency
-        cdef int64_t counts[40]
-        cdef int64_t t = 0, cid = 0, inp = 0, steps = 0, commits = 0, busy = 0, t0, t1, n_fast = 0, n_ref = 0
-        cdef int r, i
-        cdef bint took_reference, due
-        cdef list entry
-        cdef StepFields fields
-        for i in range(40):
-            counts[i] = 0
+        cdef int64_t t = 0, cid = 0, inp = 0, steps = 0
+        cdef int r
+        cdef bint due
         try:
             while steps != limit:
                 if cursor is not None:
                     kind = cursor.c_next_kind()
                     if kind == "EventAdmitted":
-                        if self._admit_journaled(k, seq, cursor, cells, events):
+                        if self._admit_payload(<bytes>cursor._next):
                             continue
                         break  # an event the general path admits (or refuses)
                     if kind != "StepScheduled":
@@ -154,139 +175,174 @@ cdef class InlineLoop:
                 if r < 0:
                     raise RuntimeError(f"the sequencer waits for commits, but every ticket up to "
                                        f"{seq.next_ticket - 1} has committed")
-                t0 = now_ns()
-                took_reference = True
-                spec = specs[cid]
-                if fast and spec.native is None:
-                    entry = events[inp]
-                    schema = entry[0]
-                    value = entry[1]
-                    upcasts = spec.upcasts
-                    fn = spec.fn
-                    if (not upcasts or schema not in upcasts) and type(fn) is FunctionType:
-                        took_reference = False
-                if took_reference:
-                    result = compute(ticket_of(t, cid, inp))
-                    t1 = now_ns()
-                    committer.next_event_id = t
-                    commit(result)
-                    n_ref += 1
-                else:
-                    # the common step, as aos.step.compute and Committer.commit do it
-                    key = keys[cid]
-                    ctx = StepContext.__new__(StepContext)
-                    fields = <StepFields>ctx
-                    fields.event_id = t
-                    fields.reducer = spec.name
-                    fields.key = key
-                    fields._admission = admission
-                    fields._ledger = ledger
-                    fields.emits = []
-                    fields.routes = []
-                    fields.intents = []
-                    fields.reads = {}
-                    result = None
-                    try:
-                        state = states[cid]
-                        if state is None:
-                            current = None
-                        else:
-                            current = decode(<bytes>state, False)
-                            if current is _UNHANDLED:
-                                current = decode_trusted(state)
-                        event = Event.__new__(Event)
-                        decoded = decode(<bytes>value, False)
-                        (<EventFields>event).schema = schema
-                        (<EventFields>event).value = decode_trusted(value) if decoded is _UNHANDLED else decoded
-                        (<EventFields>event).seq = inp
-                        new = fn(ctx, current, event)
-                    except Exception as exc:
-                        result = failed(ticket_of(t, cid, inp), exc)
-                    if result is None:
-                        if fields.intents or fields.reads:
-                            result = finish_step(ticket_of(t, cid, inp), ctx, new)
-                        elif new is None:
-                            new_bytes = None
-                            new_hash = None
-                        else:
-                            new_bytes = encode(new)
-                            if new_bytes is None:  # outside the C writer: the general path explains why
-                                result = finish_step(ticket_of(t, cid, inp), ctx, new)
-                            else:
-                                new_hash = digest_of(<bytes>new_bytes)
-                    t1 = now_ns()
-                    emits = fields.emits
-                    if result is None:
-                        try:
-                            committed = step_committed(t, new_hash, tuple(emits) if emits else _EMPTY, _EMPTY, 0)
-                        except (TypeError, ValueError):  # outputs the record cannot hold: the reference path says so
-                            result = finish_step(ticket_of(t, cid, inp), ctx, new)
-                    if result is not None:
-                        committer.next_event_id = t
-                        commit(result)
-                        n_ref += 1
-                    else:
-                        took_reference = False
-                        self._append(writer, cursor, sink, step_scheduled(t, spec.name, key, inp, 0))
-                        before = state is not None
-                        states[cid] = new_bytes
-                        if new_hash is not None:
-                            memcpy(PyByteArray_AS_STRING(hashes) + cid * 32, PyBytes_AS_STRING(new_hash), 32)
-                        elif pins and cid in pins:  # a deleted cell leaves its era (CellTable.set)
-                            cells.unpin(cid)
-                        if before != (new_bytes is not None):
-                            cells.live += 1 if new_bytes is not None else -1
-                        self._append(writer, cursor, sink, committed)
-                        if emits:
-                            self._deliver(k, seq, cells, t, emits, fields.routes, events)
-                        left = entry[2] - 1  # Inbox.consumed
-                        if left == 0:
-                            del events[inp]
-                        else:
-                            entry[2] = left
-                        commits += 1
-                        n_fast += 1
-                        if writer is not None:
-                            if writer.c_commit_point():
-                                sink.flush_due()
-                        elif cursor is None or cursor._next is None:
-                            sink.commit_point()
-                busy += t1 - t0
-                counts[bucket((now_ns() - t0) // 1000)] += 1
+                due = self._step(t, cid, inp)  # True: it went the reference path
                 steps += 1
-                due = took_reference or (every > 0 and t % every == 0)
-                if not due and k.new_effects:
-                    due = True  # effects wait for their dispatch (after a durable commit point)
+                if not due and ((every > 0 and t % every == 0) or k.new_effects):
+                    due = True  # a snapshot is due, or effects wait for their dispatch (once durable)
                 if due and after is not None:
-                    k.commits += commits
-                    commits = 0
+                    self._settle_counts()
                     after(t)
                 if quiet is not None and steps % _QUIET_EVERY == 0:
-                    k.commits += commits
-                    commits = 0
+                    self._settle_counts()
                     quiet()
         finally:
-            k.commits += commits
-            self.busy_ns += busy
-            self.fast += n_fast
-            self.reference += n_ref
-            committer.next_event_id = seq.next_ticket
-            for i in range(40):
-                if counts[i]:
-                    latency[i] += counts[i]
+            self._settle_counts()
         return steps
 
-    cdef bint _admit_journaled(self, k, Sequencer seq, FrameCursor cursor, cells, dict events) except -1:
-        """Admit the journal's next record, an ``EventAdmitted``, as :meth:`aos.kernel.Kernel.admit_journaled` does.
+    def step(self):
+        """Run the next step, if one is ready: ``(event_id, cell id, input)``, or None (shadow runs)."""
+        cdef int64_t t = 0, cid = 0, inp = 0
+        self._bind()
+        cdef Sequencer seq = self.seq
+        if seq.c_poll(seq.next_ticket - 1, &t, &cid, &inp) != 1:
+            return None
+        try:
+            self._step(t, cid, inp)
+        finally:
+            self._settle_counts()
+        return (t, cid, inp)
 
-        Returns False, doing nothing, for anything but the common case (an
-        event of a schema reducers take, keyed by a str, bytes or 64-bit
-        int field, laid out as aos writes it): the general path then admits
-        it, or says what is wrong.
+    def commit_ticket(self, int64_t t, int64_t cid, int64_t inp):
+        """Compute and commit ticket ``t``, already assigned and next to commit (the threads commit loop)."""
+        self._bind()
+        try:
+            self._step(t, cid, inp)
+        finally:
+            self._settle_counts()
+
+    cdef bint _step(self, int64_t t, int64_t cid, int64_t inp) except -1:
+        """Compute and commit ticket ``t`` (every earlier one has committed); True when it went the reference path."""
+        cdef int64_t t0 = now_ns(), t1
+        cdef bint took_reference = True
+        cdef list entry
+        cdef StepFields fields
+        cdef list states = self.states
+        cdef dict events = self.events
+        cdef FrameWriter writer = self.writer
+        cdef FrameCursor cursor = self.cursor
+        committer = self.committer
+        k = self.kernel
+        spec = self.specs[cid]
+        if self.fast_ok and spec.native is None:
+            entry = events[inp]
+            schema = entry[0]
+            value = entry[1]
+            upcasts = spec.upcasts
+            fn = spec.fn
+            if (not upcasts or schema not in upcasts) and type(fn) is self.FunctionType:
+                took_reference = False
+        if took_reference:
+            result = k.compute(k.ticket(t, cid, inp))
+            t1 = now_ns()
+            committer.next_event_id = t
+            committer.commit(result)
+            self.reference += 1
+        else:
+            # the common step, as aos.step.compute and Committer.commit do it
+            key = self.keys[cid]
+            ctx = self.StepContext.__new__(self.StepContext)
+            fields = <StepFields>ctx
+            fields.event_id = t
+            fields.reducer = spec.name
+            fields.key = key
+            fields._admission = self.admission
+            fields._ledger = self.ledger
+            fields.emits = []
+            fields.routes = []
+            fields.intents = []
+            fields.reads = {}
+            result = None
+            try:
+                state = states[cid]
+                if state is None:
+                    current = None
+                else:
+                    current = decode(<bytes>state, False)
+                    if current is _UNHANDLED:
+                        current = self.decode_trusted(state)
+                event = self.Event.__new__(self.Event)
+                decoded = decode(<bytes>value, False)
+                (<EventFields>event).schema = schema
+                (<EventFields>event).value = self.decode_trusted(value) if decoded is _UNHANDLED else decoded
+                (<EventFields>event).seq = inp
+                new = fn(ctx, current, event)
+            except Exception as exc:
+                result = self.failed(k.ticket(t, cid, inp), exc)
+            if result is None:
+                if fields.intents or fields.reads:
+                    result = self.finish_step(k.ticket(t, cid, inp), ctx, new)
+                elif new is None:
+                    new_bytes = None
+                    new_hash = None
+                else:
+                    new_bytes = encode(new)
+                    if new_bytes is None:  # outside the C writer: the general path explains why
+                        result = self.finish_step(k.ticket(t, cid, inp), ctx, new)
+                    else:
+                        new_hash = digest_of(<bytes>new_bytes)
+            t1 = now_ns()
+            emits = fields.emits
+            if result is None:
+                try:
+                    committed = step_committed(t, new_hash, tuple(emits) if emits else _EMPTY, _EMPTY, 0)
+                except (TypeError, ValueError):  # outputs the record cannot hold: the reference path says so
+                    result = self.finish_step(k.ticket(t, cid, inp), ctx, new)
+            if result is not None:
+                committer.next_event_id = t
+                committer.commit(result)
+                self.reference += 1
+            else:
+                took_reference = False
+                sink = self.sink
+                self._append(writer, cursor, sink, step_scheduled(t, spec.name, key, inp, 0))
+                before = state is not None
+                states[cid] = new_bytes
+                if new_hash is not None:
+                    memcpy(PyByteArray_AS_STRING(self.hashes) + cid * 32, PyBytes_AS_STRING(new_hash), 32)
+                elif self.pins and cid in self.pins:  # a deleted cell leaves its era (CellTable.set)
+                    self.cells.unpin(cid)
+                if before != (new_bytes is not None):
+                    self.cells.live += 1 if new_bytes is not None else -1
+                self._append(writer, cursor, sink, committed)
+                if emits:
+                    self._deliver(k, self.seq, self.cells, t, emits, fields.routes, events)
+                left = entry[2] - 1  # Inbox.consumed
+                if left == 0:
+                    del events[inp]
+                else:
+                    entry[2] = left
+                self.commits += 1
+                self.fast += 1
+                if writer is not None:
+                    if writer.c_commit_point():
+                        sink.flush_due()
+                elif cursor is None or cursor._next is None:
+                    sink.commit_point()
+        self.busy_ns += t1 - t0
+        self.counts[bucket((now_ns() - t0) // 1000)] += 1
+        return took_reference
+
+    def admit(self, bytes payload):
+        """Admit the ``EventAdmitted`` record ``payload`` as :meth:`_admit_payload` does (shadow runs)."""
+        self._bind()
+        return self._admit_payload(payload)
+
+    cdef bint _admit_payload(self, bytes payload) except -1:
+        """Admit an ``EventAdmitted`` record read from a journal, as :meth:`aos.kernel.Kernel.admit_journaled` does.
+
+        The record aos would write for it goes to the sink (a replay compares
+        it with the journal's). Returns False, doing nothing, for anything but
+        the common case (the next admission number; an event of a schema
+        reducers take, keyed by a str, bytes or 64-bit int field; laid out as
+        aos writes it): the general path then admits it, or says what is wrong.
         """
+        k = self.kernel
+        cdef Sequencer seq = self.seq
+        cells = self.cells
+        cdef dict events = self.events
         cdef long long as_int
         cdef int overflow = 0
-        fields = event_admitted_fields(cursor._next)
+        fields = event_admitted_fields(payload)
         if fields is None:
             return False
         number, schema, value = fields
@@ -314,7 +370,7 @@ cdef class InlineLoop:
             elif type(key) is not str and type(key) is not bytes:
                 return False  # missing, or a key the general path normalizes or refuses
             routes.append((spec, key))
-        cursor.c_expect(event_admitted(number, schema, <bytes>value, 0))  # re-made and compared
+        self._append(self.writer, self.cursor, self.sink, event_admitted(number, schema, <bytes>value, 0))
         s = <int64_t>number
         k.next_seq = s + 1
         if routes:
