@@ -18,8 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from aos._core.commit_loop import coordinate
-from aos._core.pipeline import Pipeline
+from aos._core.commit_loop import CommitLoop
 from aos.committer import Committer
 from aos.kernel import Kernel
 from aos.step import StepResult, Ticket
@@ -62,8 +61,8 @@ class LatencyHistogram:
 
     __slots__ = ("counts",)
 
-    def __init__(self) -> None:
-        self.counts = [0] * 40
+    def __init__(self, counts: list[int] | None = None) -> None:
+        self.counts = [0] * 40 if counts is None else counts
 
     def add(self, seconds: float) -> None:
         us = int(seconds * 1e6)
@@ -157,18 +156,31 @@ class ThreadsExecutor:
         # Tickets in flight at most. The window bounds it anyway (ticket n waits for n - window);
         # using all of it lets other cells flow past a slow step for as long as possible.
         self.lookahead = kernel.window
-        self._pipe = Pipeline(self.lookahead + 1)
-        self._error: BaseException | None = None
+        # The loop (aos/_core/commit_loop.pyx) owns the pipeline and its own counters.
+        self.loop = CommitLoop(self.lookahead, workers, python_here=self.python_on_coordinator,
+                               may_help=offload == "auto",  # "all": every step is a worker's
+                               native_direct=delay is None)  # (a test's worker_delay needs the Python path)
+        self._pipe = self.loop.pipe
         self._threads: list[threading.Thread] = []
         self._busy = [0.0] * workers
-        self.coordinator_busy = 0.0  # computing tickets no worker had taken yet
-        self.helped = 0  # steps the coordinator computed itself
-        self.latency = LatencyHistogram()
-        self.max_inflight = 0
+
+    @property
+    def helped(self) -> int:
+        """Steps the calling thread computed itself."""
+        return self.loop.helped  # type: ignore[no-any-return]
+
+    @property
+    def max_inflight(self) -> int:
+        return self.loop.max_inflight  # type: ignore[no-any-return]
+
+    @property
+    def latency(self) -> LatencyHistogram:
+        """Commit latency (ticket assigned -> committed)."""
+        return LatencyHistogram(self.loop.latency_counts())
 
     @property
     def busy_seconds(self) -> float:
-        return sum(self._busy) + self.coordinator_busy + self._pipe.native_busy_ns / 1e9
+        return sum(self._busy) + self.loop.coordinator_busy + self._pipe.native_busy_ns / 1e9
 
     # ------------------------------------------------------------ workers
     def on_worker(self) -> bool:
@@ -197,7 +209,7 @@ class ThreadsExecutor:
                 busy[index] += clock() - t0
                 return result
             except BaseException as exc:  # compute never raises for reducer errors: this is a kernel fault
-                self._error = exc
+                self.loop.error = exc
                 pipe.fail()
                 return None
 
@@ -215,7 +227,7 @@ class ThreadsExecutor:
         self._start()
         commits0, failures0 = k.commits, k.failures
         try:
-            steps = coordinate(self, k, max_steps, hooks)  # the loop, in aos/_core/commit_loop.pyx
+            steps = self.loop.run(k, self.committer, max_steps, hooks)
         except BaseException:
             self.close()
             raise
