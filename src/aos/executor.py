@@ -46,14 +46,19 @@ class Hooks:
     says the world needs a quiet point right after that ticket (a snapshot):
     no later ticket is assigned before it committed and ``at_quiet`` ran.
     ``at_quiet()`` runs whenever nothing is in flight (every ticket assigned so
-    far has committed): the only moments external inputs may be admitted, so
-    that they enter the journal where a serial replay would admit them.
+    far has committed): calls handed over from other threads (receipts,
+    snapshots, reads) are carried out there. ``intake()`` admits the events
+    other threads submitted; the threads executor calls it between commits
+    with tickets in flight, after :meth:`ThreadsExecutor.arrive` (each event
+    is held until the next ticket to assign, which its record names, so a
+    serial replay holds it just as long: docs/scheduling.md).
     """
 
     after_commit: Callable[[int], None] | None = None
     barrier: Callable[[int], bool] | None = None
     at_quiet: Callable[[], None] | None = None
-    wants_quiet: Callable[[], bool] | None = None  # inputs wait: stop assigning until nothing is in flight
+    wants_quiet: Callable[[], bool] | None = None  # calls wait: stop assigning until nothing is in flight
+    intake: Callable[[], None] | None = None
 
 
 class LatencyHistogram:
@@ -214,6 +219,10 @@ class ThreadsExecutor:
                 return None
 
         pipe.serve(step)
+
+    def arrive(self) -> None:
+        """From any thread: submitted events wait for ``hooks.intake`` (the loop admits them at its next turn)."""
+        self.loop.arrive()
 
     def close(self) -> None:
         self._pipe.close()

@@ -211,12 +211,14 @@ class World:
         self._executor: InlineExecutor | ThreadsExecutor = (
             InlineExecutor(kernel) if workers == 0
             else ThreadsExecutor(kernel, workers, options["worker_delay"], offload=options["offload"]))
-        self._hooks = Hooks(self._after_commit, self._snapshot_due, self._at_quiet, self._wants_quiet)
+        self._hooks = Hooks(self._after_commit, self._snapshot_due, self._at_quiet, self._wants_quiet,
+                            self._admit_intake)
         self.max_queued: int = options["max_queued"]
         self._cv = threading.Condition(threading.RLock())
         self._runner: int | None = None  # the thread running run(), if any
         self._run_lock = threading.RLock()
         self._arrivals: deque[tuple[Callable[[], Any], Future[Any]]] = deque()  # calls from other threads during run()
+        self._intake: deque[tuple[Any, Future[int]]] = deque()  # events other threads submitted during run()
         self._room_waiters = 0  # submitters blocked on a full world
         self._snapshot_index = -1
         self._closed: str | None = None
@@ -436,9 +438,11 @@ class World:
         once; ``block=True`` waits for room — up to ``timeout`` seconds, then
         raises :class:`Backpressure` — while ``run`` drains the queue on
         another thread, or runs steps itself when no run is in progress.
-        ``submit`` may be called from other threads while ``run`` executes;
-        the event is then admitted at the runner's next quiet point (where a
-        serial replay admits it too) and the call returns once it is.
+        ``submit`` may be called from other threads while ``run`` executes:
+        the running thread admits the event between two commits, without
+        waiting for the steps in flight (it is held until the next ticket to
+        assign, which its record names, so a replay holds it as long; see
+        docs/scheduling.md), and the call returns once it is admitted.
         """
         k = self._live()
         adm = k.admission.check(schema, value)
@@ -463,14 +467,18 @@ class World:
                     self._room_waiters -= 1
             if self._runner is None or self._runner == threading.get_ident():
                 return self._admit_event(adm)
-            call = self._hand_over(lambda: self._admit_event(adm))
+            call: Future[int] = Future()
+            self._intake.append((adm, call))
+            if isinstance(self._executor, ThreadsExecutor):
+                self._executor.arrive()  # the commit loop admits it at its next turn
+            self._dispatcher.wake()  # a run waiting for a receipt comes round to admit it
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
             return call.result(left)
         except FutureTimeout:
             if call.cancel():  # the runner has not taken it: nothing was admitted
-                raise Backpressure(f"world {self.path} did not reach a point to admit the event "
-                                   f"within {timeout} s; the event was not admitted") from None
+                raise Backpressure(f"world {self.path} did not admit the event within {timeout} s; "
+                                   "the event was not admitted") from None
             return call.result()  # taken just now: its outcome follows at once
 
     def _admit_event(self, adm: Any) -> int:
@@ -480,9 +488,40 @@ class World:
             self.durable_event_id = k.last_event_id
         return seq
 
+    def _admit_intake(self) -> None:
+        """Admit the events other threads submitted (on the running thread, between two commits).
+
+        Steps may be in flight: each event is held until the next ticket to
+        assign (``Kernel.admit``). The callers hear their admission numbers
+        once the records are journaled (and durable, with ``durability="always"``).
+        """
+        k = self._kernel
+        done: list[tuple[Future[int], int]] = []
+        with self._cv:
+            try:
+                while self._intake:
+                    adm, call = self._intake.popleft()
+                    if not call.set_running_or_notify_cancel():
+                        continue  # its caller gave up waiting (a submit's timeout)
+                    try:
+                        if self._closed is not None:
+                            raise WorldClosedError(f"world {self.path} {self._closed}")
+                        done.append((call, k.admit(adm)))
+                    except BaseException as exc:
+                        call.set_exception(exc)
+                        if not isinstance(exc, Exception):
+                            raise
+                if done:
+                    self._journal.commit_point()
+            finally:
+                for call, seq in done:
+                    call.set_result(seq)
+            if self._room_waiters:
+                self._cv.notify_all()
+
     def _queued(self) -> int:
         s = self._kernel.sequencer
-        return s.queued + s.pending + len(self._arrivals)
+        return s.queued + s.pending + len(self._arrivals) + len(self._intake)
 
     def _full(self) -> bool:
         return self._queued() >= self.max_queued
@@ -529,7 +568,8 @@ class World:
                 if not outer:
                     with self._cv:
                         self._runner = None
-                        self._admit_arrivals()  # submitted just as the run ended
+                        self._admit_intake()  # submitted just as the run ended
+                        self._admit_arrivals()
                         self._cv.notify_all()
 
     # ----------------------------------------------- calls from other threads
@@ -590,7 +630,7 @@ class World:
                 self._surface_failures()
                 if max_steps is not None and steps >= max_steps:
                     break
-                if k.sequencer.has_work():
+                if k.sequencer.has_work() or self._intake:
                     continue
                 if not settle or not k.outbox.queued:
                     break
@@ -632,6 +672,8 @@ class World:
             k.new_effects = []
 
     def _at_quiet(self) -> None:
+        if self._intake:
+            self._admit_intake()
         d = self._dispatcher
         if d.mode == "background" and d.has_arrived():
             self._admit(d.take())

@@ -94,6 +94,10 @@ cdef class CommitLoop:
         """Seconds the loop spent computing steps itself."""
         return self.busy_ns / 1e9
 
+    def arrive(self):
+        """From any thread: inputs wait to be admitted (``hooks.intake``); a waiting loop turns round."""
+        self.pipe.c_wake()
+
     def latency_counts(self):
         """The commit latency histogram: counts per power-of-two µs bucket (``BUCKETS`` of them)."""
         return [self.counts[i] for i in range(NBUCKETS)]
@@ -124,6 +128,7 @@ cdef class CommitLoop:
         prepare_native, finish_native = kernel.prepare_native, kernel.finish_native
         ticket_of = kernel.ticket
         after, barrier, quiet, wants_quiet = hooks.after_commit, hooks.barrier, hooks.at_quiet, hooks.wants_quiet
+        intake = hooks.intake
         mine = {}  # tickets the loop computes itself, by event_id
         waited = None  # the result the loop last waited for
         while True:
@@ -161,6 +166,10 @@ cdef class CommitLoop:
                     after(committed)
             if self.error is not None:
                 raise self.error
+            if pipe.c_take_wake() and intake is not None:
+                # Inputs other threads submitted: admitted here, between commits, with tickets in
+                # flight; each is held until the next ticket to assign (docs/scheduling.md).
+                intake()
             if committed == assigned:
                 held = False
                 if quiet is not None:
@@ -213,4 +222,4 @@ cdef class CommitLoop:
             waited = pipe.c_result(committed + 1, True)
             if waited is None and pipe.failed:
                 raise self.error or RuntimeError("worker pipeline failed")
-            # (None otherwise: woken for another reason, see Pipeline.wake; the loop looks around)
+            # (None otherwise: woken by arrive(); the next turn admits what arrived)

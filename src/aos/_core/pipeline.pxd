@@ -23,7 +23,7 @@ cdef class Pipeline:
     cdef int64_t waiting_for
     cdef bint closed
     cdef bint failed
-    cdef bint woken          # wake() was called: a waiting result() returns (None) to let the caller look around
+    cdef bint woken          # wake() was called and take_wake() not yet: a waiting result() returns None
     cdef list tickets
     cdef list results
 
@@ -34,3 +34,4 @@ cdef class Pipeline:
     cdef object c_result(self, int64_t n, bint wait)
     cdef object c_steal(self, int64_t n)
     cdef void c_wake(self) noexcept
+    cdef bint c_take_wake(self) noexcept

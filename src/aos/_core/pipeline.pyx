@@ -126,7 +126,6 @@ cdef class Pipeline:
                 while self.done[slot] != n and not self.failed and not self.woken:
                     pthread_cond_wait(&self.has_result, &self.mutex)
                 self.waiting_for = -1
-                self.woken = False
             ready = self.done[slot] == n
             if ready:
                 self.done[slot] = -1
@@ -170,7 +169,11 @@ cdef class Pipeline:
             pthread_mutex_unlock(&self.mutex)
 
     def wake(self):
-        """Make a :meth:`result` that waits (now or next) return, so its caller can look at other work."""
+        """Tell the coordinator that other work arrived (an input to admit), from any thread.
+
+        A :meth:`result` that waits returns None at once until the
+        coordinator took the news with :meth:`take_wake`.
+        """
         self.c_wake()
 
     cdef void c_wake(self) noexcept:
@@ -179,6 +182,19 @@ cdef class Pipeline:
             self.woken = True
             pthread_cond_broadcast(&self.has_result)
             pthread_mutex_unlock(&self.mutex)
+
+    def take_wake(self):
+        """Whether :meth:`wake` was called since the last call (which clears it)."""
+        return self.c_take_wake()
+
+    cdef bint c_take_wake(self) noexcept:
+        cdef bint woken
+        with nogil:
+            pthread_mutex_lock(&self.mutex)
+            woken = self.woken
+            self.woken = False
+            pthread_mutex_unlock(&self.mutex)
+        return woken
 
     def close(self):
         """Wake every worker; ``take`` returns None from now on."""
