@@ -221,8 +221,19 @@ class ThreadsExecutor:
         pipe.serve(step)
 
     def arrive(self) -> None:
-        """From any thread: submitted events wait for ``hooks.intake`` (the loop admits them at its next turn)."""
+        """From any thread: submitted events wait for ``hooks.intake`` (the loop admits them at its next turn).
+
+        Also after an admission made through :meth:`enter`: a loop waiting with nothing to schedule turns round.
+        """
         self.loop.arrive()
+
+    def enter(self) -> bool:
+        """From another thread: whether it may admit an event itself now (the loop waits for a step), until
+        :meth:`leave`. Never blocks."""
+        return self.loop.enter()  # type: ignore[no-any-return]
+
+    def leave(self) -> None:
+        self.loop.leave()
 
     def close(self) -> None:
         self._pipe.close()

@@ -219,6 +219,7 @@ class World:
         self._run_lock = threading.RLock()
         self._arrivals: deque[tuple[Callable[[], Any], Future[Any]]] = deque()  # calls from other threads during run()
         self._intake: deque[tuple[Any, Future[int]]] = deque()  # events other threads submitted during run()
+        self._settling = False  # run() waits for a receipt (a submitted event must wake it)
         self._room_waiters = 0  # submitters blocked on a full world
         self._snapshot_index = -1
         self._closed: str | None = None
@@ -439,10 +440,12 @@ class World:
         raises :class:`Backpressure` — while ``run`` drains the queue on
         another thread, or runs steps itself when no run is in progress.
         ``submit`` may be called from other threads while ``run`` executes:
-        the running thread admits the event between two commits, without
-        waiting for the steps in flight (it is held until the next ticket to
-        assign, which its record names, so a replay holds it as long; see
-        docs/scheduling.md), and the call returns once it is admitted.
+        the event is admitted between two commits, without waiting for the
+        steps in flight — on the calling thread while the commit loop waits
+        for a step, else by the running thread at its next turn — and is
+        held until the next ticket to assign, which its record names, so a
+        replay holds it as long (docs/scheduling.md). The call returns once
+        it is admitted.
         """
         k = self._live()
         adm = k.admission.check(schema, value)
@@ -467,11 +470,23 @@ class World:
                     self._room_waiters -= 1
             if self._runner is None or self._runner == threading.get_ident():
                 return self._admit_event(adm)
+            ex = self._executor
+            if isinstance(ex, ThreadsExecutor) and ex.enter():
+                # The commit loop waits for a step, between two commits: admit the event on this
+                # thread (held until the next ticket to assign, like any admission with steps in flight).
+                try:
+                    seq = k.admit(adm)
+                    self._journal.commit_point()
+                finally:
+                    ex.leave()
+                ex.arrive()  # a loop waiting with nothing to schedule assigns it now
+                return seq
             call: Future[int] = Future()
             self._intake.append((adm, call))
             if isinstance(self._executor, ThreadsExecutor):
                 self._executor.arrive()  # the commit loop admits it at its next turn
-            self._dispatcher.wake()  # a run waiting for a receipt comes round to admit it
+            if self._settling:
+                self._dispatcher.wake()  # the run waits for a receipt: it comes round to admit the event
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
             return call.result(left)
@@ -642,7 +657,11 @@ class World:
                     if not d.busy:
                         break  # every dispatched effect answered (a refused receipt leaves its effect queued)
                     wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-                    got = d.wait(wait)
+                    self._settling = True  # a submit from another thread wakes the wait below
+                    try:
+                        got = WAKE if self._intake else d.wait(wait)
+                    finally:
+                        self._settling = False
                     if got is WAKE:
                         continue  # another thread handed over a call: serve it at the quiet point above
                     if got is None:

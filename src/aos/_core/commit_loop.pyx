@@ -20,7 +20,19 @@ from cpython.exc cimport PyErr_NoMemory
 
 from aos._core.native cimport NativeCall
 from aos._core.pipeline cimport Pipeline
-from aos._core.posix cimport now_ns
+from aos._core.posix cimport (
+    now_ns,
+    pthread_cond_broadcast,
+    pthread_cond_destroy,
+    pthread_cond_init,
+    pthread_cond_t,
+    pthread_cond_wait,
+    pthread_mutex_destroy,
+    pthread_mutex_init,
+    pthread_mutex_lock,
+    pthread_mutex_t,
+    pthread_mutex_unlock,
+)
 from aos._core.sequencer cimport Sequencer
 
 __all__ = ["CommitLoop", "BUCKETS"]
@@ -68,6 +80,12 @@ cdef class CommitLoop:
     cdef bint may_help
     cdef bint native_direct
     cdef public object error  # what a worker hit that it could not turn into a result (it then fails the pipe)
+    # The gate: open while the loop waits for a result (between two commits, touching nothing); another
+    # thread that entered it may admit inputs meanwhile, and the loop goes on only once it left.
+    cdef pthread_mutex_t gate_mutex
+    cdef pthread_cond_t gate_left
+    cdef bint gate_open
+    cdef bint visitor
 
     def __cinit__(self, int64_t lookahead, int64_t workers, bint python_here=False, bint may_help=True,
                   bint native_direct=True):
@@ -85,9 +103,49 @@ cdef class CommitLoop:
             PyErr_NoMemory()
         for i in range(NBUCKETS):
             self.counts[i] = 0
+        pthread_mutex_init(&self.gate_mutex, NULL)
+        pthread_cond_init(&self.gate_left, NULL)
 
     def __dealloc__(self):
         free(self.assigned_at)
+        pthread_cond_destroy(&self.gate_left)
+        pthread_mutex_destroy(&self.gate_mutex)
+
+    cdef void _open_gate(self) noexcept nogil:
+        pthread_mutex_lock(&self.gate_mutex)
+        self.gate_open = True
+        pthread_mutex_unlock(&self.gate_mutex)
+
+    cdef void _close_gate(self) noexcept nogil:
+        pthread_mutex_lock(&self.gate_mutex)
+        self.gate_open = False
+        while self.visitor:
+            pthread_cond_wait(&self.gate_left, &self.gate_mutex)
+        pthread_mutex_unlock(&self.gate_mutex)
+
+    def enter(self):
+        """From another thread: whether it may now admit inputs itself, until :meth:`leave`.
+
+        True only while the loop waits for a result — between two commits,
+        touching neither the kernel nor the journal — and no other thread
+        is in; the loop then goes on only once this one left. Never blocks.
+        """
+        cdef bint ok
+        with nogil:
+            pthread_mutex_lock(&self.gate_mutex)
+            ok = self.gate_open and not self.visitor
+            if ok:
+                self.visitor = True
+            pthread_mutex_unlock(&self.gate_mutex)
+        return ok
+
+    def leave(self):
+        """End what :meth:`enter` allowed."""
+        with nogil:
+            pthread_mutex_lock(&self.gate_mutex)
+            self.visitor = False
+            pthread_cond_broadcast(&self.gate_left)
+            pthread_mutex_unlock(&self.gate_mutex)
 
     @property
     def coordinator_busy(self):
@@ -219,7 +277,16 @@ cdef class CommitLoop:
             if tk is not None:
                 mine[committed + 1] = tk  # computed and committed by the loop above, like the others
                 continue
-            waited = pipe.c_result(committed + 1, True)
+            # An arrival ends the wait only when the sequencer has no ready input: otherwise admitting
+            # it now would change nothing, and the next turn (after this commit) admits it.
+            # Meanwhile another thread may admit inputs (the gate).
+            with nogil:
+                self._open_gate()
+            try:
+                waited = pipe.c_result(committed + 1, True, seq.ring_len == 0 and not held)
+            finally:
+                with nogil:
+                    self._close_gate()
             if waited is None and pipe.failed:
                 raise self.error or RuntimeError("worker pipeline failed")
             # (None otherwise: woken by arrive(); the next turn admits what arrived)

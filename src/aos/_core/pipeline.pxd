@@ -21,9 +21,10 @@ cdef class Pipeline:
     cdef int64_t head
     cdef int64_t length
     cdef int64_t waiting_for
+    cdef bint wait_wakeable  # the coordinator's wait ends on wake()
     cdef bint closed
     cdef bint failed
-    cdef bint woken          # wake() was called and take_wake() not yet: a waiting result() returns None
+    cdef bint woken          # wake() was called and take_wake() not yet: a wakeable wait returns None
     cdef list tickets
     cdef list results
 
@@ -31,7 +32,7 @@ cdef class Pipeline:
     # The C API (what ``put``, ``put_native``, ``result`` and ``steal`` do, without Python calls)
     cdef int c_put(self, int64_t n, object ticket) except -1
     cdef int c_put_native(self, int64_t n, object outcome, NativeJob* job) except -1
-    cdef object c_result(self, int64_t n, bint wait)
+    cdef object c_result(self, int64_t n, bint wait, bint wakeable=*)
     cdef object c_steal(self, int64_t n)
     cdef void c_wake(self) noexcept
     cdef bint c_take_wake(self) noexcept

@@ -114,16 +114,18 @@ cdef class Pipeline:
         With ``wait`` it blocks, without the GIL, until the result is in, a
         worker reported a failure or :meth:`wake` was called (then None).
         """
-        return self.c_result(n, wait)
+        return self.c_result(n, wait, True)
 
-    cdef object c_result(self, int64_t n, bint wait):
+    cdef object c_result(self, int64_t n, bint wait, bint wakeable=True):
+        # ``wakeable``: a wake() ends the wait (the caller would use what arrived at once)
         cdef int64_t slot = n % self.capacity
         cdef bint ready
         with nogil:
             pthread_mutex_lock(&self.mutex)
             if wait:
                 self.waiting_for = n
-                while self.done[slot] != n and not self.failed and not self.woken:
+                self.wait_wakeable = wakeable
+                while self.done[slot] != n and not self.failed and not (wakeable and self.woken):
                     pthread_cond_wait(&self.has_result, &self.mutex)
                 self.waiting_for = -1
             ready = self.done[slot] == n
@@ -171,8 +173,8 @@ cdef class Pipeline:
     def wake(self):
         """Tell the coordinator that other work arrived (an input to admit), from any thread.
 
-        A :meth:`result` that waits returns None at once until the
-        coordinator took the news with :meth:`take_wake`.
+        A :meth:`result` that waits (and may be woken) returns None at once
+        until the coordinator took the news with :meth:`take_wake`.
         """
         self.c_wake()
 
@@ -180,7 +182,8 @@ cdef class Pipeline:
         with nogil:
             pthread_mutex_lock(&self.mutex)
             self.woken = True
-            pthread_cond_broadcast(&self.has_result)
+            if self.waiting_for >= 0 and self.wait_wakeable:  # (no needless wake-up of a wait that goes on)
+                pthread_cond_broadcast(&self.has_result)
             pthread_mutex_unlock(&self.mutex)
 
     def take_wake(self):
