@@ -231,3 +231,35 @@ def test_held_inputs_survive_export_and_restore() -> None:
     r = Sequencer.from_state(state)
     assert r.export_state() == state
     assert [r.poll(10) for _ in range(4)] == [s.poll(10) for _ in range(4)] == [(2, 2, 3), (3, 1, 2), (4, 3, 4), None]
+
+
+def test_a_journal_from_before_visible_at_replays_and_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aos.kernel import Kernel
+
+    def admit_as_before(self: Kernel, adm: Any, visible_at: int | None = None) -> int:
+        # what admission wrote before the field existed: no visible_at, visible to the next ticket at once
+        seq = self.next_seq
+        self.sink.append_payload(admitted_payload(seq, adm.schema, adm.value))
+        self.next_seq = seq + 1
+        self.inbox.put(seq, adm.schema, adm.value, len(adm.routes))
+        for spec, key in adm.routes:
+            self.sequencer.deliver(self.cells.id_of(spec, key), seq, spec.priority)
+        return seq
+
+    m = streaming_manifest(iterations=200)
+    path = tmp_path / "w"
+    with monkeypatch.context() as patched:
+        patched.setattr(Kernel, "admit", admit_as_before)
+        with aos.World.open(path, m, workers=0, snapshot_every=40) as w:
+            for i, v in enumerate(events(120)):
+                w.submit("test/Go@1", v)
+                if i % 7 == 0:
+                    w.run()
+            w.run()
+            old_hash = w.snapshot_hash()
+    assert {v for _s, v in admissions(path)} == {None}
+    assert aos.replay(path, m).verify() == old_hash
+    with aos.World.open(path, m, workers=2) as w:  # the old records, then new ones streamed in
+        stream(w, events(200)[120:], first=20)
+        new_hash = w.snapshot_hash()
+    assert aos.replay(path, m).verify() == new_hash

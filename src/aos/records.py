@@ -108,6 +108,8 @@ class EventAdmitted(Record):
 
     @classmethod
     def from_wire(cls, m: dict[str, Any]) -> "Record":
+        if "visible_at" in m and m["visible_at"] is None:  # (left out when there is none, never null)
+            raise ValueError("visible_at is null")
         return cls(m["seq"], m["schema"], m["value"], m["lane_id"], m.get("visible_at"))
 
 
