@@ -11,6 +11,7 @@ queued first and run inline.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,8 @@ def stream(w: aos.World, values: list[dict[str, int]], first: int = 0) -> list[i
 
     def produce() -> None:
         try:
+            while first and w.stats["commits"] == 0:  # until the run is going
+                time.sleep(0.0002)
             for v in values:
                 seqs.append(w.submit("test/Go@1", v))
         except BaseException as exc:  # noqa: BLE001 - reported by the test
@@ -263,3 +266,13 @@ def test_a_journal_from_before_visible_at_replays_and_goes_on(tmp_path: Path, mo
         stream(w, events(200)[120:], first=20)
         new_hash = w.snapshot_hash()
     assert aos.replay(path, m).verify() == new_hash
+
+
+def test_metrics_tell_held_admissions_from_emitted_inputs(tmp_path: Path) -> None:
+    s = Sequencer(window=4)
+    s.deliver_at(1, 0, 1)
+    assert (s.pending, s.held) == (1, 1)
+    with aos.World.open(tmp_path / "w", streaming_manifest(), workers=0) as w:
+        w.submit("test/Go@1", {"id": 1, "v": 1})
+        q = w.metrics()["queue"]
+        assert q["pending_emitted"] == 0 and w.stats["pending"] == 2  # held for ticket 1, one per reducer

@@ -987,7 +987,7 @@ class World:
             "validations": k.validations,
             "reexecutions": k.reexecutions,
             "conflicts": {"stale_budget_read": k.reexecutions},
-            "queue": {"queued": s.queued, "queued_max": s.queued_max, "pending_emitted": s.pending,
+            "queue": {"queued": s.queued, "queued_max": s.queued_max, "pending_emitted": s.pending - s.held,
                       "ready_cells": s.ready, "in_flight_max": ex.max_inflight},
             "wait_ticks": {"max": s.wait_max, "max_cell": wait_cell, "max_at_ticket": s.wait_max_ticket,
                            "mean": s.wait_sum / tickets if tickets else 0.0},

@@ -487,6 +487,11 @@ cdef class Sequencer:
         """Number of inputs not yet visible (emitted, or admitted and held until their ticket)."""
         return self.pend_len + self.held_len
 
+    @property
+    def held(self):
+        """Number of admitted inputs held until their ticket (``deliver_at``)."""
+        return self.held_len
+
     def mailbox_depth(self, int64_t cell):
         if cell < 0 or cell >= self.ncells:
             return 0
