@@ -276,3 +276,24 @@ def test_metrics_tell_held_admissions_from_emitted_inputs(tmp_path: Path) -> Non
         w.submit("test/Go@1", {"id": 1, "v": 1})
         q = w.metrics()["queue"]
         assert q["pending_emitted"] == 0 and w.stats["pending"] == 2  # held for ticket 1, one per reducer
+
+
+def test_a_reducer_on_a_worker_submitting_to_its_world_fails_its_step(tmp_path: Path) -> None:
+    """A step may not admit events behind the kernel's back (ctx.emit is the way): refused, the world goes on."""
+    m = aos.Manifest("test/resubmit@1")
+    box: dict[str, aos.World] = {}
+
+    @m.reducer("test/Echo@1", key="id", events=["test/Echo@1"])
+    def echo(ctx: Any, state: Any, event: Any) -> Any:
+        box["w"].submit("test/Echo@1", {"id": event.value["id"] + 1})
+        return {"n": 1}
+
+    with aos.World.open(tmp_path / "w", m, workers=2, offload="all") as w:
+        box["w"] = w
+        w.submit("test/Echo@1", {"id": 1})
+        r = w.run()
+        assert (r.committed, r.failed) == (0, 1)
+        assert w.stats["admitted"] == 1
+    errors = [rec.error for _e, rec in JournalReader(tmp_path / "w" / "journal").records()
+              if type(rec).__name__ == "StepFailed"]
+    assert len(errors) == 1 and errors[0].endswith("ReentrantCallError")

@@ -471,6 +471,9 @@ class World:
             if self._runner is None or self._runner == threading.get_ident():
                 return self._admit_event(adm)
             ex = self._executor
+            if isinstance(ex, ThreadsExecutor) and ex.on_worker():
+                raise ReentrantCallError(f"a reducer step called world {self.path}.submit; reducers emit events "
+                                         "through ctx.emit")
             if isinstance(ex, ThreadsExecutor) and ex.enter():
                 # The commit loop waits for a step, between two commits: admit the event on this
                 # thread (held until the next ticket to assign, like any admission with steps in flight).
