@@ -684,7 +684,8 @@ class World:
         return bool(self.snapshot_every) and event_id % self.snapshot_every == 0
 
     def _after_commit(self, event_id: int) -> None:
-        # runs after every commit: the common case (no snapshot, no new effect) costs two tests
+        # runs after every commit: the common case (no snapshot, no new effect, no submitter waiting for
+        # room) costs three tests
         every = self.snapshot_every
         if every and event_id % every == 0:
             self._snapshot()  # the executor holds a quiet point here (barrier)
@@ -692,6 +693,9 @@ class World:
         if k.new_effects and self._journal.durable_index == self._journal.index:
             self._dispatcher.submit(k.new_effects)
             k.new_effects = []
+        if self._room_waiters and not self._full():  # a step made room: a blocked submit goes on now
+            with self._cv:
+                self._cv.notify_all()
 
     def _at_quiet(self) -> None:
         if self._intake:
