@@ -37,6 +37,7 @@ GOALS = {
     "native_speedup_2w": (">=", 1.9),
     "python_ft_speedup_2w": (">=", 1.8),
     "journal_append_vs_raw": (">=", 0.6),
+    "streaming_vs_prequeued": (">=", 0.8),
     "threads1_vs_inline": ("<=", 1.10),
     "contention_high_vs_low": (">=", 0.6),
     "hol_cold_latency_steps": ("<=", 3.0),
@@ -120,6 +121,16 @@ class Report:
         f["python_speedup_2w"] = figure([r[0] / r[2] for r in py], "x", "inline (0 workers)",
                                         vs_1_worker=statistics.median(r[1] / r[2] for r in py))
         self.speedups["Python, GIL (vs inline)"] = {n: statistics.median(r[0] / r[n] for r in py) for n in (1, 2)}
+
+    def streaming(self) -> None:
+        """A producer thread submitting while the caller loops on ``run()``, against the same events queued first."""
+        steps = 800 if self.quick else 4_000
+        rows = self.rounds_of(lambda: (timed(wl.SpinRun(native=True, workers=2, steps=steps)),
+                                       timed(wl.StreamingRun(workers=2, steps=steps))))
+        self.figures["streaming_vs_prequeued"] = figure(
+            [pre / st for pre, st in rows], "x throughput", "the same events queued first (native spin, 2 workers)",
+            streaming_steps_per_s=statistics.median(steps / st for _p, st in rows),
+            prequeued_steps_per_s=statistics.median(steps / pre for pre, _s in rows))
 
     def free_threaded(self, python: str) -> None:
         code = ("import json, sys; sys.path.insert(0, %r); import report; "
@@ -263,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     r = Report(args.quick)
     t0 = time.perf_counter()
-    steps = [("kernel", r.kernel), ("scaling", r.scaling), ("overhead and contention", r.overhead_and_contention),
+    steps = [("kernel", r.kernel), ("scaling", r.scaling), ("streaming", r.streaming),
+             ("overhead and contention", r.overhead_and_contention),
              ("head of line", r.head_of_line), ("replay", r.replay), ("shadow", r.shadow),
              ("memory", r.memory),
              ("journal", r.journal)]

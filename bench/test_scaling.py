@@ -1,6 +1,7 @@
 """Scaling of the threads executor (pytest-benchmark).
 
 * native reducer (aos.examples.spin, ≈ 200 µs per step) at 0 (inline), 1 and 2 workers;
+* the native reducer's events streamed in by a producer thread while ``run()`` goes (2 workers);
 * the same loop as a pure-Python reducer (≈ 1 ms per step) at 0, 1 and 2 workers
   (parallel only on free-threaded CPython);
 * contention: steps reading a budget that half of them spend vs nobody spends;
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from workloads import ContentionRun, SpinRun, hol_cold_latency
+from workloads import ContentionRun, SpinRun, StreamingRun, hol_cold_latency
 
 WORKERS = sorted({0, 1, 2, os.cpu_count() or 1})
 
@@ -50,6 +51,11 @@ def bench_world(benchmark: Any, wl: Any, rounds: int = 3) -> int:
 @pytest.mark.parametrize("workers", WORKERS)
 def test_native_spin(benchmark: Any, workers: int) -> None:
     assert bench_world(benchmark, SpinRun(native=True, workers=workers)) == 4_000
+
+
+def test_native_spin_streaming(benchmark: Any) -> None:
+    """The events of ``test_native_spin[2]`` submitted by a producer thread while the caller loops on ``run()``."""
+    assert bench_world(benchmark, StreamingRun(workers=2)) == 4_000
 
 
 @pytest.mark.parametrize("workers", [0, 1, 2])

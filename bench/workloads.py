@@ -97,6 +97,55 @@ class SpinRun:
         return w.run().steps
 
 
+@dataclass
+class StreamingRun:
+    """:class:`SpinRun`'s events (native spin), submitted by a producer thread while the caller loops on ``run()``.
+
+    The time measured runs from the producer's start to the last commit; the
+    baseline is the same events queued first (``SpinRun(native=True)``).
+    """
+
+    workers: int = 2
+    steps: int = 4_000
+    cells: int = CELLS
+    iterations: int | None = None
+
+    def setup(self) -> tuple[aos.World, Path]:
+        it = self.iterations or NATIVE_ITERATIONS
+        tmp = Path(tempfile.mkdtemp(prefix="aos-bench-"))
+        w = aos.World.open(tmp / "w", spin_manifest(True, it), workers=self.workers,
+                           snapshot_every=0, snapshot_on_close=False)
+        return w, tmp
+
+    def run(self, w: aos.World) -> int:
+        import threading
+
+        done = threading.Event()
+        failed: list[BaseException] = []
+
+        def produce() -> None:
+            try:
+                for i in range(self.steps):
+                    w.submit("bench/Go@1", {"id": i % self.cells})
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                failed.append(exc)
+            finally:
+                done.set()
+
+        producer = threading.Thread(target=produce, name="aos-bench-producer")
+        producer.start()
+        steps = 0
+        while True:
+            finished = done.is_set()  # then every event was submitted before this run started
+            steps += w.run().steps
+            if finished:
+                break
+        producer.join()
+        if failed:
+            raise failed[0]
+        return steps
+
+
 # ------------------------------------------------------------- contention
 def budget_manifest(high: bool) -> aos.Manifest:
     """Steps read a capability's budget; with ``high`` contention other steps keep spending it."""

@@ -219,7 +219,7 @@ def test_tail_follow_stops_after_max_records_of_a_kind(tmp_path: Path) -> None:
         assert child.returncode == 0
         lines = out.splitlines()
         assert len(lines) == 3 and all(line.split()[1] == "EventAdmitted" for line in lines)
-        assert [line.split("value=")[1].split(" schema=")[0] for line in lines] == [
+        assert [line.split("value=")[1].split(" schema=")[0].split(" visible_at=")[0] for line in lines] == [
             "{'by': 0, 'id': 'k0'}", "{'by': 1, 'id': 'k1'}", "{'by': 2, 'id': 'k2'}"]
     finally:
         child.kill()

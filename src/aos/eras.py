@@ -605,7 +605,7 @@ def _apply(world: "World", proposal: int, manifest: Manifest, migrate: dict[str,
             if k.cells.specs[cid].name in removed:
                 raise LiveCellsError(f"reducer {k.cells.specs[cid].name} is removed but its cells have inputs "
                                      "waiting: run the world until it is quiet first")
-    for p in seq["pending"]:
+    for p in seq["pending"] + seq["admitted"]:
         if k.cells.specs[p[1]].name in removed:
             raise LiveCellsError(f"reducer {k.cells.specs[p[1]].name} is removed but emitted events are on "
                                  "their way to its cells: run the world until it is quiet first")

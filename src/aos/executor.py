@@ -18,9 +18,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from aos._core.commit_loop import coordinate
+from aos._core.commit_loop import CommitLoop
 from aos._core.inline_loop import InlineLoop
-from aos._core.pipeline import Pipeline
 from aos.committer import Committer
 from aos.kernel import Kernel
 from aos.step import StepResult, Ticket
@@ -52,14 +51,19 @@ class Hooks:
     says the world needs a quiet point right after that ticket (a snapshot):
     no later ticket is assigned before it committed and ``at_quiet`` ran.
     ``at_quiet()`` runs whenever nothing is in flight (every ticket assigned so
-    far has committed): the only moments external inputs may be admitted, so
-    that they enter the journal where a serial replay would admit them.
+    far has committed): calls handed over from other threads (receipts,
+    snapshots, reads) are carried out there. ``intake()`` admits the events
+    other threads submitted; the threads executor calls it between commits
+    with tickets in flight, after :meth:`ThreadsExecutor.arrive` (each event
+    is held until the next ticket to assign, which its record names, so a
+    serial replay holds it just as long: docs/scheduling.md).
     """
 
     after_commit: Callable[[int], None] | None = None
     barrier: Callable[[int], bool] | None = None
     at_quiet: Callable[[], None] | None = None
-    wants_quiet: Callable[[], bool] | None = None  # inputs wait: stop assigning until nothing is in flight
+    wants_quiet: Callable[[], bool] | None = None  # calls wait: stop assigning until nothing is in flight
+    intake: Callable[[], None] | None = None
     every: int = 0  # the tickets after which after_commit has work besides effects (snapshots)
 
 
@@ -68,8 +72,8 @@ class LatencyHistogram:
 
     __slots__ = ("counts",)
 
-    def __init__(self) -> None:
-        self.counts = [0] * 40
+    def __init__(self, counts: list[int] | None = None) -> None:
+        self.counts = [0] * 40 if counts is None else counts
 
     def add(self, seconds: float) -> None:
         us = int(seconds * 1e6)
@@ -200,18 +204,31 @@ class ThreadsExecutor:
         # Tickets in flight at most. The window bounds it anyway (ticket n waits for n - window);
         # using all of it lets other cells flow past a slow step for as long as possible.
         self.lookahead = kernel.window
-        self._pipe = Pipeline(self.lookahead + 1)
-        self._error: BaseException | None = None
+        # The loop (aos/_core/commit_loop.pyx) owns the pipeline and its own counters.
+        self.loop = CommitLoop(self.lookahead, workers, python_here=self.python_on_coordinator,
+                               may_help=offload == "auto",  # "all": every step is a worker's
+                               native_direct=delay is None)  # (a test's worker_delay needs the Python path)
+        self._pipe = self.loop.pipe
         self._threads: list[threading.Thread] = []
         self._busy = [0.0] * workers
-        self.coordinator_busy = 0.0  # computing tickets no worker had taken yet
-        self.helped = 0  # steps the coordinator computed itself
-        self.latency = LatencyHistogram()
-        self.max_inflight = 0
+
+    @property
+    def helped(self) -> int:
+        """Steps the calling thread computed itself."""
+        return self.loop.helped  # type: ignore[no-any-return]
+
+    @property
+    def max_inflight(self) -> int:
+        return self.loop.max_inflight  # type: ignore[no-any-return]
+
+    @property
+    def latency(self) -> LatencyHistogram:
+        """Commit latency (ticket assigned -> committed)."""
+        return LatencyHistogram(self.loop.latency_counts())
 
     @property
     def busy_seconds(self) -> float:
-        return sum(self._busy) + self.coordinator_busy + self._pipe.native_busy_ns / 1e9
+        return sum(self._busy) + self.loop.coordinator_busy + self._pipe.native_busy_ns / 1e9
 
     # ------------------------------------------------------------ workers
     def on_worker(self) -> bool:
@@ -240,11 +257,26 @@ class ThreadsExecutor:
                 busy[index] += clock() - t0
                 return result
             except BaseException as exc:  # compute never raises for reducer errors: this is a kernel fault
-                self._error = exc
+                self.loop.error = exc
                 pipe.fail()
                 return None
 
         pipe.serve(step)
+
+    def arrive(self) -> None:
+        """From any thread: submitted events wait for ``hooks.intake`` (the loop admits them at its next turn).
+
+        Also after an admission made through :meth:`enter`: a loop waiting with nothing to schedule turns round.
+        """
+        self.loop.arrive()
+
+    def enter(self) -> bool:
+        """From another thread: whether it may admit an event itself now (the loop waits for a step), until
+        :meth:`leave`. Never blocks."""
+        return self.loop.enter()  # type: ignore[no-any-return]
+
+    def leave(self) -> None:
+        self.loop.leave()
 
     def close(self) -> None:
         self._pipe.close()
@@ -258,7 +290,7 @@ class ThreadsExecutor:
         self._start()
         commits0, failures0 = k.commits, k.failures
         try:
-            steps = coordinate(self, k, max_steps, hooks)  # the loop, in aos/_core/commit_loop.pyx
+            steps = self.loop.run(k, self.committer, max_steps, hooks)
         except BaseException:
             self.close()
             raise

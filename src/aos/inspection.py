@@ -26,7 +26,7 @@ __all__ = ["Inspection", "STATS"]
 # World.stats: its keys and where each one is in metrics()
 STATS: dict[str, tuple[str, ...]] = {
     "event_id": ("event_id",), "admitted": ("admitted",), "commits": ("commits",), "failures": ("failures",),
-    "cells": ("cells",), "queued": ("queue", "queued"), "pending": ("queue", "pending_emitted"),
+    "cells": ("cells",), "queued": ("queue", "queued"), "pending": ("queue", "pending"),
     "records": ("records",), "effects_outstanding": ("effects", "outstanding"),
     "effects_settled": ("effects", "settled"), "effects_dispatched": ("effects", "dispatched"),
     "receipts_refused": ("effects", "receipts_refused"), "validations": ("validations",),
@@ -151,7 +151,8 @@ class Inspection:
             "validations": k.validations,
             "reexecutions": k.reexecutions,
             "conflicts": {"stale_budget_read": k.reexecutions},
-            "queue": {"queued": s.queued, "queued_max": s.queued_max, "pending_emitted": s.pending,
+            "queue": {"queued": s.queued, "queued_max": s.queued_max, "pending": s.pending,
+                      "pending_emitted": s.pending - s.held, "held_admitted": s.held,
                       "ready_cells": s.ready, "in_flight_max": ex.max_inflight},
             "wait_ticks": {"max": s.wait_max, "max_cell": wait_cell, "max_at_ticket": s.wait_max_ticket,
                            "mean": s.wait_sum / tickets if tickets else 0.0},

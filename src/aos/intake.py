@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from aos.admission import Admitted
 from aos.errors import Backpressure, ReceiptError, ReentrantCallError, WorldClosedError
+from aos.executor import ThreadsExecutor
 from aos.receipt import Receipt
 
 if TYPE_CHECKING:
@@ -59,6 +60,9 @@ class Intake:
         self.runner: int | None = None  # the thread running the world (run or serve), if any
         self.arrivals: deque[tuple[Callable[[], Any], Future[Any]]] = deque()  # calls handed over to the runner
         self.room_waiters = 0  # submitters blocked on a full world
+        # events other threads submitted while the world runs: (event, its caller's future, submit_async's ack)
+        self.submitted: deque[tuple[Admitted, Future[int], Future[int] | None]] = deque()
+        self.waiting = False  # the runner waits for a receipt or a call: a submitted event must wake it
         # submit_async's futures, in journal order: (journal index its record ends at, future, seq)
         self.unacked: deque[tuple[int, Future[int], int]] = deque()
         self.acked = world._journal.durable_index  # journal records known durable (written, for "none")
@@ -136,17 +140,39 @@ class Intake:
             if self.runner is None or self.runner == threading.get_ident():
                 seq = self._admit_submitted(adm, ack)
                 return seq if ack is None else ack
-            call = self.hand_over(lambda: self._admit_submitted(adm, ack))
+            ex = world._executor
+            threads = isinstance(ex, ThreadsExecutor)
+            if threads and ex.on_worker():
+                raise ReentrantCallError(f"a reducer step called world {world.path}.submit; reducers emit events "
+                                         "through ctx.emit")
+            if threads and ex.enter():
+                # The commit loop waits for a step, between two commits: admit the event on this thread
+                # (held until the next ticket to assign, like any admission with steps in flight).
+                try:
+                    seq = self._admit_submitted(adm, ack)
+                finally:
+                    ex.leave()
+                ex.arrive()  # a loop waiting with nothing to schedule assigns it now
+                return seq if ack is None else ack
+            # Else the running thread admits it between two commits (Hooks.intake), or at its next
+            # quiet point: steps in flight need not commit first (docs/scheduling.md).
+            call: Future[int] = Future()
+            self.submitted.append((adm, call, ack))
+            if threads:
+                ex.arrive()
+            if self.waiting:
+                world._dispatcher.wake()  # the run waits for a receipt: it comes round to admit the event
+            self.cv.notify_all()  # so does a serving world waiting for work
         if ack is not None:
             call.add_done_callback(lambda c: _pass_failure(c, ack))
             return ack
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
-            return call.result(left)  # type: ignore[no-any-return]
+            return call.result(left)
         except FutureTimeout:
             if call.cancel():  # the runner has not taken it: nothing was admitted
-                raise Backpressure(f"world {world.path} did not reach a point to admit the event "
-                                   f"within {timeout} s; the event was not admitted") from None
+                raise Backpressure(f"world {world.path} did not admit the event within {timeout} s; "
+                                   "the event was not admitted") from None
             return call.result()  # type: ignore[no-any-return]  # taken just now: its outcome follows at once
 
     def _admit_submitted(self, adm: Admitted, ack: Future[int] | None) -> int:
@@ -164,7 +190,7 @@ class Intake:
     # --------------------------------------------------------- backpressure
     def queued(self) -> int:
         s = self.world._kernel.sequencer
-        return s.queued + s.pending + len(self.arrivals)
+        return s.queued + s.pending + len(self.arrivals) + len(self.submitted)
 
     def full(self) -> bool:
         return self.queued() >= self.world.max_queued
@@ -225,9 +251,49 @@ class Intake:
                 if not isinstance(exc, Exception):
                     raise
 
+    def take_submitted(self) -> None:
+        """Admit the events other threads submitted (on the running thread, between two commits).
+
+        Steps may be in flight: each event is held until the next ticket to
+        assign (``Kernel.admit``), which its record names. The callers hear
+        their admission numbers once the records are journaled (and durable,
+        with ``durability="always"``).
+        """
+        world = self.world
+        k = world._kernel
+        done: list[tuple[Future[int], int, Future[int] | None]] = []
+        with self.cv:
+            try:
+                while self.submitted:
+                    adm, call, ack = self.submitted.popleft()
+                    if not call.set_running_or_notify_cancel():
+                        continue  # its caller gave up waiting (a submit's timeout)
+                    try:
+                        if world._closed is not None:
+                            raise WorldClosedError(f"world {world.path} {world._closed}")
+                        done.append((call, k.admit(adm), ack))
+                    except BaseException as exc:
+                        call.set_exception(exc)
+                        if not isinstance(exc, Exception):
+                            raise
+                if done and world._journal.commit_point():
+                    world.durable_event_id = k.last_event_id
+            finally:
+                end = world._journal.index
+                for call, seq, ack in done:
+                    if ack is not None:
+                        self.unacked.append((end, ack, seq))
+                    call.set_result(seq)
+                if done:
+                    self.acknowledge(world._journal.durable_index)
+            if self.room_waiters:
+                self.cv.notify_all()
+
     # ----------------------------------------------------- the executor's hooks
     def at_quiet(self) -> None:
-        """Nothing is in flight: admit the receipts that arrived and the calls handed over."""
+        """Nothing is in flight: admit the events submitted, the receipts that arrived and the calls handed over."""
+        if self.submitted:
+            self.take_submitted()
         has_arrived = self._has_arrived
         if has_arrived is not None and has_arrived():
             self.admit_arrived()

@@ -110,27 +110,57 @@ class Kernel:
         return self.sequencer.next_ticket - 1
 
     # ---------------------------------------------------------- admission
-    def admit(self, adm: Admitted) -> int:
-        """Journal and deliver an external event (visible to the next ticket)."""
+    def admit(self, adm: Admitted, visible_at: int | None = None) -> int:
+        """Journal and deliver an external event, visible from ticket ``visible_at``.
+
+        ``visible_at`` defaults to the next ticket: right for an admission
+        between commits with nothing in flight (inline), and for one made
+        while tickets are in flight too, since the next ticket to assign is
+        the first one after them (docs/scheduling.md, "Admissions while steps
+        are in flight"). It is journaled with the event, so a replay holds
+        the event just as long.
+        """
         seq = self.next_seq
-        self.sink.append_payload(admitted_payload(seq, adm.schema, adm.value))
+        sequencer = self.sequencer
+        if visible_at is None:
+            visible_at = sequencer.next_ticket
+        self.sink.append_payload(admitted_payload(seq, adm.schema, adm.value, 0, visible_at))
         self.next_seq = seq + 1
         self.inbox.put(seq, adm.schema, adm.value, len(adm.routes))
-        cells, deliver = self.cells, self.sequencer.deliver
+        cells, deliver_at = self.cells, sequencer.deliver_at
         for spec, key in adm.routes:
-            deliver(cells.id_of(spec, key), seq, spec.priority)
+            deliver_at(visible_at, cells.id_of(spec, key), seq, spec.priority)
         return seq
 
-    def admit_recorded(self, seq: int, schema: str, value: bytes) -> None:
+    def admit_recorded(self, seq: int, schema: str, value: bytes, visible_at: int | None = None) -> None:
         """Re-admit an external event read from the journal (replay).
 
         The sink then compares the re-made ``EventAdmitted`` with the journal's
-        bytes, which proves the record canonical too.
+        bytes, which proves the record canonical too. ``visible_at`` None (a
+        record from before the field): visible to the next ticket, delivered
+        at once as it was then.
         """
         if seq != self.next_seq:
             raise ReplayDivergenceError(None, None, None, None, None,
                                         f"EventAdmitted has seq {seq}, replay expects {self.next_seq}")
-        self.admit(self.admission.check_encoded(schema, value, origin=f"journaled event {seq}"))
+        adm = self.admission.check_encoded(schema, value, origin=f"journaled event {seq}")
+        if visible_at is None:
+            self.sink.append_payload(admitted_payload(seq, adm.schema, adm.value))
+            self.next_seq = seq + 1
+            self.inbox.put(seq, adm.schema, adm.value, len(adm.routes))
+            cells, deliver = self.cells, self.sequencer.deliver
+            for spec, key in adm.routes:
+                deliver(cells.id_of(spec, key), seq, spec.priority)
+            return
+        # Written while tickets up to visible_at - 1 were assigned and this replay's next ticket
+        # committed: at most a window of tickets in flight (docs/scheduling.md).
+        nxt = self.sequencer.next_ticket
+        if not nxt <= visible_at <= nxt + self.window:
+            raise ReplayDivergenceError(None, None, None, None, None,
+                                        f"EventAdmitted {seq} is visible at ticket {visible_at}, but the replay "
+                                        f"admits it before ticket {nxt}, with at most {self.window} tickets in "
+                                        f"flight (visible at {nxt} to {nxt + self.window})")
+        self.admit(adm, visible_at)
 
     def admit_journaled(self, payload: bytes) -> bool:
         """Re-admit the ``EventAdmitted`` record ``payload`` read from the journal (replay, fast path).
@@ -144,8 +174,8 @@ class Kernel:
         fields = event_admitted_fields(payload)
         if fields is None:
             return False
-        seq, schema, value = fields
-        self.admit_recorded(seq, schema, value)
+        seq, schema, value, visible_at = fields
+        self.admit_recorded(seq, schema, value, visible_at)
         return True
 
     # ----------------------------------------------------------- receipts

@@ -83,14 +83,34 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class EventAdmitted(Record):
-    """An external event admitted into the world (an input)."""
+    """An external event admitted into the world (an input).
+
+    ``visible_at``: the ticket from which it may be scheduled (the next
+    ticket when it was admitted with nothing in flight, a later one when
+    tickets were in flight; docs/scheduling.md). None only in records written
+    before the field existed: visible to the next ticket of a serial replay.
+    """
 
     KIND: ClassVar[str] = "EventAdmitted"
-    FIELDS: ClassVar[tuple[str, ...]] = ("seq", "schema", "value", "lane_id")
+    FIELDS: ClassVar[tuple[str, ...]] = ("seq", "schema", "value", "lane_id", "visible_at")
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset(("visible_at",))  # left out when None
     seq: int
     schema: str
     value: bytes
     lane_id: int = 0
+    visible_at: int | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        wire = Record.to_wire(self)
+        if self.visible_at is None:
+            del wire["visible_at"]
+        return wire
+
+    @classmethod
+    def from_wire(cls, m: dict[str, Any]) -> "Record":
+        if "visible_at" in m and m["visible_at"] is None:  # (left out when there is none, never null)
+            raise ValueError("visible_at is null")
+        return cls(m["seq"], m["schema"], m["value"], m["lane_id"], m.get("visible_at"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,7 +419,7 @@ def encode_record(record: Record) -> bytes:
     try:
         if t is EventAdmitted:
             r = record
-            return admitted_payload(r.seq, r.schema, r.value, r.lane_id)  # type: ignore[attr-defined]
+            return admitted_payload(r.seq, r.schema, r.value, r.lane_id, r.visible_at)  # type: ignore[attr-defined]
         if t is StepScheduled:
             r = record
             return scheduled_payload(r.event_id, r.reducer, r.key, r.input, r.lane_id)  # type: ignore[attr-defined]
@@ -425,7 +445,7 @@ def decode_record(payload: bytes, where: str = "record") -> Record:
     if cls is None:
         raise NonCanonicalError(f"{where}: unknown record kind {kind!r}")
     expected = set(cls.FIELDS) | {"kind"}
-    if set(m) != expected:
+    if set(m) != expected and set(m) != expected - getattr(cls, "OPTIONAL", frozenset()):
         raise NonCanonicalError(f"{where}: {kind} must have fields {sorted(expected)}, "
                                 f"has {sorted(m, key=repr)}")
     try:
@@ -450,6 +470,7 @@ def _check_types(rec: Record, where: str) -> None:
         need(type(rec.seq) is int and rec.seq >= 0, "seq")
         need(type(rec.schema) is str, "schema")
         need(type(rec.value) is bytes, "value")
+        need(rec.visible_at is None or (type(rec.visible_at) is int and rec.visible_at >= 1), "visible_at")
     elif isinstance(rec, StepScheduled):
         need(type(rec.reducer) is str, "reducer")
         need(rec.key is None or type(rec.key) in (str, int, bytes), "key")

@@ -48,7 +48,7 @@ class RunLoop:
         self.settling: Settling = settling_for(world._dispatcher, self._wait_for_call)
         intake.take_receipts_from(self.settling.has_arrived, self.settling.arrived)
         self._hooks = Hooks(self._after_commit, self._snapshot_due, intake.at_quiet, intake.wants_quiet,
-                            every=world.snapshot_every)
+                            intake=intake.take_submitted, every=world.snapshot_every)
         self.lock = threading.RLock()  # one run at a time; another thread's run() waits for this one
         self.stop_requested = False  # World.stop(): the serve in progress (or the next one) returns
         self._effects_seen = 0  # len(kernel.new_effects) when _effects_end was taken
@@ -59,8 +59,9 @@ class RunLoop:
     def hooks(self) -> Hooks:
         """The hooks the executor runs (``every``: the world's snapshot interval, which may change)."""
         if self._hooks.every != self.world.snapshot_every:
-            self._hooks = Hooks(self._after_commit, self._snapshot_due, self.intake.at_quiet, self.intake.wants_quiet,
-                                every=self.world.snapshot_every)
+            intake = self.intake
+            self._hooks = Hooks(self._after_commit, self._snapshot_due, intake.at_quiet, intake.wants_quiet,
+                                intake=intake.take_submitted, every=self.world.snapshot_every)
         return self._hooks
 
     def run(self, max_steps: int | None, settle: bool | None, timeout: float | None) -> RunResult:
@@ -93,7 +94,8 @@ class RunLoop:
         intake = self.intake
         with intake.cv:
             intake.runner = None
-            intake.take_calls()  # submitted just as the run ended
+            intake.take_submitted()  # submitted just as the run ended
+            intake.take_calls()
             intake.cv.notify_all()
             if intake.unacked and self.world._closed is None:  # a submit_async taken just now waits for no run
                 self.world._sync()
@@ -115,11 +117,15 @@ class RunLoop:
                 self._surface_failures()
                 if max_steps is not None and steps >= max_steps:
                     break
-                if k.sequencer.has_work():
+                if k.sequencer.has_work() or intake.submitted:
                     continue
                 if not settle or not k.outbox.queued:
                     break
-                got = settling.settle(deadline)
+                intake.waiting = True  # a submit from another thread wakes the wait below
+                try:
+                    got = [] if intake.submitted else settling.settle(deadline)
+                finally:
+                    intake.waiting = False
                 if got is None:
                     break
                 receipts += len(intake.admit(got, world.refused_receipts))
@@ -193,7 +199,7 @@ class RunLoop:
                 else:
                     intake.acknowledge(j.durable_index)
                     dirty_since = None
-                if k.sequencer.has_work() or intake.arrivals:
+                if k.sequencer.has_work() or intake.arrivals or intake.submitted:
                     continue
             except (InvariantViolation, ReducerError):
                 self.sync_and_dispatch()
@@ -205,7 +211,11 @@ class RunLoop:
             # nothing to do: wait for input, a receipt, stop() or the next group sync
             wait = idle if dirty_since is None else min(idle, max(0.0, dirty_since + group_s - now))
             try:
-                got = settling.idle(wait)
+                intake.waiting = True  # a submit from another thread wakes the wait below
+                try:
+                    got = [] if intake.submitted else settling.idle(wait)
+                finally:
+                    intake.waiting = False
                 if got:
                     receipts += len(intake.admit(got, world.refused_receipts))
             except BaseException:
@@ -219,7 +229,7 @@ class RunLoop:
         """Block until another thread hands a call over, :meth:`stop` is called, or ``timeout``."""
         intake = self.intake
         with intake.cv:
-            if not intake.arrivals and not self.stop_requested:
+            if not intake.arrivals and not intake.submitted and not self.stop_requested:
                 intake.cv.wait(timeout)
 
     # ------------------------------------------------------- between batches

@@ -481,8 +481,8 @@ class _Run:
         if fields is None:
             rec = decode_record(payload, "journaled EventAdmitted")
             assert isinstance(rec, EventAdmitted)
-            fields = (rec.seq, rec.schema, rec.value)
-        seq, schema, value = fields
+            fields = (rec.seq, rec.schema, rec.value, rec.visible_at)
+        seq, schema, value, visible_at = fields
         if seq != k.next_seq:
             self.shifted = True
         try:
@@ -490,7 +490,8 @@ class _Run:
         except AosError as exc:
             self.report.refused.append(RefusedInput(seq, f"event {schema}", str(exc)))
             return
-        k.admit(adm)
+        # held as long as the world held it (but not past tickets the shadow already assigned)
+        k.admit(adm, None if visible_at is None else max(visible_at, k.sequencer.next_ticket))
 
     def _admit_receipt(self, payload: bytes) -> None:
         k = self.kernel

@@ -71,6 +71,8 @@ def snapshot_doc(kernel: Kernel, era: bytes, position: Position) -> tuple[dict[s
         "mailboxes": seq_state["mailboxes"],
         "pending": [[v, ref(c), i, k] for v, c, i, k in seq_state["pending"]],
     }
+    if seq_state["admitted"]:  # admitted inputs held until their ticket (docs/scheduling.md)
+        sequencer["admitted"] = [[v, ref(c), i, k, b] for v, c, i, k, b in seq_state["admitted"]]
     inbox = [[seq, e[0], e[1], e[2]] for seq, e in sorted(kernel.inbox.events.items())]
     doc = {
         "format": SNAPSHOT_FORMAT,
@@ -253,6 +255,7 @@ def restore_doc(doc: dict[str, Any], kernel: Kernel, where: str) -> None:
         "rings": [[[cid_of[r], since] for r, since in ring] for ring in sq["rings"]],
         "mailboxes": sq["mailboxes"],
         "pending": [[v, cid_of[r], i, k] for v, r, i, k in sq["pending"]],
+        "admitted": [[v, cid_of[r], i, k, b] for v, r, i, k, b in sq.get("admitted", ())],
     })
     for seq, schema, value, left in doc["inbox"]:
         kernel.inbox.put(seq, schema, value, left)

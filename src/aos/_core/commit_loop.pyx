@@ -1,6 +1,6 @@
-# cython: language_level=3, boundscheck=False, wraparound=False
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 # cython: freethreading_compatible=True
-"""The coordinator loop of the threads executor: sequencing and ticket-order commits.
+"""The commit loop of the threads executor: sequencing and ticket-order commits.
 
 It runs on the thread that called ``World.run``. Each turn it commits every
 result that is next in ticket order, runs the world's hooks, assigns the
@@ -8,11 +8,39 @@ tickets the sequencer has already determined (up to the in-flight depth,
 which adapts to stale reads) and then, when no worker has taken the next
 ticket yet, computes that one itself (short steps then cost no hand-over);
 otherwise it waits — in :class:`Pipeline`, without the GIL — for the next
-result. The commit itself and the hooks are Python
-(they touch Python objects); the loop's bookkeeping is typed C.
+result. The commit itself and the hooks are Python (they touch Python
+objects); the sequencer, the pipeline and the native job are called in C, and
+the loop's bookkeeping (tickets in flight, depth, latency histogram) is typed C.
 """
 
+cimport cython
 from libc.stdint cimport int64_t
+from libc.stdlib cimport calloc, free
+from cpython.exc cimport PyErr_NoMemory
+
+from aos._core.native cimport NativeCall
+from aos._core.pipeline cimport Pipeline
+from aos._core.posix cimport (
+    now_ns,
+    pthread_cond_broadcast,
+    pthread_cond_destroy,
+    pthread_cond_init,
+    pthread_cond_t,
+    pthread_cond_wait,
+    pthread_mutex_destroy,
+    pthread_mutex_init,
+    pthread_mutex_lock,
+    pthread_mutex_t,
+    pthread_mutex_unlock,
+)
+from aos._core.sequencer cimport Sequencer
+
+__all__ = ["CommitLoop", "BUCKETS"]
+
+cdef enum:
+    NBUCKETS = 40  # latency buckets: power-of-two microseconds, the last one open-ended
+
+BUCKETS = NBUCKETS
 
 
 cdef inline int64_t _max(int64_t a, int64_t b) noexcept nogil:
@@ -20,130 +48,245 @@ cdef inline int64_t _max(int64_t a, int64_t b) noexcept nogil:
 
 
 cdef inline int _bucket(int64_t us) noexcept nogil:
-    """The power-of-two bucket of ``us`` (its bit length, at most 39)."""
+    """The power-of-two bucket of ``us`` (its bit length, at most NBUCKETS - 1)."""
     cdef int n = 0
-    while us > 0 and n < 39:
+    while us > 0 and n < NBUCKETS - 1:
         us >>= 1
         n += 1
     return n
 
 
-def coordinate(executor, kernel, object max_steps, hooks):
-    """Run the pipeline until nothing is left (or ``max_steps`` were assigned); return the steps committed."""
-    pipe = executor._pipe
-    poll = kernel.sequencer.poll
-    cdef int64_t committed = kernel.last_event_id  # nothing is in flight between runs
-    cdef int64_t assigned = committed
-    cdef int64_t start = committed
-    cdef int64_t steps = 0
-    cdef int64_t limit = -1 if max_steps is None else max_steps
-    cdef int64_t lookahead = executor.lookahead
-    cdef int64_t depth = lookahead
-    cdef int64_t floor = min(lookahead, executor.workers)
-    cdef int64_t clean = 0
-    cdef int64_t reexecutions = kernel.reexecutions
-    cdef int64_t max_inflight = executor.max_inflight
-    cdef bint held = False  # a barrier ticket was assigned or inputs wait: no more until all committed
-    cdef bint idle
-    commit = executor.committer.commit
-    compute = kernel.compute
-    cdef bint python_here = executor.python_on_coordinator
-    cdef bint may_help = executor.offload == "auto"  # "all": every step is a worker's
-    cdef bint native_direct = executor.delay is None  # (a test's worker_delay needs the Python path)
-    prepare_native, finish_native = kernel.prepare_native, kernel.finish_native
-    ticket_of = kernel.ticket
-    counts = executor.latency.counts
-    cdef int64_t us
-    after, barrier, quiet, wants_quiet = hooks.after_commit, hooks.barrier, hooks.at_quiet, hooks.wants_quiet
-    from time import perf_counter as clock
-    assigned_at = {}
-    mine = {}  # tickets the coordinator computes itself, by event_id
-    waited = None  # the result the loop last waited for
-    while True:
-        # Commit every result that is next in ticket order.
-        while committed < assigned:
-            if waited is not None:
-                result = waited
-                waited = None
-            elif mine and (committed + 1) in mine:
-                # computed right before its commit, against the committed state, as inline does
-                t0 = clock()
-                result = compute(mine.pop(committed + 1))
-                executor.coordinator_busy += clock() - t0
-                executor.helped += 1
-            else:
-                result = pipe.result(committed + 1, False)
-                if result is None:
-                    break
-            if type(result) is tuple:  # a native job's outcome
-                result = finish_native(result[0], result[1])
-            commit(result)
-            committed += 1
-            steps += 1
-            us = <int64_t>((clock() - assigned_at.pop(committed)) * 1e6)  # LatencyHistogram.add, inline
-            counts[_bucket(us)] += 1
-            if kernel.reexecutions != reexecutions:
-                reexecutions = kernel.reexecutions
-                depth = _max(floor, depth // 2)
-                clean = 0
-            elif depth < lookahead:
-                clean += 1
-                if clean >= depth:
-                    depth += 1
-                    clean = 0
-            if after is not None:
-                after(committed)
-        if executor._error is not None:
-            raise executor._error
-        if committed == assigned:
-            held = False
-            if quiet is not None:
-                quiet()
-        if wants_quiet is not None and wants_quiet():
-            held = True  # inputs are waiting: let what is in flight commit first
-        # Assign what is already determined, up to the in-flight depth and max_steps.
-        idle = False
-        while not held and assigned - committed < depth and (limit < 0 or assigned - start < limit):
-            t = poll(committed)
-            if t is None:
-                idle = True
-                break
-            if t is False:
-                break
-            assigned = t[0]
-            assigned_at[assigned] = clock()
-            tk = ticket_of(*t)
-            if tk.spec.native is not None:
-                if native_direct and not tk.spec.upcasts:  # (upcasters run in Python: the worker's compute)
-                    # the worker runs the C call without ever taking the GIL; the outputs are
-                    # checked here, before the commit
-                    call = prepare_native(tk)
-                    pipe.put_native(assigned, (tk, call), call.job_address)
+@cython.final
+cdef class CommitLoop:
+    """The threads executor's loop and its counters (read by the executor and ``World.metrics``).
+
+    ``lookahead``: tickets in flight at most (the pipeline holds one more);
+    ``workers``: worker threads serving :attr:`pipe`; ``python_here``: Python
+    steps are computed on the calling thread, right before their commit;
+    ``may_help``: the loop computes the next ticket itself when no worker has
+    taken it yet; ``native_direct``: native steps run in the workers without
+    the GIL (else through the Python compute).
+    """
+
+    cdef readonly Pipeline pipe
+    cdef readonly int64_t lookahead
+    cdef readonly int64_t workers
+    cdef readonly int64_t helped        # steps the loop computed itself
+    cdef readonly int64_t max_inflight  # most tickets in flight at once
+    cdef readonly int64_t busy_ns       # time the loop spent computing steps
+    cdef int64_t counts[NBUCKETS]       # commit latency histogram (assigned -> committed)
+    cdef int64_t* assigned_at           # when each ticket in flight was assigned (ns), by ticket % capacity
+    cdef bint python_here
+    cdef bint may_help
+    cdef bint native_direct
+    cdef public object error  # what a worker hit that it could not turn into a result (it then fails the pipe)
+    # The gate: open while the loop waits for a result (between two commits, touching nothing); another
+    # thread that entered it may admit inputs meanwhile, and the loop goes on only once it left.
+    cdef pthread_mutex_t gate_mutex
+    cdef pthread_cond_t gate_left
+    cdef bint gate_open
+    cdef bint visitor
+
+    def __cinit__(self, int64_t lookahead, int64_t workers, bint python_here=False, bint may_help=True,
+                  bint native_direct=True):
+        cdef int i
+        if lookahead < 1 or workers < 1:
+            raise ValueError(f"lookahead and workers must be >= 1, got {lookahead} and {workers}")
+        self.lookahead = lookahead
+        self.workers = workers
+        self.python_here = python_here
+        self.may_help = may_help
+        self.native_direct = native_direct
+        self.pipe = Pipeline(lookahead + 1)
+        self.assigned_at = <int64_t*>calloc(lookahead + 1, sizeof(int64_t))
+        if self.assigned_at == NULL:
+            PyErr_NoMemory()
+        for i in range(NBUCKETS):
+            self.counts[i] = 0
+        pthread_mutex_init(&self.gate_mutex, NULL)
+        pthread_cond_init(&self.gate_left, NULL)
+
+    def __dealloc__(self):
+        free(self.assigned_at)
+        pthread_cond_destroy(&self.gate_left)
+        pthread_mutex_destroy(&self.gate_mutex)
+
+    cdef void _open_gate(self) noexcept nogil:
+        pthread_mutex_lock(&self.gate_mutex)
+        self.gate_open = True
+        pthread_mutex_unlock(&self.gate_mutex)
+
+    cdef void _close_gate(self) noexcept nogil:
+        pthread_mutex_lock(&self.gate_mutex)
+        self.gate_open = False
+        while self.visitor:
+            pthread_cond_wait(&self.gate_left, &self.gate_mutex)
+        pthread_mutex_unlock(&self.gate_mutex)
+
+    def enter(self):
+        """From another thread: whether it may now admit inputs itself, until :meth:`leave`.
+
+        True only while the loop waits for a result — between two commits,
+        touching neither the kernel nor the journal — and no other thread
+        is in; the loop then goes on only once this one left. Never blocks.
+        """
+        cdef bint ok
+        with nogil:
+            pthread_mutex_lock(&self.gate_mutex)
+            ok = self.gate_open and not self.visitor
+            if ok:
+                self.visitor = True
+            pthread_mutex_unlock(&self.gate_mutex)
+        return ok
+
+    def leave(self):
+        """End what :meth:`enter` allowed."""
+        with nogil:
+            pthread_mutex_lock(&self.gate_mutex)
+            self.visitor = False
+            pthread_cond_broadcast(&self.gate_left)
+            pthread_mutex_unlock(&self.gate_mutex)
+
+    @property
+    def coordinator_busy(self):
+        """Seconds the loop spent computing steps itself."""
+        return self.busy_ns / 1e9
+
+    def arrive(self):
+        """From any thread: inputs wait to be admitted (``hooks.intake``); a waiting loop turns round."""
+        self.pipe.c_wake()
+
+    def latency_counts(self):
+        """The commit latency histogram: counts per power-of-two µs bucket (``BUCKETS`` of them)."""
+        return [self.counts[i] for i in range(NBUCKETS)]
+
+    def run(self, kernel, committer, object max_steps, hooks):
+        """Run the pipeline until nothing is left (or ``max_steps`` were assigned); return the steps committed."""
+        cdef Pipeline pipe = self.pipe
+        cdef Sequencer seq = kernel.sequencer
+        cdef int64_t committed = seq.next_ticket - 1  # nothing is in flight between runs
+        cdef int64_t assigned = committed
+        cdef int64_t start = committed
+        cdef int64_t steps = 0
+        cdef int64_t limit = -1 if max_steps is None else max_steps
+        cdef int64_t lookahead = self.lookahead
+        cdef int64_t cap = lookahead + 1
+        cdef int64_t depth = lookahead
+        cdef int64_t floor = min(lookahead, self.workers)
+        cdef int64_t clean = 0
+        cdef int64_t reexecutions = kernel.reexecutions
+        cdef int64_t t0
+        cdef int64_t ticket = 0, cid = 0, inp = 0
+        cdef int polled
+        cdef bint held = False  # a barrier ticket was assigned or inputs wait: no more until all committed
+        cdef bint idle
+        cdef NativeCall call
+        commit = committer.commit
+        compute = kernel.compute
+        prepare_native, finish_native = kernel.prepare_native, kernel.finish_native
+        ticket_of = kernel.ticket
+        after, barrier, quiet, wants_quiet = hooks.after_commit, hooks.barrier, hooks.at_quiet, hooks.wants_quiet
+        intake = hooks.intake
+        mine = {}  # tickets the loop computes itself, by event_id
+        waited = None  # the result the loop last waited for
+        while True:
+            # Commit every result that is next in ticket order.
+            while committed < assigned:
+                if waited is not None:
+                    result = waited
+                    waited = None
+                elif mine and (committed + 1) in mine:
+                    # computed right before its commit, against the committed state, as inline does
+                    t0 = now_ns()
+                    result = compute(mine.pop(committed + 1))
+                    self.busy_ns += now_ns() - t0
+                    self.helped += 1
                 else:
-                    pipe.put(assigned, tk)
-            elif python_here:
-                mine[assigned] = tk  # a Python step under the GIL: computed here when it is next to commit
-            else:
-                pipe.put(assigned, tk)
-            if barrier is not None and barrier(assigned):
-                held = True
-        if assigned - committed > max_inflight:
-            max_inflight = assigned - committed
-            executor.max_inflight = max_inflight
-        if committed == assigned:
-            if held:
-                continue  # the quiet point is here: admit, then go on
-            if idle or (limit >= 0 and assigned - start >= limit):
-                return steps
-            continue
-        if mine and (committed + 1) in mine:
-            continue  # the next ticket is the coordinator's own: compute and commit it
-        # Help rather than wait: when no worker has taken the next ticket yet, compute it here
-        # (against the committed state, as the inline executor would). Else wait without the GIL.
-        t = pipe.steal(committed + 1) if may_help else None
-        if t is not None:
-            mine[committed + 1] = t  # computed and committed by the loop above, like the others
-            continue
-        waited = pipe.result(committed + 1, True)
-        if waited is None:
-            raise executor._error or RuntimeError("worker pipeline failed")
+                    result = pipe.c_result(committed + 1, False)
+                    if result is None:
+                        break
+                if type(result) is tuple:  # a native job's outcome
+                    result = finish_native(result[0], result[1])
+                commit(result)
+                committed += 1
+                steps += 1
+                self.counts[_bucket((now_ns() - self.assigned_at[committed % cap]) // 1000)] += 1
+                if kernel.reexecutions != reexecutions:
+                    reexecutions = kernel.reexecutions
+                    depth = _max(floor, depth // 2)
+                    clean = 0
+                elif depth < lookahead:
+                    clean += 1
+                    if clean >= depth:
+                        depth += 1
+                        clean = 0
+                if after is not None:
+                    after(committed)
+            if self.error is not None:
+                raise self.error
+            if pipe.c_take_wake() and intake is not None:
+                # Inputs other threads submitted: admitted here, between commits, with tickets in
+                # flight; each is held until the next ticket to assign (docs/scheduling.md).
+                intake()
+            if committed == assigned:
+                held = False
+                if quiet is not None:
+                    quiet()
+            if wants_quiet is not None and wants_quiet():
+                held = True  # inputs are waiting: let what is in flight commit first
+            # Assign what is already determined, up to the in-flight depth and max_steps.
+            idle = False
+            while not held and assigned - committed < depth and (limit < 0 or assigned - start < limit):
+                polled = seq.c_poll(committed, &ticket, &cid, &inp)
+                if polled == 0:
+                    idle = True
+                    break
+                if polled < 0:
+                    break
+                assigned = ticket
+                self.assigned_at[assigned % cap] = now_ns()
+                tk = ticket_of(ticket, cid, inp)
+                spec = tk.spec
+                if spec.native is not None:
+                    if self.native_direct and not spec.upcasts:  # (upcasters run in Python: the worker's compute)
+                        # the worker runs the C call without ever taking the GIL; the outputs are
+                        # checked here, before the commit
+                        call = prepare_native(tk)
+                        pipe.c_put_native(assigned, (tk, call), &call.job)
+                    else:
+                        pipe.c_put(assigned, tk)
+                elif self.python_here:
+                    mine[assigned] = tk  # a Python step under the GIL: computed here when it is next to commit
+                else:
+                    pipe.c_put(assigned, tk)
+                if barrier is not None and barrier(assigned):
+                    held = True
+            if assigned - committed > self.max_inflight:
+                self.max_inflight = assigned - committed
+            if committed == assigned:
+                if held:
+                    continue  # the quiet point is here: admit, then go on
+                if idle or (limit >= 0 and assigned - start >= limit):
+                    return steps
+                continue
+            if mine and (committed + 1) in mine:
+                continue  # the next ticket is the loop's own: compute and commit it
+            # Help rather than wait: when no worker has taken the next ticket yet, compute it here
+            # (against the committed state, as the inline executor would). Else wait without the GIL.
+            tk = pipe.c_steal(committed + 1) if self.may_help else None
+            if tk is not None:
+                mine[committed + 1] = tk  # computed and committed by the loop above, like the others
+                continue
+            # An arrival ends the wait only when the sequencer has no ready input: otherwise admitting
+            # it now would change nothing, and the next turn (after this commit) admits it.
+            # Meanwhile another thread may admit inputs (the gate).
+            with nogil:
+                self._open_gate()
+            try:
+                waited = pipe.c_result(committed + 1, True, seq.ring_len == 0 and not held)
+            finally:
+                with nogil:
+                    self._close_gate()
+            if waited is None and pipe.failed:
+                raise self.error or RuntimeError("worker pipeline failed")
+            # (None otherwise: woken by arrive(); the next turn admits what arrived)

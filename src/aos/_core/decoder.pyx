@@ -272,15 +272,21 @@ cdef inline bint expect(Reader* r, const char* s, Py_ssize_t n) noexcept:
 
 
 def event_admitted_fields(bytes payload):
-    """``(seq, schema, value)`` of an ``EventAdmitted`` payload laid out as aos writes it, else ``None``.
+    """``(seq, schema, value, visible_at)`` of an ``EventAdmitted`` payload laid out as aos writes it, else ``None``.
 
-    The caller re-makes the payload from these fields and compares, so this
-    only has to find them; anything unexpected returns ``None`` (and the
-    record is then decoded in full).
+    ``visible_at`` is None in a record written before the field existed. The
+    caller re-makes the payload from these fields and compares, so this only
+    has to find them; anything unexpected returns ``None`` (and the record is
+    then decoded in full).
     """
     cdef Reader r
+    cdef bint with_visible
     reader_init(&r, payload, True)
-    if not expect(&r, b"\xa5\x63seq", 5):
+    if expect(&r, b"\xa6\x63seq", 5):
+        with_visible = True
+    elif expect(&r, b"\xa5\x63seq", 5):
+        with_visible = False
+    else:
         return None
     seq = read_item(&r, 1)
     if r.bad or type(seq) is not int:
@@ -293,4 +299,14 @@ def event_admitted_fields(bytes payload):
     schema = read_item(&r, 1)
     if r.bad or type(schema) is not str:
         return None
-    return seq, schema, value
+    visible_at = None
+    if with_visible:
+        if not expect(&r, b"\x67lane_id", 8):
+            return None
+        read_item(&r, 1)
+        if r.bad or not expect(&r, b"\x6avisible_at", 11):
+            return None
+        visible_at = read_item(&r, 1)
+        if r.bad or type(visible_at) is not int:
+            return None
+    return seq, schema, value, visible_at

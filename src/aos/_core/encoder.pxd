@@ -4,4 +4,4 @@
 cpdef object encode(object value)
 cpdef bytes step_scheduled(object event_id, object reducer, object key, object input, object lane_id=*)
 cpdef bytes step_committed(object event_id, object state_hash, tuple emits, tuple effects, object lane_id=*)
-cpdef bytes event_admitted(object seq, object schema, bytes value, object lane_id=*)
+cpdef bytes event_admitted(object seq, object schema, bytes value, object lane_id=*, object visible_at=*)

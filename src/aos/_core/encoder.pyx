@@ -428,6 +428,7 @@ cdef bytes K_STATE_HASH = b"\x6astate_hash"
 cdef bytes K_SEQ = b"\x63seq"
 cdef bytes K_VALUE = b"\x65value"
 cdef bytes K_SCHEMA = b"\x66schema"
+cdef bytes K_VISIBLE_AT = b"\x6avisible_at"
 cdef bytes V_ADMITTED = b"\x6dEventAdmitted"
 cdef bytes V_SCHEDULED = b"\x6dStepScheduled"
 cdef bytes V_COMMITTED = b"\x6dStepCommitted"
@@ -508,14 +509,17 @@ cpdef bytes step_committed(object event_id, object state_hash, tuple emits, tupl
         buf_free(&b)
 
 
-cpdef bytes event_admitted(object seq, object schema, bytes value, object lane_id=0):
-    """The payload of ``EventAdmitted`` (keys: seq, kind, value, schema, lane_id)."""
+cpdef bytes event_admitted(object seq, object schema, bytes value, object lane_id=0, object visible_at=None):
+    """The payload of ``EventAdmitted`` (keys: seq, kind, value, schema, lane_id, visible_at).
+
+    ``visible_at`` None leaves the key out (records written before it existed).
+    """
     cdef Buf b
     if not isinstance(schema, str):
         raise TypeError(f"schema must be a str, got {type(schema).__name__}")
     buf_init(&b)
     try:
-        head(&b, 5, 5)
+        head(&b, 5, 5 if visible_at is None else 6)
         put_raw(&b, K_SEQ)
         put_uint(&b, seq)
         put_raw(&b, K_KIND)
@@ -527,6 +531,9 @@ cpdef bytes event_admitted(object seq, object schema, bytes value, object lane_i
             raise ValueError(f"schema {schema!r:.100} cannot be written as UTF-8")
         put_raw(&b, K_LANE)
         put_uint(&b, lane_id)
+        if visible_at is not None:
+            put_raw(&b, K_VISIBLE_AT)
+            put_uint(&b, visible_at)
         return PyBytes_FromStringAndSize(<char*>b.p, b.n)
     finally:
         buf_free(&b)

@@ -345,9 +345,12 @@ cdef class InlineLoop:
         fields = event_admitted_fields(payload)
         if fields is None:
             return False
-        number, schema, value = fields
-        if number != k.next_seq:
-            return False
+        number, schema, value, visible = fields
+        if number != k.next_seq or visible is None:
+            return False  # (a record from before visible_at: the general path)
+        cdef int64_t visible_at = visible
+        if not seq.next_ticket <= visible_at <= seq.next_ticket + seq.window:
+            return False  # the general path says what is wrong
         specs = self.routes.get(schema)
         if specs is None:
             return False  # a schema no reducer takes, one the manifest upcasts, or an unknown one
@@ -370,7 +373,7 @@ cdef class InlineLoop:
             elif type(key) is not str and type(key) is not bytes:
                 return False  # missing, or a key the general path normalizes or refuses
             routes.append((spec, key))
-        self._append(self.writer, self.cursor, self.sink, event_admitted(number, schema, <bytes>value, 0))
+        self._append(self.writer, self.cursor, self.sink, event_admitted(number, schema, <bytes>value, 0, visible))
         s = <int64_t>number
         k.next_seq = s + 1
         if routes:
@@ -381,7 +384,7 @@ cdef class InlineLoop:
             cid = None if cells_of is None else cells_of.get(key)
             if cid is None:
                 cid = cells.id_of(spec, key)  # a new cell
-            seq.c_deliver(cid, s, spec.priority)
+            seq.c_deliver_at(visible_at, cid, s, spec.priority)
         return True
 
     cdef int _deliver(self, k, Sequencer seq, cells, int64_t t, list emits, list routes, dict events) except -1:

@@ -27,3 +27,47 @@ cdef extern from "aos_native.h" nogil:
         int (*fail)(aos_out* out, const char* message) noexcept nogil
 
     ctypedef int (*aos_reducer_fn)(const aos_step_in* inp, aos_out* out, void* user) noexcept nogil
+
+
+# ----------------------------------------------------------------------------------------------
+# Internal to aos._core (the commit loop and the pipeline cimport them); users need only the ABI above.
+
+cdef struct Buf:
+    uint8_t* data
+    size_t len
+    size_t cap
+
+
+cdef struct Impl:
+    Buf state
+    int state_action  # 0 unchanged, 1 set, 2 delete
+    Buf emits         # [u32 n, schema, u32 n, value]*
+    Buf effects       # [u32 n, kind, u32 n, params, u32 n or 0xffffffff, cap, i64 cost]*
+    Buf error
+    int oom
+
+
+cdef struct NativeJob:
+    # a native step prepared for a worker that runs it without the GIL
+    aos_reducer_fn fn
+    void* user
+    aos_step_in inp
+    aos_out out
+    int rc
+
+
+cdef class NativeCall:
+    cdef NativeJob job
+    cdef Impl im
+    cdef readonly object state
+    cdef object keep  # the byte strings the job's pointers point into
+
+    cpdef tuple outputs(self)
+
+
+cdef class NativeReducer:
+    cdef aos_reducer_fn fn
+    cdef void* user
+    cdef object keep  # objects that own fn / user
+
+    cpdef NativeCall prepare(self, int64_t event_id, object state, bytes schema, bytes event, bytes key, bytes seed)

@@ -14,26 +14,9 @@ from libc.stdint cimport int64_t, uint8_t, uint32_t, uintptr_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy, strlen
 
-from aos._core.native cimport aos_out, aos_reducer_fn, aos_step_in
-from aos._core.native_job cimport NativeJob
 
 ABI_VERSION = 1
 CAPSULE_NAME = "aos.reducer.v1"
-
-
-cdef struct Buf:
-    uint8_t* data
-    size_t len
-    size_t cap
-
-
-cdef struct Impl:
-    Buf state
-    int state_action  # 0 unchanged, 1 set, 2 delete
-    Buf emits         # [u32 n, schema, u32 n, value]*
-    Buf effects       # [u32 n, kind, u32 n, params, u32 n or 0xffffffff, cap, i64 cost]*
-    Buf error
-    int oom
 
 
 cdef int buf_put(Buf* b, const void* src, size_t n) noexcept nogil:
@@ -137,7 +120,7 @@ cdef uint32_t take_u32(Buf* b, size_t* pos):
     return v
 
 
-cdef object collect(Impl* im, int rc):
+cdef tuple collect(Impl* im, int rc):
     """``(error, state_action, state, emits, effects)`` from what a call reported."""
     cdef size_t pos
     cdef uint32_t n
@@ -194,23 +177,17 @@ cdef class NativeCall:
     """One native step prepared for a worker: inputs held, the call made later without the GIL.
 
     :meth:`NativeReducer.prepare` fills it (with the GIL); a worker runs the
-    C function through :attr:`job` (``aos._core.native_job.NativeJob``)
-    without ever taking the GIL; :meth:`outputs` then reads the result.
+    C function through its ``job`` (a ``NativeJob``, see native.pxd: the
+    pipeline takes its address in C) without ever taking the GIL;
+    :meth:`outputs` then reads the result.
     """
 
-    cdef NativeJob job
-    cdef Impl im
-    cdef readonly object state
-    cdef object keep  # the byte strings the job's pointers point into
+    # attributes: see native.pxd
 
     def __dealloc__(self):
         impl_free(&self.im)
 
-    @property
-    def job_address(self):
-        return <uintptr_t>&self.job
-
-    def outputs(self):
+    cpdef tuple outputs(self):
         """``(error, state_action, state, emits, effects)``, as :meth:`NativeReducer.step` returns."""
         try:
             return collect(&self.im, self.job.rc)
@@ -221,9 +198,7 @@ cdef class NativeCall:
 cdef class NativeReducer:
     """A native reducer function (from a PyCapsule or an address) and its user pointer."""
 
-    cdef aos_reducer_fn fn
-    cdef void* user
-    cdef object keep  # objects that own fn / user
+    # attributes: see native.pxd
 
     def __init__(self, fn, user=None):
         if PyCapsule_IsValid(fn, CAPSULE_NAME.encode()):
@@ -243,7 +218,7 @@ cdef class NativeReducer:
             raise TypeError(f"user must be None, an address or an unnamed PyCapsule, got {user!r}")
         self.keep = (fn, user)
 
-    def prepare(self, int64_t event_id, object state, bytes schema, bytes event, bytes key, bytes seed):
+    cpdef NativeCall prepare(self, int64_t event_id, object state, bytes schema, bytes event, bytes key, bytes seed):
         """A :class:`NativeCall` of one step, for a worker to run without the GIL."""
         cdef NativeCall c = NativeCall.__new__(NativeCall)
         if len(seed) != 32:

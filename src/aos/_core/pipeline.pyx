@@ -10,62 +10,31 @@ waiting workers and a waiting coordinator hold neither the GIL nor a Python
 lock.
 """
 
-from libc.stdint cimport int64_t, uintptr_t
+cimport cython
+from libc.stdint cimport int64_t
 from libc.stdlib cimport calloc, free
 from cpython.exc cimport PyErr_NoMemory
 
-from aos._core.native_job cimport NativeJob
+from aos._core.native cimport NativeCall, NativeJob
+from aos._core.posix cimport (
+    now_ns,
+    pthread_cond_broadcast,
+    pthread_cond_destroy,
+    pthread_cond_init,
+    pthread_cond_signal,
+    pthread_cond_wait,
+    pthread_mutex_destroy,
+    pthread_mutex_init,
+    pthread_mutex_lock,
+    pthread_mutex_unlock,
+)
 
 
-cdef extern from "<time.h>" nogil:
-    ctypedef long time_t
-    struct timespec:
-        time_t tv_sec
-        long tv_nsec
-    int clock_gettime(int clk, timespec* ts)
-    int CLOCK_MONOTONIC
-
-
-cdef inline int64_t now_ns() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
-
-
-cdef extern from "<pthread.h>" nogil:
-    ctypedef struct pthread_mutex_t:
-        pass
-    ctypedef struct pthread_cond_t:
-        pass
-    int pthread_mutex_init(pthread_mutex_t* m, const void* attr)
-    int pthread_mutex_destroy(pthread_mutex_t* m)
-    int pthread_mutex_lock(pthread_mutex_t* m)
-    int pthread_mutex_unlock(pthread_mutex_t* m)
-    int pthread_cond_init(pthread_cond_t* c, const void* attr)
-    int pthread_cond_destroy(pthread_cond_t* c)
-    int pthread_cond_wait(pthread_cond_t* c, pthread_mutex_t* m)
-    int pthread_cond_signal(pthread_cond_t* c)
-    int pthread_cond_broadcast(pthread_cond_t* c)
-
-
+@cython.final
 cdef class Pipeline:
     """A bounded FIFO of tickets for workers and a reorder buffer of their results."""
 
-    cdef pthread_mutex_t mutex
-    cdef pthread_cond_t has_ticket
-    cdef pthread_cond_t has_result
-    cdef int64_t* queue      # ring of ticket numbers waiting for a worker
-    cdef int64_t* done       # done[n % capacity] == n once ticket n's result is in
-    cdef NativeJob** jobs    # jobs[n % capacity]: a native step the worker runs without the GIL, or NULL
-    cdef readonly int64_t native_busy_ns  # time workers spent in native jobs
-    cdef readonly int64_t capacity
-    cdef int64_t head
-    cdef int64_t length
-    cdef int64_t waiting_for
-    cdef bint closed
-    cdef bint failed
-    cdef list tickets
-    cdef list results
+    # attributes: see pipeline.pxd
 
     def __cinit__(self, int64_t capacity):
         if capacity < 1:
@@ -94,26 +63,34 @@ cdef class Pipeline:
     # ------------------------------------------------------------ coordinator
     def put(self, int64_t n, ticket):
         """Queue ticket number ``n`` (carried by ``ticket``) for the workers."""
+        self.c_put(n, ticket)
+
+    cdef int c_put(self, int64_t n, object ticket) except -1:
         cdef int64_t slot = n % self.capacity
         self.tickets[slot] = ticket
         if not self.enqueue(n, NULL):
             self.tickets[slot] = None
             raise OverflowError("more tickets in flight than the pipeline holds")
+        return 0
 
-    def put_native(self, int64_t n, outcome, uintptr_t job):
-        """Queue native step ``n``: a worker runs ``job`` (a ``NativeJob``) without the GIL.
+    def put_native(self, int64_t n, outcome, NativeCall call):
+        """Queue native step ``n``: a worker runs ``call``'s job without the GIL.
 
-        ``outcome`` (which owns the job) is what :meth:`result` returns once
+        ``outcome`` (which owns the call) is what :meth:`result` returns once
         the job has run.
         """
+        self.c_put_native(n, outcome, &call.job)
+
+    cdef int c_put_native(self, int64_t n, object outcome, NativeJob* job) except -1:
         cdef int64_t slot = n % self.capacity
-        if job == 0:
+        if job == NULL:
             raise ValueError("no native job")
         self.results[slot] = outcome
         self.tickets[slot] = None
-        if not self.enqueue(n, <NativeJob*>job):
+        if not self.enqueue(n, job):
             self.results[slot] = None
             raise OverflowError("more tickets in flight than the pipeline holds")
+        return 0
 
     cdef bint enqueue(self, int64_t n, NativeJob* job) noexcept:
         """Queue ticket ``n`` (with its native job, or NULL) for a worker; False when full."""
@@ -134,16 +111,21 @@ cdef class Pipeline:
     def result(self, int64_t n, bint wait):
         """The result of ticket ``n`` (removed from the buffer), or None if not in yet.
 
-        With ``wait`` it blocks, without the GIL, until the result is in or a
-        worker reported a failure (then None).
+        With ``wait`` it blocks, without the GIL, until the result is in, a
+        worker reported a failure or :meth:`wake` was called (then None).
         """
+        return self.c_result(n, wait, True)
+
+    cdef object c_result(self, int64_t n, bint wait, bint wakeable=True):
+        # ``wakeable``: a wake() ends the wait (the caller would use what arrived at once)
         cdef int64_t slot = n % self.capacity
         cdef bint ready
         with nogil:
             pthread_mutex_lock(&self.mutex)
             if wait:
                 self.waiting_for = n
-                while self.done[slot] != n and not self.failed:
+                self.wait_wakeable = wakeable
+                while self.done[slot] != n and not self.failed and not (wakeable and self.woken):
                     pthread_cond_wait(&self.has_result, &self.mutex)
                 self.waiting_for = -1
             ready = self.done[slot] == n
@@ -162,6 +144,9 @@ cdef class Pipeline:
 
         The coordinator computes such a ticket itself instead of waiting for it.
         """
+        return self.c_steal(n)
+
+    cdef object c_steal(self, int64_t n):
         cdef int64_t slot = n % self.capacity
         cdef bint got = False
         with nogil:
@@ -184,6 +169,35 @@ cdef class Pipeline:
             self.failed = True
             pthread_cond_broadcast(&self.has_result)
             pthread_mutex_unlock(&self.mutex)
+
+    def wake(self):
+        """Tell the coordinator that other work arrived (an input to admit), from any thread.
+
+        A :meth:`result` that waits (and may be woken) returns None at once
+        until the coordinator took the news with :meth:`take_wake`.
+        """
+        self.c_wake()
+
+    cdef void c_wake(self) noexcept:
+        with nogil:
+            pthread_mutex_lock(&self.mutex)
+            self.woken = True
+            if self.waiting_for >= 0 and self.wait_wakeable:  # (no needless wake-up of a wait that goes on)
+                pthread_cond_broadcast(&self.has_result)
+            pthread_mutex_unlock(&self.mutex)
+
+    def take_wake(self):
+        """Whether :meth:`wake` was called since the last call (which clears it)."""
+        return self.c_take_wake()
+
+    cdef bint c_take_wake(self) noexcept:
+        cdef bint woken
+        with nogil:
+            pthread_mutex_lock(&self.mutex)
+            woken = self.woken
+            self.woken = False
+            pthread_mutex_unlock(&self.mutex)
+        return woken
 
     def close(self):
         """Wake every worker; ``take`` returns None from now on."""

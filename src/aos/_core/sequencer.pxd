@@ -15,6 +15,7 @@ cdef struct Pending:
     int64_t cell
     int64_t input
     int64_t cls
+    int64_t order  # when it was delivered: the tie-break among inputs visible at the same ticket
 
 
 cdef enum:
@@ -50,6 +51,12 @@ cdef class Sequencer:
     cdef int64_t pend_cap
     cdef int64_t pend_head
     cdef int64_t pend_len
+    # admitted inputs held until their visibility ticket (FIFO, visible_at non-decreasing; docs/scheduling.md)
+    cdef Pending* held
+    cdef int64_t held_cap
+    cdef int64_t held_head
+    cdef int64_t held_len
+    cdef int64_t order_next
     # tickets
     cdef readonly int64_t next_ticket
     cdef readonly int64_t window
@@ -65,17 +72,20 @@ cdef class Sequencer:
     cdef int _grow_nodes(self, int64_t want) except -1
     cdef int _grow_ring(self, int64_t want) except -1
     cdef int _grow_pending(self, int64_t want) except -1
+    cdef int _grow_held(self, int64_t want) except -1
     cdef int _reserve(self, int64_t cell) except -1
     cdef int _ensure_room(self, int64_t extra) except -1
     cdef void _push_mailbox(self, int64_t cell, int64_t input) noexcept nogil
     cdef void _ring_push(self, int64_t cell) noexcept nogil
     cdef int _choose(self) noexcept nogil
+    cdef void _push_pending(self, Pending* p) noexcept nogil
     cdef void _release(self, int64_t upto, bint everything) noexcept nogil
     cdef bint _next(self, int64_t* ticket, int64_t* cell, int64_t* input) noexcept nogil
     cdef int64_t _poll(self, int64_t committed, int64_t* ticket, int64_t* cell, int64_t* input) noexcept nogil
 
-    # The C API (what ``poll``, ``deliver`` and ``deliver_emitted`` do, without building Python objects)
+    # The C API (what ``poll``, ``deliver``, ``deliver_at`` and ``deliver_emitted`` do, without Python objects)
     cdef int c_poll(self, int64_t committed, int64_t* ticket, int64_t* cell, int64_t* input) except -2
     cdef int c_deliver(self, int64_t cell, int64_t input, int priority) except -1
+    cdef int c_deliver_at(self, int64_t visible_at, int64_t cell, int64_t input, int priority) except -1
     cdef int c_deliver_emitted(self, int64_t emitter, int64_t cell, int64_t input, int priority) except -1
     cdef bint c_has_work(self) noexcept nogil

@@ -15,7 +15,11 @@ The rule (docs/scheduling.md):
   mailbox the next ticket, and puts the cell back at the end of the ring if
   its mailbox still holds inputs. This is round-robin with at most one step
   per cell per pass (a *tick*).
-* Inputs delivered by ``deliver`` (external admissions) are visible at once.
+* Inputs delivered by ``deliver`` are visible at once; ``deliver_at(v, ...)``
+  (external admissions) holds an input until ticket ``v`` is assigned — the
+  next ticket when nothing is in flight, a later one when the admission
+  happens while tickets are in flight (its record carries ``v``, so a
+  replay holds it just as long).
   Inputs emitted by the step with ticket ``t`` are delivered with
   ``deliver_emitted(t, ...)`` and become visible when ticket ``t + window`` is
   assigned, or earlier when nothing else is ready (then every pending input is
@@ -27,7 +31,7 @@ The rule (docs/scheduling.md):
 
 cimport cython
 from libc.stdlib cimport malloc, realloc, free
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, INT64_MAX
 from cpython.exc cimport PyErr_NoMemory
 
 
@@ -55,15 +59,17 @@ cdef class Sequencer:
             self.ring_head[k] = 0
             self.ring_count[k] = 0
         self.pend = NULL
+        self.held = NULL
         self.free_node = -1
         self._grow_cells(64)
         self._grow_nodes(256)
         self._grow_ring(64)
         self._grow_pending(64)
+        self._grow_held(16)
 
     def __dealloc__(self):
         free(self.head); free(self.tail); free(self.depth); free(self.last); free(self.since); free(self.in_ring)
-        free(self.cls); free(self.nodes); free(self.pend)
+        free(self.cls); free(self.nodes); free(self.pend); free(self.held)
         cdef int k
         for k in range(NCLASS):
             free(self.ring[k])
@@ -167,6 +173,24 @@ cdef class Sequencer:
         self.pend_head = 0
         return 0
 
+    cdef int _grow_held(self, int64_t want) except -1:
+        cdef int64_t cap = self.held_cap if self.held_cap else 16
+        cdef int64_t i
+        while cap < want:
+            cap *= 2
+        if cap == self.held_cap:
+            return 0
+        cdef Pending* p = <Pending*>malloc(cap * sizeof(Pending))
+        if p == NULL:
+            PyErr_NoMemory()
+        for i in range(self.held_len):
+            p[i] = self.held[(self.held_head + i) % self.held_cap]
+        free(self.held)
+        self.held = p
+        self.held_cap = cap
+        self.held_head = 0
+        return 0
+
     cdef int _reserve(self, int64_t cell) except -1:
         if cell < 0:
             raise ValueError(f"cell id must be >= 0, got {cell}")
@@ -179,10 +203,11 @@ cdef class Sequencer:
     cdef int _ensure_room(self, int64_t extra) except -1:
         # Room for every pending input plus ``extra`` more to enter mailboxes
         # and the ring, so the nogil sections below never allocate.
-        if self.node_used + self.pend_len + extra > self.node_cap:
-            self._grow_nodes(self.node_used + self.pend_len + extra)
-        if self.ring_len + self.pend_len + extra > self.ring_cap:
-            self._grow_ring(self.ring_len + self.pend_len + extra)
+        cdef int64_t waiting = self.pend_len + self.held_len
+        if self.node_used + waiting + extra > self.node_cap:
+            self._grow_nodes(self.node_used + waiting + extra)
+        if self.ring_len + waiting + extra > self.ring_cap:
+            self._grow_ring(self.ring_len + waiting + extra)
         return 0
 
     # ------------------------------------------------------------ nogil core
@@ -234,26 +259,56 @@ cdef class Sequencer:
                 return k
         return -1
 
+    cdef void _push_pending(self, Pending* p) noexcept nogil:
+        if not self.in_ring[p.cell]:
+            self.cls[p.cell] = <char>p.cls  # a cell keeps its class while it is ready
+        self._push_mailbox(p.cell, p.input)
+
     cdef void _release(self, int64_t upto, bint everything) noexcept nogil:
+        # Into the mailboxes, in (visible_at, order) order: every emitted and held input visible at
+        # ticket ``upto``; with ``everything``, every emitted input too (held ones stay held: they
+        # were admitted after the tickets before their visible_at were assigned).
         cdef Pending* p
-        while self.pend_len > 0:
-            p = &self.pend[self.pend_head]
-            if not everything and p.visible_at > upto:
-                break
-            if not self.in_ring[p.cell]:
-                self.cls[p.cell] = <char>p.cls  # a cell keeps its class while it is ready
-            self._push_mailbox(p.cell, p.input)
-            self.pend_head = (self.pend_head + 1) % self.pend_cap
-            self.pend_len -= 1
+        cdef Pending* h
+        while True:
+            p = NULL
+            h = NULL
+            if self.pend_len > 0:
+                p = &self.pend[self.pend_head]
+                if not everything and p.visible_at > upto:
+                    p = NULL
+            if self.held_len > 0:
+                h = &self.held[self.held_head]
+                if h.visible_at > upto:
+                    h = NULL
+            if p != NULL and h != NULL:
+                if h.visible_at < p.visible_at or (h.visible_at == p.visible_at and h.order < p.order):
+                    p = NULL
+                else:
+                    h = NULL
+            if p != NULL:
+                self._push_pending(p)
+                self.pend_head = (self.pend_head + 1) % self.pend_cap
+                self.pend_len -= 1
+            elif h != NULL:
+                self._push_pending(h)
+                self.held_head = (self.held_head + 1) % self.held_cap
+                self.held_len -= 1
+            else:
+                return
 
     cdef bint _next(self, int64_t* ticket, int64_t* cell, int64_t* input) noexcept nogil:
         cdef int64_t c, idx, wait
         cdef int k
         self._release(self.next_ticket, False)
         if self.ring_len == 0:
-            if self.pend_len == 0:
+            if self.pend_len == 0 and self.held_len == 0:
                 return False
-            self._release(0, True)
+            self._release(self.next_ticket, True)
+            if self.ring_len == 0:
+                # Only inputs held for later tickets: a journal no world writes (an input is held only
+                # while other tickets are assigned). Deterministic all the same: release them now.
+                self._release(INT64_MAX, False)
         k = self._choose()
         c = self.ring[k][self.ring_head[k]]
         self.ring_head[k] = (self.ring_head[k] + 1) % self.ring_cap
@@ -304,6 +359,38 @@ cdef class Sequencer:
             self._push_mailbox(cell, input)
         return 0
 
+    def deliver_at(self, int64_t visible_at, int64_t cell, int64_t input, int priority=1):
+        """Queue admitted ``input`` for ``cell``, held until ticket ``visible_at`` is assigned.
+
+        ``visible_at`` is the next ticket when nothing is in flight. Inputs
+        becoming visible at the same ticket enter their mailboxes in the
+        order they were delivered (emitted ones included). Calls must come
+        with non-decreasing ``visible_at``.
+        """
+        self.c_deliver_at(visible_at, cell, input, priority)
+
+    cdef int c_deliver_at(self, int64_t visible_at, int64_t cell, int64_t input, int priority) except -1:
+        if priority < 0 or priority >= NCLASS:
+            raise ValueError(f"priority class must be 0..{NCLASS - 1}, got {priority}")
+        if visible_at < 1:
+            raise ValueError(f"visible_at must be a ticket >= 1, got {visible_at}")
+        if self.held_len > 0:
+            if visible_at < self.held[(self.held_head + self.held_len - 1) % self.held_cap].visible_at:
+                raise ValueError(f"admitted inputs must come with non-decreasing visible_at ({visible_at})")
+        self._reserve(cell)
+        if self.held_len + 1 > self.held_cap:
+            self._grow_held(self.held_len + 1)
+        self._ensure_room(1)
+        cdef Pending* p = &self.held[(self.held_head + self.held_len) % self.held_cap]
+        p.visible_at = visible_at
+        p.cell = cell
+        p.input = input
+        p.cls = priority
+        p.order = self.order_next
+        self.order_next += 1
+        self.held_len += 1
+        return 0
+
     def deliver_emitted(self, int64_t emitter, int64_t cell, int64_t input, int priority=1):
         """Queue ``input``, emitted by the step with ticket ``emitter``.
 
@@ -330,6 +417,8 @@ cdef class Sequencer:
         p.cell = cell
         p.input = input
         p.cls = priority
+        p.order = self.order_next
+        self.order_next += 1
         self.pend_len += 1
         return 0
 
@@ -354,7 +443,7 @@ cdef class Sequencer:
         if self.ring_len == 0:
             if committed < n - 1:
                 return -1  # a step in flight may still emit; its inputs decide what comes next
-            if self.pend_len == 0:
+            if self.pend_len == 0 and self.held_len == 0:
                 return 0
         elif self.last[self.ring[self._choose()][self.ring_head[self._choose()]]] > committed:
             return -1  # the cell's previous step has not committed: its state is not known yet
@@ -382,11 +471,11 @@ cdef class Sequencer:
             return <int>self._poll(committed, ticket, cell, input)
 
     cdef bint c_has_work(self) noexcept nogil:
-        return self.ring_len > 0 or self.pend_len > 0
+        return self.ring_len > 0 or self.pend_len > 0 or self.held_len > 0
 
     def has_work(self):
-        """True when a ticket can be assigned (ready or pending inputs exist)."""
-        return self.ring_len > 0 or self.pend_len > 0
+        """True when a ticket can be assigned (ready, pending or held inputs exist)."""
+        return self.ring_len > 0 or self.pend_len > 0 or self.held_len > 0
 
     @property
     def ready(self):
@@ -395,8 +484,13 @@ cdef class Sequencer:
 
     @property
     def pending(self):
-        """Number of emitted inputs not yet visible."""
-        return self.pend_len
+        """Number of inputs not yet visible (emitted, or admitted and held until their ticket)."""
+        return self.pend_len + self.held_len
+
+    @property
+    def held(self):
+        """Number of admitted inputs held until their ticket (``deliver_at``)."""
+        return self.held_len
 
     def mailbox_depth(self, int64_t cell):
         if cell < 0 or cell >= self.ncells:
@@ -408,7 +502,12 @@ cdef class Sequencer:
         """The whole scheduling state as plain lists (for snapshots).
 
         ``rings`` holds, per priority class, ``[cell, since]`` in ring order;
-        ``mailboxes`` the inputs of those cells in the same order.
+        ``mailboxes`` the inputs of those cells in the same order;
+        ``pending`` the emitted inputs not yet visible, ``[visible_at, cell,
+        input, class]`` in delivery order; ``admitted`` the admitted inputs
+        held until their ticket, ``[visible_at, cell, input, class, before]``
+        in delivery order, ``before`` being how many of ``pending`` were
+        delivered before it.
         """
         cdef int64_t i, c, idx
         cdef int k
@@ -430,8 +529,15 @@ cdef class Sequencer:
         for i in range(self.pend_len):
             p = self.pend[(self.pend_head + i) % self.pend_cap]
             pend.append([p.visible_at, p.cell, p.input, p.cls])
+        held = []
+        cdef int64_t before = 0
+        for i in range(self.held_len):
+            p = self.held[(self.held_head + i) % self.held_cap]
+            while before < self.pend_len and self.pend[(self.pend_head + before) % self.pend_cap].order < p.order:
+                before += 1
+            held.append([p.visible_at, p.cell, p.input, p.cls, before])
         return {"next_ticket": self.next_ticket, "window": self.window, "aging": self.aging,
-                "rings": rings, "mailboxes": mail, "pending": pend}
+                "rings": rings, "mailboxes": mail, "pending": pend, "admitted": held}
 
     @classmethod
     def from_state(cls, state):
@@ -455,17 +561,43 @@ cdef class Sequencer:
                 s._reserve(c)
                 s._push_mailbox(c, i)
             s.since[c] = since
+        pending = state["pending"]
+        held = state.get("admitted", ())
+        # delivery order: the admitted entries among the emitted ones, each after ``before`` of them
+        order = []
+        last_before = 0
+        for entry in held:
+            visible_at, c, i, k, before = entry
+            if not last_before <= before <= len(pending):
+                raise ValueError("sequencer state: admitted inputs out of order")
+            order.extend((False, e) for e in pending[last_before:before])
+            order.append((True, entry[:4]))
+            last_before = before
+        order.extend((False, e) for e in pending[last_before:])
         last = None
-        for visible_at, c, i, k in state["pending"]:
-            if last is not None and visible_at < last:
-                raise ValueError("sequencer state: pending inputs out of order")
+        last_held = None
+        for is_held, (visible_at, c, i, k) in order:
             if k < 0 or k >= NCLASS:
                 raise ValueError(f"sequencer state: bad priority class {k}")
-            last = visible_at
+            if visible_at < 1:
+                raise ValueError(f"sequencer state: bad visible_at {visible_at}")
             s._reserve(c)
-            if s.pend_len + 1 > s.pend_cap:
-                s._grow_pending(s.pend_len + 1)
             s._ensure_room(1)
-            s.pend[(s.pend_head + s.pend_len) % s.pend_cap] = Pending(visible_at, c, i, k)
-            s.pend_len += 1
+            if is_held:
+                if last_held is not None and visible_at < last_held:
+                    raise ValueError("sequencer state: admitted inputs out of order")
+                last_held = visible_at
+                if s.held_len + 1 > s.held_cap:
+                    s._grow_held(s.held_len + 1)
+                s.held[(s.held_head + s.held_len) % s.held_cap] = Pending(visible_at, c, i, k, s.order_next)
+                s.held_len += 1
+            else:
+                if last is not None and visible_at < last:
+                    raise ValueError("sequencer state: pending inputs out of order")
+                last = visible_at
+                if s.pend_len + 1 > s.pend_cap:
+                    s._grow_pending(s.pend_len + 1)
+                s.pend[(s.pend_head + s.pend_len) % s.pend_cap] = Pending(visible_at, c, i, k, s.order_next)
+                s.pend_len += 1
+            s.order_next += 1
         return s
