@@ -208,6 +208,7 @@ class ThreadsExecutor:
         self.loop = CommitLoop(self.lookahead, workers, python_here=self.python_on_coordinator,
                                may_help=offload == "auto",  # "all": every step is a worker's
                                native_direct=delay is None)  # (a test's worker_delay needs the Python path)
+        self.loop.inline = InlineLoop(kernel, self.committer, [0] * 40)  # the steps the loop computes itself
         self._pipe = self.loop.pipe
         self._threads: list[threading.Thread] = []
         self._busy = [0.0] * workers

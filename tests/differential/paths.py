@@ -63,7 +63,8 @@ def outcome_of(directory: Path, wl: Workload, state_hash: str, tally: Tally) -> 
     return Outcome(b"".join(p.read_bytes() for p in segments), state_hash, payloads, tally, kinds)
 
 
-def session(*, workers: int = 0, delayed: bool = False, reopen: bool = False, reference: bool = False) -> PathFn:
+def session(*, workers: int = 0, delayed: bool = False, reopen: bool = False, reference: bool = False,
+            offload: str = "all") -> PathFn:
     """A path: the script played on a world with ``workers`` (0: inline), optionally reopened between phases.
 
     ``reference``: the reference executor (plain Python) instead of the inline executor's C loop.
@@ -72,7 +73,7 @@ def session(*, workers: int = 0, delayed: bool = False, reopen: bool = False, re
     def path(wl: Workload, directory: Path) -> Outcome:
         opts = world_options(wl)
         if workers:
-            opts.update(workers=workers, offload="all",
+            opts.update(workers=workers, offload=offload,
                         worker_delay=worker_delays(wl.delay_seed * 8 + workers) if delayed else None)
         else:
             opts.update(workers=0, reference=reference)
@@ -89,6 +90,8 @@ PATHS: dict[str, PathFn] = {
     "threads-1": session(workers=1, delayed=True),
     "threads-2": session(workers=2, delayed=True),
     "threads-4": session(workers=4, delayed=True),
+    # Python steps computed by the commit loop itself (through the inline executor's C step), as on a GIL build
+    "threads-2-auto": session(workers=2, offload="auto"),
     "inline-reopened": session(reopen=True),
     "threads-2-reopened": session(workers=2, delayed=True, reopen=True),
 }

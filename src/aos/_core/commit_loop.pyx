@@ -39,6 +39,7 @@ __all__ = ["CommitLoop", "BUCKETS"]
 
 cdef enum:
     NBUCKETS = 40  # latency buckets: power-of-two microseconds, the last one open-ended
+    QUIET_EVERY = 64  # commits between two quiet-point hooks, unless a call or a barrier asks for one
 
 BUCKETS = NBUCKETS
 
@@ -80,6 +81,7 @@ cdef class CommitLoop:
     cdef bint may_help
     cdef bint native_direct
     cdef public object error  # what a worker hit that it could not turn into a result (it then fails the pipe)
+    cdef public object inline  # the inline executor's InlineLoop: the steps this loop computes itself go through it
     # The gate: open while the loop waits for a result (between two commits, touching nothing); another
     # thread that entered it may admit inputs meanwhile, and the loop goes on only once it left.
     cdef pthread_mutex_t gate_mutex
@@ -187,6 +189,11 @@ cdef class CommitLoop:
         ticket_of = kernel.ticket
         after, barrier, quiet, wants_quiet = hooks.after_commit, hooks.barrier, hooks.at_quiet, hooks.wants_quiet
         intake = hooks.intake
+        own_step = self.inline.commit_ticket
+        specs = kernel.cells.specs
+        cdef int64_t every = hooks.every
+        cdef int64_t quiet_at = committed - QUIET_EVERY  # the first quiet point carries out what waits
+        cdef int64_t asked_at = committed - QUIET_EVERY
         mine = {}  # tickets the loop computes itself, by event_id
         waited = None  # the result the loop last waited for
         while True:
@@ -196,18 +203,25 @@ cdef class CommitLoop:
                     result = waited
                     waited = None
                 elif mine and (committed + 1) in mine:
-                    # computed right before its commit, against the committed state, as inline does
+                    # computed right before its commit, against the committed state, as inline does:
+                    # through the inline executor's C step (the reference path where it hands over)
+                    tk = mine.pop(committed + 1)
                     t0 = now_ns()
-                    result = compute(mine.pop(committed + 1))
+                    if type(tk) is tuple:
+                        own_step((<tuple>tk)[0], (<tuple>tk)[1], (<tuple>tk)[2])
+                    else:  # a ticket taken back from the pipeline
+                        own_step(tk.event_id, tk.cid, tk.input)
                     self.busy_ns += now_ns() - t0
                     self.helped += 1
+                    result = None
                 else:
                     result = pipe.c_result(committed + 1, False)
                     if result is None:
                         break
                 if type(result) is tuple:  # a native job's outcome
                     result = finish_native(result[0], result[1])
-                commit(result)
+                if result is not None:  # (None: committed by own_step)
+                    commit(result)
                 committed += 1
                 steps += 1
                 self.counts[_bucket((now_ns() - self.assigned_at[committed % cap]) // 1000)] += 1
@@ -220,8 +234,9 @@ cdef class CommitLoop:
                     if clean >= depth:
                         depth += 1
                         clean = 0
-                if after is not None:
-                    after(committed)
+                if after is not None and (result is not None or (every > 0 and committed % every == 0)
+                                          or kernel.new_effects):
+                    after(committed)  # (Hooks: only where it has work)
             if self.error is not None:
                 raise self.error
             if pipe.c_take_wake() and intake is not None:
@@ -229,11 +244,17 @@ cdef class CommitLoop:
                 # flight; each is held until the next ticket to assign (docs/scheduling.md).
                 intake()
             if committed == assigned:
-                held = False
-                if quiet is not None:
+                # a quiet point: calls handed over are carried out at one every QUIET_EVERY commits, or
+                # at once when they asked for it (wants_quiet) or a barrier holds assignment
+                if quiet is not None and (held or committed - quiet_at >= QUIET_EVERY):
+                    quiet_at = committed
                     quiet()
-            if wants_quiet is not None and wants_quiet():
-                held = True  # inputs are waiting: let what is in flight commit first
+                held = False
+            if wants_quiet is not None and committed - asked_at >= QUIET_EVERY:
+                asked_at = committed
+                if wants_quiet():
+                    held = True  # calls are waiting: let what is in flight commit first
+                    quiet_at = committed - QUIET_EVERY  # and carry them out at the quiet point
             # Assign what is already determined, up to the in-flight depth and max_steps.
             idle = False
             while not held and assigned - committed < depth and (limit < 0 or assigned - start < limit):
@@ -245,8 +266,13 @@ cdef class CommitLoop:
                     break
                 assigned = ticket
                 self.assigned_at[assigned % cap] = now_ns()
+                spec = specs[cid]
+                if spec.native is None and self.python_here:
+                    mine[assigned] = (ticket, cid, inp)  # a Python step under the GIL: computed here when next
+                    if barrier is not None and every > 0 and assigned % every == 0 and barrier(assigned):
+                        held = True
+                    continue
                 tk = ticket_of(ticket, cid, inp)
-                spec = tk.spec
                 if spec.native is not None:
                     if self.native_direct and not spec.upcasts:  # (upcasters run in Python: the worker's compute)
                         # the worker runs the C call without ever taking the GIL; the outputs are
@@ -259,8 +285,8 @@ cdef class CommitLoop:
                     mine[assigned] = tk  # a Python step under the GIL: computed here when it is next to commit
                 else:
                     pipe.c_put(assigned, tk)
-                if barrier is not None and barrier(assigned):
-                    held = True
+                if barrier is not None and every > 0 and assigned % every == 0 and barrier(assigned):
+                    held = True  # (Hooks: a barrier comes at a multiple of ``every``)
             if assigned - committed > self.max_inflight:
                 self.max_inflight = assigned - committed
             if committed == assigned:

@@ -209,6 +209,7 @@ cdef class InlineLoop:
             self._step(t, cid, inp)
         finally:
             self._settle_counts()
+            self.committer.next_event_id = t + 1  # (later tickets may be assigned: they are in flight)
 
     cdef bint _step(self, int64_t t, int64_t cid, int64_t inp) except -1:
         """Compute and commit ticket ``t`` (every earlier one has committed); True when it went the reference path."""
