@@ -5,12 +5,17 @@ receipts adapters send back) is admitted through :meth:`Intake.admit`, the
 one admission path: it journals and delivers the inputs through the kernel,
 in order, and marks one commit point for them.
 
-Inputs are admitted only at *quiet points* — moments when every assigned
-ticket has committed — so that they enter the journal where a serial replay
-admits them too. While one thread runs the world (``World.run`` or
-``World.serve``), a call from another thread is handed over: queued with a
-:class:`concurrent.futures.Future` and carried out by the running thread at
-its next quiet point (:meth:`Intake.at_quiet`, the executor's hook).
+While one thread runs the world (``World.run`` or ``World.serve``), an event
+another thread submits is admitted between two commits, steps in flight or
+not, and held until the next ticket to assign, which its record names
+(``EventAdmitted.visible_at``), so that a serial replay holds it just as long
+(docs/scheduling.md): on the submitting thread while the threads executor's
+commit loop waits for a step, else by the running thread
+(:meth:`Intake.take_submitted`, the executor's ``intake`` hook). Other calls
+from other threads (receipts, snapshots, reads) are handed over: queued with
+a :class:`concurrent.futures.Future` and carried out by the running thread at
+its next *quiet point*, when every assigned ticket has committed
+(:meth:`Intake.at_quiet`).
 
 Backpressure: at most ``World.max_queued`` inputs wait in mailboxes; a
 submission to a full world raises :class:`~aos.errors.Backpressure`, waits for

@@ -438,9 +438,13 @@ class World:
         once; ``block=True`` waits for room — up to ``timeout`` seconds, then
         raises :class:`Backpressure` — while ``run`` drains the queue on
         another thread, or runs steps itself when no run is in progress.
-        ``submit`` may be called from other threads while ``run`` executes;
-        the event is then admitted at the runner's next quiet point (where a
-        serial replay admits it too) and the call returns once it is.
+        ``submit`` may be called from other threads while ``run`` executes:
+        the event is admitted between two commits, without waiting for the
+        steps in flight — on the calling thread while the commit loop waits
+        for a step, else by the running thread at its next turn — and is
+        held until the next ticket to assign, which its record names, so a
+        replay holds it as long (docs/scheduling.md). The call returns once
+        it is admitted.
         """
         return self._intake.submit(schema, value, block, timeout, False)  # type: ignore[return-value]
 
@@ -452,7 +456,7 @@ class World:
         nothing journaled) and backpressure applies as for :meth:`submit`
         (``block``, ``timeout``: waiting for room only). The call returns
         without waiting for the admission: while another thread runs the world
-        the event is admitted at its next quiet point. The future's result is
+        the event is admitted between two of its commits (see :meth:`submit`). The future's result is
         the admission number, set once the ``EventAdmitted`` record is durable
         under the world's durability policy — fsync'd for ``"group"`` and
         ``"always"``, written to the OS for ``"none"`` — that is at the next
