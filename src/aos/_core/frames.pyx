@@ -15,6 +15,7 @@ from libc.string cimport memcpy, memcmp
 from libc.stdint cimport uint32_t, uint8_t
 
 from aos._core.hashing cimport digest_of2
+from aos._core.posix cimport now_ns
 
 
 from aos._core.encoder import record_kind as _record_kind
@@ -138,20 +139,9 @@ def scan(const unsigned char[::1] data, Py_ssize_t offset, bytes chain, Py_ssize
     return frames, stop, off, chain
 
 
-cdef extern from "<time.h>" nogil:
-    ctypedef long time_t
-    cdef struct timespec:
-        time_t tv_sec
-        long tv_nsec
-    int clock_gettime(int clk_id, timespec* tp)
-    int CLOCK_MONOTONIC
-
-
 cdef inline double monotonic() noexcept nogil:
     """``time.monotonic()`` (CLOCK_MONOTONIC), without a Python call."""
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return ts.tv_sec + ts.tv_nsec * 1e-9
+    return now_ns() * 1e-9
 
 
 cdef class FrameWriter:

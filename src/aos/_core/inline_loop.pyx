@@ -36,6 +36,7 @@ from aos._core.encoder cimport encode, event_admitted, step_committed, step_sche
 from aos._core.context cimport EventFields, StepFields
 from aos._core.frames cimport FrameCursor, FrameWriter
 from aos._core.hashing cimport digest_of
+from aos._core.posix cimport now_ns
 from aos._core.sequencer cimport Sequencer
 
 from types import FunctionType
@@ -46,21 +47,6 @@ cdef object _UNHANDLED = UNHANDLED
 cdef tuple _EMPTY = ()
 
 
-cdef extern from "<time.h>" nogil:
-    ctypedef long time_t
-    cdef struct timespec:
-        time_t tv_sec
-        long tv_nsec
-    int clock_gettime(int clk_id, timespec* tp)
-    int CLOCK_MONOTONIC
-
-
-cdef inline int64_t now_ns() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
-
-
 cdef inline int bucket(int64_t us) noexcept nogil:
     """The power-of-two bucket of ``us`` (its bit length, at most 39)."""
     cdef int n = 0
@@ -68,6 +54,13 @@ cdef inline int bucket(int64_t us) noexcept nogil:
         us >>= 1
         n += 1
     return n
+
+
+cdef inline int64_t _cell_id(cells, spec, key) except -1:
+    """The id of cell (spec, key): looked up in C, allocated by :meth:`CellTable.id_of` when new."""
+    cells_of = (<dict>cells.ids).get(spec.name)
+    cid = None if cells_of is None else (<dict>cells_of).get(key)
+    return cells.id_of(spec, key) if cid is None else cid
 
 
 QUIET_EVERY = 64  # steps between two calls of the at_quiet hook
@@ -379,20 +372,14 @@ cdef class InlineLoop:
         k.next_seq = s + 1
         if routes:
             events[s] = [schema, value, len(routes)]  # Inbox.put
-        cdef dict ids = cells.ids
         for spec, key in routes:
-            cells_of = ids.get(spec.name)
-            cid = None if cells_of is None else cells_of.get(key)
-            if cid is None:
-                cid = cells.id_of(spec, key)  # a new cell
-            seq.c_deliver_at(visible_at, cid, s, spec.priority)
+            seq.c_deliver_at(visible_at, _cell_id(cells, spec, key), s, spec.priority)
         return True
 
     cdef int _deliver(self, k, Sequencer seq, cells, int64_t t, list emits, list routes, dict events) except -1:
         """Admit what step ``t`` emitted, in emit order, each input visible ``window`` tickets later."""
         cdef int64_t s = k.next_seq
         cdef Py_ssize_t i, n
-        cdef dict ids = cells.ids
         cdef tuple to
         for i in range(len(emits)):
             emit = emits[i]
@@ -401,11 +388,7 @@ cdef class InlineLoop:
             if n:
                 events[s] = [emit.schema, emit.value, n]  # Inbox.put
             for spec, key in to:
-                cells_of = ids.get(spec.name)
-                cid = None if cells_of is None else cells_of.get(key)
-                if cid is None:
-                    cid = cells.id_of(spec, key)  # a new cell
-                seq.c_deliver_emitted(t, cid, s, spec.priority)
+                seq.c_deliver_emitted(t, _cell_id(cells, spec, key), s, spec.priority)
             s += 1
         k.next_seq = s
         return 0

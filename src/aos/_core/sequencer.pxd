@@ -74,6 +74,8 @@ cdef class Sequencer:
     cdef int _grow_pending(self, int64_t want) except -1
     cdef int _grow_held(self, int64_t want) except -1
     cdef int _reserve(self, int64_t cell) except -1
+    cdef int _enqueue(self, Pending** buf, int64_t* cap, int64_t* head, int64_t* length, int64_t first,
+                      int64_t visible_at, int64_t cell, int64_t input, int priority) except -1
     cdef int _ensure_room(self, int64_t extra) except -1
     cdef void _push_mailbox(self, int64_t cell, int64_t input) noexcept nogil
     cdef void _ring_push(self, int64_t cell) noexcept nogil

@@ -35,6 +35,27 @@ from libc.stdint cimport int64_t, INT64_MAX
 from cpython.exc cimport PyErr_NoMemory
 
 
+cdef int _grow_fifo(Pending** buf, int64_t* cap, int64_t* head, int64_t length, int64_t want,
+                    int64_t first) except -1:
+    """Grow the ring ``buf`` (``cap`` slots, ``length`` entries from ``head``) to hold ``want``, in order from 0."""
+    cdef int64_t n = cap[0] if cap[0] else first
+    cdef int64_t i
+    while n < want:
+        n *= 2
+    if n == cap[0]:
+        return 0
+    cdef Pending* p = <Pending*>malloc(n * sizeof(Pending))
+    if p == NULL:
+        PyErr_NoMemory()
+    for i in range(length):
+        p[i] = buf[0][(head[0] + i) % cap[0]]
+    free(buf[0])
+    buf[0] = p
+    cap[0] = n
+    head[0] = 0
+    return 0
+
+
 @cython.final
 cdef class Sequencer:
     # attributes: see sequencer.pxd
@@ -156,40 +177,10 @@ cdef class Sequencer:
         return 0
 
     cdef int _grow_pending(self, int64_t want) except -1:
-        cdef int64_t cap = self.pend_cap if self.pend_cap else 64
-        cdef int64_t i
-        while cap < want:
-            cap *= 2
-        if cap == self.pend_cap:
-            return 0
-        cdef Pending* p = <Pending*>malloc(cap * sizeof(Pending))
-        if p == NULL:
-            PyErr_NoMemory()
-        for i in range(self.pend_len):
-            p[i] = self.pend[(self.pend_head + i) % self.pend_cap]
-        free(self.pend)
-        self.pend = p
-        self.pend_cap = cap
-        self.pend_head = 0
-        return 0
+        return _grow_fifo(&self.pend, &self.pend_cap, &self.pend_head, self.pend_len, want, 64)
 
     cdef int _grow_held(self, int64_t want) except -1:
-        cdef int64_t cap = self.held_cap if self.held_cap else 16
-        cdef int64_t i
-        while cap < want:
-            cap *= 2
-        if cap == self.held_cap:
-            return 0
-        cdef Pending* p = <Pending*>malloc(cap * sizeof(Pending))
-        if p == NULL:
-            PyErr_NoMemory()
-        for i in range(self.held_len):
-            p[i] = self.held[(self.held_head + i) % self.held_cap]
-        free(self.held)
-        self.held = p
-        self.held_cap = cap
-        self.held_head = 0
-        return 0
+        return _grow_fifo(&self.held, &self.held_cap, &self.held_head, self.held_len, want, 16)
 
     cdef int _reserve(self, int64_t cell) except -1:
         if cell < 0:
@@ -377,19 +368,8 @@ cdef class Sequencer:
         if self.held_len > 0:
             if visible_at < self.held[(self.held_head + self.held_len - 1) % self.held_cap].visible_at:
                 raise ValueError(f"admitted inputs must come with non-decreasing visible_at ({visible_at})")
-        self._reserve(cell)
-        if self.held_len + 1 > self.held_cap:
-            self._grow_held(self.held_len + 1)
-        self._ensure_room(1)
-        cdef Pending* p = &self.held[(self.held_head + self.held_len) % self.held_cap]
-        p.visible_at = visible_at
-        p.cell = cell
-        p.input = input
-        p.cls = priority
-        p.order = self.order_next
-        self.order_next += 1
-        self.held_len += 1
-        return 0
+        return self._enqueue(&self.held, &self.held_cap, &self.held_head, &self.held_len, 16,
+                             visible_at, cell, input, priority)
 
     def deliver_emitted(self, int64_t emitter, int64_t cell, int64_t input, int priority=1):
         """Queue ``input``, emitted by the step with ticket ``emitter``.
@@ -408,18 +388,24 @@ cdef class Sequencer:
         if self.pend_len > 0:
             if visible_at < self.pend[(self.pend_head + self.pend_len - 1) % self.pend_cap].visible_at:
                 raise ValueError(f"emitted inputs must be delivered in commit order (ticket {emitter})")
+        return self._enqueue(&self.pend, &self.pend_cap, &self.pend_head, &self.pend_len, 64,
+                             visible_at, cell, input, priority)
+
+    cdef int _enqueue(self, Pending** buf, int64_t* cap, int64_t* head, int64_t* length, int64_t first,
+                      int64_t visible_at, int64_t cell, int64_t input, int priority) except -1:
+        """Append an input to the held (admitted) or pending (emitted) FIFO, stamped with its delivery order."""
         self._reserve(cell)
-        if self.pend_len + 1 > self.pend_cap:
-            self._grow_pending(self.pend_len + 1)
+        if length[0] + 1 > cap[0]:
+            _grow_fifo(buf, cap, head, length[0], length[0] + 1, first)
         self._ensure_room(1)
-        cdef Pending* p = &self.pend[(self.pend_head + self.pend_len) % self.pend_cap]
+        cdef Pending* p = &buf[0][(head[0] + length[0]) % cap[0]]
         p.visible_at = visible_at
         p.cell = cell
         p.input = input
         p.cls = priority
         p.order = self.order_next
         self.order_next += 1
-        self.pend_len += 1
+        length[0] += 1
         return 0
 
     def next(self):
