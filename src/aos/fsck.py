@@ -94,7 +94,6 @@ class JournalWalk:
     damage: Problem | None = None  # the first damage (the intact prefix ends there)
     torn: tuple[str, int] | None = None  # a frame cut short at the very end (not damage by itself)
     keep: int = 0  # records up to the last step boundary inside the intact prefix
-    keep_end: Position = field(default_factory=lambda: Position(0, 0, SEG_HEADER_SIZE, GENESIS))
     last_event_id: int = 0  # the last step with its whole outcome inside ``keep``
     cut_step: str | None = None  # what lies between ``keep`` and ``records`` (an unfinished step)
     kinds: Counter[str] = field(default_factory=Counter)
@@ -222,7 +221,7 @@ def walk_journal(directory: Path, era: bytes | list[bytes] | None,
                 if index + 1 in chains_at:
                     w.chains[index + 1] = chain
                 if verdict:
-                    w.keep, w.keep_end, w.last_event_id = index + 1, pos, steps.event_id
+                    w.keep, w.last_event_id = index + 1, steps.event_id
             if w.damage is not None:
                 break
         else:

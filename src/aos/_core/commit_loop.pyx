@@ -18,6 +18,7 @@ from libc.stdint cimport int64_t
 from libc.stdlib cimport calloc, free
 from cpython.exc cimport PyErr_NoMemory
 
+from aos._core.latency cimport bucket
 from aos._core.native cimport NativeCall
 from aos._core.pipeline cimport Pipeline
 from aos._core.posix cimport (
@@ -46,15 +47,6 @@ BUCKETS = NBUCKETS
 
 cdef inline int64_t _max(int64_t a, int64_t b) noexcept nogil:
     return a if a > b else b
-
-
-cdef inline int _bucket(int64_t us) noexcept nogil:
-    """The power-of-two bucket of ``us`` (its bit length, at most NBUCKETS - 1)."""
-    cdef int n = 0
-    while us > 0 and n < NBUCKETS - 1:
-        us >>= 1
-        n += 1
-    return n
 
 
 @cython.final
@@ -224,7 +216,7 @@ cdef class CommitLoop:
                     commit(result)
                 committed += 1
                 steps += 1
-                self.counts[_bucket((now_ns() - self.assigned_at[committed % cap]) // 1000)] += 1
+                self.counts[bucket((now_ns() - self.assigned_at[committed % cap]) // 1000)] += 1
                 if kernel.reexecutions != reexecutions:
                     reexecutions = kernel.reexecutions
                     depth = _max(floor, depth // 2)

@@ -36,6 +36,7 @@ from aos._core.encoder cimport encode, event_admitted, step_committed, step_sche
 from aos._core.context cimport EventFields, StepFields
 from aos._core.frames cimport FrameCursor, FrameWriter
 from aos._core.hashing cimport digest_of
+from aos._core.latency cimport bucket
 from aos._core.posix cimport now_ns
 from aos._core.sequencer cimport Sequencer
 
@@ -45,15 +46,6 @@ from aos._core.decoder import UNHANDLED, event_admitted_fields
 
 cdef object _UNHANDLED = UNHANDLED
 cdef tuple _EMPTY = ()
-
-
-cdef inline int bucket(int64_t us) noexcept nogil:
-    """The power-of-two bucket of ``us`` (its bit length, at most 39)."""
-    cdef int n = 0
-    while us > 0 and n < 39:
-        us >>= 1
-        n += 1
-    return n
 
 
 cdef inline int64_t _cell_id(cells, spec, key) except -1:
