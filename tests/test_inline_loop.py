@@ -105,3 +105,9 @@ def test_steps_the_c_loop_does_not_handle_go_the_reference_path(tmp_path: Path) 
 def test_reference_takes_no_workers(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="reference=True"):
         aos.World.open(tmp_path / "w", counter_manifest(), reference=True, workers=2)
+
+
+def test_reference_is_a_bool(tmp_path: Path) -> None:
+    with pytest.raises(aos.ArgumentError, match="reference must be True or False"):
+        aos.World.open(tmp_path / "w", counter_manifest(), reference="yes")  # type: ignore[arg-type]
+    assert not (tmp_path / "w").exists()  # refused before anything was created

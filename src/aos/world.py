@@ -33,6 +33,7 @@ from aos.capability import BudgetView
 from aos.eras import Era, UpgradeResult, era_chain, reconcile
 from aos.errors import (
     AosError,
+    ArgumentError,
     InvariantViolation,
     JournalCorruptError,
     JournalTruncatedError,
@@ -289,10 +290,14 @@ class World:
             raise ValueError(f"on_violation must be 'raise', 'record' or a callable, got {on_violation!r}")
         if effects not in MODES:
             raise ValueError(f"effects must be one of {MODES}, got {effects!r}")
+        if type(reference) is not bool:
+            raise ArgumentError(f"reference must be True or False, got {type(reference).__name__}")
         if workers is None:
             workers = 0 if reference else default_workers(manifest)
         if type(workers) is not int or workers < 0:
             raise ValueError(f"workers must be an int >= 0, got {workers!r}")
+        if reference and workers:
+            raise ArgumentError(f"reference=True runs steps on the calling thread; it takes workers=0, got {workers}")
         if offload is None:
             offload = "all" if worker_delay is not None else "auto"
         if offload not in ("auto", "all"):
@@ -363,8 +368,6 @@ class World:
         registry: dict[str, Adapter] = builtin_adapters(BlobStore(p / "blobs"))
         registry.update(adapters or {})
         dispatcher = Dispatcher(registry, signer, effects)
-        if reference and workers:
-            raise ValueError(f"reference=True runs steps on the calling thread; it takes workers=0, got {workers}")
         options = {"reference": reference, "snapshot_every": snapshot_every, "keep_snapshots": keep_snapshots,
                    "snapshot_on_close": snapshot_on_close, "on_violation": on_violation,
                    "workers": workers, "worker_delay": worker_delay, "max_queued": max_queued,

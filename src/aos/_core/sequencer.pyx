@@ -567,23 +567,14 @@ cdef class Sequencer:
                 raise ValueError(f"sequencer state: bad priority class {k}")
             if visible_at < 1:
                 raise ValueError(f"sequencer state: bad visible_at {visible_at}")
-            s._reserve(c)
-            s._ensure_room(1)
             if is_held:
                 if last_held is not None and visible_at < last_held:
                     raise ValueError("sequencer state: admitted inputs out of order")
                 last_held = visible_at
-                if s.held_len + 1 > s.held_cap:
-                    s._grow_held(s.held_len + 1)
-                s.held[(s.held_head + s.held_len) % s.held_cap] = Pending(visible_at, c, i, k, s.order_next)
-                s.held_len += 1
+                s._enqueue(&s.held, &s.held_cap, &s.held_head, &s.held_len, 16, visible_at, c, i, k)
             else:
                 if last is not None and visible_at < last:
                     raise ValueError("sequencer state: pending inputs out of order")
                 last = visible_at
-                if s.pend_len + 1 > s.pend_cap:
-                    s._grow_pending(s.pend_len + 1)
-                s.pend[(s.pend_head + s.pend_len) % s.pend_cap] = Pending(visible_at, c, i, k, s.order_next)
-                s.pend_len += 1
-            s.order_next += 1
+                s._enqueue(&s.pend, &s.pend_cap, &s.pend_head, &s.pend_len, 64, visible_at, c, i, k)
         return s
