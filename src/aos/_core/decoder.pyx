@@ -27,9 +27,20 @@ from libc.math cimport ldexp, isnan, frexp, floor, INFINITY, NAN
 
 
 cdef extern from "Python.h":
+    ctypedef struct PyObject
     object PyList_New(Py_ssize_t)
     void PyList_SET_ITEM(object, Py_ssize_t, object)
+    object PyTuple_New(Py_ssize_t)
+    void PyTuple_SET_ITEM(object, Py_ssize_t, object)
+    PyObject* PyTuple_GET_ITEM(object, Py_ssize_t)
     void Py_INCREF(object)
+    void Py_DECREF(object)
+
+
+from aos._core.layout cimport (
+    Layout, Slot, load_layout, MAX_KINDS, T_KIND, T_UINT, T_TICKET, T_INT, T_BOOL, T_TEXT, T_OPT_TEXT, T_BYTES,
+    T_OPT_BYTES, T_HASH, T_OPT_HASH, T_KEY,
+)
 
 
 cdef enum:
@@ -37,7 +48,7 @@ cdef enum:
 
 MAX_DEPTH = MAX_DEPTH_C
 
-__all__ = ["decode", "UNHANDLED", "event_admitted_fields", "MAX_DEPTH"]
+__all__ = ["decode", "UNHANDLED", "record_fields", "event_admitted_fields", "MAX_DEPTH"]
 
 
 class _Unhandled:
@@ -271,6 +282,97 @@ cdef inline bint expect(Reader* r, const char* s, Py_ssize_t n) noexcept:
     return True
 
 
+# ------------------------------------------------------------ records
+# Record layouts (key bytes, wire order, field types) come from aos/schema.py, loaded once at import.
+cdef Layout LAYOUTS[MAX_KINDS]
+cdef int N_KINDS = 0
+cdef list _KEEP = []  # the bytes the layouts point into
+cdef int K_ADMITTED
+cdef int A_SEQ, A_SCHEMA, A_VALUE  # EventAdmitted's fields that event_admitted_fields returns
+
+
+def _load_schema():
+    global N_KINDS, K_ADMITTED, A_SEQ, A_SCHEMA, A_VALUE
+    from aos import schema
+
+    if len(schema.KINDS) > MAX_KINDS:
+        raise ImportError(f"aos.schema declares more than {MAX_KINDS} record kinds")
+    for i, k in enumerate(schema.KINDS):
+        load_layout(&LAYOUTS[i], k, _KEEP)
+    N_KINDS = len(schema.KINDS)
+    K_ADMITTED = schema.KIND_INDEX["EventAdmitted"]
+    names = schema.kind("EventAdmitted").names
+    A_SEQ, A_SCHEMA, A_VALUE = names.index("seq"), names.index("schema"), names.index("value")
+
+
+_load_schema()
+
+
+cdef inline bint of_type(int t, object v) noexcept:
+    """Whether a decoded ``v`` has the Python type of field type ``t`` (values are checked by the caller)."""
+    cdef type tv = type(v)
+    if t == T_UINT or t == T_TICKET or t == T_INT:
+        return tv is int
+    elif t == T_TEXT:
+        return tv is str
+    elif t == T_BYTES or t == T_HASH:
+        return tv is bytes
+    elif t == T_KEY:
+        return v is None or tv is str or tv is int or tv is bytes
+    elif t == T_OPT_TEXT:
+        return v is None or tv is str
+    elif t == T_OPT_BYTES or t == T_OPT_HASH:
+        return v is None or tv is bytes
+    elif t == T_BOOL:
+        return tv is bool
+    return tv is list  # emits, intents, names, pairs, counts
+
+
+cdef object read_fields(int kind, bytes payload):
+    cdef Reader r
+    cdef Layout* lay = &LAYOUTS[kind]
+    cdef Slot* s
+    cdef int i
+    reader_init(&r, payload, True)
+    if r.n < 1 or r.p[0] != (0xa0 | lay.n):
+        return None
+    r.at = 1
+    out = PyTuple_New(lay.nfields)
+    for i in range(lay.nfields):
+        Py_INCREF(None)
+        PyTuple_SET_ITEM(out, i, None)
+    for i in range(lay.n):
+        s = &lay.slots[i]
+        if not expect(&r, s.key, s.key_len):
+            return None
+        if s.type == T_KIND:
+            if not expect(&r, lay.kind, lay.kind_len):
+                return None
+            continue
+        v = read_item(&r, 1)
+        if r.bad or not of_type(s.type, v):
+            return None
+        Py_INCREF(v)
+        Py_DECREF(<object>PyTuple_GET_ITEM(out, s.field))
+        PyTuple_SET_ITEM(out, s.field, v)
+    if r.at != r.n:
+        return None
+    return out
+
+
+cpdef object record_fields(int kind, bytes payload):
+    """The field values (declaration order) of a record of kind index ``kind`` laid out as aos writes it.
+
+    ``None`` when ``payload`` is not exactly that layout (keys, order, kind,
+    canonical items of the declared Python types): the caller then decodes
+    it in full. Values are not range-checked: callers re-make the record
+    from them and compare bytes.
+    """
+    if kind < 0 or kind >= N_KINDS:
+        raise ValueError(f"no record kind has index {kind}")
+    return read_fields(kind, payload)
+
+
 def event_admitted_fields(bytes payload):
     """``(seq, schema, value)`` of an ``EventAdmitted`` payload laid out as aos writes it, else ``None``.
 
@@ -278,19 +380,7 @@ def event_admitted_fields(bytes payload):
     only has to find them; anything unexpected returns ``None`` (and the
     record is then decoded in full).
     """
-    cdef Reader r
-    reader_init(&r, payload, True)
-    if not expect(&r, b"\xa5\x63seq", 5):
+    fields = read_fields(K_ADMITTED, payload)
+    if fields is None:
         return None
-    seq = read_item(&r, 1)
-    if r.bad or type(seq) is not int:
-        return None
-    if not expect(&r, b"\x64kind\x6dEventAdmitted\x65value", 25):
-        return None
-    value = read_item(&r, 1)
-    if r.bad or type(value) is not bytes or not expect(&r, b"\x66schema", 7):
-        return None
-    schema = read_item(&r, 1)
-    if r.bad or type(schema) is not str:
-        return None
-    return seq, schema, value
+    return fields[A_SEQ], fields[A_SCHEMA], fields[A_VALUE]
