@@ -140,6 +140,17 @@ def test_step_writers_take_the_declared_fields_in_order(name: str, writer: Any) 
         == cbor2.dumps(KINDS[name](*values).to_wire(), canonical=True)
 
 
+def test_emits_and_intents_of_other_classes_are_written_by_their_attributes() -> None:
+    @dataclasses.dataclass
+    class LooseEmit:  # not aos.records.Emit (whose slots the writer reads directly): read by attribute
+        value: bytes
+        schema: str
+
+    h = bytes(range(32))
+    assert encoder.step_committed(2, h, (LooseEmit(b"\x01", "a/E@1"),), ()) == \
+        encoder.step_committed(2, h, (Emit("a/E@1", b"\x01"),), ())
+
+
 def test_step_writers_refuse_values_outside_their_types() -> None:
     with pytest.raises(TypeError, match=r"StepScheduled\.reducer"):
         encoder.step_scheduled(1, 5, "k", 0)

@@ -78,6 +78,8 @@ class Record:
     WIRE_ORDER: ClassVar[tuple[str, ...]] = ()  # FIELDS and "kind" in canonical key order
     TYPES: ClassVar[tuple[str, ...]] = ()  # the declared type of each field (aos.schema.TYPES)
     _WIRE: ClassVar[tuple[tuple[str, Callable[[Any], Any] | None], ...]] = ()  # (key, conversion; None: kind)
+    _READ: ClassVar[tuple[tuple[str, Callable[[Any, str], Any] | None], ...]] = ()  # (field, conversion)
+    _CHECKS: ClassVar[tuple[tuple[str, str, Callable[[Any], bool]], ...]] = ()  # (field, type, check)
 
     def to_wire(self) -> dict[str, Any]:
         """The record as a map whose keys are already in canonical order."""
@@ -88,8 +90,7 @@ class Record:
 
     @classmethod
     def from_wire(cls, m: dict[str, Any]) -> "Record":
-        return cls(*[m[name] if (conv := _FROM_WIRE.get(t)) is None else conv(m[name], name)
-                     for name, t in zip(cls.FIELDS, cls.TYPES)])
+        return cls(*[m[name] if conv is None else conv(m[name], name) for name, conv in cls._READ])
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,6 +350,40 @@ _FROM_WIRE: dict[str, Callable[[Any, str], Any]] = {
 }
 
 
+def _is_uint(v: Any) -> bool:
+    return type(v) is int and v >= 0
+
+
+def _is_hash(v: Any) -> bool:
+    return type(v) is bytes and len(v) == 32
+
+
+def _of_part(part: schema.Part, v: Any) -> bool:
+    return all(_TYPE_CHECKS[f.type](getattr(v, f.name)) for f in part.fields)
+
+
+_TYPE_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "uint": _is_uint,
+    "ticket": lambda v: type(v) is int and v >= 1,  # every step has a ticket >= 1
+    "int": lambda v: type(v) is int,
+    "bool": lambda v: type(v) is bool,
+    "text": lambda v: type(v) is str,
+    "text?": lambda v: v is None or type(v) is str,
+    "bytes": lambda v: type(v) is bytes,
+    "bytes?": lambda v: v is None or type(v) is bytes,
+    "hash": _is_hash,
+    "hash?": lambda v: v is None or _is_hash(v),
+    "key": lambda v: v is None or type(v) in (str, int, bytes),
+    "emits": lambda v: all(_of_part(schema.EMIT, e) for e in v),
+    "intents": lambda v: all(_of_part(schema.INTENT, i) for i in v),
+    "names": lambda v: all(type(x) is str for x in v),
+    "pairs": lambda v: all(type(a) is str and type(b) is str for a, b in v),
+    "counts": lambda v: all(type(a) is str and type(b) is int for a, b in v),
+}
+if set(_TYPE_CHECKS) != set(schema.TYPES):
+    raise TypeError("aos.records checks other field types than aos.schema declares")
+
+
 def _bind(cls: type, fields: tuple[str, ...], what: str) -> None:
     declared = tuple(f.name for f in dataclasses.fields(cls))
     if declared != fields:
@@ -368,7 +403,9 @@ for _k in schema.KINDS:
     _cls.WIRE_ORDER = tuple(slot.name for slot in schema.layout(_k))
     _cls._WIRE = tuple((slot.name, None if slot.field < 0 else (_TO_WIRE.get(slot.type) or (lambda v: v)))
                        for slot in schema.layout(_k))
-bind_record_classes(KINDS)
+    _cls._READ = tuple((f.name, _FROM_WIRE.get(f.type)) for f in _k.fields)
+    _cls._CHECKS = tuple((f.name, f.type, _TYPE_CHECKS[f.type]) for f in _k.fields)
+bind_record_classes(KINDS, Emit, Intent)
 
 
 def encode_record(record: Record) -> bytes:
@@ -413,42 +450,11 @@ def decode_record(payload: bytes, where: str = "record") -> Record:
     return rec
 
 
-def _is_uint(v: Any) -> bool:
-    return type(v) is int and v >= 0
-
-
-def _is_hash(v: Any) -> bool:
-    return type(v) is bytes and len(v) == 32
-
-
-def _of_part(part: schema.Part, v: Any) -> bool:
-    return all(_TYPE_CHECKS[f.type](getattr(v, f.name)) for f in part.fields)
-
-
-_TYPE_CHECKS: dict[str, Callable[[Any], bool]] = {
-    "uint": _is_uint,
-    "ticket": lambda v: type(v) is int and v >= 1,  # every step has a ticket >= 1
-    "int": lambda v: type(v) is int,
-    "bool": lambda v: type(v) is bool,
-    "text": lambda v: type(v) is str,
-    "text?": lambda v: v is None or type(v) is str,
-    "bytes": lambda v: type(v) is bytes,
-    "bytes?": lambda v: v is None or type(v) is bytes,
-    "hash": _is_hash,
-    "hash?": lambda v: v is None or _is_hash(v),
-    "key": lambda v: v is None or type(v) in (str, int, bytes),
-    "emits": lambda v: all(_of_part(schema.EMIT, e) for e in v),
-    "intents": lambda v: all(_of_part(schema.INTENT, i) for i in v),
-    "names": lambda v: all(type(x) is str for x in v),
-    "pairs": lambda v: all(type(a) is str and type(b) is str for a, b in v),
-    "counts": lambda v: all(type(a) is str and type(b) is int for a, b in v),
-}
-assert set(_TYPE_CHECKS) == set(schema.TYPES)
 
 
 def _check_types(rec: Record, where: str) -> None:
-    for name, t in zip(rec.FIELDS, rec.TYPES):
-        if not _TYPE_CHECKS[t](getattr(rec, name)):
+    for name, t, ok in rec._CHECKS:
+        if not ok(getattr(rec, name)):
             raise NonCanonicalError(f"{where}: {rec.KIND}.{name} has the wrong type (expected {t})")
     if isinstance(rec, CellMigrated) and (rec.state is None) != (rec.state_hash is None):
         raise NonCanonicalError(f"{where}: CellMigrated.state and state_hash must both be null or both be set")

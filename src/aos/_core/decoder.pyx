@@ -35,10 +35,11 @@ cdef extern from "Python.h":
     PyObject* PyTuple_GET_ITEM(object, Py_ssize_t)
     void Py_INCREF(object)
     void Py_DECREF(object)
+    void Py_XDECREF(PyObject*)
 
 
 from aos._core.layout cimport (
-    Layout, Slot, load_layout, MAX_KINDS, T_KIND, T_UINT, T_TICKET, T_INT, T_BOOL, T_TEXT, T_OPT_TEXT, T_BYTES,
+    type_code, MAX_KINDS, MAX_SLOTS, T_UINT, T_TICKET, T_INT, T_BOOL, T_TEXT, T_OPT_TEXT, T_BYTES,
     T_OPT_BYTES, T_HASH, T_OPT_HASH, T_KEY,
 )
 
@@ -283,12 +284,57 @@ cdef inline bint expect(Reader* r, const char* s, Py_ssize_t n) noexcept:
 
 
 # ------------------------------------------------------------ records
-# Record layouts (key bytes, wire order, field types) come from aos/schema.py, loaded once at import.
-cdef Layout LAYOUTS[MAX_KINDS]
+# Record layouts come from aos/schema.py, loaded once at import. The reader's form of a layout: per field (in
+# wire order), the literal bytes before it (map head, keys, the kind), then a trailing literal.
+cdef struct Step:
+    const char* lit
+    Py_ssize_t lit_len
+    int field
+    int type
+
+
+cdef struct Reading:
+    int nfields
+    int nsteps
+    Step steps[MAX_SLOTS]
+    const char* tail
+    Py_ssize_t tail_len
+
+
+cdef Reading READINGS[MAX_KINDS]
 cdef int N_KINDS = 0
-cdef list _KEEP = []  # the bytes the layouts point into
+cdef list _KEEP = []  # the bytes the readings point into
 cdef int K_ADMITTED
 cdef int A_SEQ, A_SCHEMA, A_VALUE  # EventAdmitted's fields that event_admitted_fields returns
+
+
+cdef int load_reading(Reading* rd, object k) except -1:
+    from aos import schema
+
+    cdef bytes lit
+    cdef int i = 0
+    slots = schema.layout(k)
+    if len(slots) > MAX_SLOTS:
+        raise ImportError(f"record kind {k.name} has more than {MAX_SLOTS} fields")
+    rd.nfields = len(k.fields)
+    lit = bytes([0xa0 | len(slots)])
+    for slot in slots:
+        lit += slot.key
+        if slot.field < 0:
+            lit += schema.text_key(k.name)
+            continue
+        _KEEP.append(lit)
+        rd.steps[i].lit = PyBytes_AS_STRING(lit)
+        rd.steps[i].lit_len = PyBytes_GET_SIZE(lit)
+        rd.steps[i].field = slot.field
+        rd.steps[i].type = type_code(slot.type)
+        i += 1
+        lit = b""
+    rd.nsteps = i
+    _KEEP.append(lit)
+    rd.tail = PyBytes_AS_STRING(lit)
+    rd.tail_len = PyBytes_GET_SIZE(lit)
+    return 0
 
 
 def _load_schema():
@@ -298,7 +344,7 @@ def _load_schema():
     if len(schema.KINDS) > MAX_KINDS:
         raise ImportError(f"aos.schema declares more than {MAX_KINDS} record kinds")
     for i, k in enumerate(schema.KINDS):
-        load_layout(&LAYOUTS[i], k, _KEEP)
+        load_reading(&READINGS[i], k)
     N_KINDS = len(schema.KINDS)
     K_ADMITTED = schema.KIND_INDEX["EventAdmitted"]
     names = schema.kind("EventAdmitted").names
@@ -310,54 +356,55 @@ _load_schema()
 
 cdef inline bint of_type(int t, object v) noexcept:
     """Whether a decoded ``v`` has the Python type of field type ``t`` (values are checked by the caller)."""
-    cdef type tv = type(v)
     if t == T_UINT or t == T_TICKET or t == T_INT:
-        return tv is int
+        return type(v) is int
     elif t == T_TEXT:
-        return tv is str
+        return type(v) is str
     elif t == T_BYTES or t == T_HASH:
-        return tv is bytes
+        return type(v) is bytes
     elif t == T_KEY:
-        return v is None or tv is str or tv is int or tv is bytes
+        return v is None or type(v) is str or type(v) is int or type(v) is bytes
     elif t == T_OPT_TEXT:
-        return v is None or tv is str
+        return v is None or type(v) is str
     elif t == T_OPT_BYTES or t == T_OPT_HASH:
-        return v is None or tv is bytes
+        return v is None or type(v) is bytes
     elif t == T_BOOL:
-        return tv is bool
-    return tv is list  # emits, intents, names, pairs, counts
+        return type(v) is bool
+    return type(v) is list  # emits, intents, names, pairs, counts
 
 
-cdef object read_fields(int kind, bytes payload):
-    cdef Reader r
-    cdef Layout* lay = &LAYOUTS[kind]
-    cdef Slot* s
+cdef inline void release(PyObject** vals, int n) noexcept:
     cdef int i
+    for i in range(n):
+        Py_XDECREF(vals[i])
+        vals[i] = NULL
+
+
+cdef bint read_values(int kind, bytes payload, PyObject** vals) except -1:
+    """Fill ``vals`` with the fields (owned references, declaration order) of a payload laid out as aos writes
+    it; False (``vals`` left empty) when it is not."""
+    cdef Reader r
+    cdef Reading* rd = &READINGS[kind]
+    cdef Step* s
+    cdef int i
+    for i in range(rd.nfields):
+        vals[i] = NULL
     reader_init(&r, payload, True)
-    if r.n < 1 or r.p[0] != (0xa0 | lay.n):
-        return None
-    r.at = 1
-    out = PyTuple_New(lay.nfields)
-    for i in range(lay.nfields):
-        Py_INCREF(None)
-        PyTuple_SET_ITEM(out, i, None)
-    for i in range(lay.n):
-        s = &lay.slots[i]
-        if not expect(&r, s.key, s.key_len):
-            return None
-        if s.type == T_KIND:
-            if not expect(&r, lay.kind, lay.kind_len):
-                return None
-            continue
+    for i in range(rd.nsteps):
+        s = &rd.steps[i]
+        if not expect(&r, s.lit, s.lit_len):
+            release(vals, rd.nfields)
+            return False
         v = read_item(&r, 1)
         if r.bad or not of_type(s.type, v):
-            return None
+            release(vals, rd.nfields)
+            return False
         Py_INCREF(v)
-        Py_DECREF(<object>PyTuple_GET_ITEM(out, s.field))
-        PyTuple_SET_ITEM(out, s.field, v)
-    if r.at != r.n:
-        return None
-    return out
+        vals[s.field] = <PyObject*>v
+    if not expect(&r, rd.tail, rd.tail_len) or r.at != r.n:
+        release(vals, rd.nfields)
+        return False
+    return True
 
 
 cpdef object record_fields(int kind, bytes payload):
@@ -368,9 +415,17 @@ cpdef object record_fields(int kind, bytes payload):
     it in full. Values are not range-checked: callers re-make the record
     from them and compare bytes.
     """
+    cdef PyObject* vals[MAX_SLOTS]
+    cdef int i, n
     if kind < 0 or kind >= N_KINDS:
         raise ValueError(f"no record kind has index {kind}")
-    return read_fields(kind, payload)
+    if not read_values(kind, payload, vals):
+        return None
+    n = READINGS[kind].nfields
+    out = PyTuple_New(n)
+    for i in range(n):
+        PyTuple_SET_ITEM(out, i, <object>vals[i])  # steals the reference read_values took
+    return out
 
 
 def event_admitted_fields(bytes payload):
@@ -380,7 +435,9 @@ def event_admitted_fields(bytes payload):
     only has to find them; anything unexpected returns ``None`` (and the
     record is then decoded in full).
     """
-    fields = read_fields(K_ADMITTED, payload)
-    if fields is None:
+    cdef PyObject* vals[MAX_SLOTS]
+    if not read_values(K_ADMITTED, payload, vals):
         return None
-    return fields[A_SEQ], fields[A_SCHEMA], fields[A_VALUE]
+    out = (<object>vals[A_SEQ], <object>vals[A_SCHEMA], <object>vals[A_VALUE])
+    release(vals, READINGS[K_ADMITTED].nfields)
+    return out

@@ -34,7 +34,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.math cimport frexp, ldexp, isnan, isinf, fabs, floor
 
 from aos._core.layout cimport (
-    Layout, Slot, load_layout, MAX_KINDS, T_KIND, T_UINT, T_TICKET, T_INT, T_BOOL, T_TEXT, T_OPT_TEXT, T_BYTES,
+    Layout, Slot, load_layout, MAX_KINDS, MAX_SLOTS, T_KIND, T_UINT, T_TICKET, T_INT, T_BOOL, T_TEXT, T_OPT_TEXT, T_BYTES,
     T_OPT_BYTES, T_HASH, T_OPT_HASH, T_KEY, T_EMITS, T_INTENTS, T_NAMES, T_PAIRS, T_COUNTS,
 )
 
@@ -49,6 +49,13 @@ cdef extern from "Python.h":
     int PyDict_Next(object, Py_ssize_t*, PyObject**, PyObject**)
     double PyFloat_AS_DOUBLE(object)
     PyObject** PySequence_Fast_ITEMS(object)
+    ctypedef struct PyMemberDef:
+        int type
+        Py_ssize_t offset
+        int flags
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef* d_member
+    void* Py_TYPE(object)
 
 
 cdef enum:
@@ -434,8 +441,9 @@ cdef int N_KINDS = 0
 cdef list _KEEP = []  # the bytes the layouts point into
 cdef tuple EMIT_ATTRS  # the attribute names of an Emit, in field order
 cdef tuple INTENT_ATTRS
-cdef list GETTERS = []  # per kind: an attrgetter of its fields, in declaration order
-cdef dict CLASS_KINDS = {}  # record class -> kind index (aos.records binds its classes)
+cdef list _BOUND = []  # the record classes bound to layouts (kept alive)
+cdef enum:
+    MEMBER_OBJECT_EX = 16  # the member type of a __slots__ entry (T_OBJECT_EX, Py_T_OBJECT_EX)
 cdef bytes KIND_KEY  # the encoded "kind" key
 cdef int K_ADMITTED, K_SCHEDULED, K_COMMITTED
 
@@ -449,14 +457,12 @@ _WRITER_FIELDS = {
 
 def _load_schema():
     global N_KINDS, EMIT_ATTRS, INTENT_ATTRS, KIND_KEY, K_ADMITTED, K_SCHEDULED, K_COMMITTED
-    from operator import attrgetter
     from aos import schema
 
     if len(schema.KINDS) > MAX_KINDS:
         raise ImportError(f"aos.schema declares more than {MAX_KINDS} record kinds")
     for i, k in enumerate(schema.KINDS):
         load_layout(&LAYOUTS[i], k, _KEEP)
-        GETTERS.append(attrgetter(*k.names))
     N_KINDS = len(schema.KINDS)
     load_layout(&EMIT_LAYOUT, schema.EMIT, _KEEP)
     load_layout(&INTENT_LAYOUT, schema.INTENT, _KEEP)
@@ -475,12 +481,51 @@ def _load_schema():
 _load_schema()
 
 
-def bind_record_classes(dict classes):
-    """Tell :func:`record_payload` which class is which kind (``{kind name: class}``; aos.records calls it)."""
+cdef int bind(Layout* lay, object cls, tuple names) except -1:
+    """Read fields of ``cls`` instances straight from their slots (``cls``: a dataclass with ``slots=True``)."""
+    import types
+
+    cdef int i
+    cdef PyMemberDef* m
+    for i in range(len(names)):
+        d = cls.__dict__.get(names[i])
+        if type(d) is not types.MemberDescriptorType:
+            raise TypeError(f"{cls.__name__}.{names[i]} is not a slot")
+        m = (<PyMemberDescrObject*><PyObject*>d).d_member
+        if m.type != MEMBER_OBJECT_EX:
+            raise TypeError(f"{cls.__name__}.{names[i]} is not an object slot")
+        lay.offsets[i] = m.offset
+    _BOUND.append(cls)
+    lay.cls = <void*>cls
+    return 0
+
+
+def bind_record_classes(dict classes, emit, intent):
+    """Bind the record classes (``{kind name: class}``) and the Emit and Intent classes (aos.records calls it).
+
+    The writers then read the fields of these classes' instances straight
+    from their slots, in the declared order.
+    """
     from aos import schema
 
     for name, cls in classes.items():
-        CLASS_KINDS[cls] = schema.KIND_INDEX[name]
+        k = schema.KIND_INDEX[name]
+        bind(&LAYOUTS[k], cls, schema.KINDS[k].names)
+    bind(&EMIT_LAYOUT, emit, schema.EMIT.names)
+    bind(&INTENT_LAYOUT, intent, schema.INTENT.names)
+
+
+cdef inline bint read_slots(Layout* lay, object obj, PyObject** values) noexcept:
+    """The fields of ``obj``, an instance of the layout's bound class, borrowed (False: one is unset)."""
+    cdef int i
+    cdef char* base = <char*><PyObject*>obj
+    cdef PyObject* v
+    for i in range(lay.nfields):
+        v = (<PyObject**>(base + lay.offsets[i]))[0]
+        if v == NULL:
+            return False
+        values[i] = v
+    return True
 
 
 cdef inline int put_none(Buf* b) except -1:
@@ -525,35 +570,39 @@ cdef int put_pairs(Buf* b, object v, bint text_second) except -1:
 
 
 cdef int put_parts(Buf* b, Layout* lay, tuple attrs, object v) except -1:
-    """A tuple (or list) of emits or intents: each an array or a map of its attributes, as laid out."""
+    """A tuple (or list) of emits or intents: each an array or a map of its fields, as laid out."""
     cdef Py_ssize_t n, i
     cdef int j
     cdef Slot* s
-    cdef type t = type(v)
-    if t is not tuple and t is not list:
+    cdef PyObject* fields[MAX_SLOTS]
+    if type(v) is not tuple and type(v) is not list:
         return UNSUPPORTED
     n = PySequence_Fast_GET_SIZE(v)
     head(b, 4, <uint64_t>n)
     for i in range(n):
         item = <object>PySequence_Fast_GET_ITEM(v, i)
+        held = None
+        if <void*>Py_TYPE(item) != lay.cls or not read_slots(lay, item, fields):
+            held = tuple([getattr(item, name) for name in attrs])  # another type with these attributes
+            for j in range(lay.nfields):
+                fields[j] = PySequence_Fast_GET_ITEM(held, j)
         head(b, 5 if lay.as_map else 4, <uint64_t>lay.n)
         for j in range(lay.n):
             s = &lay.slots[j]
             if s.key != NULL:
                 put_bytes(b, s.key, s.key_len)
-            if put_field(b, s.type, getattr(item, <str>attrs[s.field])):
+            if put_field(b, s.type, <object>fields[s.field]):
                 return UNSUPPORTED
     return OK
 
 
 cdef int put_field(Buf* b, int t, object v) except -1:
     """One field of a record: OK, or UNSUPPORTED when ``v`` is outside the field's type."""
-    cdef type tv = type(v)
     cdef int overflow = 0
     cdef long long x
     cdef Py_ssize_t i, n
     if t == T_UINT or t == T_TICKET:
-        if tv is not int:
+        if type(v) is not int:
             return UNSUPPORTED
         x = PyLong_AsLongLongAndOverflow(v, &overflow)
         if overflow or x < 0:
@@ -561,15 +610,15 @@ cdef int put_field(Buf* b, int t, object v) except -1:
         head(b, 0, <uint64_t>x)
         return OK
     elif t == T_TEXT:
-        return put_text(b, v) if tv is str else UNSUPPORTED
+        return put_text(b, v) if type(v) is str else UNSUPPORTED
     elif t == T_KEY:
         return put_none(b) if v is None else put_key(b, v)
     elif t == T_BYTES:
-        return put_raw_bytes(b, v) if tv is bytes else UNSUPPORTED
+        return put_raw_bytes(b, v) if type(v) is bytes else UNSUPPORTED
     elif t == T_HASH or t == T_OPT_HASH:
         if v is None and t == T_OPT_HASH:
             return put_none(b)
-        if tv is not bytes or PyBytes_GET_SIZE(v) != 32:
+        if type(v) is not bytes or PyBytes_GET_SIZE(v) != 32:
             return UNSUPPORTED
         return put_raw_bytes(b, v)
     elif t == T_EMITS:
@@ -579,15 +628,15 @@ cdef int put_field(Buf* b, int t, object v) except -1:
     elif t == T_OPT_TEXT:
         if v is None:
             return put_none(b)
-        return put_text(b, v) if tv is str else UNSUPPORTED
+        return put_text(b, v) if type(v) is str else UNSUPPORTED
     elif t == T_OPT_BYTES:
         if v is None:
             return put_none(b)
-        return put_raw_bytes(b, v) if tv is bytes else UNSUPPORTED
+        return put_raw_bytes(b, v) if type(v) is bytes else UNSUPPORTED
     elif t == T_INT:
-        return put_int(b, v) if tv is int else UNSUPPORTED
+        return put_int(b, v) if type(v) is int else UNSUPPORTED
     elif t == T_BOOL:
-        if tv is not bool:
+        if type(v) is not bool:
             return UNSUPPORTED
         if b.n + 1 > b.cap:
             buf_grow(b, 1)
@@ -595,7 +644,7 @@ cdef int put_field(Buf* b, int t, object v) except -1:
         b.n += 1
         return OK
     elif t == T_NAMES:
-        if tv is not tuple and tv is not list:
+        if type(v) is not tuple and type(v) is not list:
             return UNSUPPORTED
         n = PySequence_Fast_GET_SIZE(v)
         head(b, 4, <uint64_t>n)
@@ -670,12 +719,16 @@ cpdef object write_record(int kind, tuple values):
 
 
 cpdef object record_payload(object record):
-    """The payload of a record object whose class was bound, else ``None`` (as :func:`write_record`)."""
-    k = CLASS_KINDS.get(type(record))
-    if k is None:
-        return None
-    cdef tuple values = (<object>GETTERS[<int>k])(record)
-    return record_bytes(<int>k, PySequence_Fast_ITEMS(values), False)
+    """The payload of a record object of a bound class, else ``None`` (as :func:`write_record`)."""
+    cdef void* cls = <void*>Py_TYPE(record)
+    cdef PyObject* values[MAX_SLOTS]
+    cdef int k
+    for k in range(N_KINDS):
+        if LAYOUTS[k].cls == cls:
+            if not read_slots(&LAYOUTS[k], record, values):
+                return None
+            return record_bytes(k, values, False)
+    return None
 
 
 cpdef bytes step_scheduled(object event_id, object reducer, object key, object input, object lane_id=0):

@@ -47,6 +47,8 @@ cdef struct Layout:
     const char* kind  # the encoded kind name (NULL for a part)
     Py_ssize_t kind_len
     Slot slots[MAX_SLOTS]
+    void* cls  # the bound record class (a borrowed type object; NULL until bound)
+    Py_ssize_t offsets[MAX_SLOTS]  # where each field's slot lies in an instance of ``cls``
 
 
 cdef inline int type_code(str name) except -1:
@@ -83,6 +85,7 @@ cdef inline int load_layout(Layout* lay, object spec, list keep) except -1:
     lay.n = len(slots)
     lay.nfields = len(spec.fields)
     lay.as_map = is_kind or spec.as_map
+    lay.cls = NULL
     if is_kind:
         kind = schema.text_key(spec.name)
         keep.append(kind)
