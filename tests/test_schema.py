@@ -94,7 +94,7 @@ def test_each_kind_is_written_and_read_as_declared(k: schema.Kind, data: st.Data
     assert encoder.record_kind(payload) == k.name
     read = decoder.record_fields(schema.KIND_INDEX[k.name], payload)
     assert read is not None and len(read) == len(k.fields)
-    assert KINDS[k.name].from_wire(dict(zip(k.names, read), kind=k.name)) == rec
+    assert KINDS[k.name].from_wire(dict(zip(k.names, read, strict=True), kind=k.name)) == rec
     assert payload.startswith(schema.first_key(k.name))
 
 

@@ -21,7 +21,8 @@ from typing import Any, Callable, ClassVar
 
 import cbor2
 
-from aos import canonical, schema
+from aos import canonical
+from aos import schema as record_schema
 from aos._core.encoder import bind_record_classes, ordered, record_payload
 from aos._core.encoder import event_admitted as admitted_payload
 from aos._core.encoder import step_committed as committed_payload
@@ -47,7 +48,7 @@ class Emit:
     value: bytes  # canonical CBOR
 
     def to_wire(self) -> list[Any]:
-        return [getattr(self, name) for name in schema.EMIT.names]
+        return [getattr(self, name) for name in record_schema.EMIT.names]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +66,8 @@ class Intent:
         return {name: getattr(self, name) for name in _INTENT_WIRE}
 
 
-_INTENT_WIRE = tuple(slot.name for slot in schema.layout(schema.INTENT))  # canonical key order
-_INTENT_FIELDS = frozenset(schema.INTENT.names)
+_INTENT_WIRE = tuple(slot.name for slot in record_schema.layout(record_schema.INTENT))  # canonical key order
+_INTENT_FIELDS = frozenset(record_schema.INTENT.names)
 
 
 class Record:
@@ -314,15 +315,15 @@ _TO_WIRE: dict[str, Callable[[Any], Any] | None] = {
 
 
 def _emits_from_wire(v: Any, name: str) -> tuple[Emit, ...]:
-    if type(v) is not list or any(type(e) is not list or len(e) != len(schema.EMIT.fields) for e in v):
-        raise TypeError(f"{name} must be a list of [{', '.join(schema.EMIT.names)}] arrays")
+    if type(v) is not list or any(type(e) is not list or len(e) != len(record_schema.EMIT.fields) for e in v):
+        raise TypeError(f"{name} must be a list of [{', '.join(record_schema.EMIT.names)}] arrays")
     return tuple(Emit(*e) for e in v)
 
 
 def _intents_from_wire(v: Any, name: str) -> tuple[Intent, ...]:
     if type(v) is not list or any(type(i) is not dict or set(i) != _INTENT_FIELDS for i in v):
         raise TypeError(f"{name} must be a list of maps with fields {sorted(_INTENT_FIELDS)}")
-    return tuple(Intent(*[i[n] for n in schema.INTENT.names]) for i in v)
+    return tuple(Intent(*[i[n] for n in record_schema.INTENT.names]) for i in v)
 
 
 def _names_from_wire(v: Any, name: str) -> tuple[str, ...]:
@@ -358,7 +359,7 @@ def _is_hash(v: Any) -> bool:
     return type(v) is bytes and len(v) == 32
 
 
-def _of_part(part: schema.Part, v: Any) -> bool:
+def _of_part(part: record_schema.Part, v: Any) -> bool:
     return all(_TYPE_CHECKS[f.type](getattr(v, f.name)) for f in part.fields)
 
 
@@ -374,13 +375,13 @@ _TYPE_CHECKS: dict[str, Callable[[Any], bool]] = {
     "hash": _is_hash,
     "hash?": lambda v: v is None or _is_hash(v),
     "key": lambda v: v is None or type(v) in (str, int, bytes),
-    "emits": lambda v: all(_of_part(schema.EMIT, e) for e in v),
-    "intents": lambda v: all(_of_part(schema.INTENT, i) for i in v),
+    "emits": lambda v: all(_of_part(record_schema.EMIT, e) for e in v),
+    "intents": lambda v: all(_of_part(record_schema.INTENT, i) for i in v),
     "names": lambda v: all(type(x) is str for x in v),
     "pairs": lambda v: all(type(a) is str and type(b) is str for a, b in v),
     "counts": lambda v: all(type(a) is str and type(b) is int for a, b in v),
 }
-if set(_TYPE_CHECKS) != set(schema.TYPES):
+if set(_TYPE_CHECKS) != set(record_schema.TYPES):
     raise TypeError("aos.records checks other field types than aos.schema declares")
 
 
@@ -390,19 +391,20 @@ def _bind(cls: type, fields: tuple[str, ...], what: str) -> None:
         raise TypeError(f"{cls.__name__} declares fields {declared}, but aos.schema declares {what} with {fields}")
 
 
-_bind(Emit, schema.EMIT.names, "Emit")
-_bind(Intent, schema.INTENT.names, "Intent")
-if set(KINDS) != set(schema.KIND_INDEX):
-    raise TypeError(f"aos.records has classes for {sorted(KINDS)}, aos.schema declares {sorted(schema.KIND_INDEX)}")
-for _k in schema.KINDS:
+_bind(Emit, record_schema.EMIT.names, "Emit")
+_bind(Intent, record_schema.INTENT.names, "Intent")
+if set(KINDS) != set(record_schema.KIND_INDEX):
+    raise TypeError(f"aos.records has classes for {sorted(KINDS)}, "
+                    f"aos.schema declares {sorted(record_schema.KIND_INDEX)}")
+for _k in record_schema.KINDS:
     _cls = KINDS[_k.name]
     _bind(_cls, _k.names, _k.name)
     _cls.KIND = _k.name
     _cls.FIELDS = _k.names
     _cls.TYPES = tuple(f.type for f in _k.fields)
-    _cls.WIRE_ORDER = tuple(slot.name for slot in schema.layout(_k))
+    _cls.WIRE_ORDER = tuple(slot.name for slot in record_schema.layout(_k))
     _cls._WIRE = tuple((slot.name, None if slot.field < 0 else (_TO_WIRE.get(slot.type) or (lambda v: v)))
-                       for slot in schema.layout(_k))
+                       for slot in record_schema.layout(_k))
     _cls._READ = tuple((f.name, _FROM_WIRE.get(f.type)) for f in _k.fields)
     _cls._CHECKS = tuple((f.name, f.type, _TYPE_CHECKS[f.type]) for f in _k.fields)
 bind_record_classes(KINDS, Emit, Intent)
@@ -434,11 +436,11 @@ def decode_record(payload: bytes, where: str = "record") -> Record:
     m = canonical.decode(payload, where)
     if not isinstance(m, dict):
         raise NonCanonicalError(f"{where}: a record must be a map, got {type(m).__name__}")
-    kind = m.get(schema.KIND_FIELD)
+    kind = m.get(record_schema.KIND_FIELD)
     cls = KINDS.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise NonCanonicalError(f"{where}: unknown record kind {kind!r}")
-    expected = set(cls.FIELDS) | {schema.KIND_FIELD}
+    expected = set(cls.FIELDS) | {record_schema.KIND_FIELD}
     if set(m) != expected:
         raise NonCanonicalError(f"{where}: {kind} must have fields {sorted(expected)}, "
                                 f"has {sorted(m, key=repr)}")
