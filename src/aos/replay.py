@@ -39,6 +39,7 @@ _ERA_NOTES = frozenset(("ProposalSubmitted", "ApprovalRecorded", "ShadowRunCompl
 # starts so too, but those are read at era boundaries, never produced by a step; the divergence report checks
 # the kind when it decodes the remembered payload.
 _SCHEDULED_START = first_key("StepScheduled")
+_SCHEDULED_LEN = len(_SCHEDULED_START)
 
 __all__ = ["replay", "Replay", "VerifyingSink", "replay_entries"]
 
@@ -116,7 +117,7 @@ class VerifyingSink:
             self._next = self._frames[i + 1][1]
         else:
             self._load()
-        if payload.startswith(_SCHEDULED_START):  # remembered for the divergence report
+        if payload[:_SCHEDULED_LEN] == _SCHEDULED_START:  # remembered for the divergence report
             self._scheduled = payload
         return self._first + i
 

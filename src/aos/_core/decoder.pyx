@@ -39,7 +39,7 @@ cdef extern from "Python.h":
 
 
 from aos._core.layout cimport (
-    type_code, MAX_KINDS, MAX_SLOTS, T_UINT, T_TICKET, T_INT, T_BOOL, T_TEXT, T_OPT_TEXT, T_BYTES,
+    Layout, Piece, load_layout, MAX_KINDS, MAX_SLOTS, T_UINT, T_TICKET, T_INT, T_BOOL, T_TEXT, T_OPT_TEXT, T_BYTES,
     T_OPT_BYTES, T_HASH, T_OPT_HASH, T_KEY,
 )
 
@@ -284,57 +284,13 @@ cdef inline bint expect(Reader* r, const char* s, Py_ssize_t n) noexcept:
 
 
 # ------------------------------------------------------------ records
-# Record layouts come from aos/schema.py, loaded once at import. The reader's form of a layout: per field (in
-# wire order), the literal bytes before it (map head, keys, the kind), then a trailing literal.
-cdef struct Step:
-    const char* lit
-    Py_ssize_t lit_len
-    int field
-    int type
-
-
-cdef struct Reading:
-    int nfields
-    int nsteps
-    Step steps[MAX_SLOTS]
-    const char* tail
-    Py_ssize_t tail_len
-
-
-cdef Reading READINGS[MAX_KINDS]
+# Record layouts (aos/_core/layout.pxd) come from aos/schema.py, loaded once at import: per field, in wire
+# order, the constant bytes before it (map head, keys, the kind entry), then a trailing literal.
+cdef Layout LAYOUTS[MAX_KINDS]
 cdef int N_KINDS = 0
-cdef list _KEEP = []  # the bytes the readings point into
+cdef list _KEEP = []  # the bytes the layouts point into
 cdef int K_ADMITTED
 cdef int A_SEQ, A_SCHEMA, A_VALUE  # EventAdmitted's fields that event_admitted_fields returns
-
-
-cdef int load_reading(Reading* rd, object k) except -1:
-    from aos import schema
-
-    cdef bytes lit
-    cdef int i = 0
-    slots = schema.layout(k)
-    if len(slots) > MAX_SLOTS:
-        raise ImportError(f"record kind {k.name} has more than {MAX_SLOTS} fields")
-    rd.nfields = len(k.fields)
-    lit = bytes([0xa0 | len(slots)])
-    for slot in slots:
-        lit += slot.key
-        if slot.field < 0:
-            lit += schema.text_key(k.name)
-            continue
-        _KEEP.append(lit)
-        rd.steps[i].lit = PyBytes_AS_STRING(lit)
-        rd.steps[i].lit_len = PyBytes_GET_SIZE(lit)
-        rd.steps[i].field = slot.field
-        rd.steps[i].type = type_code(slot.type)
-        i += 1
-        lit = b""
-    rd.nsteps = i
-    _KEEP.append(lit)
-    rd.tail = PyBytes_AS_STRING(lit)
-    rd.tail_len = PyBytes_GET_SIZE(lit)
-    return 0
 
 
 def _load_schema():
@@ -344,7 +300,7 @@ def _load_schema():
     if len(schema.KINDS) > MAX_KINDS:
         raise ImportError(f"aos.schema declares more than {MAX_KINDS} record kinds")
     for i, k in enumerate(schema.KINDS):
-        load_reading(&READINGS[i], k)
+        load_layout(&LAYOUTS[i], k, _KEEP)
     N_KINDS = len(schema.KINDS)
     K_ADMITTED = schema.KIND_INDEX["EventAdmitted"]
     names = schema.kind("EventAdmitted").names
@@ -384,25 +340,25 @@ cdef bint read_values(int kind, bytes payload, PyObject** vals) except -1:
     """Fill ``vals`` with the fields (owned references, declaration order) of a payload laid out as aos writes
     it; False (``vals`` left empty) when it is not."""
     cdef Reader r
-    cdef Reading* rd = &READINGS[kind]
-    cdef Step* s
+    cdef Layout* lay = &LAYOUTS[kind]
+    cdef Piece* p
     cdef int i
-    for i in range(rd.nfields):
+    for i in range(lay.nfields):
         vals[i] = NULL
     reader_init(&r, payload, True)
-    for i in range(rd.nsteps):
-        s = &rd.steps[i]
-        if not expect(&r, s.lit, s.lit_len):
-            release(vals, rd.nfields)
+    for i in range(lay.nfields):
+        p = &lay.pieces[i]
+        if not expect(&r, p.lit, p.lit_len):
+            release(vals, lay.nfields)
             return False
         v = read_item(&r, 1)
-        if r.bad or not of_type(s.type, v):
-            release(vals, rd.nfields)
+        if r.bad or not of_type(p.type, v):
+            release(vals, lay.nfields)
             return False
         Py_INCREF(v)
-        vals[s.field] = <PyObject*>v
-    if not expect(&r, rd.tail, rd.tail_len) or r.at != r.n:
-        release(vals, rd.nfields)
+        vals[p.field] = <PyObject*>v
+    if not expect(&r, lay.tail, lay.tail_len) or r.at != r.n:
+        release(vals, lay.nfields)
         return False
     return True
 
@@ -421,7 +377,7 @@ cpdef object record_fields(int kind, bytes payload):
         raise ValueError(f"no record kind has index {kind}")
     if not read_values(kind, payload, vals):
         return None
-    n = READINGS[kind].nfields
+    n = LAYOUTS[kind].nfields
     out = PyTuple_New(n)
     for i in range(n):
         PyTuple_SET_ITEM(out, i, <object>vals[i])  # steals the reference read_values took
@@ -439,5 +395,5 @@ def event_admitted_fields(bytes payload):
     if not read_values(K_ADMITTED, payload, vals):
         return None
     out = (<object>vals[A_SEQ], <object>vals[A_SCHEMA], <object>vals[A_VALUE])
-    release(vals, READINGS[K_ADMITTED].nfields)
+    release(vals, LAYOUTS[K_ADMITTED].nfields)
     return out

@@ -34,7 +34,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.math cimport frexp, ldexp, isnan, isinf, fabs, floor
 
 from aos._core.layout cimport (
-    Layout, Slot, load_layout, MAX_KINDS, MAX_SLOTS, T_KIND, T_UINT, T_TICKET, T_INT, T_BOOL, T_TEXT, T_OPT_TEXT, T_BYTES,
+    Layout, Piece, load_layout, MAX_KINDS, MAX_SLOTS, T_KIND, T_UINT, T_TICKET, T_INT, T_BOOL, T_TEXT, T_OPT_TEXT, T_BYTES,
     T_OPT_BYTES, T_HASH, T_OPT_HASH, T_KEY, T_EMITS, T_INTENTS, T_NAMES, T_PAIRS, T_COUNTS,
 )
 
@@ -573,7 +573,6 @@ cdef int put_parts(Buf* b, Layout* lay, tuple attrs, object v) except -1:
     """A tuple (or list) of emits or intents: each an array or a map of its fields, as laid out."""
     cdef Py_ssize_t n, i
     cdef int j
-    cdef Slot* s
     cdef PyObject* fields[MAX_SLOTS]
     if type(v) is not tuple and type(v) is not list:
         return UNSUPPORTED
@@ -586,13 +585,8 @@ cdef int put_parts(Buf* b, Layout* lay, tuple attrs, object v) except -1:
             held = tuple([getattr(item, name) for name in attrs])  # another type with these attributes
             for j in range(lay.nfields):
                 fields[j] = PySequence_Fast_GET_ITEM(held, j)
-        head(b, 5 if lay.as_map else 4, <uint64_t>lay.n)
-        for j in range(lay.n):
-            s = &lay.slots[j]
-            if s.key != NULL:
-                put_bytes(b, s.key, s.key_len)
-            if put_field(b, s.type, <object>fields[s.field]):
-                return UNSUPPORTED
+        if put_record(b, lay, fields) >= 0:
+            return UNSUPPORTED
     return OK
 
 
@@ -661,17 +655,19 @@ cdef int put_field(Buf* b, int t, object v) except -1:
 
 
 cdef int put_record(Buf* b, Layout* lay, PyObject** values) except -2:
-    """Write a record whose field values are ``values`` (declaration order): -1, or the field outside its type."""
+    """Write a record (or part) whose field values are ``values`` (declaration order).
+
+    Returns -1, or the index of the field outside its type.
+    """
     cdef int i
-    cdef Slot* s
-    head(b, 5, <uint64_t>lay.n)
-    for i in range(lay.n):
-        s = &lay.slots[i]
-        put_bytes(b, s.key, s.key_len)
-        if s.type == T_KIND:
-            put_bytes(b, lay.kind, lay.kind_len)
-        elif put_field(b, s.type, <object>values[s.field]):
-            return s.field
+    cdef Piece* p
+    for i in range(lay.nfields):
+        p = &lay.pieces[i]
+        put_bytes(b, p.lit, p.lit_len)
+        if put_field(b, p.type, <object>values[p.field]):
+            return p.field
+    if lay.tail_len:
+        put_bytes(b, lay.tail, lay.tail_len)
     return -1
 
 

@@ -29,24 +29,22 @@ cdef enum FieldType:
 
 
 cdef enum:
-    MAX_SLOTS = 23  # a map of up to 23 entries has a one-byte head
+    MAX_SLOTS = 23  # a map of up to 23 entries (kind included) has a one-byte head
     MAX_KINDS = 64
 
 
-cdef struct Slot:
-    const char* key  # the encoded map key
-    Py_ssize_t key_len
-    int field  # index into the kind's fields (declaration order); -1 for ``kind``
+cdef struct Piece:
+    const char* lit  # the bytes before the field: map or array head, map keys, the ``kind`` entry
+    Py_ssize_t lit_len
+    int field  # index into the fields (declaration order)
     int type
 
 
 cdef struct Layout:
-    int n  # map entries, ``kind`` included (or array items for an array part)
     int nfields
-    bint as_map
-    const char* kind  # the encoded kind name (NULL for a part)
-    Py_ssize_t kind_len
-    Slot slots[MAX_SLOTS]
+    Piece pieces[MAX_SLOTS]  # one per field, in wire order
+    const char* tail  # the bytes after the last field (the ``kind`` entry when it sorts last)
+    Py_ssize_t tail_len
     void* cls  # the bound record class (a borrowed type object; NULL until bound)
     Py_ssize_t offsets[MAX_SLOTS]  # where each field's slot lies in an instance of ``cls``
 
@@ -73,40 +71,43 @@ cdef inline int type_code(str name) except -1:
 
 
 cdef inline int load_layout(Layout* lay, object spec, list keep) except -1:
-    """Fill ``lay`` from ``spec`` (an aos.schema Kind or Part); ``keep`` holds the bytes it points into."""
+    """Fill ``lay`` from ``spec`` (an aos.schema Kind or Part); ``keep`` holds the bytes it points into.
+
+    A record (or map part) is its map head, then per entry in wire order the
+    key and the value; the constant bytes between two fields (keys, the
+    ``kind`` entry) become one piece's literal. An array part is its head,
+    then its fields in declaration order.
+    """
     from aos import schema
 
     cdef int i = 0
-    cdef bytes key, kind
-    slots = schema.layout(spec)
-    if len(slots) > MAX_SLOTS:
-        raise ImportError(f"record kind {spec.name} has more than {MAX_SLOTS} fields")
+    cdef bytes lit
     is_kind = isinstance(spec, schema.Kind)
-    lay.n = len(slots)
+    if len(spec.fields) + 1 > MAX_SLOTS:
+        raise ImportError(f"record kind {spec.name} has more than {MAX_SLOTS - 1} fields")
     lay.nfields = len(spec.fields)
-    lay.as_map = is_kind or spec.as_map
     lay.cls = NULL
-    if is_kind:
-        kind = schema.text_key(spec.name)
-        keep.append(kind)
-        lay.kind = PyBytes_AS_STRING(kind)
-        lay.kind_len = PyBytes_GET_SIZE(kind)
+    if not is_kind and not spec.as_map:
+        entries = [(None, f_i, f.type) for f_i, f in enumerate(spec.fields)]
+        lit = bytes([0x80 | len(spec.fields)])
     else:
-        lay.kind = NULL
-        lay.kind_len = 0
-    if not lay.as_map:  # an array part: its fields in declaration order, no keys
-        for i in range(lay.nfields):
-            lay.slots[i].key = NULL
-            lay.slots[i].key_len = 0
-            lay.slots[i].field = i
-            lay.slots[i].type = type_code(spec.fields[i].type)
-        return 0
-    for s in slots:
-        key = s.key
-        keep.append(key)
-        lay.slots[i].key = PyBytes_AS_STRING(key)
-        lay.slots[i].key_len = PyBytes_GET_SIZE(key)
-        lay.slots[i].field = s.field
-        lay.slots[i].type = T_KIND if s.field < 0 else type_code(s.type)
+        slots = schema.layout(spec)
+        entries = [(s.key, s.field, s.type) for s in slots]
+        lit = bytes([0xa0 | len(slots)])
+    for key, field, type_ in entries:
+        if key is not None:
+            lit += key
+        if field < 0:  # the kind entry
+            lit += schema.text_key(spec.name)
+            continue
+        keep.append(lit)
+        lay.pieces[i].lit = PyBytes_AS_STRING(lit)
+        lay.pieces[i].lit_len = PyBytes_GET_SIZE(lit)
+        lay.pieces[i].field = field
+        lay.pieces[i].type = type_code(type_)
         i += 1
+        lit = b""
+    keep.append(lit)
+    lay.tail = PyBytes_AS_STRING(lit)
+    lay.tail_len = PyBytes_GET_SIZE(lit)
     return 0
