@@ -32,6 +32,7 @@ from typing import Any
 from aos import canonical
 from aos.journal import JournalReader
 from aos.records import (
+    AdmissionNumbers,
     EffectQueued,
     EventAdmitted,
     InvariantViolated,
@@ -114,8 +115,9 @@ def _write(world: Path, target: Path) -> dict[str, int]:
     db = sqlite3.connect(target)
     try:
         db.executescript(SCHEMA)
-        seq = 0  # admission numbers of emitted events follow the journal's order
+        numbers = AdmissionNumbers()  # the admission numbers of inputs, in journal order
         for entry, rec in JournalReader(world / "journal").records():
+            seqs = numbers.take(rec, entry)
             body = _body(rec.to_wire())
             db.execute("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (entry.index, entry.segment, entry.offset, rec.KIND, getattr(rec, "event_id", None),
@@ -123,17 +125,15 @@ def _write(world: Path, target: Path) -> dict[str, int]:
             if isinstance(rec, EventAdmitted):
                 db.execute("INSERT INTO events VALUES (?, ?, ?, NULL)",
                            (rec.seq, rec.schema, _json(canonical.decode_trusted(rec.value))))
-                seq = rec.seq + 1
             elif isinstance(rec, StepScheduled):
                 db.execute("INSERT INTO steps VALUES (?, ?, ?, ?, NULL, NULL, NULL)",
                            (rec.event_id, rec.reducer, _json(rec.key), rec.input))
             elif isinstance(rec, StepCommitted):
                 db.execute("UPDATE steps SET outcome = 'committed', state_hash = ? WHERE event_id = ?",
                            (None if rec.state_hash is None else rec.state_hash.hex(), rec.event_id))
-                for emit in rec.emits:
+                for seq, emit in zip(seqs, rec.emits, strict=True):
                     db.execute("INSERT INTO events VALUES (?, ?, ?, ?)",
                                (seq, emit.schema, _json(canonical.decode_trusted(emit.value)), rec.event_id))
-                    seq += 1
             elif isinstance(rec, StepFailed):
                 db.execute("UPDATE steps SET outcome = 'failed', error = ? WHERE event_id = ?",
                            (f"{rec.error}: {rec.message}" + (f"\n{rec.traceback}" if rec.traceback else ""),
@@ -142,8 +142,6 @@ def _write(world: Path, target: Path) -> dict[str, int]:
                 db.execute("UPDATE steps SET outcome = 'violated', error = ? WHERE event_id = ?",
                            (f"{rec.invariant}: {rec.message}", rec.event_id))
             elif isinstance(rec, PolicyDecision):
-                if not rec.allowed:
-                    seq += 1  # the denial event delivered to the cell takes an admission number
                 db.execute("INSERT OR REPLACE INTO effects (intent_hash, event_id, allowed, reason) "
                            "VALUES (?, ?, ?, ?)", (rec.intent_hash.hex(), rec.event_id, int(rec.allowed), rec.reason))
             elif isinstance(rec, EffectQueued):
@@ -153,7 +151,6 @@ def _write(world: Path, target: Path) -> dict[str, int]:
                 db.execute("INSERT INTO receipts VALUES (?, ?, ?, ?, ?)",
                            (rec.seq, rec.intent_hash.hex(), rec.status, _json(canonical.decode_trusted(rec.payload)),
                             _int(rec.cost)))
-                seq = rec.seq + 1
         snaps = list_snapshots(world / "snapshots")
         if snaps:
             doc = canonical.decode(snaps[-1].read_bytes(), str(snaps[-1]))

@@ -36,6 +36,7 @@ from typing import Callable, Iterator, Sequence
 import blake3
 
 from aos._core import frames
+from aos._core.encoder import record_payload
 from aos.errors import JournalCorruptError, JournalTruncatedError, NonCanonicalError, WatermarkCorruptError
 from aos.files import write_atomic
 from aos.records import Record, decode_record, encode_record
@@ -746,7 +747,8 @@ class Journal:
 
     def append(self, record: Record) -> int:
         """Buffer one record; return its index. It is durable after a sync."""
-        return self.append_payload(encode_record(record))
+        payload = record_payload(record)  # the C writer; None: a value that needs the general path
+        return self.append_payload(payload if payload is not None else encode_record(record))
 
     def append_payload(self, payload: bytes) -> int:
         if self._closed:

@@ -38,6 +38,7 @@ from aos import canonical
 from aos.errors import AosError
 from aos.journal import JournalReader
 from aos.records import (
+    AdmissionNumbers,
     CellMigrated,
     EffectQueued,
     EraApplied,
@@ -355,14 +356,12 @@ class Provenance:
         self._read()
 
     def _read(self) -> None:
-        seq = 0  # the next admission number
+        numbers = AdmissionNumbers()  # the admission numbers of inputs, in journal order
         boundary: EraApplied | None = None
         for entry, rec in JournalReader(self.path / "journal").records():
-            if isinstance(rec, (EventAdmitted, ReceiptAppended)) and rec.seq != seq:
-                raise ValueError(f"record {entry.index} of {self.path} admits seq {rec.seq}, expected {seq}")
+            seqs = numbers.take(rec, entry)
             if isinstance(rec, EventAdmitted):
-                self.events[seq] = _Event(seq, rec.schema, rec.value, "submitted")
-                seq += 1
+                self.events[rec.seq] = _Event(rec.seq, rec.schema, rec.value, "submitted")
             elif isinstance(rec, StepScheduled):
                 self.steps[rec.event_id] = _Step(rec.event_id, rec.reducer, rec.key, rec.input)
                 self.last_event_id = rec.event_id
@@ -370,9 +369,8 @@ class Provenance:
                 step = self.steps[rec.event_id]
                 step.outcome, step.state_hash = "committed", rec.state_hash
                 self.writes.setdefault((step.reducer, step.key), []).append(rec.event_id)
-                for emit in rec.emits:
+                for seq, emit in zip(seqs, rec.emits, strict=True):
                     self.events[seq] = _Event(seq, emit.schema, emit.value, "emitted", rec.event_id)
-                    seq += 1
                 for i in rec.effects:
                     intent = self.intents.setdefault(i.intent_hash, _Intent(
                         i.intent_hash, i.kind, i.cap, i.idempotency_key, i.cost, i.params))
@@ -385,17 +383,15 @@ class Provenance:
                 self.steps[rec.event_id].error = f"{rec.invariant}: {rec.message}"
             elif isinstance(rec, PolicyDecision):
                 self.intents[rec.intent_hash].decisions.append((rec.allowed, rec.reason))
-                if not rec.allowed:  # the denial is an event delivered to the intending cell
+                for seq in seqs:  # a denial: an event delivered to the intending cell
                     self.events[seq] = _Event(seq, DENIED, None, "denied", rec.event_id, rec.intent_hash,
                                               reason=rec.reason)
-                    seq += 1
             elif isinstance(rec, EffectQueued):
                 self.intents[rec.intent_hash].queued = True
             elif isinstance(rec, ReceiptAppended):
-                self.events[seq] = _Event(seq, RECEIPT, None, "receipt", None, rec.intent_hash, rec.status,
-                                          rec.cost)
-                self.intents[rec.intent_hash].receipts.append(seq)
-                seq += 1
+                self.events[rec.seq] = _Event(rec.seq, RECEIPT, None, "receipt", None, rec.intent_hash, rec.status,
+                                              rec.cost)
+                self.intents[rec.intent_hash].receipts.append(rec.seq)
             elif isinstance(rec, EraApplied):
                 boundary = rec
             elif isinstance(rec, CellMigrated) and boundary is not None:

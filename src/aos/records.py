@@ -5,28 +5,36 @@ for now), and an ``event_id`` where it has one. Event values, emitted
 values and effect parameters are carried as their canonical CBOR encoding
 (a byte string), so records are written and compared without re-encoding
 user values. See docs/storage.md for the field reference.
+
+The kinds, their fields, types and wire order are declared once, in
+:mod:`aos.schema`; the classes here take ``FIELDS`` and ``WIRE_ORDER`` from
+it (and the import fails if a class's fields differ from its declaration),
+their wire conversions and type checks follow the declared types, and
+:func:`encode_record` writes every kind in C from the same declaration.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import cbor2
 
 from aos import canonical
+from aos import schema as record_schema
+from aos._core.encoder import bind_record_classes, ordered, record_payload
 from aos._core.encoder import event_admitted as admitted_payload
-from aos._core.encoder import ordered
 from aos._core.encoder import step_committed as committed_payload
 from aos._core.encoder import step_scheduled as scheduled_payload
-from aos.errors import NonCanonicalError
+from aos.errors import JournalCorruptError, NonCanonicalError
 
 __all__ = [
     "Record", "EventAdmitted", "StepScheduled", "StepCommitted", "StepFailed",
     "SnapshotCreated", "PolicyDecision", "EffectQueued", "ReceiptAppended", "InvariantViolated",
     "ProposalSubmitted", "ApprovalRecorded", "ShadowRunCompleted", "EraApplied", "CellMigrated", "ERA_KINDS",
     "Emit", "Intent", "encode_record", "decode_record", "KINDS", "scheduled_payload", "committed_payload",
-    "admitted_payload",
+    "admitted_payload", "admissions", "AdmissionNumbers",
 ]
 
 Key = Any  # str | int | bytes | None
@@ -40,7 +48,7 @@ class Emit:
     value: bytes  # canonical CBOR
 
     def to_wire(self) -> list[Any]:
-        return [self.schema, self.value]
+        return [getattr(self, name) for name in record_schema.EMIT.names]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,30 +63,47 @@ class Intent:
     intent_hash: bytes
 
     def to_wire(self) -> dict[str, Any]:
-        # keys in canonical order (see encode_record)
-        return {"cap": self.cap, "cost": self.cost, "kind": self.kind, "params": self.params,
-                "intent_hash": self.intent_hash, "idempotency_key": self.idempotency_key}
+        return {name: getattr(self, name) for name in _INTENT_WIRE}
 
 
-_INTENT_FIELDS = frozenset(("kind", "params", "cap", "idempotency_key", "cost", "intent_hash"))
+_INTENT_WIRE = tuple(slot.name for slot in record_schema.layout(record_schema.INTENT))  # canonical key order
+_INTENT_FIELDS = frozenset(record_schema.INTENT.names)
 
 
 class Record:
-    """Base of all record kinds."""
+    """Base of all record kinds (their fields: :mod:`aos.schema`)."""
 
     __slots__ = ()
     KIND: ClassVar[str]
-    FIELDS: ClassVar[tuple[str, ...]]
+    FIELDS: ClassVar[tuple[str, ...]]  # the declared fields, in declaration order
     WIRE_ORDER: ClassVar[tuple[str, ...]] = ()  # FIELDS and "kind" in canonical key order
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset()  # fields left out of the map when None
+    TYPES: ClassVar[tuple[str, ...]] = ()  # the declared type of each field (aos.schema.TYPES)
+    _WIRE: ClassVar[tuple[tuple[str, Callable[[Any], Any] | None], ...]] = ()  # (key, conversion; None: kind)
+    _READ: ClassVar[tuple[tuple[str, Callable[[Any, str], Any] | None], ...]] = ()  # (field, conversion)
+    _CHECKS: ClassVar[tuple[tuple[str, str, Callable[[Any], bool]], ...]] = ()  # (field, type, check)
 
     def to_wire(self) -> dict[str, Any]:
-        """The record as a map whose keys are already in canonical order."""
-        kind = self.KIND
-        return {name: kind if name == "kind" else getattr(self, name) for name in self.WIRE_ORDER}
+        """The record as a map whose keys are already in canonical order (an optional field that is None
+        left out)."""
+        out: dict[str, Any] = {}
+        for name, to_wire in self._WIRE:
+            if to_wire is None:
+                out[name] = self.KIND
+                continue
+            v = getattr(self, name)
+            if v is None and name in self.OPTIONAL:
+                continue
+            out[name] = to_wire(v)
+        return out
 
     @classmethod
     def from_wire(cls, m: dict[str, Any]) -> "Record":
-        return cls(**{name: m[name] for name in cls.FIELDS})
+        for name in cls.OPTIONAL:
+            if name in m and m[name] is None:
+                raise ValueError(f"{name} is null (an optional field is left out, never null)")
+        return cls(*[m.get(name) if name in cls.OPTIONAL else m[name] if conv is None else conv(m[name], name)
+                     for name, conv in cls._READ])
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,34 +116,17 @@ class EventAdmitted(Record):
     before the field existed: visible to the next ticket of a serial replay.
     """
 
-    KIND: ClassVar[str] = "EventAdmitted"
-    FIELDS: ClassVar[tuple[str, ...]] = ("seq", "schema", "value", "lane_id", "visible_at")
-    OPTIONAL: ClassVar[frozenset[str]] = frozenset(("visible_at",))  # left out when None
     seq: int
     schema: str
     value: bytes
     lane_id: int = 0
     visible_at: int | None = None
 
-    def to_wire(self) -> dict[str, Any]:
-        wire = Record.to_wire(self)
-        if self.visible_at is None:
-            del wire["visible_at"]
-        return wire
-
-    @classmethod
-    def from_wire(cls, m: dict[str, Any]) -> "Record":
-        if "visible_at" in m and m["visible_at"] is None:  # (left out when there is none, never null)
-            raise ValueError("visible_at is null")
-        return cls(m["seq"], m["schema"], m["value"], m["lane_id"], m.get("visible_at"))
-
 
 @dataclass(frozen=True, slots=True)
 class StepScheduled(Record):
     """Ticket ``event_id`` was given to cell (reducer, key) for admitted input ``input``."""
 
-    KIND: ClassVar[str] = "StepScheduled"
-    FIELDS: ClassVar[tuple[str, ...]] = ("event_id", "reducer", "key", "input", "lane_id")
     event_id: int
     reducer: str
     key: Key
@@ -130,32 +138,11 @@ class StepScheduled(Record):
 class StepCommitted(Record):
     """The step committed: its cell's new state hash (None: cell deleted), emits, intents."""
 
-    KIND: ClassVar[str] = "StepCommitted"
-    FIELDS: ClassVar[tuple[str, ...]] = ("event_id", "state_hash", "emits", "effects", "lane_id")
     event_id: int
     state_hash: bytes | None
     emits: tuple[Emit, ...] = ()
     effects: tuple[Intent, ...] = ()
     lane_id: int = 0
-
-    def to_wire(self) -> dict[str, Any]:
-        # keys in canonical order (see encode_record)
-        return {"kind": self.KIND, "emits": [e.to_wire() for e in self.emits],
-                "effects": [i.to_wire() for i in self.effects], "lane_id": self.lane_id,
-                "event_id": self.event_id, "state_hash": self.state_hash}
-
-    @classmethod
-    def from_wire(cls, m: dict[str, Any]) -> "StepCommitted":
-        emits, effects = m["emits"], m["effects"]
-        if type(emits) is not list or any(type(e) is not list or len(e) != 2 for e in emits):
-            raise TypeError("emits must be a list of [schema, value] pairs")
-        if type(effects) is not list or any(type(i) is not dict or set(i) != _INTENT_FIELDS for i in effects):
-            raise TypeError(f"effects must be a list of maps with fields {sorted(_INTENT_FIELDS)}")
-        return cls(m["event_id"], m["state_hash"],
-                   tuple(Emit(s, v) for s, v in m["emits"]),
-                   tuple(Intent(i["kind"], i["params"], i["cap"], i["idempotency_key"], i["cost"],
-                                i["intent_hash"]) for i in m["effects"]),
-                   m["lane_id"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,8 +152,6 @@ class StepFailed(Record):
     ``World.failures()`` lists these records.
     """
 
-    KIND: ClassVar[str] = "StepFailed"
-    FIELDS: ClassVar[tuple[str, ...]] = ("event_id", "reducer", "key", "error", "message", "traceback", "lane_id")
     event_id: int
     reducer: str
     key: Key
@@ -180,8 +165,6 @@ class StepFailed(Record):
 class SnapshotCreated(Record):
     """A snapshot of all cells after ticket ``event_id`` was written to ``file``."""
 
-    KIND: ClassVar[str] = "SnapshotCreated"
-    FIELDS: ClassVar[tuple[str, ...]] = ("event_id", "snapshot_hash", "file", "lane_id")
     event_id: int
     snapshot_hash: bytes
     file: str
@@ -192,8 +175,6 @@ class SnapshotCreated(Record):
 class PolicyDecision(Record):
     """The committer's decision on one effect intent of step ``event_id``."""
 
-    KIND: ClassVar[str] = "PolicyDecision"
-    FIELDS: ClassVar[tuple[str, ...]] = ("event_id", "intent_hash", "allowed", "reason", "lane_id")
     event_id: int
     intent_hash: bytes
     allowed: bool
@@ -205,9 +186,6 @@ class PolicyDecision(Record):
 class EffectQueued(Record):
     """An allowed intent was queued for its adapter; ``cost`` is reserved from ``cap``'s budget."""
 
-    KIND: ClassVar[str] = "EffectQueued"
-    FIELDS: ClassVar[tuple[str, ...]] = ("event_id", "intent_hash", "effect", "cap", "idempotency_key",
-                                         "cost", "lane_id")
     event_id: int
     intent_hash: bytes
     effect: str  # the effect kind ("kind" names the record kind)
@@ -225,8 +203,6 @@ class ReceiptAppended(Record):
     inputs give the same journal in any world (each world has its own secret).
     """
 
-    KIND: ClassVar[str] = "ReceiptAppended"
-    FIELDS: ClassVar[tuple[str, ...]] = ("seq", "intent_hash", "status", "payload", "cost", "lane_id")
     seq: int
     intent_hash: bytes
     status: str
@@ -239,8 +215,6 @@ class ReceiptAppended(Record):
 class InvariantViolated(Record):
     """Step ``event_id`` would have violated ``invariant``: none of its writes were applied."""
 
-    KIND: ClassVar[str] = "InvariantViolated"
-    FIELDS: ClassVar[tuple[str, ...]] = ("event_id", "invariant", "message", "lane_id")
     event_id: int
     invariant: str
     message: str
@@ -257,8 +231,6 @@ class ProposalSubmitted(Record):
     ``era`` hashes); ``changes`` lists ``[kind, text]`` pairs.
     """
 
-    KIND: ClassVar[str] = "ProposalSubmitted"
-    FIELDS: ClassVar[tuple[str, ...]] = ("proposal", "base", "era", "manifest", "changes", "lane_id")
     proposal: int
     base: bytes
     era: bytes
@@ -266,26 +238,11 @@ class ProposalSubmitted(Record):
     changes: tuple[tuple[str, str], ...]
     lane_id: int = 0
 
-    def to_wire(self) -> dict[str, Any]:
-        return {"era": self.era, "base": self.base, "kind": self.KIND, "changes": [list(c) for c in self.changes],
-                "lane_id": self.lane_id, "manifest": self.manifest, "proposal": self.proposal}
-
-    @classmethod
-    def from_wire(cls, m: dict[str, Any]) -> "ProposalSubmitted":
-        changes = m["changes"]
-        if type(changes) is not list or any(type(c) is not list or len(c) != 2 or not all(type(x) is str for x in c)
-                                            for c in changes):
-            raise TypeError("changes must be a list of [kind, text] pairs of strings")
-        return cls(m["proposal"], m["base"], m["era"], m["manifest"], tuple((a, b) for a, b in changes),
-                   m["lane_id"])
-
 
 @dataclass(frozen=True, slots=True)
 class ApprovalRecorded(Record):
     """Proposal ``proposal`` was approved ``by`` someone (or some policy), with a ``note``."""
 
-    KIND: ClassVar[str] = "ApprovalRecorded"
-    FIELDS: ClassVar[tuple[str, ...]] = ("proposal", "by", "note", "lane_id")
     proposal: int
     by: str
     note: str
@@ -301,27 +258,12 @@ class ShadowRunCompleted(Record):
     costs as ``[capability, units]`` pairs.
     """
 
-    KIND: ClassVar[str] = "ShadowRunCompleted"
-    FIELDS: ClassVar[tuple[str, ...]] = ("proposal", "since", "compared", "differing", "costs", "lane_id")
     proposal: int
     since: int
     compared: int
     differing: int
     costs: tuple[tuple[str, int], ...] = ()
     lane_id: int = 0
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"kind": self.KIND, "costs": [list(c) for c in self.costs], "since": self.since,
-                "lane_id": self.lane_id, "compared": self.compared, "proposal": self.proposal,
-                "differing": self.differing}
-
-    @classmethod
-    def from_wire(cls, m: dict[str, Any]) -> "ShadowRunCompleted":
-        costs = m["costs"]
-        if type(costs) is not list or any(type(c) is not list or len(c) != 2 for c in costs):
-            raise TypeError("costs must be a list of [capability, units] pairs")
-        return cls(m["proposal"], m["since"], m["compared"], m["differing"], tuple((a, b) for a, b in costs),
-                   m["lane_id"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,9 +281,6 @@ class EraApplied(Record):
     ``SnapshotCreated`` that follows them.
     """
 
-    KIND: ClassVar[str] = "EraApplied"
-    FIELDS: ClassVar[tuple[str, ...]] = ("event_id", "proposal", "ends", "starts", "migrated", "retired",
-                                         "dropped", "pinned", "adopted", "lane_id")
     event_id: int
     proposal: int
     ends: bytes
@@ -353,21 +292,6 @@ class EraApplied(Record):
     adopted: tuple[str, ...] = ()
     lane_id: int = 0
 
-    def to_wire(self) -> dict[str, Any]:
-        return {"ends": self.ends, "kind": self.KIND, "starts": self.starts, "pinned": list(self.pinned),
-                "adopted": list(self.adopted), "dropped": list(self.dropped), "lane_id": self.lane_id,
-                "retired": list(self.retired), "event_id": self.event_id, "migrated": list(self.migrated),
-                "proposal": self.proposal}
-
-    @classmethod
-    def from_wire(cls, m: dict[str, Any]) -> "EraApplied":
-        for name in ("migrated", "retired", "dropped", "pinned", "adopted"):
-            if type(m[name]) is not list or any(type(x) is not str for x in m[name]):
-                raise TypeError(f"{name} must be a list of reducer names")
-        return cls(m["event_id"], m["proposal"], m["ends"], m["starts"], tuple(m["migrated"]),
-                   tuple(m["retired"]), tuple(m["dropped"]), tuple(m["pinned"]), tuple(m["adopted"]),
-                   m["lane_id"])
-
 
 @dataclass(frozen=True, slots=True)
 class CellMigrated(Record):
@@ -378,8 +302,6 @@ class CellMigrated(Record):
     (or the old era's code) still reaches the new era's state.
     """
 
-    KIND: ClassVar[str] = "CellMigrated"
-    FIELDS: ClassVar[tuple[str, ...]] = ("reducer", "key", "state", "state_hash", "lane_id")
     reducer: str
     key: Key
     state: bytes | None
@@ -392,43 +314,142 @@ ERA_KINDS: tuple[type[Record], ...] = (ProposalSubmitted, ApprovalRecorded, Shad
 
 
 KINDS: dict[str, type[Record]] = {
-    cls.KIND: cls for cls in (EventAdmitted, StepScheduled, StepCommitted, StepFailed, SnapshotCreated,
-                              PolicyDecision, EffectQueued, ReceiptAppended, InvariantViolated) + ERA_KINDS
+    cls.__name__: cls for cls in (EventAdmitted, StepScheduled, StepCommitted, StepFailed, SnapshotCreated,
+                                  PolicyDecision, EffectQueued, ReceiptAppended, InvariantViolated) + ERA_KINDS
 }
 
 
-def _canonical_key_order(names: tuple[str, ...]) -> tuple[str, ...]:
-    """Text keys as a canonical CBOR map orders them: shorter encodings first, then bytewise."""
-    return tuple(sorted(names, key=lambda n: (len(n.encode()), n.encode())))
+# ------------------------------------------------------------------ the declaration (aos.schema)
+def _seq(v: Any) -> list[Any]:
+    return list(v)
 
 
-for _cls in KINDS.values():
-    _cls.WIRE_ORDER = _canonical_key_order(_cls.FIELDS + ("kind",))
+_TO_WIRE: dict[str, Callable[[Any], Any] | None] = {
+    "emits": lambda v: [e.to_wire() for e in v],
+    "intents": lambda v: [i.to_wire() for i in v],
+    "names": _seq,
+    "pairs": lambda v: [list(c) for c in v],
+    "counts": lambda v: [list(c) for c in v],
+}
+
+
+def _emits_from_wire(v: Any, name: str) -> tuple[Emit, ...]:
+    if type(v) is not list or any(type(e) is not list or len(e) != len(record_schema.EMIT.fields) for e in v):
+        raise TypeError(f"{name} must be a list of [{', '.join(record_schema.EMIT.names)}] arrays")
+    return tuple(Emit(*e) for e in v)
+
+
+def _intents_from_wire(v: Any, name: str) -> tuple[Intent, ...]:
+    if type(v) is not list or any(type(i) is not dict or set(i) != _INTENT_FIELDS for i in v):
+        raise TypeError(f"{name} must be a list of maps with fields {sorted(_INTENT_FIELDS)}")
+    return tuple(Intent(*[i[n] for n in record_schema.INTENT.names]) for i in v)
+
+
+def _names_from_wire(v: Any, name: str) -> tuple[str, ...]:
+    if type(v) is not list or any(type(x) is not str for x in v):
+        raise TypeError(f"{name} must be a list of reducer names")
+    return tuple(v)
+
+
+def _pairs_from_wire(v: Any, name: str) -> tuple[tuple[Any, Any], ...]:
+    if type(v) is not list or any(type(c) is not list or len(c) != 2 for c in v):
+        raise TypeError(f"{name} must be a list of pairs")
+    return tuple((a, b) for a, b in v)
+
+
+def _text_pairs_from_wire(v: Any, name: str) -> tuple[tuple[str, str], ...]:
+    pairs = _pairs_from_wire(v, name)
+    if not all(type(a) is str and type(b) is str for a, b in pairs):
+        raise TypeError(f"{name} must be a list of pairs of strings")
+    return pairs
+
+
+_FROM_WIRE: dict[str, Callable[[Any, str], Any]] = {
+    "emits": _emits_from_wire, "intents": _intents_from_wire, "names": _names_from_wire,
+    "pairs": _text_pairs_from_wire, "counts": _pairs_from_wire,
+}
+
+
+def _is_uint(v: Any) -> bool:
+    return type(v) is int and v >= 0
+
+
+def _is_hash(v: Any) -> bool:
+    return type(v) is bytes and len(v) == 32
+
+
+def _of_part(part: record_schema.Part, v: Any) -> bool:
+    return all(_TYPE_CHECKS[f.type](getattr(v, f.name)) for f in part.fields)
+
+
+_TYPE_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "uint": _is_uint,
+    "ticket": lambda v: type(v) is int and v >= 1,  # every step has a ticket >= 1
+    "int": lambda v: type(v) is int,
+    "bool": lambda v: type(v) is bool,
+    "text": lambda v: type(v) is str,
+    "text?": lambda v: v is None or type(v) is str,
+    "bytes": lambda v: type(v) is bytes,
+    "bytes?": lambda v: v is None or type(v) is bytes,
+    "hash": _is_hash,
+    "hash?": lambda v: v is None or _is_hash(v),
+    "key": lambda v: v is None or type(v) in (str, int, bytes),
+    "emits": lambda v: all(_of_part(record_schema.EMIT, e) for e in v),
+    "intents": lambda v: all(_of_part(record_schema.INTENT, i) for i in v),
+    "names": lambda v: all(type(x) is str for x in v),
+    "pairs": lambda v: all(type(a) is str and type(b) is str for a, b in v),
+    "counts": lambda v: all(type(a) is str and type(b) is int for a, b in v),
+}
+if set(_TYPE_CHECKS) != set(record_schema.TYPES):
+    raise TypeError("aos.records checks other field types than aos.schema declares")
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+def _bind(cls: type, fields: tuple[str, ...], what: str) -> None:
+    declared = tuple(f.name for f in dataclasses.fields(cls))
+    if declared != fields:
+        raise TypeError(f"{cls.__name__} declares fields {declared}, but aos.schema declares {what} with {fields}")
+
+
+_bind(Emit, record_schema.EMIT.names, "Emit")
+_bind(Intent, record_schema.INTENT.names, "Intent")
+if set(KINDS) != set(record_schema.KIND_INDEX):
+    raise TypeError(f"aos.records has classes for {sorted(KINDS)}, "
+                    f"aos.schema declares {sorted(record_schema.KIND_INDEX)}")
+for _k in record_schema.KINDS:
+    _cls = KINDS[_k.name]
+    _bind(_cls, _k.names, _k.name)
+    _cls.KIND = _k.name
+    _cls.FIELDS = _k.names
+    _cls.TYPES = tuple(f.type for f in _k.fields)
+    _cls.WIRE_ORDER = tuple(slot.name for slot in record_schema.layout(_k))
+    _cls._WIRE = tuple((slot.name, None if slot.field < 0 else (_TO_WIRE.get(slot.type) or (lambda v: v)))
+                       for slot in record_schema.layout(_k))
+    _cls._READ = tuple((f.name, _FROM_WIRE.get(f.type)) for f in _k.fields)
+    _cls.OPTIONAL = frozenset(f.name for f in _k.fields if f.optional)
+    _cls._CHECKS = tuple((f.name, f.type, _optional(_TYPE_CHECKS[f.type]) if f.optional else _TYPE_CHECKS[f.type])
+                         for f in _k.fields)
+bind_record_classes(KINDS, Emit, Intent)
 
 
 def encode_record(record: Record) -> bytes:
     """Canonical CBOR of a record.
 
     Records are built by the kernel from checked parts (ints, strings, keys
-    that passed admission, byte strings; never floats), and ``to_wire`` lists
-    map keys in canonical order, so they are written as given, without the
-    canonical key sort, by the C writer of :mod:`aos._core.encoder` (the two
-    records of every step have their own writers there).
+    that passed admission, byte strings; never floats); the C writer of
+    :mod:`aos._core.encoder` writes each kind from its declared layout, keys
+    in canonical order. A value outside its declared type (an int beyond 64
+    bits, say) takes the general path, which writes the same bytes.
     """
-    t = type(record)
-    try:
-        if t is EventAdmitted:
-            r = record
-            return admitted_payload(r.seq, r.schema, r.value, r.lane_id, r.visible_at)  # type: ignore[attr-defined]
-        if t is StepScheduled:
-            r = record
-            return scheduled_payload(r.event_id, r.reducer, r.key, r.input, r.lane_id)  # type: ignore[attr-defined]
-        if t is StepCommitted:
-            r = record
-            return committed_payload(r.event_id, r.state_hash, r.emits, r.effects, r.lane_id)  # type: ignore
-    except ValueError:  # e.g. an int key beyond 64 bits: the general writer below
-        pass
-    if t in ERA_KINDS:  # rare records with nested values: the canonical encoder sorts their keys
+    data = record_payload(record)
+    return data if data is not None else _encode_general(record)
+
+
+def _encode_general(record: Record) -> bytes:
+    if type(record) in ERA_KINDS:  # rare records with nested values: the canonical encoder sorts their keys
         return canonical.encode(record.to_wire(), where=f"{record.KIND} record")
     wire = record.to_wire()
     data = ordered(wire)
@@ -440,12 +461,12 @@ def decode_record(payload: bytes, where: str = "record") -> Record:
     m = canonical.decode(payload, where)
     if not isinstance(m, dict):
         raise NonCanonicalError(f"{where}: a record must be a map, got {type(m).__name__}")
-    kind = m.get("kind")
+    kind = m.get(record_schema.KIND_FIELD)
     cls = KINDS.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise NonCanonicalError(f"{where}: unknown record kind {kind!r}")
-    expected = set(cls.FIELDS) | {"kind"}
-    if set(m) != expected and set(m) != expected - getattr(cls, "OPTIONAL", frozenset()):
+    expected = set(cls.FIELDS) | {record_schema.KIND_FIELD}
+    if not expected - cls.OPTIONAL <= set(m) <= expected:
         raise NonCanonicalError(f"{where}: {kind} must have fields {sorted(expected)}, "
                                 f"has {sorted(m, key=repr)}")
     try:
@@ -456,78 +477,57 @@ def decode_record(payload: bytes, where: str = "record") -> Record:
     return rec
 
 
+
+
 def _check_types(rec: Record, where: str) -> None:
-    def need(ok: bool, what: str) -> None:
-        if not ok:
-            raise NonCanonicalError(f"{where}: {rec.KIND}.{what} has the wrong type")
-
-    if hasattr(rec, "event_id"):
-        # a snapshot may be taken before the first step (event_id 0); every step has a ticket >= 1
-        least = 0 if isinstance(rec, (SnapshotCreated, EraApplied)) else 1
-        need(type(rec.event_id) is int and rec.event_id >= least, "event_id")  # type: ignore[attr-defined]
-    need(type(rec.lane_id) is int and rec.lane_id >= 0, "lane_id")  # type: ignore[attr-defined]
-    if isinstance(rec, EventAdmitted):
-        need(type(rec.seq) is int and rec.seq >= 0, "seq")
-        need(type(rec.schema) is str, "schema")
-        need(type(rec.value) is bytes, "value")
-        need(rec.visible_at is None or (type(rec.visible_at) is int and rec.visible_at >= 1), "visible_at")
-    elif isinstance(rec, StepScheduled):
-        need(type(rec.reducer) is str, "reducer")
-        need(rec.key is None or type(rec.key) in (str, int, bytes), "key")
-        need(type(rec.input) is int and rec.input >= 0, "input")
-    elif isinstance(rec, StepCommitted):
-        need(rec.state_hash is None or (type(rec.state_hash) is bytes and len(rec.state_hash) == 32),
-             "state_hash")
-        for e in rec.emits:
-            need(type(e.schema) is str and type(e.value) is bytes, "emits")
-        for i in rec.effects:
-            need(type(i.kind) is str and type(i.params) is bytes and type(i.intent_hash) is bytes
-                 and (i.cap is None or type(i.cap) is str) and type(i.idempotency_key) is str
-                 and type(i.cost) is int, "effects")
-    elif isinstance(rec, StepFailed):
-        need(type(rec.reducer) is str, "reducer")
-        need(rec.key is None or type(rec.key) in (str, int, bytes), "key")
-        need(type(rec.error) is str and type(rec.message) is str and type(rec.traceback) is str, "error")
-    elif isinstance(rec, SnapshotCreated):
-        need(type(rec.snapshot_hash) is bytes and len(rec.snapshot_hash) == 32, "snapshot_hash")
-        need(type(rec.file) is str, "file")
-    elif isinstance(rec, PolicyDecision):
-        need(_is_hash(rec.intent_hash), "intent_hash")
-        need(type(rec.allowed) is bool, "allowed")
-        need(type(rec.reason) is str, "reason")
-    elif isinstance(rec, EffectQueued):
-        need(_is_hash(rec.intent_hash), "intent_hash")
-        need(type(rec.effect) is str and type(rec.cap) is str and type(rec.idempotency_key) is str, "effect")
-        need(type(rec.cost) is int and rec.cost >= 0, "cost")
-    elif isinstance(rec, ReceiptAppended):
-        need(type(rec.seq) is int and rec.seq >= 0, "seq")
-        need(_is_hash(rec.intent_hash), "intent_hash")
-        need(type(rec.status) is str, "status")
-        need(type(rec.payload) is bytes, "payload")
-        need(type(rec.cost) is int and rec.cost >= 0, "cost")
-    elif isinstance(rec, InvariantViolated):
-        need(type(rec.invariant) is str and type(rec.message) is str, "invariant")
-    elif isinstance(rec, ProposalSubmitted):
-        need(type(rec.proposal) is int and rec.proposal >= 0, "proposal")
-        need(_is_hash(rec.base) and _is_hash(rec.era), "era")
-        need(type(rec.manifest) is bytes, "manifest")
-    elif isinstance(rec, ApprovalRecorded):
-        need(type(rec.proposal) is int and rec.proposal >= 0, "proposal")
-        need(type(rec.by) is str and type(rec.note) is str, "by")
-    elif isinstance(rec, ShadowRunCompleted):
-        need(type(rec.proposal) is int and rec.proposal >= 0, "proposal")
-        for name in ("since", "compared", "differing"):
-            need(type(getattr(rec, name)) is int and getattr(rec, name) >= 0, name)
-        need(all(type(c) is str and type(n) is int for c, n in rec.costs), "costs")
-    elif isinstance(rec, EraApplied):
-        need(type(rec.proposal) is int and rec.proposal >= 0, "proposal")
-        need(_is_hash(rec.ends) and _is_hash(rec.starts), "era")
-    elif isinstance(rec, CellMigrated):
-        need(type(rec.reducer) is str, "reducer")
-        need(rec.key is None or type(rec.key) in (str, int, bytes), "key")
-        need((rec.state is None and rec.state_hash is None)
-             or (type(rec.state) is bytes and _is_hash(rec.state_hash)), "state")
+    for name, t, ok in rec._CHECKS:
+        if not ok(getattr(rec, name)):
+            raise NonCanonicalError(f"{where}: {rec.KIND}.{name} has the wrong type (expected {t})")
+    if isinstance(rec, CellMigrated) and (rec.state is None) != (rec.state_hash is None):
+        raise NonCanonicalError(f"{where}: CellMigrated.state and state_hash must both be null or both be set")
 
 
-def _is_hash(v: Any) -> bool:
-    return type(v) is bytes and len(v) == 32
+# ------------------------------------------------------------------ admission numbers
+def admissions(rec: Record) -> int:
+    """How many admission numbers ``rec`` takes: the one rule of the kernel and the committer.
+
+    Every input delivered to cells gets the next admission number, in
+    journal order: an ``EventAdmitted`` (its ``seq``), a ``ReceiptAppended``
+    (its ``seq``), each event a ``StepCommitted`` emits (in emit order), and
+    each denied intent (a ``PolicyDecision`` with ``allowed`` false: the
+    denial event delivered to the intending cell). No other record takes one.
+    """
+    t = type(rec)
+    if t is EventAdmitted or t is ReceiptAppended:
+        return 1
+    if t is StepCommitted:
+        return len(rec.emits)  # type: ignore[attr-defined]
+    if t is PolicyDecision:
+        return 0 if rec.allowed else 1  # type: ignore[attr-defined]
+    return 0
+
+
+class AdmissionNumbers:
+    """Numbers the inputs of a journal read from its start, by :func:`admissions`."""
+
+    __slots__ = ("next",)
+
+    def __init__(self, start: int = 0) -> None:
+        self.next = start  # the next admission number
+
+    def take(self, rec: Record, entry: Any = None) -> range:
+        """The admission numbers ``rec`` takes (most records: none).
+
+        An ``EventAdmitted`` or ``ReceiptAppended`` records its number; one
+        other than the next raises :class:`~aos.errors.JournalCorruptError`
+        (at ``entry``, the journal :class:`~aos.journal.Entry` it was read from).
+        """
+        n = admissions(rec)
+        first = self.next
+        if n and type(rec) in (EventAdmitted, ReceiptAppended) and rec.seq != first:  # type: ignore[attr-defined]
+            index = f"record {entry.index}" if entry is not None else "a record"
+            raise JournalCorruptError(getattr(entry, "segment", "?"), getattr(entry, "offset", 0),
+                                      f"{index} ({rec.KIND}) has admission number {rec.seq}, "  # type: ignore
+                                      f"expected {first}")
+        self.next = first + n
+        return range(first, first + n)

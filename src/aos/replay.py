@@ -34,11 +34,15 @@ from aos.records import (
     decode_record,
     encode_record,
 )
+from aos.schema import first_key
 
 _ERA_NOTES = frozenset(("ProposalSubmitted", "ApprovalRecorded", "ShadowRunCompleted"))
 
-# Only a StepScheduled payload (a map, head 0xa6) has "key" as its first key.
-_SCHEDULED_FIRST_KEY = b"\x63key"
+# The map head and first key every StepScheduled payload starts with (from the schema). A CellMigrated payload
+# starts so too, but those are read at era boundaries, never produced by a step; the divergence report checks
+# the kind when it decodes the remembered payload.
+_SCHEDULED_START = first_key("StepScheduled")
+_SCHEDULED_LEN = len(_SCHEDULED_START)
 
 __all__ = ["replay", "Replay", "VerifyingSink", "replay_entries"]
 
@@ -119,7 +123,7 @@ class VerifyingSink(FrameCursor):
             self._next = self._frames[i + 1][1]
         else:
             self._load()
-        if payload[1:5] == _SCHEDULED_FIRST_KEY:  # remembered for the divergence report
+        if payload[:_SCHEDULED_LEN] == _SCHEDULED_START:  # remembered for the divergence report
             self._scheduled = payload
         return self._first + i
 

@@ -27,9 +27,21 @@ from libc.math cimport ldexp, isnan, frexp, floor, INFINITY, NAN
 
 
 cdef extern from "Python.h":
+    ctypedef struct PyObject
     object PyList_New(Py_ssize_t)
     void PyList_SET_ITEM(object, Py_ssize_t, object)
+    object PyTuple_New(Py_ssize_t)
+    void PyTuple_SET_ITEM(object, Py_ssize_t, object)
+    PyObject* PyTuple_GET_ITEM(object, Py_ssize_t)
     void Py_INCREF(object)
+    void Py_DECREF(object)
+    void Py_XDECREF(PyObject*)
+
+
+from aos._core.layout cimport (
+    Layout, Piece, load_layout, MAX_KINDS, MAX_SLOTS, MAX_VARIANTS, T_UINT, T_TICKET, T_INT, T_BOOL, T_TEXT, T_OPT_TEXT, T_BYTES,
+    T_OPT_BYTES, T_HASH, T_OPT_HASH, T_KEY,
+)
 
 
 cdef enum:
@@ -37,7 +49,7 @@ cdef enum:
 
 MAX_DEPTH = MAX_DEPTH_C
 
-__all__ = ["decode", "UNHANDLED", "event_admitted_fields", "MAX_DEPTH"]
+__all__ = ["decode", "UNHANDLED", "record_fields", "event_admitted_fields", "MAX_DEPTH"]
 
 
 class _Unhandled:
@@ -271,42 +283,138 @@ cdef inline bint expect(Reader* r, const char* s, Py_ssize_t n) noexcept:
     return True
 
 
+# ------------------------------------------------------------ records
+# Record layouts (aos/_core/layout.pxd) come from aos/schema.py, loaded once at import: per field, in wire
+# order, the constant bytes before it (map head, keys, the kind entry), then a trailing literal.
+cdef Layout LAYOUTS[MAX_KINDS][MAX_VARIANTS]  # a kind's layout per subset of its optional fields
+cdef int N_VARIANTS[MAX_KINDS]
+cdef int N_KINDS = 0
+cdef list _KEEP = []  # the bytes the layouts point into
+cdef int K_ADMITTED
+cdef int A_SEQ, A_SCHEMA, A_VALUE, A_VISIBLE  # EventAdmitted's fields that event_admitted_fields returns
+
+
+def _load_schema():
+    global N_KINDS, K_ADMITTED, A_SEQ, A_SCHEMA, A_VALUE, A_VISIBLE
+    from aos import schema
+
+    if len(schema.KINDS) > MAX_KINDS:
+        raise ImportError(f"aos.schema declares more than {MAX_KINDS} record kinds")
+    for i, k in enumerate(schema.KINDS):
+        if schema.variants(k) > MAX_VARIANTS:
+            raise ImportError(f"record kind {k.name} has more optional fields than the reader holds layouts for")
+        N_VARIANTS[i] = schema.variants(k)
+        for v in range(N_VARIANTS[i]):
+            load_layout(&LAYOUTS[i][v], k, v, _KEEP)
+    N_KINDS = len(schema.KINDS)
+    K_ADMITTED = schema.KIND_INDEX["EventAdmitted"]
+    names = schema.kind("EventAdmitted").names
+    A_SEQ, A_SCHEMA, A_VALUE = names.index("seq"), names.index("schema"), names.index("value")
+    A_VISIBLE = names.index("visible_at")
+
+
+_load_schema()
+
+
+cdef inline bint of_type(int t, object v) noexcept:
+    """Whether a decoded ``v`` has the Python type of field type ``t`` (values are checked by the caller)."""
+    if t == T_UINT or t == T_TICKET or t == T_INT:
+        return type(v) is int
+    elif t == T_TEXT:
+        return type(v) is str
+    elif t == T_BYTES or t == T_HASH:
+        return type(v) is bytes
+    elif t == T_KEY:
+        return v is None or type(v) is str or type(v) is int or type(v) is bytes
+    elif t == T_OPT_TEXT:
+        return v is None or type(v) is str
+    elif t == T_OPT_BYTES or t == T_OPT_HASH:
+        return v is None or type(v) is bytes
+    elif t == T_BOOL:
+        return type(v) is bool
+    return type(v) is list  # emits, intents, names, pairs, counts
+
+
+cdef inline void release(PyObject** vals, int n) noexcept:
+    cdef int i
+    for i in range(n):
+        Py_XDECREF(vals[i])
+        vals[i] = NULL
+
+
+cdef bint read_layout(Layout* lay, bytes payload, PyObject** vals) except -1:
+    """Fill ``vals`` with the fields (owned references, declaration order; None for an optional field the
+    layout leaves out) of a payload laid out as ``lay``; False (``vals`` left empty) when it is not."""
+    cdef Reader r
+    cdef Piece* p
+    cdef int i
+    for i in range(lay.nfields):
+        vals[i] = NULL
+    reader_init(&r, payload, True)
+    for i in range(lay.npieces):
+        p = &lay.pieces[i]
+        if not expect(&r, p.lit, p.lit_len):
+            release(vals, lay.nfields)
+            return False
+        v = read_item(&r, 1)
+        if r.bad or not of_type(p.type, v):
+            release(vals, lay.nfields)
+            return False
+        Py_INCREF(v)
+        vals[p.field] = <PyObject*>v
+    if not expect(&r, lay.tail, lay.tail_len) or r.at != r.n:
+        release(vals, lay.nfields)
+        return False
+    for i in range(lay.opt_first, lay.nfields):
+        if vals[i] == NULL:
+            Py_INCREF(None)
+            vals[i] = <PyObject*>None
+    return True
+
+
+cdef bint read_values(int kind, bytes payload, PyObject** vals) except -1:
+    """Fill ``vals`` as :func:`read_layout` from whichever layout of the kind ``payload`` has (records written
+    now have every optional field: that layout is tried first)."""
+    cdef int v
+    for v in range(N_VARIANTS[kind] - 1, -1, -1):
+        if read_layout(&LAYOUTS[kind][v], payload, vals):
+            return True
+    return False
+
+
+cpdef object record_fields(int kind, bytes payload):
+    """The field values (declaration order) of a record of kind index ``kind`` laid out as aos writes it.
+
+    ``None`` when ``payload`` is not exactly that layout (keys, order, kind,
+    canonical items of the declared Python types): the caller then decodes
+    it in full. Values are not range-checked: callers re-make the record
+    from them and compare bytes.
+    """
+    cdef PyObject* vals[MAX_SLOTS]
+    cdef int i, n
+    if kind < 0 or kind >= N_KINDS:
+        raise ValueError(f"no record kind has index {kind}")
+    if not read_values(kind, payload, vals):
+        return None
+    n = LAYOUTS[kind][0].nfields
+    out = PyTuple_New(n)
+    for i in range(n):
+        PyTuple_SET_ITEM(out, i, <object>vals[i])  # steals the reference read_values took
+    return out
+
+
 def event_admitted_fields(bytes payload):
-    """``(seq, schema, value, visible_at)`` of an ``EventAdmitted`` payload laid out as aos writes it, else ``None``.
+    """``(seq, schema, value, visible_at)`` of an ``EventAdmitted`` payload laid out as aos writes it, else
+    ``None``.
 
     ``visible_at`` is None in a record written before the field existed. The
     caller re-makes the payload from these fields and compares, so this only
     has to find them; anything unexpected returns ``None`` (and the record is
     then decoded in full).
     """
-    cdef Reader r
-    cdef bint with_visible
-    reader_init(&r, payload, True)
-    if expect(&r, b"\xa6\x63seq", 5):
-        with_visible = True
-    elif expect(&r, b"\xa5\x63seq", 5):
-        with_visible = False
-    else:
+    cdef PyObject* vals[MAX_SLOTS]
+    if not read_values(K_ADMITTED, payload, vals):
         return None
-    seq = read_item(&r, 1)
-    if r.bad or type(seq) is not int:
-        return None
-    if not expect(&r, b"\x64kind\x6dEventAdmitted\x65value", 25):
-        return None
-    value = read_item(&r, 1)
-    if r.bad or type(value) is not bytes or not expect(&r, b"\x66schema", 7):
-        return None
-    schema = read_item(&r, 1)
-    if r.bad or type(schema) is not str:
-        return None
-    visible_at = None
-    if with_visible:
-        if not expect(&r, b"\x67lane_id", 8):
-            return None
-        read_item(&r, 1)
-        if r.bad or not expect(&r, b"\x6avisible_at", 11):
-            return None
-        visible_at = read_item(&r, 1)
-        if r.bad or type(visible_at) is not int:
-            return None
-    return seq, schema, value, visible_at
+    out = (<object>vals[A_SEQ], <object>vals[A_SCHEMA], <object>vals[A_VALUE], <object>vals[A_VISIBLE])
+    release(vals, LAYOUTS[K_ADMITTED][0].nfields)
+    return out

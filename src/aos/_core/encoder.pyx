@@ -19,9 +19,11 @@ Anything else (a NaN, a big int, a subclass, a bad key, nesting deeper than
 general path (:mod:`aos.canonical`), which writes the same bytes or raises the
 precise error. The tests compare this writer with cbor2's canonical mode.
 
-Record payloads are written here too (:func:`step_scheduled`,
-:func:`step_committed`, :func:`ordered`): their maps come with keys already in
-canonical order, so they are written as given.
+Record payloads are written here too, from the layouts :mod:`aos.schema`
+declares (loaded at import): :func:`write_record` and :func:`record_payload`
+for any kind, and the step path's own entry points :func:`event_admitted`,
+:func:`step_scheduled` and :func:`step_committed`. :func:`ordered` writes a
+map whose keys are already in canonical order as given.
 """
 
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
@@ -30,6 +32,11 @@ from cpython.exc cimport PyErr_NoMemory
 from libc.string cimport memcpy, memcmp
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.math cimport frexp, ldexp, isnan, isinf, fabs, floor
+
+from aos._core.layout cimport (
+    Layout, Piece, load_layout, MAX_KINDS, MAX_SLOTS, MAX_VARIANTS, T_KIND, T_UINT, T_TICKET, T_INT, T_BOOL, T_TEXT, T_OPT_TEXT, T_BYTES,
+    T_OPT_BYTES, T_HASH, T_OPT_HASH, T_KEY, T_EMITS, T_INTENTS, T_NAMES, T_PAIRS, T_COUNTS,
+)
 
 
 cdef extern from "Python.h":
@@ -41,6 +48,14 @@ cdef extern from "Python.h":
     Py_ssize_t PyDict_GET_SIZE(object)
     int PyDict_Next(object, Py_ssize_t*, PyObject**, PyObject**)
     double PyFloat_AS_DOUBLE(object)
+    PyObject** PySequence_Fast_ITEMS(object)
+    ctypedef struct PyMemberDef:
+        int type
+        Py_ssize_t offset
+        int flags
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef* d_member
+    void* Py_TYPE(object)
 
 
 cdef enum:
@@ -50,7 +65,8 @@ cdef enum:
 
 MAX_DEPTH = MAX_DEPTH_C
 
-__all__ = ["encode", "ordered", "event_admitted", "step_scheduled", "step_committed", "record_kind", "MAX_DEPTH"]
+__all__ = ["encode", "ordered", "event_admitted", "step_scheduled", "step_committed", "write_record", "record_payload",
+           "bind_record_classes", "record_kind", "MAX_DEPTH"]
 
 
 cdef struct Buf:
@@ -415,128 +431,350 @@ def ordered(value):
     return write(value, False)
 
 
-# Record keys, pre-encoded (text strings), in canonical order.
-cdef bytes K_KEY = b"\x63key"
-cdef bytes K_KIND = b"\x64kind"
-cdef bytes K_EMITS = b"\x65emits"
-cdef bytes K_INPUT = b"\x65input"
-cdef bytes K_EFFECTS = b"\x67effects"
-cdef bytes K_LANE = b"\x67lane_id"
-cdef bytes K_REDUCER = b"\x67reducer"
-cdef bytes K_EVENT = b"\x68event_id"
-cdef bytes K_STATE_HASH = b"\x6astate_hash"
-cdef bytes K_SEQ = b"\x63seq"
-cdef bytes K_VALUE = b"\x65value"
-cdef bytes K_SCHEMA = b"\x66schema"
-cdef bytes K_VISIBLE_AT = b"\x6avisible_at"
-cdef bytes V_ADMITTED = b"\x6dEventAdmitted"
-cdef bytes V_SCHEDULED = b"\x6dStepScheduled"
-cdef bytes V_COMMITTED = b"\x6dStepCommitted"
+# ------------------------------------------------------------ records
+# Every record kind's layout (key bytes, wire order, field types) comes from aos/schema.py, loaded once at
+# import; the writers below follow the layouts and spell no key of their own.
+cdef Layout LAYOUTS[MAX_KINDS][MAX_VARIANTS]  # a kind's layout per subset of its optional fields
+cdef int N_VARIANTS[MAX_KINDS]
+cdef Layout EMIT_LAYOUT
+cdef Layout INTENT_LAYOUT
+cdef int N_KINDS = 0
+cdef list _KEEP = []  # the bytes the layouts point into
+cdef tuple EMIT_ATTRS  # the attribute names of an Emit, in field order
+cdef tuple INTENT_ATTRS
+cdef list _BOUND = []  # the record classes bound to layouts (kept alive)
+cdef enum:
+    MEMBER_OBJECT_EX = 16  # the member type of a __slots__ entry (T_OBJECT_EX, Py_T_OBJECT_EX)
+cdef bytes KIND_KEY  # the encoded "kind" key
+cdef int K_ADMITTED, K_SCHEDULED, K_COMMITTED
+
+# The step writers' arguments follow their kinds' declared fields; the import fails when they drift apart.
+_WRITER_FIELDS = {
+    "EventAdmitted": ("event_admitted", ("seq", "schema", "value", "lane_id", "visible_at")),
+    "StepScheduled": ("step_scheduled", ("event_id", "reducer", "key", "input", "lane_id")),
+    "StepCommitted": ("step_committed", ("event_id", "state_hash", "emits", "effects", "lane_id")),
+}
 
 
-cdef inline int put_raw(Buf* b, bytes s) except -1:
-    return put_bytes(b, PyBytes_AS_STRING(s), PyBytes_GET_SIZE(s))
+def _load_schema():
+    global N_KINDS, EMIT_ATTRS, INTENT_ATTRS, KIND_KEY, K_ADMITTED, K_SCHEDULED, K_COMMITTED
+    from aos import schema
+
+    if len(schema.KINDS) > MAX_KINDS:
+        raise ImportError(f"aos.schema declares more than {MAX_KINDS} record kinds")
+    for i, k in enumerate(schema.KINDS):
+        if schema.variants(k) > MAX_VARIANTS:
+            raise ImportError(f"record kind {k.name} has more optional fields than the writer holds layouts for")
+        N_VARIANTS[i] = schema.variants(k)
+        for v in range(N_VARIANTS[i]):
+            load_layout(&LAYOUTS[i][v], k, v, _KEEP)
+    N_KINDS = len(schema.KINDS)
+    load_layout(&EMIT_LAYOUT, schema.EMIT, 0, _KEEP)
+    load_layout(&INTENT_LAYOUT, schema.INTENT, 0, _KEEP)
+    EMIT_ATTRS = schema.EMIT.names
+    INTENT_ATTRS = schema.INTENT.names
+    KIND_KEY = schema.text_key(schema.KIND_FIELD)
+    for name, (writer, fields) in _WRITER_FIELDS.items():
+        if schema.kind(name).names != fields:
+            raise ImportError(f"aos.schema declares {name} with fields {schema.kind(name).names}, but the C "
+                              f"writer {writer}() takes {fields}: change them together")
+    K_ADMITTED = schema.KIND_INDEX["EventAdmitted"]
+    K_SCHEDULED = schema.KIND_INDEX["StepScheduled"]
+    K_COMMITTED = schema.KIND_INDEX["StepCommitted"]
 
 
-cdef inline int put_uint(Buf* b, object v) except -1:
-    if type(v) is not int or v < 0:
-        raise ValueError(f"expected an int >= 0, got {v!r:.100}")
-    if put_int(b, v):
-        raise ValueError(f"{v} is out of the record range")
+_load_schema()
+
+
+cdef int bind(Layout* lay, object cls, tuple names) except -1:
+    """Read fields of ``cls`` instances straight from their slots (``cls``: a dataclass with ``slots=True``)."""
+    import types
+
+    cdef int i
+    cdef PyMemberDef* m
+    for i in range(len(names)):
+        d = cls.__dict__.get(names[i])
+        if type(d) is not types.MemberDescriptorType:
+            raise TypeError(f"{cls.__name__}.{names[i]} is not a slot")
+        m = (<PyMemberDescrObject*><PyObject*>d).d_member
+        if m.type != MEMBER_OBJECT_EX:
+            raise TypeError(f"{cls.__name__}.{names[i]} is not an object slot")
+        lay.offsets[i] = m.offset
+    _BOUND.append(cls)
+    lay.cls = <void*>cls
     return 0
 
 
-cpdef bytes step_scheduled(object event_id, object reducer, object key, object input, object lane_id=0):
-    """The payload of ``StepScheduled`` (keys: key, kind, input, lane_id, reducer, event_id)."""
+def bind_record_classes(dict classes, emit, intent):
+    """Bind the record classes (``{kind name: class}``) and the Emit and Intent classes (aos.records calls it).
+
+    The writers then read the fields of these classes' instances straight
+    from their slots, in the declared order.
+    """
+    from aos import schema
+
+    for name, cls in classes.items():
+        k = schema.KIND_INDEX[name]
+        bind(&LAYOUTS[k][0], cls, schema.KINDS[k].names)
+    bind(&EMIT_LAYOUT, emit, schema.EMIT.names)
+    bind(&INTENT_LAYOUT, intent, schema.INTENT.names)
+
+
+cdef inline bint read_slots(Layout* lay, object obj, PyObject** values) noexcept:
+    """The fields of ``obj``, an instance of the layout's bound class, borrowed (False: one is unset)."""
+    cdef int i
+    cdef char* base = <char*><PyObject*>obj
+    cdef PyObject* v
+    for i in range(lay.nfields):
+        v = (<PyObject**>(base + lay.offsets[i]))[0]
+        if v == NULL:
+            return False
+        values[i] = v
+    return True
+
+
+cdef inline int put_none(Buf* b) except -1:
+    if b.n + 1 > b.cap:
+        buf_grow(b, 1)
+    b.p[b.n] = 0xf6
+    b.n += 1
+    return OK
+
+
+cdef inline int put_raw_bytes(Buf* b, object v) except -1:
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(v)
+    head(b, 2, <uint64_t>n)
+    put_bytes(b, PyBytes_AS_STRING(v), n)
+    return OK
+
+
+cdef int put_pairs(Buf* b, object v, bint text_second) except -1:
+    """``[[text, text], ...]`` (or ``[[text, int], ...]``) from a tuple or list of 2-tuples or lists."""
+    cdef Py_ssize_t n, i
+    cdef type t = type(v)
+    if t is not tuple and t is not list:
+        return UNSUPPORTED
+    n = PySequence_Fast_GET_SIZE(v)
+    head(b, 4, <uint64_t>n)
+    for i in range(n):
+        item = <object>PySequence_Fast_GET_ITEM(v, i)
+        t = type(item)
+        if (t is not tuple and t is not list) or PySequence_Fast_GET_SIZE(item) != 2:
+            return UNSUPPORTED
+        first = <object>PySequence_Fast_GET_ITEM(item, 0)
+        second = <object>PySequence_Fast_GET_ITEM(item, 1)
+        head(b, 4, 2)
+        if type(first) is not str or put_text(b, first):
+            return UNSUPPORTED
+        if text_second:
+            if type(second) is not str or put_text(b, second):
+                return UNSUPPORTED
+        elif type(second) is not int or put_int(b, second):
+            return UNSUPPORTED
+    return OK
+
+
+cdef int put_parts(Buf* b, Layout* lay, tuple attrs, object v) except -1:
+    """A tuple (or list) of emits or intents: each an array or a map of its fields, as laid out."""
+    cdef Py_ssize_t n, i
+    cdef int j
+    cdef PyObject* fields[MAX_SLOTS]
+    if type(v) is not tuple and type(v) is not list:
+        return UNSUPPORTED
+    n = PySequence_Fast_GET_SIZE(v)
+    head(b, 4, <uint64_t>n)
+    for i in range(n):
+        item = <object>PySequence_Fast_GET_ITEM(v, i)
+        held = None
+        if <void*>Py_TYPE(item) != lay.cls or not read_slots(lay, item, fields):
+            held = tuple([getattr(item, name) for name in attrs])  # another type with these attributes
+            for j in range(lay.nfields):
+                fields[j] = PySequence_Fast_GET_ITEM(held, j)
+        if put_record(b, lay, fields) >= 0:
+            return UNSUPPORTED
+    return OK
+
+
+cdef int put_field(Buf* b, int t, object v) except -1:
+    """One field of a record: OK, or UNSUPPORTED when ``v`` is outside the field's type."""
+    cdef int overflow = 0
+    cdef long long x
+    cdef Py_ssize_t i, n
+    if t == T_UINT or t == T_TICKET:
+        if type(v) is not int:
+            return UNSUPPORTED
+        x = PyLong_AsLongLongAndOverflow(v, &overflow)
+        if overflow or x < 0:
+            return UNSUPPORTED
+        head(b, 0, <uint64_t>x)
+        return OK
+    elif t == T_TEXT:
+        return put_text(b, v) if type(v) is str else UNSUPPORTED
+    elif t == T_KEY:
+        return put_none(b) if v is None else put_key(b, v)
+    elif t == T_BYTES:
+        return put_raw_bytes(b, v) if type(v) is bytes else UNSUPPORTED
+    elif t == T_HASH or t == T_OPT_HASH:
+        if v is None and t == T_OPT_HASH:
+            return put_none(b)
+        if type(v) is not bytes or PyBytes_GET_SIZE(v) != 32:
+            return UNSUPPORTED
+        return put_raw_bytes(b, v)
+    elif t == T_EMITS:
+        return put_parts(b, &EMIT_LAYOUT, EMIT_ATTRS, v)
+    elif t == T_INTENTS:
+        return put_parts(b, &INTENT_LAYOUT, INTENT_ATTRS, v)
+    elif t == T_OPT_TEXT:
+        if v is None:
+            return put_none(b)
+        return put_text(b, v) if type(v) is str else UNSUPPORTED
+    elif t == T_OPT_BYTES:
+        if v is None:
+            return put_none(b)
+        return put_raw_bytes(b, v) if type(v) is bytes else UNSUPPORTED
+    elif t == T_INT:
+        return put_int(b, v) if type(v) is int else UNSUPPORTED
+    elif t == T_BOOL:
+        if type(v) is not bool:
+            return UNSUPPORTED
+        if b.n + 1 > b.cap:
+            buf_grow(b, 1)
+        b.p[b.n] = 0xf5 if v is True else 0xf4
+        b.n += 1
+        return OK
+    elif t == T_NAMES:
+        if type(v) is not tuple and type(v) is not list:
+            return UNSUPPORTED
+        n = PySequence_Fast_GET_SIZE(v)
+        head(b, 4, <uint64_t>n)
+        for i in range(n):
+            item = <object>PySequence_Fast_GET_ITEM(v, i)
+            if type(item) is not str or put_text(b, item):
+                return UNSUPPORTED
+        return OK
+    elif t == T_PAIRS:
+        return put_pairs(b, v, True)
+    elif t == T_COUNTS:
+        return put_pairs(b, v, False)
+    return UNSUPPORTED
+
+
+cdef int put_record(Buf* b, Layout* lay, PyObject** values) except -2:
+    """Write a record (or part) whose field values are ``values`` (declaration order).
+
+    Returns -1, or the index of the field outside its type.
+    """
+    cdef int i
+    cdef Piece* p
+    for i in range(lay.npieces):
+        p = &lay.pieces[i]
+        put_bytes(b, p.lit, p.lit_len)
+        if put_field(b, p.type, <object>values[p.field]):
+            return p.field
+    if lay.tail_len:
+        put_bytes(b, lay.tail, lay.tail_len)
+    return -1
+
+
+def _field_error(int kind, int field, value):
+    """The error of a step writer given a value outside its field's type."""
+    from aos import schema
+
+    k = schema.KINDS[kind]
+    f = k.fields[field]
+    python = {"uint": int, "ticket": int, "int": int, "bool": bool, "text": str, "text?": (str, type(None)),
+              "bytes": bytes, "bytes?": (bytes, type(None)), "hash": bytes, "hash?": (bytes, type(None)),
+              "key": (type(None), str, int, bytes)}.get(f.type, (tuple, list))
+    cls = ValueError if type(value) in (python if isinstance(python, tuple) else (python,)) else TypeError
+    raise cls(f"{k.name}.{f.name}: {value!r:.100} is outside the record model (a {f.type})")
+
+
+cdef object record_bytes(int kind, PyObject** values, bint strict):
+    """The payload of a record; when a value is outside its field's type, None (or, ``strict``, an error)."""
     cdef Buf b
-    if not isinstance(reducer, str):
-        raise TypeError(f"reducer must be a str, got {type(reducer).__name__}")
+    cdef int bad, i
+    cdef Layout* lay = &LAYOUTS[kind][0]
+    cdef int variant = 0
+    for i in range(lay.opt_first, lay.nfields):  # the optional fields it has pick the layout
+        if values[i] != <PyObject*>None:
+            variant |= 1 << (i - lay.opt_first)
     buf_init(&b)
     try:
-        head(&b, 5, 6)
-        put_raw(&b, K_KEY)
-        if key is not None and type(key) not in (str, int, bytes) or put(&b, key, 0, False):
-            raise ValueError(f"cell key {key!r:.100} is outside the record model")
-        put_raw(&b, K_KIND)
-        put_raw(&b, V_SCHEDULED)
-        put_raw(&b, K_INPUT)
-        put_uint(&b, input)
-        put_raw(&b, K_LANE)
-        put_uint(&b, lane_id)
-        put_raw(&b, K_REDUCER)
-        put_text(&b, reducer)
-        put_raw(&b, K_EVENT)
-        put_uint(&b, event_id)
-        return PyBytes_FromStringAndSize(<char*>b.p, b.n)
+        bad = put_record(&b, &LAYOUTS[kind][variant], values)
+        if bad < 0:
+            return PyBytes_FromStringAndSize(<char*>b.p, b.n)
     finally:
         buf_free(&b)
+    if strict:
+        _field_error(kind, bad, <object>values[bad])
+    return None
+
+
+cpdef object write_record(int kind, tuple values):
+    """The payload of a record of kind index ``kind`` (aos.schema.KIND_INDEX) with field ``values``.
+
+    ``values`` are in the kind's declaration order. Returns ``None`` when a
+    value is outside its field's type (an int beyond 64 bits, say): the
+    caller then takes the general path.
+    """
+    if kind < 0 or kind >= N_KINDS:
+        raise ValueError(f"no record kind has index {kind}")
+    if len(values) != LAYOUTS[kind][0].nfields:
+        raise ValueError(f"record kind {kind} has {LAYOUTS[kind][0].nfields} fields, got {len(values)} values")
+    return record_bytes(kind, PySequence_Fast_ITEMS(values), False)
+
+
+cpdef object record_payload(object record):
+    """The payload of a record object of a bound class, else ``None`` (as :func:`write_record`)."""
+    cdef void* cls = <void*>Py_TYPE(record)
+    cdef PyObject* values[MAX_SLOTS]
+    cdef int k
+    for k in range(N_KINDS):
+        if LAYOUTS[k][0].cls == cls:
+            if not read_slots(&LAYOUTS[k][0], record, values):
+                return None
+            return record_bytes(k, values, False)
+    return None
+
+
+cpdef bytes step_scheduled(object event_id, object reducer, object key, object input, object lane_id=0):
+    """The payload of ``StepScheduled``; ``TypeError`` or ``ValueError`` for a value outside the record model."""
+    cdef PyObject* v[5]
+    v[0] = <PyObject*>event_id
+    v[1] = <PyObject*>reducer
+    v[2] = <PyObject*>key
+    v[3] = <PyObject*>input
+    v[4] = <PyObject*>lane_id
+    return record_bytes(K_SCHEDULED, v, True)
 
 
 cpdef bytes step_committed(object event_id, object state_hash, tuple emits, tuple effects, object lane_id=0):
-    """The payload of ``StepCommitted`` (keys: kind, emits, effects, lane_id, event_id, state_hash).
+    """The payload of ``StepCommitted``; errors as :func:`step_scheduled`.
 
     ``emits`` holds :class:`~aos.records.Emit` and ``effects``
-    :class:`~aos.records.Intent` objects (their ``to_wire`` forms are written).
+    :class:`~aos.records.Intent` objects.
     """
-    cdef Buf b
-    buf_init(&b)
-    try:
-        head(&b, 5, 6)
-        put_raw(&b, K_KIND)
-        put_raw(&b, V_COMMITTED)
-        put_raw(&b, K_EMITS)
-        head(&b, 4, <uint64_t>len(emits))
-        for e in emits:
-            head(&b, 4, 2)
-            put_text(&b, e.schema)
-            put(&b, <bytes?>e.value, 0, False)
-        put_raw(&b, K_EFFECTS)
-        head(&b, 4, <uint64_t>len(effects))
-        for i in effects:
-            if put(&b, i.to_wire(), 0, False):
-                raise ValueError(f"effect intent {i!r:.200} is outside the record model")
-        put_raw(&b, K_LANE)
-        put_uint(&b, lane_id)
-        put_raw(&b, K_EVENT)
-        put_uint(&b, event_id)
-        put_raw(&b, K_STATE_HASH)
-        if state_hash is None:
-            put(&b, None, 0, False)
-        else:
-            put(&b, <bytes?>state_hash, 0, False)
-        return PyBytes_FromStringAndSize(<char*>b.p, b.n)
-    finally:
-        buf_free(&b)
+    cdef PyObject* v[5]
+    v[0] = <PyObject*>event_id
+    v[1] = <PyObject*>state_hash
+    v[2] = <PyObject*>emits
+    v[3] = <PyObject*>effects
+    v[4] = <PyObject*>lane_id
+    return record_bytes(K_COMMITTED, v, True)
 
 
 cpdef bytes event_admitted(object seq, object schema, bytes value, object lane_id=0, object visible_at=None):
-    """The payload of ``EventAdmitted`` (keys: seq, kind, value, schema, lane_id, visible_at).
+    """The payload of ``EventAdmitted``; errors as :func:`step_scheduled`.
 
-    ``visible_at`` None leaves the key out (records written before it existed).
+    ``visible_at`` None leaves the field out (records written before it existed).
     """
-    cdef Buf b
-    if not isinstance(schema, str):
-        raise TypeError(f"schema must be a str, got {type(schema).__name__}")
-    buf_init(&b)
-    try:
-        head(&b, 5, 5 if visible_at is None else 6)
-        put_raw(&b, K_SEQ)
-        put_uint(&b, seq)
-        put_raw(&b, K_KIND)
-        put_raw(&b, V_ADMITTED)
-        put_raw(&b, K_VALUE)
-        put(&b, value, 0, False)
-        put_raw(&b, K_SCHEMA)
-        if put_text(&b, schema):
-            raise ValueError(f"schema {schema!r:.100} cannot be written as UTF-8")
-        put_raw(&b, K_LANE)
-        put_uint(&b, lane_id)
-        if visible_at is not None:
-            put_raw(&b, K_VISIBLE_AT)
-            put_uint(&b, visible_at)
-        return PyBytes_FromStringAndSize(<char*>b.p, b.n)
-    finally:
-        buf_free(&b)
+    cdef PyObject* v[5]
+    v[0] = <PyObject*>seq
+    v[1] = <PyObject*>schema
+    v[2] = <PyObject*>value
+    v[3] = <PyObject*>lane_id
+    v[4] = <PyObject*>visible_at
+    return record_bytes(K_ADMITTED, v, True)
 
 
 # ------------------------------------------------------------ record kinds
@@ -596,7 +834,7 @@ def record_kind(bytes payload):
         end = skip(p, n, at, 1)
         if end < 0:
             return None
-        if end - at == 5 and memcmp(p + at, b"\x64kind", 5) == 0:
+        if end - at == PyBytes_GET_SIZE(KIND_KEY) and memcmp(p + at, PyBytes_AS_STRING(KIND_KEY), end - at) == 0:
             if end >= n or (p[end] >> 5) != 3:
                 return None
             vend = skip(p, n, end, 1)
