@@ -8,6 +8,7 @@ import random
 import shutil
 import struct
 import threading
+import time
 import zlib
 from pathlib import Path
 
@@ -639,3 +640,36 @@ def test_group_commit_syncs_in_the_background_and_its_io_errors_reach_the_writer
     monkeypatch.setattr(journal_module.os, "fsync", real_fsync)
     with pytest.raises(OSError):
         j.close()
+
+
+def test_groups_handed_over_during_a_sync_share_the_next_one(tmp_path, monkeypatch):
+    """While the flusher waits on one fsync, the groups handed to it meanwhile go in one write and one fsync."""
+    import aos.journal as journal_module
+
+    records = make_records(5)
+    d = tmp_path / "j"
+    j = Journal.open(d, ERA, Durability("group", group_commits=1, group_ms=1e9))
+    release = threading.Event()
+    real_fsync = os.fsync
+    syncs = []
+
+    def counted_fsync(fd):
+        syncs.append(j.durable_index)
+        release.wait(10)  # the first sync holds until the later groups are queued
+        real_fsync(fd)
+
+    monkeypatch.setattr(journal_module.os, "fsync", counted_fsync)
+    j.append(records[0])
+    assert j.commit_point() is False
+    deadline = time.monotonic() + 10
+    while not syncs and time.monotonic() < deadline:  # the flusher is in the first group's fsync
+        time.sleep(0.001)
+    for rec in records[1:]:
+        j.append(rec)
+        assert j.commit_point() is False
+    release.set()
+    j.drain()
+    assert j.durable_index == 5 and read_all(d) == records
+    assert Watermark.read(d)[0].index == 5
+    assert len(syncs) == 2  # the first group alone, then the four queued behind it together
+    j.close()

@@ -542,7 +542,15 @@ class _Flusher:
                     self.cv.wait()
                 if not self.batches:
                     return
+                # every batch handed over meanwhile goes in one write and one fsync (group commit: a
+                # commit loop that outruns the disk makes fewer, larger syncs, never later ones)
                 data, end = self.batches.popleft()
+                if self.batches:
+                    parts = [data]
+                    while self.batches:
+                        more, end = self.batches.popleft()
+                        parts.append(more)
+                    data = b"".join(parts)
                 self.busy = True
             try:
                 view = memoryview(data)
