@@ -16,6 +16,7 @@ import blake3
 import pytest
 
 from aos import canonical
+from aos._core import frames
 from aos.errors import JournalCorruptError
 from aos.journal import GENESIS, Durability, Journal, JournalReader, Position, Watermark
 from aos.records import (
@@ -673,3 +674,61 @@ def test_groups_handed_over_during_a_sync_share_the_next_one(tmp_path, monkeypat
     assert Watermark.read(d)[0].index == 5
     assert len(syncs) == 2  # the first group alone, then the four queued behind it together
     j.close()
+
+
+@pytest.mark.parametrize("damage", ["chain", "length", "cut"])
+def test_a_large_segment_checked_a_batch_ahead_reads_as_a_serial_scan(tmp_path, monkeypatch, damage):
+    """A segment large enough to have its chain checked on another thread gives the same records, then the
+    same error at the same offset, as the serial scan, wherever the damage lies (here in its third batch)."""
+    import aos.journal as journal_module
+
+    records = make_records(12_000, seed=3)
+    d = tmp_path / "j"
+    j = Journal.open(d, ERA, Durability("none"))
+    for rec in records:
+        j.append(rec)
+    j.close()
+    (seg,) = segs(d)
+    data = bytearray(seg.read_bytes())
+    assert len(data) > journal_module._AHEAD_BYTES and len(records) > 2 * journal_module._SCAN_BATCH
+    at = HEADER
+    for _ in range(2 * journal_module._SCAN_BATCH + 100):  # the offset of a frame in the third batch
+        at += OVERHEAD + struct.unpack_from("<I", data, at)[0]
+    if damage == "chain":
+        data[at + 9] ^= 0x01  # a payload byte: its chain link fails
+    elif damage == "length":
+        data[at] ^= 0x01  # the length fails its check
+    else:
+        del data[at + 20:]  # the segment ends inside a frame (the last segment: a torn tail)
+    seg.write_bytes(bytes(data))
+
+    def read() -> tuple[list, str]:
+        got = []
+        try:
+            for _, rec in JournalReader(d, ERA).records():
+                got.append(rec)
+        except JournalCorruptError as exc:
+            return got, f"{exc.segment}@{exc.offset}"
+        return got, "end"
+
+    ahead = read()
+    monkeypatch.setattr(journal_module, "_AHEAD_BYTES", 1 << 62)  # the serial scan
+    serial = read()
+    assert ahead == serial
+    assert ahead[0] == records[:2 * journal_module._SCAN_BATCH + 100]
+    assert ahead[1] == ("end" if damage == "cut" else f"{seg.name}@{at}")
+
+
+def test_the_chain_check_agrees_with_the_scan(tmp_path):
+    records = make_records(300, seed=5)
+    d = tmp_path / "j"
+    j = Journal.open(d, ERA, Durability("none"))
+    for rec in records:
+        j.append(rec)
+    j.close()
+    data = segs(d)[0].read_bytes()
+    start_chain = GENESIS  # the chain before the first record
+    for limit in (1, 7, 300, 1000):
+        found, stop, off, chain = frames.scan(data, HEADER, start_chain, limit)
+        assert frames.chain_check(data, HEADER, start_chain, limit) == (len(found), stop, off, chain)
+        assert frames.scan(data, HEADER, start_chain, len(found), True) == (found, frames.SCAN_END, off, chain)

@@ -29,6 +29,7 @@ import struct
 import threading
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -53,6 +54,7 @@ MAX_RECORD = 1 << 30
 GENESIS = bytes(32)
 DEFAULT_SEGMENT_BYTES = 32 << 20
 _SCAN_BATCH = 4096  # frames checked per call into the C scanner
+_AHEAD_BYTES = 256 * 1024  # a segment with more frame bytes to read has its chain checked a batch ahead
 
 
 def _seg_name(first_index: int) -> str:
@@ -294,12 +296,34 @@ class _Scan:
                 index += 1
 
     def batches(self) -> Iterator[tuple[int, list[tuple[int, bytes, bytes]]]]:
-        """``(index of the first, [(offset, payload, chain), ...])`` batches of good frames."""
+        """``(index of the first, [(offset, payload, chain), ...])`` batches of good frames.
+
+        In a large segment the chain of the next batch is checked on another
+        thread (in C, without the GIL) while the caller uses this one; a batch
+        is handed out only once it is checked, so the caller sees the same
+        frames and the same error, at the same point, as from a serial scan.
+        """
+        if len(self.data) - self.offset < _AHEAD_BYTES:
+            yield from self._batches(None)
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="aos-journal-check") as ahead:
+            yield from self._batches(ahead)
+
+    def _batches(self, ahead: ThreadPoolExecutor | None) -> Iterator[tuple[int, list[tuple[int, bytes, bytes]]]]:
         data, name = self.data, self.name
         size = len(data)
+        checking = None if ahead is None else ahead.submit(frames.chain_check, data, self.offset, self.chain,
+                                                             _SCAN_BATCH)
         while self.offset < size:
-            # frames.scan checks lengths and chain links in C, a batch at a time
-            found, stop, off, chain = frames.scan(data, self.offset, self.chain, _SCAN_BATCH)
+            if checking is None:
+                # frames.scan checks lengths and chain links in C, a batch at a time
+                found, stop, off, chain = frames.scan(data, self.offset, self.chain, _SCAN_BATCH)
+            else:
+                count, stop, off, chain = checking.result()
+                checking = None
+                if ahead is not None and stop == frames.SCAN_END and off < size:
+                    checking = ahead.submit(frames.chain_check, data, off, chain, _SCAN_BATCH)
+                found = frames.scan(data, self.offset, self.chain, count, True)[0]
             index = self.index
             self.index, self.offset, self.chain = index + len(found), off, chain
             if found:

@@ -14,18 +14,19 @@ from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyBy
 from libc.string cimport memcpy, memcmp
 from libc.stdint cimport uint32_t, uint8_t
 
-from aos._core.hashing cimport digest_of2
+from aos._core.hashing cimport digest_of2, aos_b3_hash2
 from aos._core.posix cimport now_ns
 
 
 from aos._core.encoder import record_kind as _record_kind
 
 
-__all__ = ["append", "scan", "length_check", "FRAME_HEAD", "CHAIN_SIZE", "MAX_RECORD"]
+__all__ = ["append", "scan", "chain_check", "length_check", "FRAME_HEAD", "CHAIN_SIZE", "MAX_RECORD"]
 
 FRAME_HEAD = 8
 CHAIN_SIZE = 32
 MAX_RECORD = 1 << 30
+cdef uint32_t C_MAX_RECORD = MAX_RECORD
 
 cdef uint32_t CRC_TABLE[256]
 
@@ -64,7 +65,7 @@ cdef inline void put_u32(char* p, uint32_t v) noexcept:
     p[3] = <char>((v >> 24) & 0xff)
 
 
-cdef inline uint32_t get_u32(const unsigned char* p) noexcept:
+cdef inline uint32_t get_u32(const unsigned char* p) noexcept nogil:
     return p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16) | (<uint32_t>p[3] << 24)
 
 
@@ -93,20 +94,84 @@ def append(bytearray buf, bytes prev, bytes payload):
 
 
 # scan() stops with one of these
-SCAN_END = 0          # every byte was a good frame
-SCAN_SHORT_HEAD = 1   # fewer than 8 bytes left
-SCAN_BAD_LENGTH = 2   # the length fails its check (or is over MAX_RECORD)
-SCAN_PAST_END = 3     # the frame runs past the end of the data
-SCAN_BAD_CHAIN = 4    # the chain hash differs
+cdef enum:
+    C_SCAN_END = 0          # every byte was a good frame
+    C_SCAN_SHORT_HEAD = 1   # fewer than 8 bytes left
+    C_SCAN_BAD_LENGTH = 2   # the length fails its check (or is over MAX_RECORD)
+    C_SCAN_PAST_END = 3     # the frame runs past the end of the data
+    C_SCAN_BAD_CHAIN = 4    # the chain hash differs
+
+SCAN_END = C_SCAN_END
+SCAN_SHORT_HEAD = C_SCAN_SHORT_HEAD
+SCAN_BAD_LENGTH = C_SCAN_BAD_LENGTH
+SCAN_PAST_END = C_SCAN_PAST_END
+SCAN_BAD_CHAIN = C_SCAN_BAD_CHAIN
 
 
-def scan(const unsigned char[::1] data, Py_ssize_t offset, bytes chain, Py_ssize_t limit=-1):
+cdef int check_frames(const unsigned char* base, Py_ssize_t size, Py_ssize_t* offset, uint8_t* chain,
+                      Py_ssize_t limit, Py_ssize_t* count) noexcept nogil:
+    """Check up to ``limit`` frames from ``offset[0]`` (lengths and chain links, no Python object).
+
+    Moves ``offset[0]`` and ``chain`` past the good frames, counts them in
+    ``count[0]`` and returns the ``SCAN_*`` code it stopped with.
+    """
+    cdef Py_ssize_t off = offset[0], end
+    cdef uint32_t n
+    cdef uint8_t h[32]
+    cdef int stop = C_SCAN_END
+    count[0] = 0
+    while off < size and count[0] < limit:
+        if size - off < 8:
+            stop = C_SCAN_SHORT_HEAD
+            break
+        n = get_u32(base + off)
+        if get_u32(base + off + 4) != crc32_le32(n) or n > C_MAX_RECORD:
+            stop = C_SCAN_BAD_LENGTH
+            break
+        end = off + 8 + <Py_ssize_t>n + 32
+        if end > size:
+            stop = C_SCAN_PAST_END
+            break
+        aos_b3_hash2(chain, 32, base + off + 8, n, h)
+        if memcmp(h, base + end - 32, 32) != 0:
+            stop = C_SCAN_BAD_CHAIN
+            break
+        memcpy(chain, h, 32)
+        count[0] += 1
+        off = end
+    offset[0] = off
+    return stop
+
+
+def chain_check(const unsigned char[::1] data, Py_ssize_t offset, bytes chain, Py_ssize_t limit):
+    """Check up to ``limit`` frames from ``offset`` as :func:`scan` does, without the GIL: ``(count, stop,
+    offset, chain)``, ``count`` the good frames.
+
+    The journal's reader checks the next batch on another thread while the
+    caller uses this one, then takes the batch with ``scan(..., checked=True)``.
+    """
+    cdef Py_ssize_t size = data.shape[0]
+    cdef Py_ssize_t off = offset, count = 0
+    cdef uint8_t c[32]
+    cdef int stop
+    cdef const unsigned char* base = &data[0] if size else NULL
+    if PyBytes_GET_SIZE(chain) != 32:
+        raise ValueError("the chain must be 32 bytes")
+    memcpy(c, PyBytes_AS_STRING(chain), 32)
+    with nogil:
+        stop = check_frames(base, size, &off, c, limit, &count)
+    return count, stop, off, PyBytes_FromStringAndSize(<char*>c, 32)
+
+
+def scan(const unsigned char[::1] data, Py_ssize_t offset, bytes chain, Py_ssize_t limit=-1, bint checked=False):
     """Walk frames from ``offset``: ``(frames, stop, offset, chain)``.
 
     ``frames`` lists ``(offset, payload, chain)`` of every good frame (at most
     ``limit`` when it is >= 0); ``stop`` is one of the ``SCAN_*`` codes and
     ``offset`` where it stopped (the first byte not part of a good frame);
-    ``chain`` is the chain hash of the last good frame.
+    ``chain`` is the chain hash of the last good frame. ``checked``: the
+    ``limit`` frames from ``offset`` passed :func:`chain_check`, so their
+    chain links are taken as written rather than hashed again.
     """
     cdef Py_ssize_t size = data.shape[0]
     cdef Py_ssize_t off = offset, end
@@ -114,6 +179,14 @@ def scan(const unsigned char[::1] data, Py_ssize_t offset, bytes chain, Py_ssize
     cdef list frames = []
     cdef int stop = SCAN_END
     cdef const unsigned char* base = &data[0] if size else NULL
+    if checked:
+        while off < size and len(frames) < limit:
+            n = get_u32(base + off)
+            end = off + 8 + <Py_ssize_t>n + 32
+            chain = PyBytes_FromStringAndSize(<const char*>(base + end - 32), 32)
+            frames.append((off, PyBytes_FromStringAndSize(<const char*>(base + off + 8), n), chain))
+            off = end
+        return frames, stop, off, chain
     while off < size:
         if limit >= 0 and len(frames) >= limit:
             break
