@@ -122,6 +122,7 @@ def test_replay_verify_gives_the_snapshot_hash(world: Path) -> None:
     digest = out.strip().splitlines()[-1].split()[-1]
     assert f"hash {digest}" in invoke("info", str(world))
     assert invoke("replay", str(world), "--manifest", MANIFEST) == out  # verifying is all it does: --verify optional
+    assert invoke("replay", str(world), "--manifest", MANIFEST, "--workers", "2") == out  # the same, in parallel
 
 
 def test_export_sqlite_answers_the_documented_queries(world: Path, tmp_path: Path) -> None:

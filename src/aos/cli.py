@@ -453,8 +453,11 @@ def why(world: str, intent: str | None, cell: tuple[str, str] | None, at: int | 
               help="The world's manifest, e.g. shop.world_def:manifest; repeat it with the manifest of each "
                    "era to verify a world's history across eras (docs/upgrades.md).")
 @click.option("--verify", is_flag=True, help="Accepted for clarity: replaying always verifies every record.")
-def replay_cmd(world: str, manifest_specs: tuple[str, ...], verify: bool) -> None:
-    """Replay WORLD's journal serially and verify it byte for byte (with or without --verify)."""
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Compute the steps on this many threads (pays for native reducers or on a free-threaded "
+                   "Python); records are still compared in journal order.")
+def replay_cmd(world: str, manifest_specs: tuple[str, ...], verify: bool, workers: int) -> None:
+    """Replay WORLD's journal and verify it byte for byte (with or without --verify)."""
     from aos.journal import JournalReader
     from aos.replay import Replay
 
@@ -469,7 +472,7 @@ def replay_cmd(world: str, manifest_specs: tuple[str, ...], verify: bool) -> Non
             bar.update(records - seen[0])
             seen[0] = records
 
-        digest = r.verify(progress=progress)
+        digest = r.verify(progress=progress, workers=workers)
         bar.update(total - seen[0])
     skipped = r.not_reexecuted
     if skipped:

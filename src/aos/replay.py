@@ -7,6 +7,12 @@ the one the journal holds. ``SnapshotCreated`` records are checked against
 the replayed cells. The first difference raises
 :class:`~aos.errors.ReplayDivergenceError` naming the event_id, the reducer,
 the key and both hashes.
+
+``verify(workers=N)`` computes the steps on N worker threads (the threads
+executor) and still commits and compares them strictly in journal order: a
+run of steps between two inputs is assigned by the same sequencer, so it
+produces the same records. It pays where steps run in parallel: native
+reducers, or any reducer on a free-threaded build (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from aos._core.inline_loop import InlineLoop
 from aos.canonical import decode_trusted, digest
 from aos.committer import Committer
 from aos.errors import ManifestMismatchError, ReplayDivergenceError
-from aos.executor import Hooks
+from aos.executor import Hooks, ThreadsExecutor
 from aos.journal import SEG_HEADER_SIZE, Entry, Journal, JournalReader, Position
 from aos.kernel import Kernel
 from aos.manifest import Manifest
@@ -37,6 +43,8 @@ from aos.records import (
 from aos.schema import first_key
 
 _ERA_NOTES = frozenset(("ProposalSubmitted", "ApprovalRecorded", "ShadowRunCompleted"))
+# what the commit of a step writes after its StepScheduled
+_STEP_WRITES = frozenset(("StepCommitted", "StepFailed", "PolicyDecision", "EffectQueued", "InvariantViolated"))
 
 # The map head and first key every StepScheduled payload starts with (from the schema). A CellMigrated payload
 # starts so too, but those are read at era boundaries, never produced by a step; the divergence report checks
@@ -127,6 +135,19 @@ class VerifyingSink(FrameCursor):
             self._scheduled = payload
         return self._first + i
 
+    def steps_ahead(self) -> int:
+        """The ``StepScheduled`` records from the next one on, before the next record no step writes (an input,
+        a snapshot, an era record), within the batch read so far."""
+        n = 0
+        frames = self._frames
+        for i in range(self._i, len(frames)):
+            kind = record_kind(frames[i][1])
+            if kind == "StepScheduled":
+                n += 1
+            elif kind not in _STEP_WRITES:
+                break
+        return n
+
     def commit_point(self) -> bool:
         if self._next is None and self.journal is not None:
             return self.journal.commit_point()
@@ -172,19 +193,39 @@ def _peek(payload: bytes) -> dict[str, Any]:
 
 
 def replay_entries(kernel: Kernel, sink: VerifyingSink, progress: Callable[[int], None] | None = None,
-                   until: int | None = None) -> None:
-    """Drive ``kernel`` through the journal entries held by ``sink`` (up to ticket ``until``)."""
+                   until: int | None = None, workers: int = 0) -> None:
+    """Drive ``kernel`` through the journal entries held by ``sink`` (up to ticket ``until``).
+
+    ``workers`` >= 1: the steps between two inputs run on the threads
+    executor with that many workers (the module's docstring).
+    """
     committer = Committer(kernel)
     next_ticket = kernel.next_ticket
     loop = InlineLoop(kernel, committer, [0] * 40)  # the inline executor's C loop, comparing through the sink
     hooks = Hooks()
     admit_journaled = kernel.admit_journaled
     cells = kernel.cells
+    threads = ThreadsExecutor(kernel, workers) if workers > 0 else None
     try:
         while (payload := sink.peek_payload()) is not None:
             # Dispatch on the record kind, read without decoding the record: the records a step
             # makes are compared byte for byte with the journal's, which proves them canonical.
             kind = record_kind(payload)
+            if threads is not None and kind == "EventAdmitted":
+                if loop.admit(payload) or admit_journaled(payload):  # admitted only: the steps go below
+                    continue
+            if threads is not None and kind == "StepScheduled":
+                steps = sink.steps_ahead()
+                if until is not None:
+                    steps = min(steps, max(0, until - kernel.last_event_id))
+                before = sink.records
+                if steps > 0:
+                    threads.run(steps)  # every record compared as it is committed
+                if sink.records != before:
+                    if progress is not None:
+                        progress(sink.records)
+                    continue
+                # nothing ran (past ``until``, or no input for the step): the serial path below says which
             if kind == "StepScheduled" or kind == "EventAdmitted":
                 limit = -1
                 if until is not None:
@@ -236,6 +277,9 @@ def replay_entries(kernel: Kernel, sink: VerifyingSink, progress: Callable[[int]
                 progress(sink.records)
     except _JournalEnd:
         return
+    finally:
+        if threads is not None:
+            threads.close()
 
 
 class Replay:
@@ -293,8 +337,12 @@ class Replay:
         self.not_reexecuted: range = range(1, boundary + 1) if first > 0 else range(1, 1)
         self.kernel: Kernel | None = None
 
-    def verify(self, progress: Callable[[int], None] | None = None, until: int | None = None) -> str:
+    def verify(self, progress: Callable[[int], None] | None = None, until: int | None = None,
+               workers: int = 0) -> str:
         """Replay everything (or up to ticket ``until``); return the snapshot hash (hex) of the cells.
+
+        ``workers`` >= 1 computes the steps on that many threads (see the
+        module's docstring); the records are compared in order all the same.
 
         Afterwards :meth:`state` and :meth:`cells` read the replayed state:
         with ``until`` that is the world as it was right after that ticket.
@@ -305,6 +353,8 @@ class Replay:
 
         if until is not None and (type(until) is not int or until < 0):
             raise ValueError(f"until must be an event_id >= 0, got {until!r}")
+        if type(workers) is not int or workers < 0:
+            raise ValueError(f"workers must be an int >= 0, got {workers!r}")
         if until is not None and self._first > 0 and until < self.first_era.event_id:
             raise _era_missing(self.path, self.eras, self._first, until)
         proof = _longest_proof(self.path, self.meta)  # read before the journal: a writer only adds to both
@@ -325,7 +375,7 @@ class Replay:
         boot.sink = sink
         kernel = boot
         while True:
-            replay_entries(kernel, sink, progress, until)
+            replay_entries(kernel, sink, progress, until, workers)
             payload = sink.peek_payload()
             if payload is None or record_kind(payload) != "EraApplied":
                 break

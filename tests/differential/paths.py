@@ -134,13 +134,16 @@ def compare(name: str, got: Outcome, want: Outcome) -> None:
                      f"records, state {got.state_hash[:16]} vs {want.state_hash[:16]}); {where}")
 
 
-def verify_replay(name: str, directory: Path, wl: Workload, want: str) -> None:
+def verify_replay(name: str, directory: Path, wl: Workload, want: str, workers: int = 0) -> None:
+    how = f"replayed with {workers} workers" if workers else "replayed"
     try:
-        got = aos.replay(directory, build_manifest(wl)).verify()
+        got = aos.replay(directory, build_manifest(wl)).verify(workers=workers)
     except aos.AosError as exc:
-        raise Divergence(name, f"path {name}: the journal does not replay: {type(exc).__name__}: {exc}") from exc
+        raise Divergence(name, f"path {name}: the journal, {how}, does not replay: {type(exc).__name__}: "
+                               f"{exc}") from exc
     if got != want:
-        raise Divergence(name, f"path {name}: the journal replays to state {got[:16]}, the run ended in {want[:16]}")
+        raise Divergence(name, f"path {name}: the journal, {how}, reaches state {got[:16]}, the run ended in "
+                               f"{want[:16]}")
 
 
 def _take(name: str, path: PathFn, wl: Workload, directory: Path) -> Outcome:
@@ -154,12 +157,13 @@ def check(wl: Workload, directory: Path, paths: dict[str, PathFn] | None = None)
     """Run ``wl`` through the reference and every path; raise :class:`Divergence` at the first difference.
 
     Every journal must also replay (``aos.replay(...).verify()``) to the
-    state its run ended in. Returns the outcomes by path name.
+    state its run ended in; the reference's also with 2 workers. Returns the outcomes by path name.
     """
     directory.mkdir(parents=True, exist_ok=True)
     ref_name, ref_path = REFERENCE
     want = _take(ref_name, ref_path, wl, directory)
     verify_replay(ref_name, directory / ref_name, wl, want.state_hash)
+    verify_replay(ref_name, directory / ref_name, wl, want.state_hash, workers=2)  # the parallel replay
     out = {ref_name: want}
     for name, path in (PATHS if paths is None else paths).items():
         got = _take(name, path, wl, directory)
