@@ -167,6 +167,10 @@ class Report:
         self.figures["replay_vs_run"] = figure([run / rep for run, rep in rows], "x speed",
                                                "the original run of the same journal",
                                                replay_seconds=statistics.median(rep for _r, rep in rows))
+        steps = 800 if self.quick else 2_000
+        rows = self.rounds_of(lambda: wl.replay_native_parallel(steps)[0])
+        self.figures["replay_native_2w_vs_serial"] = figure([ser / par for ser, par in rows], "x speed",
+                                                            "serial replay of the same journal (native spin)")
 
     def shadow(self) -> None:
         events = 5_000 if self.quick else 20_000

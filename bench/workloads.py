@@ -333,6 +333,29 @@ def replay_vs_run(events: int = 20_000) -> tuple[float, float]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def replay_native_parallel(steps: int = 2_000, workers: int = 2, rounds: int = 1) -> list[tuple[float, float]]:
+    """[(seconds of a serial ``verify()``, seconds of ``verify(workers=workers)``), ...] of one journal of the
+    native spin reducer (``steps`` steps over 10,000 cells), timed in turns ``rounds`` times."""
+    m = spin_manifest(True, NATIVE_ITERATIONS)
+    tmp = Path(tempfile.mkdtemp(prefix="aos-bench-"))
+    try:
+        with aos.World.open(tmp / "w", m, workers=workers, snapshot_every=0, snapshot_on_close=False) as w:
+            for i in range(steps):
+                w.submit("bench/Go@1", {"id": i % CELLS})
+            w.run()
+        rows = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            aos.replay(tmp / "w", m).verify()
+            serial = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            aos.replay(tmp / "w", m).verify(workers=workers)
+            rows.append((serial, time.perf_counter() - t0))
+        return rows
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def shadow_vs_replay(events: int = 20_000, rounds: int = 1) -> list[tuple[float, float]]:
     """[(seconds of ``aos.replay(...).verify()``, seconds of ``shadow_run``), ...] on the same journal.
 
