@@ -732,3 +732,26 @@ def test_the_chain_check_agrees_with_the_scan(tmp_path):
         found, stop, off, chain = frames.scan(data, HEADER, start_chain, limit)
         assert frames.chain_check(data, HEADER, start_chain, limit) == (len(found), stop, off, chain)
         assert frames.scan(data, HEADER, start_chain, len(found), True) == (found, frames.SCAN_END, off, chain)
+
+
+def test_the_frame_writer_frames_as_the_reference_and_keeps_records_until_written() -> None:
+    """FrameWriter (the append side in C) writes the frames frames.append writes and keeps them until taken."""
+    payloads = [encode_record(r) for r in make_records(2_000, seed=9)]
+    w = frames.FrameWriter(0, GENESIS, HEADER, 1 << 40, HEADER, "group", 1000, 1e9)
+    expected = bytearray()
+    chain = GENESIS
+    for i, p in enumerate(payloads):
+        assert w.append(p) == i
+        chain = frames.append(expected, chain, p)
+    assert w.chain == chain and w.index == len(payloads) and w.offset == HEADER + len(expected)
+    assert w.buffered == len(expected) > 64 * 1024  # grew past its first capacity
+    assert w.pending_bytes() == expected and w.buffered == len(expected)  # a copy: still buffered
+    with pytest.raises(ValueError, match="must be written"):
+        w.flushed(0.0)
+    with pytest.raises(ValueError, match="must be written"):
+        w.new_segment(HEADER)
+    assert w.take() == expected and w.buffered == 0
+    w.append(payloads[0])  # after a take, the buffer (its capacity kept) starts empty again
+    one = bytearray()
+    frames.append(one, chain, payloads[0])
+    assert w.take() == one

@@ -511,6 +511,18 @@ class JournalReader:
                 time.sleep(poll)
 
 
+def _write_all(fd: int, parts: list[bytes]) -> None:
+    """Write ``parts`` one after the other (one system call when it takes them all)."""
+    if len(parts) > 64:  # (the system takes a bounded number of pieces per call)
+        parts = [b"".join(parts)]
+    total = sum(len(p) for p in parts)
+    written = os.writev(fd, parts) if len(parts) > 1 else os.write(fd, parts[0])
+    if written < total:
+        view = memoryview(b"".join(parts))[written:]
+        while view:
+            view = view[os.write(fd, view):]
+
+
 class _Flusher:
     """Group commit off the commit path: writes and fsyncs handed-over batches on its own thread.
 
@@ -568,18 +580,13 @@ class _Flusher:
                     return
                 # every batch handed over meanwhile goes in one write and one fsync (group commit: a
                 # commit loop that outruns the disk makes fewer, larger syncs, never later ones)
-                data, end = self.batches.popleft()
-                if self.batches:
-                    parts = [data]
-                    while self.batches:
-                        more, end = self.batches.popleft()
-                        parts.append(more)
-                    data = b"".join(parts)
+                parts = []
+                while self.batches:
+                    data, end = self.batches.popleft()
+                    parts.append(data)
                 self.busy = True
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(j._fd, view):]
+                _write_all(j._fd, parts)
                 os.fsync(j._fd)
                 j.durable_index = end.index
                 if j._mark is not None:
@@ -746,7 +753,7 @@ class Journal:
         """Close after a failed open: nothing is written when nothing was appended."""
         if self._closed:
             return
-        if self.writer.buf or self.index != self._opened_at:  # a replay completed a step: keep it, as close() does
+        if self.writer.buffered or self.index != self._opened_at:  # a replay completed a step: keep it, as close() does
             self.close()
             return
         self._stop_flusher()
@@ -814,10 +821,10 @@ class Journal:
             self.flush(sync=False)
             return False
         w = self.writer
-        if w.buf:
+        if w.buffered:
             if self._flusher is None:
                 self._flusher = _Flusher(self)
-            self._flusher.put(bytes(w.buf), Position(w.index, self._seg_first, w.offset, w.chain))
+            self._flusher.put(w.take(), Position(w.index, self._seg_first, w.offset, w.chain))
         w.flushed(time.monotonic())
         return False
 
@@ -829,14 +836,12 @@ class Journal:
         if self._flusher is not None:
             self._flusher.drain()  # what was handed over goes first, in order
         w = self.writer
-        buf = w.buf
-        if buf:
-            view = memoryview(buf)
+        if w.buffered:
+            view = memoryview(w.pending_bytes())  # kept in the buffer until all of it is written
             while view:
                 written = os.write(self._fd, view)
                 view = view[written:]
-            view.release()
-            buf.clear()
+            w.clear()
         if sync and (force or self.durability.mode != "none"):
             os.fsync(self._fd)
             self.durable_index = w.index

@@ -1,12 +1,14 @@
 # cython: language_level=3
 """The journal's frame writer, declared for the commit loops (they append records in C)."""
 
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint8_t
 
 
 cdef class FrameWriter:
-    cdef readonly bytearray buf      # framed records not yet written to the segment file
-    cdef readonly bytes chain        # the chain hash of the last record appended
+    cdef char* _data                 # framed records not yet taken (written to the segment file)
+    cdef Py_ssize_t _size
+    cdef Py_ssize_t _cap
+    cdef uint8_t _chain[32]          # the chain hash of the last record appended
     cdef readonly int64_t index      # the index the next record gets
     cdef readonly int64_t offset     # where the next frame starts in the segment, counting buf
     cdef readonly int64_t segment_bytes
@@ -20,6 +22,7 @@ cdef class FrameWriter:
 
     cdef int64_t c_append(self, bytes payload) except -2
     cdef int c_commit_point(self) except -1
+    cdef int _reserve(self, Py_ssize_t more) except -1
 
 
 cdef class FrameCursor:

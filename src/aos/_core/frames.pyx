@@ -11,6 +11,7 @@ fails (the caller decides between a torn tail and corruption).
 
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from libc.string cimport memcpy, memcmp
 from libc.stdint cimport uint32_t, uint8_t
 
@@ -220,12 +221,16 @@ cdef inline double monotonic() noexcept nogil:
 cdef class FrameWriter:
     """The append side of the journal's current segment, in C.
 
-    It frames records into ``buf`` and keeps the chain, the record index and
-    the segment offset; it counts commit points and says when the
-    durability policy wants a flush. Writing ``buf`` to the file, syncing and
-    rotating segments stay with :class:`aos.journal.Journal`, which owns the
-    file. The commit loops append through :meth:`c_append` without a Python
-    call.
+    It frames records into its buffer and keeps the chain, the record index
+    and the segment offset; it counts commit points and says when the
+    durability policy wants a flush. Writing the buffer to the file
+    (:meth:`take`), syncing and rotating segments stay with
+    :class:`aos.journal.Journal`, which owns the file. The commit loops
+    append through :meth:`c_append` without a Python call.
+
+    The buffer is C memory that keeps its capacity from one group to the
+    next (doubling when it must grow), so a steady stream of groups
+    allocates nothing; the chain is kept as 32 bytes of C memory.
     """
 
     def __init__(self, int64_t index, bytes chain, int64_t offset, int64_t segment_bytes, int64_t header_size,
@@ -234,8 +239,7 @@ cdef class FrameWriter:
             raise ValueError("the chain must be 32 bytes")
         if mode not in ("none", "group", "always"):
             raise ValueError(f"durability mode must be 'none', 'group' or 'always', got {mode!r}")
-        self.buf = bytearray()
-        self.chain = chain
+        memcpy(self._chain, PyBytes_AS_STRING(chain), 32)
         self.index = index
         self.offset = offset
         self.segment_bytes = segment_bytes
@@ -247,10 +251,36 @@ cdef class FrameWriter:
         self.group_ms = group_ms
         self.closed = False
 
+    def __dealloc__(self):
+        PyMem_Free(self._data)
+
+    @property
+    def chain(self):
+        """The chain hash of the last record appended."""
+        return PyBytes_FromStringAndSize(<char*>self._chain, 32)
+
+    @property
+    def buffered(self):
+        """Bytes of framed records not yet taken (written to the segment file)."""
+        return self._size
+
+    cdef int _reserve(self, Py_ssize_t more) except -1:
+        cdef Py_ssize_t cap = self._cap if self._cap else 65536
+        cdef char* grown
+        if self._size + more <= self._cap:
+            return 0
+        while cap < self._size + more:
+            cap *= 2
+        grown = <char*>PyMem_Realloc(self._data, cap)
+        if grown == NULL:
+            raise MemoryError()
+        self._data = grown
+        self._cap = cap
+        return 0
+
     cdef int64_t c_append(self, bytes payload) except -2:
         """Frame ``payload`` into the buffer and return its index; -1 (nothing done) when the segment is full."""
         cdef Py_ssize_t n = PyBytes_GET_SIZE(payload)
-        cdef Py_ssize_t at
         cdef char* p
         cdef int64_t end = self.offset + 40 + n
         if self.closed:
@@ -259,15 +289,14 @@ cdef class FrameWriter:
             return -1
         if n > MAX_RECORD:
             raise ValueError(f"record of {n} bytes exceeds the {MAX_RECORD} byte limit")
-        chain = chain_of(self.chain, payload)
-        at = PyByteArray_GET_SIZE(self.buf)
-        PyByteArray_Resize(self.buf, at + 40 + n)
-        p = PyByteArray_AS_STRING(self.buf) + at
+        self._reserve(40 + n)
+        p = self._data + self._size
         put_u32(p, <uint32_t>n)
         put_u32(p + 4, crc32_le32(<uint32_t>n))
         memcpy(p + 8, PyBytes_AS_STRING(payload), n)
-        memcpy(p + 8 + n, PyBytes_AS_STRING(<bytes>chain), 32)
-        self.chain = chain
+        aos_b3_hash2(self._chain, 32, <const uint8_t*>PyBytes_AS_STRING(payload), n, <uint8_t*>(p + 8 + n))
+        memcpy(self._chain, p + 8 + n, 32)
+        self._size += 40 + n
         self.offset = end
         self.index += 1
         return self.index - 1
@@ -287,15 +316,34 @@ cdef class FrameWriter:
         """:meth:`c_commit_point` from Python."""
         return self.c_commit_point()
 
+    def pending_bytes(self):
+        """A copy of the framed records not yet written (the buffer keeps them until :meth:`clear`)."""
+        return PyBytes_FromStringAndSize(self._data, self._size)
+
+    def clear(self):
+        """The buffered records were written: empty the buffer (its capacity kept, up to 4 MiB)."""
+        self._size = 0
+        if self._cap > 4 * 1024 * 1024:  # a burst grew it: give the memory back
+            PyMem_Free(self._data)
+            self._data = NULL
+            self._cap = 0
+
+    def take(self):
+        """:meth:`pending_bytes`, then :meth:`clear`."""
+        out = PyBytes_FromStringAndSize(self._data, self._size)
+        self.clear()
+        return out
+
     def flushed(self, double now):
-        """The buffer was written out at ``now`` (``time.monotonic()``): empty it, reset the commit count."""
-        del self.buf[:]
+        """The buffer was written out at ``now`` (``time.monotonic()``): reset the commit count."""
+        if self._size:
+            raise ValueError("the buffer must be written before it is flushed")
         self.pending = 0
         self.last_flush = now
 
     def new_segment(self, int64_t header_size):
         """The next frame starts a new segment, right after its header."""
-        if PyByteArray_GET_SIZE(self.buf):
+        if self._size:
             raise ValueError("the buffer must be written before a new segment starts")
         self.offset = header_size
 
