@@ -109,6 +109,10 @@ def test_a_parallel_replay_reaches_the_serial_state_and_the_same_divergence(tmp_
     h = fill(tmp_path / "w", m, snapshot_every=5)
     assert aos.replay(tmp_path / "w", m).verify(workers=workers) == h
     assert sum(ran) == 12  # every step ran on the executor
+    for until in (0, 1, 5, 7):  # stopped at a ticket: the same state as the serial replay stopped there
+        serial_until, parallel_until = aos.replay(tmp_path / "w", m), aos.replay(tmp_path / "w", m)
+        assert serial_until.verify(until=until) == parallel_until.verify(until=until, workers=workers)
+        assert serial_until.state("test/C@1", "b") == parallel_until.state("test/C@1", "b")
     with pytest.raises(aos.ReplayDivergenceError) as serial:
         aos.replay(tmp_path / "w", manifest_with(1)).verify()
     with pytest.raises(aos.ReplayDivergenceError) as parallel:
