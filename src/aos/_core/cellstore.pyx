@@ -17,9 +17,15 @@ garbage, squeezed out (in place, in offset order) when the arena is full
 and a quarter of it is garbage. States reach callers as new ``bytes``.
 
 The step loops call the ``c_*`` methods (``cellstore.pxd``); Python code
-calls the ``def`` methods, which check their arguments.
+calls the ``def`` methods, which check their arguments. One thread writes
+(the one committing, or one admitting through the commit loop's gate);
+worker threads of the threads executor read states meanwhile
+(:meth:`state`): on a free-threaded build, whatever moves or grows the
+arrays and :meth:`state` hold the store's critical section (nothing on a
+GIL build).
 """
 
+cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_Check, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.exc cimport PyErr_NoMemory
 from cpython.list cimport PyList_GET_ITEM
@@ -166,10 +172,9 @@ cdef class CellStore:
     cdef int64_t c_id_of(self, object spec, object key) except -1:
         """The id of cell (``spec``'s reducer, ``key``), allocating one (that runs ``spec``) on first use."""
         cdef uint8_t kind
-        cdef int64_t word, cid, slot, six, want
+        cdef int64_t word, cid, six
         cdef const char* data
         cdef Py_ssize_t size
-        cdef char* p
         _key_parts(key, &kind, &word, &data, &size)
         six = self._spec_index(spec)
         cdef int64_t nix = self.spec_name[six]
@@ -177,13 +182,18 @@ cdef class CellStore:
         cid = self._probe(nix, kind, word, data, size, h)
         if cid >= 0:
             return cid
-        # a new cell
+        with cython.critical_section(self):  # (arrays may move: a worker may be reading a state)
+            return self._new_cell(six, nix, kind, word, data, size, h)
+
+    cdef int64_t _new_cell(self, int64_t six, int64_t nix, uint8_t kind, int64_t word, const char* data,
+                           Py_ssize_t size, uint64_t h) except -1:
+        cdef int64_t cid, slot, want
+        cdef char* p
         if self.n >= MAX_CELLS:
             raise MemoryError(f"a world holds at most {MAX_CELLS} cells")
         if (self.n + 1) * 2 > self.table_cap:
             self._grow_table()
-            cid = self._probe(nix, kind, word, data, size, h)
-        slot = -cid - 1
+        slot = -self._probe(nix, kind, word, data, size, h) - 1
         if self.n == self.cap:
             self._grow_cells()
         if kind == KIND_STR or kind == KIND_BYTES:
@@ -250,6 +260,12 @@ cdef class CellStore:
 
     cdef int c_set(self, int64_t cid, object state) except -1:
         """Cell ``cid`` holds ``state`` (bytes) from now on; None: it holds no state."""
+        if state is not None and not PyBytes_Check(state):
+            raise TypeError(f"a cell state is bytes, got {type(state).__name__}")
+        with cython.critical_section(self):  # (the arena may move: a worker may be reading a state)
+            return self._set(cid, state)
+
+    cdef int _set(self, int64_t cid, object state) except -1:
         cdef int64_t old = self.off[cid]
         cdef Py_ssize_t size
         if state is None:
@@ -259,8 +275,6 @@ cdef class CellStore:
                 self.size[cid] = 0
                 self.live -= 1
             return 0
-        if not PyBytes_Check(state):
-            raise TypeError(f"a cell state is bytes, got {type(state).__name__}")
         size = PyBytes_GET_SIZE(state)
         if size > 0xFFFFFFFF:
             raise ValueError(f"a cell state of {size} bytes is over the 4 GiB a cell holds")
@@ -516,7 +530,8 @@ cdef class CellStore:
     def state(self, cid):
         """The committed state bytes of cell ``cid``, or None."""
         self._check(cid)
-        return self.c_state(cid)
+        with cython.critical_section(self):
+            return self.c_state(cid)
 
     def has_state(self, cid):
         self._check(cid)
