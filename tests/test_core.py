@@ -133,6 +133,36 @@ def test_poll_waits_for_what_the_next_ticket_depends_on() -> None:
     assert s.poll(4) is None  # nothing left at all
 
 
+def test_poll_waits_for_a_cells_step_in_flight_across_the_32_bit_ticket_boundary() -> None:
+    # the sequencer keeps the low 32 bits of each cell's last ticket: the rule must hold where they wrap
+    first = 2**32 - 1
+    s = Sequencer(window=3, first_ticket=first)
+    for i in range(3):
+        s.deliver(0, i)
+    s.deliver(1, 10)
+    c = first - 1  # everything before the first ticket has committed
+    assert s.poll(c) == (first, 0, 0)
+    assert s.poll(c) == (first + 1, 1, 10)
+    assert s.poll(c) is False  # cell 0's ticket 2**32 - 1 has not committed
+    assert s.poll(first) == (first + 2, 0, 1)
+    assert s.poll(first + 1) is False  # cell 0's ticket 2**32 + 1 is in flight
+    assert s.poll(first + 2) == (first + 3, 0, 2)
+    assert s.poll(first + 3) is None
+
+
+def test_mailbox_depth_and_cell_ids_far_apart() -> None:
+    s = Sequencer(window=4)
+    s.deliver(1_000_000, 1)
+    s.deliver(3, 2)
+    s.deliver(1_000_000, 3)
+    assert s.mailbox_depth(1_000_000) == 2 and s.mailbox_depth(3) == 1
+    assert s.mailbox_depth(500_000) == 0 and s.mailbox_depth(2_000_000) == 0 and s.mailbox_depth(-1) == 0
+    assert drain(s) == [(1, 1_000_000, 1), (2, 3, 2), (3, 1_000_000, 3)]
+    assert s.mailbox_depth(1_000_000) == 0
+    s.deliver(500_000, 4)  # a cell between the two, never used before: it starts empty
+    assert s.mailbox_depth(500_000) == 1 and drain(s) == [(4, 500_000, 4)]
+
+
 def test_poll_window_bounds_how_far_ahead_tickets_go() -> None:
     s = Sequencer(window=2)
     for c in range(5):

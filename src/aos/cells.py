@@ -1,10 +1,15 @@
 """Cells: the committed state of every (reducer, key).
 
-States are held as their canonical CBOR bytes with their BLAKE3 hash; a
-reducer always receives a freshly decoded copy, so no step can reach into
-committed state, and a world reopened from a snapshot behaves exactly like
-the one that wrote it. Cell ids are small integers local to this process
-(the sequencer's names for cells); they never reach the journal.
+States are held as their canonical CBOR bytes; a reducer always receives a
+freshly decoded copy, so no step can reach into committed state, and a world
+reopened from a snapshot behaves exactly like the one that wrote it. Cell ids
+are small integers local to this process (the sequencer's names for cells);
+they never reach the journal.
+
+The bytes live in :class:`aos._core.cellstore.CellStore`, C arrays the step
+loops read and write directly (docs/performance.md, "Memory"); this module
+adds what the rest of the kernel asks of cells: pins, the snapshot hash,
+cells in canonical order.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from typing import Any, Iterator
 import blake3
 
 from aos import canonical
+from aos._core.cellstore import CellStore
+from aos._core.hashing import digest
 from aos.manifest import ReducerSpec
 
 __all__ = ["CellTable", "hash_cells"]
@@ -30,74 +37,67 @@ def hash_cells(cells: Any) -> bytes:
     return h.digest()
 
 
-class CellTable:
-    """Cell ids, keys and committed states.
+class _View:
+    """A read-only sequence over cell ids: ``view[cid]`` (states, specs or keys of the table)."""
 
-    Kept compact for worlds of millions of cells: ids are found through one
-    dict per reducer keyed by the cell key, and state hashes live in one
-    bytearray (32 bytes per cell id) rather than as separate objects.
-    """
+    __slots__ = ("_get", "_table")
 
-    __slots__ = ("ids", "specs", "keys", "states", "hashes", "live", "pins", "current")
-
-    def __init__(self) -> None:
-        self.ids: dict[str, dict[Any, int]] = {}  # reducer name -> {cell key: cell id}
-        self.specs: list[ReducerSpec] = []
-        self.keys: list[Any] = []
-        self.states: list[bytes | None] = []
-        self.hashes = bytearray()
-        self.live = 0
-        # cell id -> the era whose code the cell runs, for cells pinned to an earlier era than the
-        # world's (docs/upgrades.md, "Pinned cells"); their ``specs`` entry is that era's reducer
-        self.pins: dict[int, bytes] = {}
-        self.current: Any = None  # the world's manifest: the reducer a cell takes when its pin ends
+    def __init__(self, table: CellTable, get: Any) -> None:
+        self._table = table
+        self._get = get
 
     def __len__(self) -> int:
-        """Number of cells with a state."""
-        return self.live
+        return int(self._table.count)
 
-    def id_of(self, spec: ReducerSpec, key: Any) -> int:
-        """The id of cell (spec, key), allocating one on first use."""
-        ids = self.ids.get(spec.name)
-        if ids is None:
-            ids = self.ids[spec.name] = {}
-        cid = ids.get(key)
-        if cid is None:
-            cid = len(self.specs)
-            ids[key] = cid
-            self.specs.append(spec)
-            self.keys.append(key)
-            self.states.append(None)
-            self.hashes += bytes(32)
-        return cid
+    def __getitem__(self, cid: int) -> Any:
+        return self._get(cid)
 
-    def find(self, reducer: str, key: Any) -> int | None:
-        ids = self.ids.get(reducer)
-        return None if ids is None else ids.get(key)
+    def __iter__(self) -> Iterator[Any]:
+        get = self._get
+        return (get(cid) for cid in range(self._table.count))
+
+
+class CellTable(CellStore):
+    """Cell ids, keys, the reducer each runs and committed states (the store is C; see the module docstring).
+
+    ``states``, ``specs`` and ``keys`` are read-only views by cell id;
+    ``state_hash(cid)`` is the BLAKE3 of the state bytes, computed when asked.
+    """
+
+    __slots__ = ()
+
+    @property
+    def states(self) -> _View:
+        return _View(self, self.state)
+
+    @property
+    def specs(self) -> _View:
+        return _View(self, self.spec)
+
+    @property
+    def keys(self) -> _View:
+        return _View(self, self.key)
 
     def state_of(self, reducer: str, key: Any) -> bytes | None:
         """The committed state bytes of cell (reducer, key), or None."""
         cid = self.find(reducer, key)
-        return None if cid is None else self.states[cid]
+        return None if cid is None else self.state(cid)
 
-    def set(self, cid: int, state: bytes | None, state_hash: bytes | None) -> None:
-        before = self.states[cid] is not None
-        self.states[cid] = state
-        if state_hash is not None:
-            self.hashes[cid * 32:cid * 32 + 32] = state_hash
-        elif self.pins and cid in self.pins:  # a deleted cell leaves its era: made again, it is a new cell
+    def set(self, cid: int, state: bytes | None, state_hash: bytes | None = None) -> None:
+        """Cell ``cid`` holds ``state`` (None: it is deleted). ``state_hash``, its BLAKE3, is not kept."""
+        self.set_state(cid, state)
+        if state is None and self.pins and cid in self.pins:  # a deleted cell leaves its era: made again, it is new
             self.unpin(cid)
-        self.live += (state is not None) - before
 
     def pin(self, cid: int, spec: ReducerSpec, era: bytes) -> None:
         """Cell ``cid`` runs ``spec``, the reducer of the earlier era ``era``."""
-        self.specs[cid] = spec
+        self.set_spec(cid, spec)
         self.pins[cid] = era
 
     def unpin(self, cid: int) -> None:
         """Cell ``cid`` runs the world's current reducer from now on."""
         del self.pins[cid]
-        self.specs[cid] = self.current.get(self.specs[cid].name)
+        self.set_spec(cid, self.current.get(self.spec(cid).name))
 
     def era_of(self, cid: int) -> bytes | None:
         """The earlier era cell ``cid`` is pinned to, or None (it runs the world's current code)."""
@@ -105,10 +105,8 @@ class CellTable:
 
     def items(self) -> Iterator[tuple[ReducerSpec, Any, bytes, bytes]]:
         """Live cells as (spec, key, state bytes, state hash), in id order."""
-        hashes = self.hashes
-        for cid, state in enumerate(self.states):
-            if state is not None:
-                yield self.specs[cid], self.keys[cid], state, bytes(hashes[cid * 32:cid * 32 + 32])
+        for _cid, spec, key, state in self.entries():
+            yield spec, key, state, digest(state)
 
     def sorted_items(self) -> list[tuple[bytes, ReducerSpec, Any, bytes, bytes]]:
         """Live cells in canonical order: by the CBOR encoding of ``[reducer, key]``."""
@@ -121,9 +119,8 @@ class CellTable:
         """BLAKE3 over ``cbor([reducer, key]) || state_hash`` of every live cell, in canonical order."""
         if rows is None:
             # (sorted_items without building its rows: this runs at every snapshot and replay's end)
-            hashes, specs, keys, encode = self.hashes, self.specs, self.keys, canonical.encode
-            pairs = sorted((encode([specs[cid].name, keys[cid]]), hashes[cid * 32:cid * 32 + 32])
-                           for cid, state in enumerate(self.states) if state is not None)
+            encode = canonical.encode
+            pairs = sorted((encode([spec.name, key]), digest(state)) for _cid, spec, key, state in self.entries())
         else:
             pairs = [(name, state_hash) for name, _spec, _key, _state, state_hash in rows]
         h = blake3.blake3(b"aos.snapshot.v1")

@@ -596,18 +596,18 @@ def _apply(world: "World", proposal: int, manifest: Manifest, migrate: dict[str,
         if name in drop:
             raise LiveCellsError(f"{name!r} is named in both drop and retire")
     live: dict[str, int] = {}
-    for spec, _key, _s, _h in k.cells.items():
+    for _cid, spec, _key, _s in k.cells.entries():
         if spec.name in removed:
             live[spec.name] = live.get(spec.name, 0) + 1
     seq = k.sequencer.export_state()
     for ring in seq["rings"]:
         for cid, _since in ring:
-            if k.cells.specs[cid].name in removed:
-                raise LiveCellsError(f"reducer {k.cells.specs[cid].name} is removed but its cells have inputs "
+            if k.cells.spec(cid).name in removed:
+                raise LiveCellsError(f"reducer {k.cells.spec(cid).name} is removed but its cells have inputs "
                                      "waiting: run the world until it is quiet first")
     for p in seq["pending"] + seq["admitted"]:
-        if k.cells.specs[p[1]].name in removed:
-            raise LiveCellsError(f"reducer {k.cells.specs[p[1]].name} is removed but emitted events are on "
+        if k.cells.spec(p[1]).name in removed:
+            raise LiveCellsError(f"reducer {k.cells.spec(p[1]).name} is removed but emitted events are on "
                                  "their way to its cells: run the world until it is quiet first")
     for q in k.outbox.queued.values():
         assert isinstance(q, QueuedEffect)
@@ -627,9 +627,9 @@ def _apply(world: "World", proposal: int, manifest: Manifest, migrate: dict[str,
     # reducers whose code changed keep their live cells on the old code unless migrated or adopted
     changed_code = {c.subject for c in era_changes(old_m.describe(), manifest) if c.kind == "reducer-code"}
     pinned = tuple(sorted(
-        {spec.name for cid, spec in enumerate(k.cells.specs)
+        {spec.name for cid, spec, _key, _s in k.cells.entries()
          if spec.name in changed_code and spec.name not in migrate and spec.name not in adopt
-         and k.cells.states[cid] is not None and k.cells.era_of(cid) is None}))
+         and k.cells.era_of(cid) is None}))
     # the new kernel, built in memory (a failure here also leaves everything as it was)
     j = world._journal
     probe = transition(k, manifest, j, states, retired, dropped, j.position, pinned, adopt)

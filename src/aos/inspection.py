@@ -60,12 +60,13 @@ class Inspection:
         k = world._live()
         if reducer is not None:
             world.manifest.get(reducer)
-        return self._on_runner(lambda: [(spec.name, key) for _n, spec, key, _s, _h in k.cells.sorted_items()  # type: ignore[no-any-return]
-                                        if reducer is None or spec.name == reducer])
+        return self._on_runner(lambda: [(name, key) for _n, name, key in sorted(  # type: ignore[no-any-return]
+            (canonical.encode([spec.name, key]), spec.name, key) for _cid, spec, key, _s in k.cells.entries()
+            if reducer is None or spec.name == reducer)])
 
     def iter_states(self) -> Iterator[tuple[str, Any, Any]]:
         k = self.world._live()
-        taken = self._on_runner(lambda: [(spec.name, key, state) for spec, key, state, _h in k.cells.items()])
+        taken = self._on_runner(lambda: [(spec.name, key, state) for _cid, spec, key, state in k.cells.entries()])
         for name, key, state in taken:
             yield name, key, canonical.decode_trusted(state)
 
@@ -76,7 +77,7 @@ class Inspection:
 
         def find() -> bytes:
             cid = k.cells.find(reducer, key)
-            era = None if cid is None or k.cells.states[cid] is None else k.cells.era_of(cid)
+            era = None if cid is None or not k.cells.has_state(cid) else k.cells.era_of(cid)
             return world.manifest.era if era is None else era
 
         return self._on_runner(find).hex()  # type: ignore[no-any-return]
@@ -136,8 +137,8 @@ class Inspection:
         d = world._dispatcher
         tickets = max(0, s.next_ticket - 1)
         wait_cell = None
-        if s.wait_max and s.wait_max_cell < len(k.cells.specs):
-            wait_cell = (k.cells.specs[s.wait_max_cell].name, k.cells.keys[s.wait_max_cell])
+        if s.wait_max and s.wait_max_cell < k.cells.count:
+            wait_cell = (k.cells.spec(s.wait_max_cell).name, k.cells.key(s.wait_max_cell))
         return {
             "executor": ex.name,
             "workers": world.workers,

@@ -39,18 +39,19 @@ class InvariantView:
         cid = cells.find(reducer, key)
         if cid is None:
             return None
-        data = self._state if cid == self._cid else cells.states[cid]
+        data = self._state if cid == self._cid else cells.state(cid)
         return None if data is None else canonical.decode_trusted(data)
 
     def cells(self, reducer: str | None = None) -> Iterator[tuple[str, Any, Any]]:
         """(reducer, key, state) of every live cell (all of them: use sparingly)."""
         cells = self._kernel.cells
-        for cid, spec in enumerate(cells.specs):
+        for cid in range(cells.count):
+            spec = cells.spec(cid)
             if reducer is not None and spec.name != reducer:
                 continue
-            data = self._state if cid == self._cid else cells.states[cid]
+            data = self._state if cid == self._cid else cells.state(cid)
             if data is not None:
-                yield spec.name, cells.keys[cid], canonical.decode_trusted(data)
+                yield spec.name, cells.key(cid), canonical.decode_trusted(data)
 
     def budget(self, cap: str) -> BudgetView:
         return self._kernel.ledger.view(cap)

@@ -238,12 +238,12 @@ class Kernel:
     def compute(self, ticket: Ticket) -> StepResult:
         """Compute a step against the committed state (serial executors and replay)."""
         schema, value = self.inbox.get(ticket.input)
-        return compute(ticket, self.cells.states[ticket.cid], schema, value, self.admission, self.ledger)
+        return compute(ticket, self.cells.state(ticket.cid), schema, value, self.admission, self.ledger)
 
     def prepare_native(self, ticket: Ticket) -> Any:
         """The native call of ``ticket``, for a worker that runs it without the GIL (threads executor)."""
         schema, value = self.inbox.get(ticket.input)
-        return prepare_native(ticket, self.cells.states[ticket.cid], schema, value)
+        return prepare_native(ticket, self.cells.state(ticket.cid), schema, value)
 
     def finish_native(self, ticket: Ticket, call: Any) -> StepResult:
         """The result of a native call a worker ran (checked like any step's outputs)."""
@@ -251,7 +251,7 @@ class Kernel:
 
     def ticket(self, event_id: int, cid: int, seq: int) -> Ticket:
         cells = self.cells
-        return Ticket(event_id, cid, seq, cells.specs[cid], cells.keys[cid])
+        return Ticket(event_id, cid, seq, cells.spec(cid), cells.key(cid))
 
     def next_ticket(self) -> Ticket | None:
         """The next ticket, all earlier ones being committed (serial use)."""

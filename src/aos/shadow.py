@@ -530,7 +530,7 @@ class _Run:
         k = self.kernel
         del self.sink.queued[:]
         j = _side(group, None)
-        state = k.cells.states[ticket.cid]
+        state = k.cells.state(ticket.cid)
         s = _side(produced, None if state is None else canonical.decode_trusted(state))
         what = []
         if (j.reducer, j.key) != (s.reducer, s.key) or (j.input != s.input and not self.shifted):

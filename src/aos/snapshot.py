@@ -62,7 +62,7 @@ def snapshot_doc(kernel: Kernel, era: bytes, position: Position) -> tuple[dict[s
         r = ref_of.get(cid)
         if r is None:
             r = ref_of[cid] = len(refs)
-            refs.append([kernel.cells.specs[cid].name, kernel.cells.keys[cid]])
+            refs.append([kernel.cells.spec(cid).name, kernel.cells.key(cid)])
         return r
 
     sequencer = {
@@ -104,7 +104,7 @@ def snapshot_doc(kernel: Kernel, era: bytes, position: Position) -> tuple[dict[s
 def pin_rows(kernel: Kernel) -> list[list[Any]]:
     """``[reducer, key, era]`` of every pinned cell, in canonical cell order."""
     cells = kernel.cells
-    rows = [[cells.specs[cid].name, cells.keys[cid], era] for cid, era in cells.pins.items()]
+    rows = [[cells.spec(cid).name, cells.key(cid), era] for cid, era in cells.pins.items()]
     rows.sort(key=lambda r: canonical.encode(r[:2]))
     return rows
 
@@ -127,7 +127,7 @@ def restore_pins(kernel: Kernel, rows: Any, where: str) -> None:
             reducers.setdefault(era.hex(), set()).add(reducer)
             continue
         cid = kernel.cells.find(reducer, key)
-        if cid is None or kernel.cells.states[cid] is None:
+        if cid is None or not kernel.cells.has_state(cid):
             raise SnapshotCorruptError(where, f"pins names cell ({reducer!r}, {key!r}), which holds no state")
         if reducer not in m.reducers:
             raise SnapshotCorruptError(where, f"cell ({reducer!r}, {key!r}) is pinned to era {era.hex()[:12]}, "

@@ -34,6 +34,7 @@ from aos._core.posix cimport (
     pthread_mutex_t,
     pthread_mutex_unlock,
 )
+from aos._core.cellstore cimport CellStore
 from aos._core.sequencer cimport Sequencer
 
 __all__ = ["CommitLoop", "BUCKETS"]
@@ -182,7 +183,7 @@ cdef class CommitLoop:
         after, barrier, quiet, wants_quiet = hooks.after_commit, hooks.barrier, hooks.at_quiet, hooks.wants_quiet
         intake = hooks.intake
         own_step = self.inline.commit_ticket
-        specs = kernel.cells.specs
+        cdef CellStore cells = kernel.cells
         cdef int64_t every = hooks.every
         cdef int64_t quiet_at = committed - QUIET_EVERY  # the first quiet point carries out what waits
         cdef int64_t asked_at = committed - QUIET_EVERY
@@ -258,7 +259,7 @@ cdef class CommitLoop:
                     break
                 assigned = ticket
                 self.assigned_at[assigned % cap] = now_ns()
-                spec = specs[cid]
+                spec = cells.c_spec(cid)
                 if spec.native is None and self.python_here:
                     mine[assigned] = (ticket, cid, inp)  # a Python step under the GIL: computed here when next
                     if barrier is not None and every > 0 and assigned % every == 0 and barrier(assigned):

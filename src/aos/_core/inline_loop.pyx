@@ -25,11 +25,10 @@ their dispatch; ``at_quiet`` (inputs from other threads, receipts) every
 ``QUIET_EVERY`` steps.
 """
 
-from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.stdint cimport int64_t
-from libc.string cimport memcpy
 from cpython.long cimport PyLong_AsLongLongAndOverflow
+
+from aos._core.cellstore cimport CellStore
 
 from aos._core.decoder cimport decode
 from aos._core.encoder cimport encode, event_admitted, step_committed, step_scheduled
@@ -46,13 +45,6 @@ from aos._core.decoder import UNHANDLED, event_admitted_fields
 
 cdef object _UNHANDLED = UNHANDLED
 cdef tuple _EMPTY = ()
-
-
-cdef inline int64_t _cell_id(cells, spec, key) except -1:
-    """The id of cell (spec, key): looked up in C, allocated by :meth:`CellTable.id_of` when new."""
-    cells_of = (<dict>cells.ids).get(spec.name)
-    cid = None if cells_of is None else (<dict>cells_of).get(key)
-    return cells.id_of(spec, key) if cid is None else cid
 
 
 QUIET_EVERY = 64  # steps between two calls of the at_quiet hook
@@ -75,8 +67,8 @@ cdef class InlineLoop:
     cdef Sequencer seq
     cdef FrameWriter writer
     cdef FrameCursor cursor
-    cdef object sink, cells, hashes, pins, admission, ledger
-    cdef list states, specs, keys
+    cdef object sink, admission, ledger
+    cdef CellStore cells
     cdef dict events
     cdef bint fast_ok
     cdef int64_t commits
@@ -110,12 +102,7 @@ cdef class InlineLoop:
         elif isinstance(sink, FrameCursor):
             self.cursor = <FrameCursor>sink  # a replay: the records are compared with the journal's
         self.fast_ok = not k.manifest.invariants
-        cells = self.cells = k.cells
-        self.states = cells.states
-        self.specs = cells.specs
-        self.keys = cells.keys
-        self.hashes = cells.hashes
-        self.pins = cells.pins
+        self.cells = <CellStore?>k.cells
         self.events = k.inbox.events
         self.admission = k.admission
         self.ledger = k.ledger
@@ -202,13 +189,13 @@ cdef class InlineLoop:
         cdef bint took_reference = True
         cdef list entry
         cdef StepFields fields
-        cdef list states = self.states
+        cdef CellStore cells = self.cells
         cdef dict events = self.events
         cdef FrameWriter writer = self.writer
         cdef FrameCursor cursor = self.cursor
         committer = self.committer
         k = self.kernel
-        spec = self.specs[cid]
+        spec = cells.c_spec(cid)
         if self.fast_ok and spec.native is None:
             entry = events[inp]
             schema = entry[0]
@@ -225,7 +212,7 @@ cdef class InlineLoop:
             self.reference += 1
         else:
             # the common step, as aos.step.compute and Committer.commit do it
-            key = self.keys[cid]
+            key = cells.c_key(cid)
             ctx = self.StepContext.__new__(self.StepContext)
             fields = <StepFields>ctx
             fields.event_id = t
@@ -239,7 +226,7 @@ cdef class InlineLoop:
             fields.reads = {}
             result = None
             try:
-                state = states[cid]
+                state = cells.c_state(cid)
                 if state is None:
                     current = None
                 else:
@@ -281,17 +268,12 @@ cdef class InlineLoop:
                 took_reference = False
                 sink = self.sink
                 self._append(writer, cursor, sink, step_scheduled(t, spec.name, key, inp, 0))
-                before = state is not None
-                states[cid] = new_bytes
-                if new_hash is not None:
-                    memcpy(PyByteArray_AS_STRING(self.hashes) + cid * 32, PyBytes_AS_STRING(new_hash), 32)
-                elif self.pins and cid in self.pins:  # a deleted cell leaves its era (CellTable.set)
-                    self.cells.unpin(cid)
-                if before != (new_bytes is not None):
-                    self.cells.live += 1 if new_bytes is not None else -1
+                cells.c_set(cid, new_bytes)
+                if new_bytes is None and cells.pins and cid in cells.pins:  # it leaves its era (CellTable.set)
+                    cells.unpin(cid)
                 self._append(writer, cursor, sink, committed)
                 if emits:
-                    self._deliver(k, self.seq, self.cells, t, emits, fields.routes, events)
+                    self._deliver(k, self.seq, cells, t, emits, fields.routes, events)
                 left = entry[2] - 1  # Inbox.consumed
                 if left == 0:
                     del events[inp]
@@ -324,7 +306,7 @@ cdef class InlineLoop:
         """
         k = self.kernel
         cdef Sequencer seq = self.seq
-        cells = self.cells
+        cdef CellStore cells = self.cells
         cdef dict events = self.events
         cdef long long as_int
         cdef int overflow = 0
@@ -365,10 +347,11 @@ cdef class InlineLoop:
         if routes:
             events[s] = [schema, value, len(routes)]  # Inbox.put
         for spec, key in routes:
-            seq.c_deliver_at(visible_at, _cell_id(cells, spec, key), s, spec.priority)
+            seq.c_deliver_at(visible_at, cells.c_id_of(spec, key), s, spec.priority)
         return True
 
-    cdef int _deliver(self, k, Sequencer seq, cells, int64_t t, list emits, list routes, dict events) except -1:
+    cdef int _deliver(self, k, Sequencer seq, CellStore cells, int64_t t, list emits, list routes,
+                      dict events) except -1:
         """Admit what step ``t`` emitted, in emit order, each input visible ``window`` tickets later."""
         cdef int64_t s = k.next_seq
         cdef Py_ssize_t i, n
@@ -380,7 +363,7 @@ cdef class InlineLoop:
             if n:
                 events[s] = [emit.schema, emit.value, n]  # Inbox.put
             for spec, key in to:
-                seq.c_deliver_emitted(t, _cell_id(cells, spec, key), s, spec.priority)
+                seq.c_deliver_emitted(t, cells.c_id_of(spec, key), s, spec.priority)
             s += 1
         k.next_seq = s
         return 0

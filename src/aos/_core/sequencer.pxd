@@ -2,7 +2,7 @@
 """The sequencer's declaration: other core modules call it in C (``cimport``)."""
 
 cimport cython
-from libc.stdint cimport int64_t
+from libc.stdint cimport int32_t, int64_t, uint32_t
 
 
 cdef struct Node:
@@ -24,11 +24,10 @@ cdef enum:
 
 @cython.final
 cdef class Sequencer:
-    # per cell
-    cdef int64_t* head
-    cdef int64_t* tail
-    cdef int64_t* depth
-    cdef int64_t* last      # the last ticket each cell was given (0: none)
+    # per cell (22 bytes; set up as cell ids come into use, not for the whole capacity)
+    cdef int32_t* head      # the cell's mailbox: its first and last node (-1: empty)
+    cdef int32_t* tail
+    cdef uint32_t* last     # the low 32 bits of the last ticket the cell was given (0: none)
     cdef int64_t* since     # the ticket current when the cell last entered the ring
     cdef char* cls          # the cell's priority class
     cdef char* in_ring
@@ -40,7 +39,7 @@ cdef class Sequencer:
     cdef int64_t free_node
     cdef int64_t node_used
     # ready rings (one FIFO of cell ids per priority class)
-    cdef int64_t* ring[NCLASS]
+    cdef uint32_t* ring[NCLASS]
     cdef int64_t ring_cap
     cdef int64_t ring_head[NCLASS]
     cdef int64_t ring_count[NCLASS]

@@ -31,7 +31,7 @@ The rule (docs/scheduling.md):
 
 cimport cython
 from libc.stdlib cimport malloc, realloc, free
-from libc.stdint cimport int64_t, INT64_MAX
+from libc.stdint cimport int32_t, int64_t, uint32_t, INT32_MAX, INT64_MAX
 from cpython.exc cimport PyErr_NoMemory
 
 
@@ -71,7 +71,9 @@ cdef class Sequencer:
             raise ValueError(f"first_ticket must be >= 1, got {first_ticket}")
         self.window = window
         self.next_ticket = first_ticket
-        self.head = self.tail = self.depth = self.last = self.since = NULL
+        self.head = self.tail = NULL
+        self.last = NULL
+        self.since = NULL
         self.in_ring = NULL
         self.cls = NULL
         self.nodes = NULL
@@ -89,7 +91,7 @@ cdef class Sequencer:
         self._grow_held(16)
 
     def __dealloc__(self):
-        free(self.head); free(self.tail); free(self.depth); free(self.last); free(self.since); free(self.in_ring)
+        free(self.head); free(self.tail); free(self.last); free(self.since); free(self.in_ring)
         free(self.cls); free(self.nodes); free(self.pend); free(self.held)
         cdef int k
         for k in range(NCLASS):
@@ -103,23 +105,21 @@ cdef class Sequencer:
             cap *= 2
         if cap == self.cell_cap:
             return 0
-        cdef int64_t* h = <int64_t*>realloc(self.head, cap * sizeof(int64_t))
-        if h == NULL:
+        if cap > INT32_MAX:
+            raise MemoryError(f"the sequencer holds at most {INT32_MAX} cells")
+        cdef int32_t* m = <int32_t*>realloc(self.head, cap * sizeof(int32_t))
+        if m == NULL:
             PyErr_NoMemory()
-        self.head = h
-        h = <int64_t*>realloc(self.tail, cap * sizeof(int64_t))
-        if h == NULL:
+        self.head = m
+        m = <int32_t*>realloc(self.tail, cap * sizeof(int32_t))
+        if m == NULL:
             PyErr_NoMemory()
-        self.tail = h
-        h = <int64_t*>realloc(self.depth, cap * sizeof(int64_t))
-        if h == NULL:
+        self.tail = m
+        cdef uint32_t* u = <uint32_t*>realloc(self.last, cap * sizeof(uint32_t))
+        if u == NULL:
             PyErr_NoMemory()
-        self.depth = h
-        h = <int64_t*>realloc(self.last, cap * sizeof(int64_t))
-        if h == NULL:
-            PyErr_NoMemory()
-        self.last = h
-        h = <int64_t*>realloc(self.since, cap * sizeof(int64_t))
+        self.last = u
+        cdef int64_t* h = <int64_t*>realloc(self.since, cap * sizeof(int64_t))
         if h == NULL:
             PyErr_NoMemory()
         self.since = h
@@ -131,21 +131,15 @@ cdef class Sequencer:
         if r == NULL:
             PyErr_NoMemory()
         self.cls = r
-        for i in range(self.cell_cap, cap):
-            self.head[i] = -1
-            self.tail[i] = -1
-            self.depth[i] = 0
-            self.last[i] = 0
-            self.since[i] = 0
-            self.in_ring[i] = 0
-            self.cls[i] = 1
-        self.cell_cap = cap
+        self.cell_cap = cap  # (entries are set up by _reserve as cells come into use)
         return 0
 
     cdef int _grow_nodes(self, int64_t want) except -1:
         cdef int64_t cap = self.node_cap if self.node_cap else 256
         while cap < want:
             cap *= 2
+        if cap > INT32_MAX:
+            raise MemoryError(f"the sequencer holds at most {INT32_MAX} queued inputs")
         if cap == self.node_cap:
             return 0
         cdef Node* n = <Node*>realloc(self.nodes, cap * sizeof(Node))
@@ -159,13 +153,13 @@ cdef class Sequencer:
         cdef int64_t cap = self.ring_cap if self.ring_cap else 64
         cdef int64_t i
         cdef int k
-        cdef int64_t* r
+        cdef uint32_t* r
         while cap < want:
             cap *= 2
         if cap == self.ring_cap:
             return 0
         for k in range(NCLASS):
-            r = <int64_t*>malloc(cap * sizeof(int64_t))
+            r = <uint32_t*>malloc(cap * sizeof(uint32_t))
             if r == NULL:
                 PyErr_NoMemory()
             for i in range(self.ring_count[k]):
@@ -185,9 +179,17 @@ cdef class Sequencer:
     cdef int _reserve(self, int64_t cell) except -1:
         if cell < 0:
             raise ValueError(f"cell id must be >= 0, got {cell}")
+        cdef int64_t i
         if cell >= self.cell_cap:
             self._grow_cells(cell + 1)
         if cell >= self.ncells:
+            for i in range(self.ncells, cell + 1):
+                self.head[i] = -1
+                self.tail[i] = -1
+                self.last[i] = 0
+                self.since[i] = 0
+                self.in_ring[i] = 0
+                self.cls[i] = 1
             self.ncells = cell + 1
         return self._ensure_room(1)
 
@@ -203,7 +205,7 @@ cdef class Sequencer:
 
     # ------------------------------------------------------------ nogil core
     cdef void _push_mailbox(self, int64_t cell, int64_t input) noexcept nogil:
-        cdef int64_t idx
+        cdef int32_t idx
         if self.free_node >= 0:
             idx = self.free_node
             self.free_node = self.nodes[idx].next
@@ -217,7 +219,6 @@ cdef class Sequencer:
         else:
             self.head[cell] = idx
         self.tail[cell] = idx
-        self.depth[cell] += 1
         self.queued += 1
         if self.queued > self.queued_max:
             self.queued_max = self.queued
@@ -319,16 +320,15 @@ cdef class Sequencer:
             self.tail[c] = -1
         self.nodes[idx].next = self.free_node
         self.free_node = idx
-        self.depth[c] -= 1
         self.queued -= 1
-        if self.depth[c] > 0:
+        if self.head[c] >= 0:
             self._ring_push(c)
             self.since[c] = self.next_ticket + 1
         else:
             self.in_ring[c] = 0
         cell[0] = c
         ticket[0] = self.next_ticket
-        self.last[c] = self.next_ticket
+        self.last[c] = <uint32_t>self.next_ticket
         self.next_ticket += 1
         return True
 
@@ -422,7 +422,8 @@ cdef class Sequencer:
     cdef int64_t _poll(self, int64_t committed, int64_t* ticket, int64_t* cell, int64_t* input) noexcept nogil:
         # 1: a ticket was assigned; 0: idle (nothing to schedule even once all
         # commits are in); -1: wait for more commits (the decision depends on them).
-        cdef int64_t n = self.next_ticket
+        cdef int64_t n = self.next_ticket, front
+        cdef int k
         if committed < n - self.window:
             return -1  # inputs emitted by ticket n - window may not be delivered yet
         self._release(n, False)
@@ -431,8 +432,15 @@ cdef class Sequencer:
                 return -1  # a step in flight may still emit; its inputs decide what comes next
             if self.pend_len == 0 and self.held_len == 0:
                 return 0
-        elif self.last[self.ring[self._choose()][self.ring_head[self._choose()]]] > committed:
-            return -1  # the cell's previous step has not committed: its state is not known yet
+        elif committed < n - 1:
+            k = self._choose()
+            front = self.ring[k][self.ring_head[k]]
+            if <uint32_t>(<uint32_t>(n - 1) - self.last[front]) < <uint32_t>(n - 1 - committed):
+                # The cell's previous step has not committed: its state is not known yet. (Only tickets
+                # in flight, under ``window`` of them, matter: ``last`` keeps a ticket's low 32 bits; a
+                # cell idle for a multiple of 2**32 tickets may wait until everything has committed,
+                # which changes no decision.)
+                return -1
         return 1 if self._next(ticket, cell, input) else 0
 
     def poll(self, int64_t committed):
@@ -479,9 +487,14 @@ cdef class Sequencer:
         return self.held_len
 
     def mailbox_depth(self, int64_t cell):
+        cdef int64_t n = 0, idx
         if cell < 0 or cell >= self.ncells:
             return 0
-        return self.depth[cell]
+        idx = self.head[cell]
+        while idx >= 0:
+            n += 1
+            idx = self.nodes[idx].next
+        return n
 
     # ------------------------------------------------------- persistence
     def export_state(self):

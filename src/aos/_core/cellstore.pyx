@@ -1,0 +1,578 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: freethreading_compatible=True
+"""The cell store: every cell's key, reducer and committed state bytes in C arrays.
+
+A world of millions of cells holds, per cell, what it needs and no Python
+object: its state's bytes packed in one arena (an offset and a length), its
+key unboxed (an int key's value, or a str or bytes key's bytes in a keys
+arena), the reducer it runs as a 16-bit index into a short list of specs,
+and one 32-bit slot in an open-addressing table from (reducer name, key)
+to the cell id. State hashes are not kept: they are the BLAKE3 of the
+state bytes, computed when a snapshot needs them.
+
+Cell ids are dense from 0 and never reused (the sequencer's arrays are
+indexed by them). A state written over a shorter or equal one takes its
+place; a longer one goes to the arena's end and the old bytes become
+garbage, squeezed out (in place, in offset order) when the arena is full
+and a quarter of it is garbage. States reach callers as new ``bytes``.
+
+The step loops call the ``c_*`` methods (``cellstore.pxd``); Python code
+calls the ``def`` methods, which check their arguments. One thread writes
+(the one committing, or one admitting through the commit loop's gate);
+worker threads of the threads executor read states meanwhile
+(:meth:`state`): on a free-threaded build, whatever moves or grows the
+arrays and :meth:`state` hold the store's critical section (nothing on a
+GIL build).
+"""
+
+cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_Check, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.exc cimport PyErr_NoMemory
+from cpython.list cimport PyList_GET_ITEM
+from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_Check, PyLong_FromLongLong
+from cpython.bool cimport PyBool_Check
+from cpython.unicode cimport PyUnicode_Check, PyUnicode_DecodeUTF8
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free, malloc, realloc
+from libc.string cimport memcmp, memcpy, memmove
+
+from aos._core.hashing cimport digest_of
+
+import os
+
+from aos.errors import InvalidKeyError, brief
+
+__all__ = ["CellStore", "KEY_NONE", "KEY_INT", "KEY_STR", "KEY_BYTES"]
+
+cdef extern from "Python.h":
+    const char* PyUnicode_AsUTF8AndSize(object s, Py_ssize_t* size) except NULL
+
+cdef enum:
+    KIND_NONE = 0   # no key: the one cell of an unkeyed reducer
+    KIND_INT = 1    # an int of the signed 64-bit range, in ``word``
+    KIND_STR = 2    # a str: its UTF-8 in the keys arena at ``word``
+    KIND_BYTES = 3  # bytes: in the keys arena at ``word``
+
+KEY_NONE, KEY_INT, KEY_STR, KEY_BYTES = KIND_NONE, KIND_INT, KIND_STR, KIND_BYTES
+
+cdef int64_t MAX_SPECS = 65535
+cdef int64_t MAX_CELLS = 0xFFFFFFFE  # table slots hold id + 1 in 32 bits
+cdef int64_t MIN_ARENA = 1 << 16
+
+# The table's hash is seeded per process, so which keys collide cannot be chosen from outside;
+# cell ids never depend on it (they are given in order of first use).
+cdef uint64_t SEED = int.from_bytes(os.urandom(8), "little")
+
+
+cdef inline uint64_t _mix(uint64_t x) noexcept nogil:
+    x ^= x >> 30
+    x *= <uint64_t>0xbf58476d1ce4e5b9
+    x ^= x >> 27
+    x *= <uint64_t>0x94d049bb133111eb
+    x ^= x >> 31
+    return x
+
+
+cdef uint64_t _hash(int64_t nix, uint8_t kind, int64_t word, const char* data, Py_ssize_t size) noexcept nogil:
+    """The table hash of key (``kind``, ``word`` or ``data``) of the reducer named ``nix``."""
+    cdef uint64_t h = SEED ^ (<uint64_t>nix * <uint64_t>0x9e3779b97f4a7c15) ^ (<uint64_t>kind << 56)
+    cdef uint64_t w
+    cdef Py_ssize_t i = 0
+    if kind == KIND_STR or kind == KIND_BYTES:
+        h = _mix(h ^ <uint64_t>size)
+        while i + 8 <= size:
+            memcpy(&w, data + i, 8)
+            h = _mix(h ^ w)
+            i += 8
+        if i < size:
+            w = 0
+            memcpy(&w, data + i, size - i)
+            h = _mix(h ^ w ^ <uint64_t>0x2545f4914f6cdd1d)
+        return h
+    return _mix(h ^ <uint64_t>word)
+
+
+cdef int _key_parts(object key, uint8_t* kind, int64_t* word, const char** data, Py_ssize_t* size) except -1:
+    """How a cell key is stored: str, bytes, an int of the signed 64-bit range (not a bool), or None."""
+    cdef int overflow = 0
+    cdef long long v
+    data[0] = NULL
+    size[0] = 0
+    word[0] = 0
+    if key is None:
+        kind[0] = KIND_NONE
+    elif PyUnicode_Check(key):
+        try:
+            data[0] = PyUnicode_AsUTF8AndSize(key, size)
+        except UnicodeEncodeError:
+            raise InvalidKeyError(f"cell key {brief(key)} is not valid text (it has no UTF-8 encoding)") from None
+        kind[0] = KIND_STR
+    elif PyBytes_Check(key):
+        data[0] = PyBytes_AS_STRING(key)
+        size[0] = PyBytes_GET_SIZE(key)
+        kind[0] = KIND_BYTES
+    elif PyLong_Check(key) and not PyBool_Check(key):
+        v = PyLong_AsLongLongAndOverflow(key, &overflow)
+        if overflow:
+            raise InvalidKeyError(f"cell key {brief(key)} is outside the signed 64-bit range")
+        word[0] = v
+        kind[0] = KIND_INT
+    else:
+        raise InvalidKeyError(f"a cell key must be str, int or bytes (or none, for an unkeyed reducer), "
+                              f"got {type(key).__name__} {brief(key)}")
+    if size[0] > 0xFFFFFFFF:
+        raise InvalidKeyError(f"cell key of {size[0]} bytes is too long")
+    return 0
+
+
+cdef inline uint32_t _load32(const char* p) noexcept nogil:
+    cdef uint32_t v
+    memcpy(&v, p, 4)
+    return v
+
+
+cdef inline void _store32(char* p, uint32_t v) noexcept nogil:
+    memcpy(p, &v, 4)
+
+
+cdef class CellStore:
+    """Cell ids, keys, reducers and committed states (see the module's docstring)."""
+
+    def __cinit__(self):
+        self.off = NULL
+        self.size = NULL
+        self.word = NULL
+        self.spec_ix = NULL
+        self.kind = NULL
+        self.arena = NULL
+        self.keys = NULL
+        self.spec_name = NULL
+        self.table = <uint32_t*>calloc(64, sizeof(uint32_t))
+        if self.table == NULL:
+            PyErr_NoMemory()
+        self.table_cap = 64
+        self.spec_list = []
+        self.spec_index = {}
+        self.name_index = {}
+        self.last_spec = None
+        self.pins = {}
+
+    def __dealloc__(self):
+        free(self.off)
+        free(self.size)
+        free(self.word)
+        free(self.spec_ix)
+        free(self.kind)
+        free(self.arena)
+        free(self.keys)
+        free(self.table)
+        free(self.spec_name)
+
+    # ------------------------------------------------------------ the C API
+    cdef int64_t c_id_of(self, object spec, object key) except -1:
+        """The id of cell (``spec``'s reducer, ``key``), allocating one (that runs ``spec``) on first use."""
+        cdef uint8_t kind
+        cdef int64_t word, cid, six
+        cdef const char* data
+        cdef Py_ssize_t size
+        _key_parts(key, &kind, &word, &data, &size)
+        six = self._spec_index(spec)
+        cdef int64_t nix = self.spec_name[six]
+        cdef uint64_t h = _hash(nix, kind, word, data, size)
+        cid = self._probe(nix, kind, word, data, size, h)
+        if cid >= 0:
+            return cid
+        with cython.critical_section(self):  # (arrays may move: a worker may be reading a state)
+            return self._new_cell(six, nix, kind, word, data, size, h)
+
+    cdef int64_t _new_cell(self, int64_t six, int64_t nix, uint8_t kind, int64_t word, const char* data,
+                           Py_ssize_t size, uint64_t h) except -1:
+        cdef int64_t cid, slot, want
+        cdef char* p
+        if self.n >= MAX_CELLS:
+            raise MemoryError(f"a world holds at most {MAX_CELLS} cells")
+        if (self.n + 1) * 2 > self.table_cap:
+            self._grow_table()
+        slot = -self._probe(nix, kind, word, data, size, h) - 1
+        if self.n == self.cap:
+            self._grow_cells()
+        if kind == KIND_STR or kind == KIND_BYTES:
+            if self.keys_used + 4 + size > self.keys_cap:
+                want = self.keys_cap * 2 if self.keys_cap else 4096
+                while want < self.keys_used + 4 + size:
+                    want *= 2
+                p = <char*>realloc(self.keys, want)
+                if p == NULL:
+                    PyErr_NoMemory()
+                self.keys = p
+                self.keys_cap = want
+            word = self.keys_used
+            _store32(self.keys + word, <uint32_t>size)
+            memcpy(self.keys + word + 4, data, size)
+            self.keys_used += 4 + size
+        cid = self.n
+        self.off[cid] = -1
+        self.size[cid] = 0
+        self.word[cid] = word
+        self.spec_ix[cid] = <uint16_t>six
+        self.kind[cid] = kind
+        self.table[slot] = <uint32_t>(cid + 1)
+        self.n += 1
+        return cid
+
+    cdef int64_t c_find(self, object name, object key) except -2:
+        """The id of cell (reducer ``name``, ``key``), or -1."""
+        cdef uint8_t kind
+        cdef int64_t word, cid
+        cdef const char* data
+        cdef Py_ssize_t size
+        _key_parts(key, &kind, &word, &data, &size)
+        ix = self.name_index.get(name)
+        if ix is None:
+            return -1
+        cdef int64_t nix = ix
+        cid = self._probe(nix, kind, word, data, size, _hash(nix, kind, word, data, size))
+        return cid if cid >= 0 else -1
+
+    cdef object c_spec(self, int64_t cid):
+        return <object>PyList_GET_ITEM(self.spec_list, self.spec_ix[cid])
+
+    cdef object c_key(self, int64_t cid):
+        cdef uint8_t kind = self.kind[cid]
+        cdef const char* p
+        if kind == KIND_INT:
+            return PyLong_FromLongLong(self.word[cid])
+        if kind == KIND_NONE:
+            return None
+        p = self.keys + self.word[cid]
+        if kind == KIND_STR:
+            return PyUnicode_DecodeUTF8(p + 4, _load32(p), NULL)
+        return PyBytes_FromStringAndSize(p + 4, _load32(p))
+
+    cdef object c_state(self, int64_t cid):
+        cdef int64_t o = self.off[cid]
+        if o < 0:
+            return None
+        return PyBytes_FromStringAndSize(self.arena + o, self.size[cid])
+
+    cdef bint c_has_state(self, int64_t cid) noexcept:
+        return self.off[cid] >= 0
+
+    cdef int c_set(self, int64_t cid, object state) except -1:
+        """Cell ``cid`` holds ``state`` (bytes) from now on; None: it holds no state."""
+        if state is not None and not PyBytes_Check(state):
+            raise TypeError(f"a cell state is bytes, got {type(state).__name__}")
+        with cython.critical_section(self):  # (the arena may move: a worker may be reading a state)
+            return self._set(cid, state)
+
+    cdef int _set(self, int64_t cid, object state) except -1:
+        cdef int64_t old = self.off[cid]
+        cdef Py_ssize_t size
+        if state is None:
+            if old >= 0:
+                self.garbage += self.size[cid]
+                self.off[cid] = -1
+                self.size[cid] = 0
+                self.live -= 1
+            return 0
+        size = PyBytes_GET_SIZE(state)
+        if size > 0xFFFFFFFF:
+            raise ValueError(f"a cell state of {size} bytes is over the 4 GiB a cell holds")
+        if old >= 0 and size <= self.size[cid]:
+            memcpy(self.arena + old, PyBytes_AS_STRING(state), size)  # in its place
+            self.garbage += self.size[cid] - size
+            self.size[cid] = <uint32_t>size
+            return 0
+        self._reserve_arena(size)  # (a compaction here keeps the cell's current bytes: they are still its state)
+        if self.off[cid] >= 0:
+            self.garbage += self.size[cid]
+        else:
+            self.live += 1
+        memcpy(self.arena + self.used, PyBytes_AS_STRING(state), size)
+        self.off[cid] = self.used
+        self.size[cid] = <uint32_t>size
+        self.used += size
+        return 0
+
+    # ------------------------------------------------------------ internals
+    cdef int64_t _spec_index(self, object spec) except -1:
+        """The index of ``spec`` in :attr:`spec_list`, adding it on first use."""
+        cdef int64_t ix
+        cdef uint16_t* p
+        if spec is self.last_spec:
+            return self.last_ix
+        found = self.spec_index.get(id(spec))
+        if found is None:
+            name = spec.name
+            nix = self.name_index.get(name)
+            if nix is None:
+                nix = len(self.name_index)
+                self.name_index[name] = nix
+            ix = len(self.spec_list)
+            if ix >= MAX_SPECS:
+                raise MemoryError(f"a world's cells run at most {MAX_SPECS} reducers (of every era)")
+            if ix == self.spec_cap:
+                p = <uint16_t*>realloc(self.spec_name, (self.spec_cap * 2 + 8) * sizeof(uint16_t))
+                if p == NULL:
+                    PyErr_NoMemory()
+                self.spec_name = p
+                self.spec_cap = self.spec_cap * 2 + 8
+            self.spec_name[ix] = <uint16_t>nix
+            self.spec_list.append(spec)
+            self.spec_index[id(spec)] = ix
+        else:
+            ix = found
+        self.last_spec = spec
+        self.last_ix = ix
+        return ix
+
+    cdef int64_t _probe(self, int64_t nix, uint8_t kind, int64_t word, const char* data, Py_ssize_t size,
+                        uint64_t h) noexcept:
+        """The id of the cell with this key, or -(slot + 1) for the empty slot where it would go."""
+        cdef uint64_t mask = <uint64_t>self.table_cap - 1
+        cdef uint64_t i = h & mask
+        cdef uint32_t slot
+        cdef int64_t cid
+        cdef const char* p
+        while True:
+            slot = self.table[i]
+            if slot == 0:
+                return -<int64_t>i - 1
+            cid = slot - 1
+            if self.kind[cid] == kind and self.spec_name[self.spec_ix[cid]] == nix:
+                if kind == KIND_INT:
+                    if self.word[cid] == word:
+                        return cid
+                elif kind == KIND_NONE:
+                    return cid
+                else:
+                    p = self.keys + self.word[cid]
+                    if _load32(p) == <uint32_t>size and memcmp(p + 4, data, size) == 0:
+                        return cid
+            i = (i + 1) & mask
+
+    cdef int _grow_table(self) except -1:
+        cdef int64_t cap = self.table_cap * 2
+        cdef int64_t cid, k
+        cdef uint64_t i, mask = <uint64_t>cap - 1
+        cdef const char* p
+        cdef uint32_t* t = <uint32_t*>calloc(cap, sizeof(uint32_t))
+        if t == NULL:
+            PyErr_NoMemory()
+        for cid in range(self.n):
+            k = self.kind[cid]
+            if k == KIND_STR or k == KIND_BYTES:
+                p = self.keys + self.word[cid]
+                i = _hash(self.spec_name[self.spec_ix[cid]], k, 0, p + 4, _load32(p)) & mask
+            else:
+                i = _hash(self.spec_name[self.spec_ix[cid]], k, self.word[cid], NULL, 0) & mask
+            while t[i] != 0:
+                i = (i + 1) & mask
+            t[i] = <uint32_t>(cid + 1)
+        free(self.table)
+        self.table = t
+        self.table_cap = cap
+        return 0
+
+    cdef int _grow_cells(self) except -1:
+        cdef int64_t cap = self.cap * 2 if self.cap else 1024
+        cdef void* p
+        p = realloc(self.off, cap * sizeof(int64_t))
+        if p == NULL:
+            PyErr_NoMemory()
+        self.off = <int64_t*>p
+        p = realloc(self.size, cap * sizeof(uint32_t))
+        if p == NULL:
+            PyErr_NoMemory()
+        self.size = <uint32_t*>p
+        p = realloc(self.word, cap * sizeof(int64_t))
+        if p == NULL:
+            PyErr_NoMemory()
+        self.word = <int64_t*>p
+        p = realloc(self.spec_ix, cap * sizeof(uint16_t))
+        if p == NULL:
+            PyErr_NoMemory()
+        self.spec_ix = <uint16_t*>p
+        p = realloc(self.kind, cap * sizeof(uint8_t))
+        if p == NULL:
+            PyErr_NoMemory()
+        self.kind = <uint8_t*>p
+        self.cap = cap
+        return 0
+
+    cdef int _reserve_arena(self, int64_t extra) except -1:
+        """Room for ``extra`` more bytes at the arena's end: compacting it first when a quarter is garbage."""
+        cdef int64_t cap
+        cdef char* p
+        if self.used + extra <= self.arena_cap:
+            return 0
+        if self.garbage > 0 and self.garbage * 4 >= self.used:
+            self._compact()
+            if self.used + extra <= self.arena_cap:
+                return 0
+        cap = self.arena_cap * 2 if self.arena_cap else MIN_ARENA
+        while cap < self.used + extra:
+            cap *= 2
+        p = <char*>realloc(self.arena, cap)
+        if p == NULL:
+            PyErr_NoMemory()
+        self.arena = p
+        self.arena_cap = cap
+        return 0
+
+    cdef int _compact(self) except -1:
+        """Squeeze the garbage out of the arena, in place: live states slide down in offset order."""
+        cdef int64_t count = 0, i, j, cid, at = 0, shift
+        cdef int64_t bits = 0
+        cdef uint32_t* order
+        cdef uint32_t* other
+        cdef uint32_t* t
+        cdef int64_t* counts
+        cdef int64_t cap
+        cdef char* p
+        for cid in range(self.n):
+            if self.off[cid] >= 0:
+                count += 1
+        order = <uint32_t*>malloc((count + 1) * sizeof(uint32_t))
+        other = <uint32_t*>malloc((count + 1) * sizeof(uint32_t))
+        counts = <int64_t*>malloc(65536 * sizeof(int64_t))
+        if order == NULL or other == NULL or counts == NULL:
+            free(order)
+            free(other)
+            free(counts)
+            PyErr_NoMemory()
+        j = 0
+        for cid in range(self.n):
+            if self.off[cid] >= 0:
+                order[j] = <uint32_t>cid
+                j += 1
+        count = j
+        while (self.used >> bits) > 0:
+            bits += 16
+        # radix sort of the live ids by offset, 16 bits a pass (stable)
+        shift = 0
+        while shift < bits:
+            for i in range(65536):
+                counts[i] = 0
+            for i in range(count):
+                counts[(self.off[order[i]] >> shift) & 0xFFFF] += 1
+            at = 0
+            for i in range(65536):
+                j = counts[i]
+                counts[i] = at
+                at += j
+            for i in range(count):
+                j = (self.off[order[i]] >> shift) & 0xFFFF
+                other[counts[j]] = order[i]
+                counts[j] += 1
+            t = order
+            order = other
+            other = t
+            shift += 16
+        at = 0
+        for i in range(count):
+            cid = order[i]
+            if self.off[cid] != at:
+                memmove(self.arena + at, self.arena + self.off[cid], self.size[cid])
+                self.off[cid] = at
+            at += self.size[cid]
+        free(order)
+        free(other)
+        free(counts)
+        self.used = at
+        self.garbage = 0
+        self.compactions += 1
+        # give back what the arena no longer needs (a later growth takes it again)
+        cap = self.arena_cap
+        while cap > MIN_ARENA and cap // 4 >= self.used:
+            cap //= 2
+        if cap != self.arena_cap:
+            p = <char*>realloc(self.arena, cap)
+            if p != NULL:
+                self.arena = p
+                self.arena_cap = cap
+        return 0
+
+    # ------------------------------------------------------------ the Python API
+    cdef int _check(self, object cid) except -1:
+        if type(cid) is not int or not 0 <= cid < self.n:
+            raise IndexError(f"no cell id {cid!r} (ids 0..{self.n - 1})")
+        return 0
+
+    def __len__(self):
+        """Number of cells that hold a state."""
+        return self.live
+
+    @property
+    def count(self):
+        """Number of cell ids given (cells with a state or without: a deleted cell keeps its id)."""
+        return self.n
+
+    def id_of(self, spec, key):
+        """The id of cell (``spec``'s reducer, ``key``), allocating one (that runs ``spec``) on first use."""
+        return self.c_id_of(spec, key)
+
+    def find(self, str reducer, key):
+        """The id of cell (``reducer``, ``key``), or None."""
+        cdef int64_t cid = self.c_find(reducer, key)
+        return None if cid < 0 else cid
+
+    def spec(self, cid):
+        """The reducer cell ``cid`` runs."""
+        self._check(cid)
+        return self.c_spec(cid)
+
+    def key(self, cid):
+        """The key of cell ``cid`` (None for an unkeyed reducer's cell)."""
+        self._check(cid)
+        return self.c_key(cid)
+
+    def state(self, cid):
+        """The committed state bytes of cell ``cid``, or None."""
+        self._check(cid)
+        with cython.critical_section(self):
+            return self.c_state(cid)
+
+    def has_state(self, cid):
+        self._check(cid)
+        return self.c_has_state(cid)
+
+    def state_hash(self, cid):
+        """The BLAKE3 of cell ``cid``'s state bytes, or None."""
+        self._check(cid)
+        state = self.c_state(cid)
+        return None if state is None else digest_of(<bytes>state)
+
+    def set_state(self, cid, state):
+        """Cell ``cid`` holds ``state`` (bytes) from now on; None: it holds no state."""
+        self._check(cid)
+        self.c_set(cid, state)
+
+    def set_spec(self, cid, spec):
+        """Cell ``cid`` runs ``spec`` from now on (a reducer of the same name)."""
+        self._check(cid)
+        if spec.name != self.c_spec(cid).name:
+            raise ValueError(f"cell {cid} belongs to reducer {self.c_spec(cid).name}, not {spec.name}")
+        self.spec_ix[<int64_t>cid] = <uint16_t>self._spec_index(spec)
+
+    def live_ids(self):
+        """The ids of the cells that hold a state, in id order."""
+        cdef int64_t cid
+        for cid in range(self.n):
+            if self.off[cid] >= 0:
+                yield cid
+
+    def entries(self):
+        """``(id, spec, key, state bytes)`` of every cell that holds a state, in id order."""
+        cdef int64_t cid
+        for cid in range(self.n):
+            if self.off[cid] >= 0:
+                yield cid, self.c_spec(cid), self.c_key(cid), self.c_state(cid)
+
+    def memory(self):
+        """Bytes the store holds, by part (allocated; the arenas also say how much is in use)."""
+        per_cell = sizeof(int64_t) + sizeof(uint32_t) + sizeof(int64_t) + sizeof(uint16_t) + sizeof(uint8_t)
+        return {"cells": self.n, "per_cell_arrays": self.cap * per_cell, "table": self.table_cap * 4,
+                "arena": self.arena_cap, "arena_used": self.used, "garbage": self.garbage,
+                "keys": self.keys_cap, "keys_used": self.keys_used, "compactions": self.compactions}
+
