@@ -242,3 +242,21 @@ def test_a_cell_of_64_bytes_of_state_costs_under_200_bytes_of_memory() -> None:
 
     per_cell = (peak_kib(200_000) - peak_kib(0)) * 1024 / 200_000
     assert per_cell < 200, f"{per_cell:.0f} bytes per cell"  # (≈ 390 with a bytes object and a dict entry per cell)
+
+
+def test_the_snapshot_hash_is_the_reference_hash_over_every_kind_of_key() -> None:
+    """CellTable.snapshot_hash (parts joined in C, sorted as bytes) equals hash_cells (cbor2 and the blake3
+    package over sorted (cell, hash) pairs) for keys of every kind, the keyless cell and 64-bit bounds."""
+    t, m = table()
+    a, b, solo = m.reducers["test/A@1"], m.reducers["test/B@1"], m.reducers["test/Solo@1"]
+    rows = []
+    for i, key in enumerate(KEYS):
+        for spec in (a, b):
+            state = bytes([i % 256]) * (1 + i % 70)
+            t.set(t.id_of(spec, key), state)
+            rows.append([spec.name, key, blake3.blake3(state).digest()])
+    t.set(t.id_of(solo, None), b"\x05")
+    rows.append([solo.name, None, blake3.blake3(b"\x05").digest()])
+    t.set(t.id_of(a, "gone"), b"\x06")
+    t.set(t.id_of(a, "gone"), None)  # a deleted cell is not covered
+    assert t.snapshot_hash() == hash_cells(rows) == t.snapshot_hash(t.sorted_items())

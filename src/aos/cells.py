@@ -118,9 +118,12 @@ class CellTable(CellStore):
     def snapshot_hash(self, rows: list[tuple[bytes, ReducerSpec, Any, bytes, bytes]] | None = None) -> bytes:
         """BLAKE3 over ``cbor([reducer, key]) || state_hash`` of every live cell, in canonical order."""
         if rows is None:
-            # (sorted_items without building its rows: this runs at every snapshot and replay's end)
-            encode = canonical.encode
-            pairs = sorted((encode([spec.name, key]), digest(state)) for _cid, spec, key, state in self.entries())
+            # (sorted_items without building its rows: this runs at every snapshot and replay's end). Each part
+            # is cbor([reducer, key]) || state hash; CBOR items are prefix-free and no two cells share a
+            # [reducer, key], so sorting the joined bytes sorts by cell, and hashing them in turn hashes the pairs.
+            parts = self.snapshot_parts()
+            parts.sort()
+            return digest(b"aos.snapshot.v1", b"".join(parts))
         else:
             pairs = [(name, state_hash) for name, _spec, _key, _state, state_hash in rows]
         h = blake3.blake3(b"aos.snapshot.v1")

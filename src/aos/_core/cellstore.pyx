@@ -37,6 +37,7 @@ from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memmove
 
 from aos._core.hashing cimport digest_of
+from aos._core.encoder cimport encode
 
 import os
 
@@ -568,6 +569,24 @@ cdef class CellStore:
         for cid in range(self.n):
             if self.off[cid] >= 0:
                 yield cid, self.c_spec(cid), self.c_key(cid), self.c_state(cid)
+
+    def snapshot_parts(self):
+        """``cbor([reducer, key]) || BLAKE3(state)`` of every cell that holds a state, in id order: what the
+        snapshot hash covers (aos.cells.CellTable.snapshot_hash sorts and hashes them)."""
+        cdef int64_t cid
+        cdef list out = []
+        cdef dict heads = {}
+        for cid in range(self.n):
+            if self.off[cid] >= 0:
+                name = self.c_spec(cid).name
+                head = heads.get(name)
+                if head is None:
+                    head = heads[name] = b"\x82" + encode(name)  # a 2-array, then the reducer's name
+                key = encode(self.c_key(cid))
+                if key is None:  # (keys are None, str, int or bytes: the C writer takes them all)
+                    raise ValueError(f"cell key {self.c_key(cid)!r:.100} cannot be encoded")
+                out.append(head + <bytes>key + digest_of(self.c_state(cid)))
+        return out
 
     def memory(self):
         """Bytes the store holds, by part (allocated; the arenas also say how much is in use)."""
