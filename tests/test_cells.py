@@ -242,3 +242,25 @@ def test_a_cell_of_64_bytes_of_state_costs_under_200_bytes_of_memory() -> None:
 
     per_cell = (peak_kib(200_000) - peak_kib(0)) * 1024 / 200_000
     assert per_cell < 200, f"{per_cell:.0f} bytes per cell"  # (≈ 390 with a bytes object and a dict entry per cell)
+
+
+@pytest.mark.determinism
+def test_workers_reading_states_while_commits_move_the_arena_give_the_inline_journal(tmp_path: Path) -> None:
+    # states grow at every step, so the arena grows and compacts while worker threads read states
+    m = aos.Manifest("test/grow@1")
+
+    @m.reducer("test/Grow@1", key="id", events=["test/Add@1"])
+    def grow(ctx: Any, state: Any, event: Any) -> Any:
+        items = (state or {"items": []})["items"]
+        return {"items": items + [event.value["n"]] if len(items) < 40 else [event.value["n"]]}
+
+    journals = {}
+    for workers in (0, 2):
+        path = tmp_path / f"w{workers}"
+        with aos.World.open(path, m, workers=workers, offload="all" if workers else None) as w:
+            for i in range(6_000):
+                w.submit("test/Add@1", {"id": i % 150, "n": i})
+            w.run()
+            hashes = w.snapshot_hash()
+        journals[workers] = (b"".join(p.read_bytes() for p in sorted((path / "journal").glob("*.seg"))), hashes)
+    assert journals[0] == journals[2]
