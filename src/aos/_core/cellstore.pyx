@@ -562,6 +562,13 @@ cdef class CellStore:
             if self.off[cid] >= 0:
                 yield cid
 
+    def live_cells(self):
+        """``(id, spec, key)`` of every cell that holds a state, in id order."""
+        cdef int64_t cid
+        for cid in range(self.n):
+            if self.off[cid] >= 0:
+                yield cid, self.c_spec(cid), self.c_key(cid)
+
     def entries(self):
         """``(id, spec, key, state bytes)`` of every cell that holds a state, in id order."""
         cdef int64_t cid
