@@ -115,19 +115,39 @@ class CellTable(CellStore):
         rows.sort(key=lambda r: r[0])
         return rows
 
+    def canonical_order(self) -> list[tuple[bytes, int]]:
+        """``(cbor([reducer, key]), id)`` of every live cell, in canonical order (by the first)."""
+        encode = canonical.encode
+        order = [(encode([spec.name, key]), cid) for cid, spec, key in self.live_cells()]
+        order.sort()
+        return order
+
     def snapshot_hash(self, rows: list[tuple[bytes, ReducerSpec, Any, bytes, bytes]] | None = None) -> bytes:
         """BLAKE3 over ``cbor([reducer, key]) || state_hash`` of every live cell, in canonical order."""
         if rows is None:
-            # (sorted_items without building its rows: this runs at every snapshot and replay's end). Each part
-            # is cbor([reducer, key]) || state hash; CBOR items are prefix-free and no two cells share a
+            # (without building sorted_items' rows: this runs at replay's end and when asked). Each part is
+            # cbor([reducer, key]) || state hash; CBOR items are prefix-free and no two cells share a
             # [reducer, key], so sorting the joined bytes sorts by cell, and hashing them in turn hashes the pairs.
-            parts = self.snapshot_parts()
+            parts = self.hash_parts()
             parts.sort()
             return digest(b"aos.snapshot.v1", b"".join(parts))
-        else:
-            pairs = [(name, state_hash) for name, _spec, _key, _state, state_hash in rows]
         h = blake3.blake3(b"aos.snapshot.v1")
-        for name, state_hash in pairs:
+        for name, _spec, _key, _state, state_hash in rows:
             h.update(name)
             h.update(state_hash)
         return h.digest()
+
+    def snapshot_parts(self) -> tuple[dict[bytes, bytes], list[list[Any]], bytes]:
+        """What a snapshot holds of the cells: ``({state hash: state}, [[reducer, key, state hash]] in
+        canonical order, snapshot hash)``, built cell by cell (no row of all of a cell's parts is kept)."""
+        h = blake3.blake3(b"aos.snapshot.v1")
+        states: dict[bytes, bytes] = {}
+        rows: list[list[Any]] = []
+        for name, cid in self.canonical_order():
+            state = self.state(cid)
+            state_hash = digest(state)
+            h.update(name)
+            h.update(state_hash)
+            states[state_hash] = state
+            rows.append([self.spec(cid).name, self.key(cid), state_hash])
+        return states, rows, h.digest()

@@ -46,13 +46,7 @@ def encode_snapshot(kernel: Kernel, era: bytes, position: Position) -> tuple[byt
 
 def snapshot_doc(kernel: Kernel, era: bytes, position: Position) -> tuple[dict[str, Any], bytes]:
     """``(document, snapshot hash)``: what a snapshot file holds, as a map."""
-    rows = kernel.cells.sorted_items()
-    snap_hash = kernel.cells.snapshot_hash(rows)
-    states: dict[bytes, bytes] = {}
-    cells: list[list[Any]] = []
-    for _name_key, spec, key, state, state_hash in rows:
-        states[state_hash] = state
-        cells.append([spec.name, key, state_hash])
+    states, cells, snap_hash = kernel.cells.snapshot_parts()
 
     seq_state = kernel.sequencer.export_state()
     refs: list[list[Any]] = []

@@ -563,6 +563,13 @@ cdef class CellStore:
             if self.off[cid] >= 0:
                 yield cid
 
+    def live_cells(self):
+        """``(id, spec, key)`` of every cell that holds a state, in id order."""
+        cdef int64_t cid
+        for cid in range(self.n):
+            if self.off[cid] >= 0:
+                yield cid, self.c_spec(cid), self.c_key(cid)
+
     def entries(self):
         """``(id, spec, key, state bytes)`` of every cell that holds a state, in id order."""
         cdef int64_t cid
@@ -570,7 +577,7 @@ cdef class CellStore:
             if self.off[cid] >= 0:
                 yield cid, self.c_spec(cid), self.c_key(cid), self.c_state(cid)
 
-    def snapshot_parts(self):
+    def hash_parts(self):
         """``cbor([reducer, key]) || BLAKE3(state)`` of every cell that holds a state, in id order: what the
         snapshot hash covers (aos.cells.CellTable.snapshot_hash sorts and hashes them)."""
         cdef int64_t cid
