@@ -35,13 +35,10 @@ from aos._core.posix cimport (
     pthread_mutex_unlock,
 )
 from aos._core.cellstore cimport CellStore
+from aos._core.inline_loop cimport InlineLoop
 from aos._core.sequencer cimport Sequencer
 
 __all__ = ["CommitLoop", "BUCKETS"]
-
-cdef enum:
-    NBUCKETS = 40  # latency buckets: power-of-two microseconds, the last one open-ended
-    QUIET_EVERY = 64  # commits between two quiet-point hooks, unless a call or a barrier asks for one
 
 BUCKETS = NBUCKETS
 
@@ -61,26 +58,6 @@ cdef class CommitLoop:
     taken it yet; ``native_direct``: native steps run in the workers without
     the GIL (else through the Python compute).
     """
-
-    cdef readonly Pipeline pipe
-    cdef readonly int64_t lookahead
-    cdef readonly int64_t workers
-    cdef readonly int64_t helped        # steps the loop computed itself
-    cdef readonly int64_t max_inflight  # most tickets in flight at once
-    cdef readonly int64_t busy_ns       # time the loop spent computing steps
-    cdef int64_t counts[NBUCKETS]       # commit latency histogram (assigned -> committed)
-    cdef int64_t* assigned_at           # when each ticket in flight was assigned (ns), by ticket % capacity
-    cdef bint python_here
-    cdef bint may_help
-    cdef bint native_direct
-    cdef public object error  # what a worker hit that it could not turn into a result (it then fails the pipe)
-    cdef public object inline  # the inline executor's InlineLoop: the steps this loop computes itself go through it
-    # The gate: open while the loop waits for a result (between two commits, touching nothing); another
-    # thread that entered it may admit inputs meanwhile, and the loop goes on only once it left.
-    cdef pthread_mutex_t gate_mutex
-    cdef pthread_cond_t gate_left
-    cdef bint gate_open
-    cdef bint visitor
 
     def __cinit__(self, int64_t lookahead, int64_t workers, bint python_here=False, bint may_help=True,
                   bint native_direct=True):
@@ -182,7 +159,9 @@ cdef class CommitLoop:
         ticket_of = kernel.ticket
         after, barrier, quiet, wants_quiet = hooks.after_commit, hooks.barrier, hooks.at_quiet, hooks.wants_quiet
         intake = hooks.intake
-        own_step = self.inline.commit_ticket
+        cdef InlineLoop own = self.inline  # its C step, called without a Python call
+        if own is None:
+            raise RuntimeError("the commit loop has no inline loop to compute its own steps with")
         cdef CellStore cells = kernel.cells
         cdef int64_t every = hooks.every
         cdef int64_t quiet_at = committed - QUIET_EVERY  # the first quiet point carries out what waits
@@ -201,9 +180,9 @@ cdef class CommitLoop:
                     tk = mine.pop(committed + 1)
                     t0 = now_ns()
                     if type(tk) is tuple:
-                        own_step((<tuple>tk)[0], (<tuple>tk)[1], (<tuple>tk)[2])
+                        own.c_commit_ticket((<tuple>tk)[0], (<tuple>tk)[1], (<tuple>tk)[2])
                     else:  # a ticket taken back from the pipeline
-                        own_step(tk.event_id, tk.cid, tk.input)
+                        own.c_commit_ticket(tk.event_id, tk.cid, tk.input)
                     self.busy_ns += now_ns() - t0
                     self.helped += 1
                     result = None
@@ -213,7 +192,7 @@ cdef class CommitLoop:
                         break
                 if type(result) is tuple:  # a native job's outcome
                     result = finish_native(result[0], result[1])
-                if result is not None:  # (None: committed by own_step)
+                if result is not None:  # (None: committed by the inline loop's step)
                     commit(result)
                 committed += 1
                 steps += 1

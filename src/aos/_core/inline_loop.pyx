@@ -54,26 +54,6 @@ cdef int64_t _QUIET_EVERY = QUIET_EVERY
 cdef class InlineLoop:
     """The loop of one :class:`aos.executor.InlineExecutor` (its kernel and committer)."""
 
-    cdef object kernel
-    cdef object committer
-    cdef list latency            # the executor's LatencyHistogram.counts (a list of 40 ints)
-    cdef readonly int64_t busy_ns  # time spent computing steps
-    cdef readonly int64_t fast   # steps that took the C path
-    cdef readonly int64_t reference  # steps that took the reference path
-    # from aos.step / aos.context, bound at the first run (they import this module's neighbours)
-    cdef object compute_ticket, finish_step, failed, decode_trusted, Event, StepContext, FunctionType
-    cdef dict routes             # the manifest's reducers by event schema
-    # the kernel's parts, taken at each entry (_bind), and the counts kept in C until _settle_counts
-    cdef Sequencer seq
-    cdef FrameWriter writer
-    cdef FrameCursor cursor
-    cdef object sink, admission, ledger
-    cdef CellStore cells
-    cdef dict events
-    cdef bint fast_ok
-    cdef int64_t commits
-    cdef int64_t counts[40]
-
     def __init__(self, kernel, committer, list latency):
         self.kernel = kernel
         self.committer = committer
@@ -175,6 +155,10 @@ cdef class InlineLoop:
         return (t, cid, inp)
 
     def commit_ticket(self, int64_t t, int64_t cid, int64_t inp):
+        """:meth:`c_commit_ticket` from Python."""
+        self.c_commit_ticket(t, cid, inp)
+
+    cdef int c_commit_ticket(self, int64_t t, int64_t cid, int64_t inp) except -1:
         """Compute and commit ticket ``t``, already assigned and next to commit (the threads commit loop)."""
         self._bind()
         try:
@@ -182,6 +166,7 @@ cdef class InlineLoop:
         finally:
             self._settle_counts()
             self.committer.next_event_id = t + 1  # (later tickets may be assigned: they are in flight)
+        return 0
 
     cdef bint _step(self, int64_t t, int64_t cid, int64_t inp) except -1:
         """Compute and commit ticket ``t`` (every earlier one has committed); True when it went the reference path."""
