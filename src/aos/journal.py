@@ -786,7 +786,10 @@ class Journal:
 
     def append(self, record: Record) -> int:
         """Buffer one record; return its index. It is durable after a sync."""
-        payload = record_payload(record)  # the C writer; None: a value that needs the general path
+        idx = self.writer.append_record(record)  # written and framed in C (raises once the journal is closed)
+        if idx >= 0:
+            return idx
+        payload = record_payload(record) if idx == -1 else None  # -1: the segment is full
         return self.append_payload(payload if payload is not None else encode_record(record))
 
     def append_payload(self, payload: bytes) -> int:
@@ -803,7 +806,9 @@ class Journal:
 
         Returns True when everything appended so far is now durable.
         """
-        return bool(self.writer.commit_point()) and self.flush_due()
+        if self.writer.commit_point():
+            return self.flush_due()
+        return False
 
     def flush_due(self) -> bool:
         """Write (and sync) as the policy says at a commit point where a flush is due.

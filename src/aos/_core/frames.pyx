@@ -15,6 +15,7 @@ from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from libc.string cimport memcpy, memcmp
 from libc.stdint cimport uint32_t, uint8_t
 
+from aos._core.encoder cimport record_payload
 from aos._core.hashing cimport digest_of2, aos_b3_hash2
 from aos._core.posix cimport now_ns
 
@@ -311,6 +312,15 @@ cdef class FrameWriter:
     def append(self, bytes payload):
         """:meth:`c_append` from Python."""
         return self.c_append(payload)
+
+    def append_record(self, record):
+        """Write ``record`` (of a record class aos.records binds) with the C record writer and frame it: its
+        index; -1 (nothing done) when the segment is full; -2 (nothing done) when a value of it needs the
+        general encoder (``Journal.append`` then takes that path)."""
+        payload = record_payload(record)
+        if payload is None:
+            return -2
+        return self.c_append(<bytes>payload)
 
     def commit_point(self):
         """:meth:`c_commit_point` from Python."""
