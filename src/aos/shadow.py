@@ -430,11 +430,10 @@ class _Run:
                 if took is None:
                     self._journal_only(group)
                 else:
-                    ticket = ticket_of(*took)
                     if out == group:
                         same += 1
                         if diverged_cells:
-                            diverged_cells.discard(ticket.cid)
+                            diverged_cells.discard(took[1])  # (event_id, cell id, input)
                         if queued:
                             for q in queued:
                                 c = costs.get(q.cap)
@@ -451,7 +450,7 @@ class _Run:
                         records -= len(group)
                         break
                     else:
-                        same += self._compare(group, list(out), ticket, seq0)
+                        same += self._compare(group, list(out), ticket_of(*took), seq0)
                         k.new_effects.clear()
                 if progress is not None:
                     progress(records)
