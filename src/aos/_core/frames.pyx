@@ -14,6 +14,7 @@ from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyBy
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from libc.string cimport memcpy, memcmp
 from libc.stdint cimport uint32_t, uint8_t
+from cpython.pyport cimport PY_SSIZE_T_MAX
 
 from aos._core.encoder cimport record_payload
 from aos._core.hashing cimport digest_of2, aos_b3_hash2
@@ -176,40 +177,26 @@ def scan(const unsigned char[::1] data, Py_ssize_t offset, bytes chain, Py_ssize
     chain links are taken as written rather than hashed again.
     """
     cdef Py_ssize_t size = data.shape[0]
-    cdef Py_ssize_t off = offset, end
+    cdef Py_ssize_t off = offset, end, count = limit, i
     cdef uint32_t n
+    cdef uint8_t c[32]
     cdef list frames = []
-    cdef int stop = SCAN_END
+    cdef int stop = C_SCAN_END
     cdef const unsigned char* base = &data[0] if size else NULL
-    if checked:
-        while off < size and len(frames) < limit:
-            n = get_u32(base + off)
-            end = off + 8 + <Py_ssize_t>n + 32
-            chain = PyBytes_FromStringAndSize(<const char*>(base + end - 32), 32)
-            frames.append((off, PyBytes_FromStringAndSize(<const char*>(base + off + 8), n), chain))
-            off = end
-        return frames, stop, off, chain
-    while off < size:
-        if limit >= 0 and len(frames) >= limit:
-            break
-        if size - off < 8:
-            stop = SCAN_SHORT_HEAD
+    if PyBytes_GET_SIZE(chain) != 32:
+        raise ValueError("the chain must be 32 bytes")
+    if not checked:  # check first (the checks are check_frames' alone), then take the good frames
+        memcpy(c, PyBytes_AS_STRING(chain), 32)
+        with nogil:
+            stop = check_frames(base, size, &off, c, limit if limit >= 0 else PY_SSIZE_T_MAX, &count)
+        off = offset
+    for i in range(count):
+        if off >= size:
             break
         n = get_u32(base + off)
-        if get_u32(base + off + 4) != crc32_le32(n) or n > MAX_RECORD:
-            stop = SCAN_BAD_LENGTH
-            break
         end = off + 8 + <Py_ssize_t>n + 32
-        if end > size:
-            stop = SCAN_PAST_END
-            break
-        payload = PyBytes_FromStringAndSize(<const char*>(base + off + 8), n)
-        h = chain_of(chain, payload)
-        if memcmp(PyBytes_AS_STRING(<bytes>h), base + end - 32, 32) != 0:
-            stop = SCAN_BAD_CHAIN
-            break
-        frames.append((off, payload, h))
-        chain = h
+        chain = PyBytes_FromStringAndSize(<const char*>(base + end - 32), 32)
+        frames.append((off, PyBytes_FromStringAndSize(<const char*>(base + off + 8), n), chain))
         off = end
     return frames, stop, off, chain
 
