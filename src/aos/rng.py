@@ -14,8 +14,7 @@ import blake3
 
 from aos import canonical
 from aos._core.encoder import encode as _fast_encode
-
-_blake3 = blake3.blake3
+from aos._core.hashing import digest as _digest  # BLAKE3 in C
 
 __all__ = ["Rng", "step_seed"]
 
@@ -29,7 +28,7 @@ def step_seed(event_id: int, reducer: str, key: Any) -> bytes:
     ``key`` is a cell key that passed admission (str, int, bytes or None).
     """
     data = _fast_encode((event_id, reducer, key))  # the C writer (None: a key beyond 64 bits)
-    return _blake3(canonical.encode_trusted([event_id, reducer, key]) if data is None else data).digest()
+    return _digest(canonical.encode_trusted([event_id, reducer, key]) if data is None else data)
 
 
 class Rng:

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from types import CodeType, TracebackType
 from typing import Any
 
-import blake3
-
 from aos import canonical
 from aos._core.decoder import UNHANDLED
 from aos._core.decoder import decode as _fast_decode
 from aos._core.encoder import encode as _fast_encode
+from aos._core.hashing import digest as _digest  # BLAKE3 in C
 from aos.admission import Admission, Route
 from aos.capability import Ledger
 from aos.context import Event, StepContext
@@ -31,7 +30,6 @@ from aos.upcast import Chain, run_chain
 __all__ = ["Ticket", "StepResult", "compute", "finish_step", "failed", "failure_message", "failure_traceback",
            "prepare_native", "finish_native"]
 
-_digest = blake3.blake3
 _decode = _fast_decode  # of bytes aos wrote itself; UNHANDLED: canonical.decode_trusted, the general path
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{4,}")
 MAX_MESSAGE = 2000
@@ -177,7 +175,7 @@ def finish_step(ticket: Ticket, ctx: StepContext, new: Any) -> StepResult:
             new_bytes = _fast_encode(new)  # the C writer; None: the general path, which explains a bad value
             if new_bytes is None:
                 new_bytes = canonical.encode(new, where=f"state returned by reducer {spec.name}", path="state")
-            new_hash = _digest(new_bytes).digest()
+            new_hash = _digest(new_bytes)
     except Exception as exc:
         return _failed(ticket, exc, getattr(spec.fn, "__code__", None))
     if ctx.emits or ctx.intents or ctx.reads:
@@ -266,7 +264,7 @@ def finish_native(ticket: Ticket, state: bytes | None, outputs: tuple[Any, ...],
                 ctx.effect(kind, canonical.decode(params, f"params of effect {kind}"), cap=cap, cost=cost)
     except Exception as exc:
         return _failed(ticket, exc, None)
-    new_hash = None if new_bytes is None else _digest(new_bytes).digest()
+    new_hash = None if new_bytes is None else _digest(new_bytes)
     if emits or effects:
         return StepResult(ticket, new_bytes, new_hash, tuple(ctx.emits), tuple(ctx.routes), tuple(ctx.intents),
                           tuple(ctx.reads.items()))
