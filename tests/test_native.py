@@ -79,7 +79,8 @@ def test_abi_header_and_pxd_ship_with_the_package() -> None:
 
 # ------------------------------------------------ the whole ABI, through ctypes
 def _ctypes_reducer() -> Any:
-    """A native reducer written with ctypes: counts, emits, deletes and fails through the aos_out callbacks.
+    """A native reducer written with ctypes: counts, emits, keeps, deletes and fails through the aos_out callbacks,
+    and once returns a state that is not canonical.
 
     ctypes takes the GIL for the Python body, so it runs from worker threads
     that call native jobs without the GIL, as a C reducer would.
@@ -118,6 +119,11 @@ def _ctypes_reducer() -> Any:
         if n % 13 == 0:
             o.set_state(out, None, 0)  # delete the cell
             return 0
+        if n % 11 == 0:
+            return 0  # no set_state: the state is kept
+        if n % 17 == 0:
+            bad = b"\x18\x05"  # 5 in a longer head than it needs: not canonical, the step fails
+            return o.set_state(out, bad, len(bad))
         data = cbor2.dumps(n, canonical=True)
         return o.set_state(out, data, len(data))
 

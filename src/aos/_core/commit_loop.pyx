@@ -155,7 +155,7 @@ cdef class CommitLoop:
         cdef NativeCall call
         commit = committer.commit
         compute = kernel.compute
-        prepare_native, finish_native = kernel.prepare_native, kernel.finish_native
+        prepare_native = kernel.prepare_native
         ticket_of = kernel.ticket
         after, barrier, quiet, wants_quiet = hooks.after_commit, hooks.barrier, hooks.at_quiet, hooks.wants_quiet
         intake = hooks.intake
@@ -190,9 +190,11 @@ cdef class CommitLoop:
                     result = pipe.c_result(committed + 1, False)
                     if result is None:
                         break
-                if type(result) is tuple:  # a native job's outcome
-                    result = finish_native(result[0], result[1])
-                if result is not None:  # (None: committed by the inline loop's step)
+                if type(result) is tuple:  # a native job's outcome: committed in C in the common case
+                    tk = (<tuple>result)[0]
+                    own.c_commit_native(tk.event_id, tk.cid, tk.input, tk, <NativeCall>(<tuple>result)[1])
+                    result = None
+                if result is not None:  # (None: committed by the inline loop)
                     commit(result)
                 committed += 1
                 steps += 1

@@ -5,6 +5,7 @@ from libc.stdint cimport int64_t
 
 from aos._core.cellstore cimport CellStore
 from aos._core.frames cimport FrameCursor, FrameWriter
+from aos._core.native cimport NativeCall
 from aos._core.sequencer cimport Sequencer
 
 
@@ -16,7 +17,7 @@ cdef class InlineLoop:
     cdef readonly int64_t fast   # steps that took the C path
     cdef readonly int64_t reference  # steps that took the reference path
     # from aos.step / aos.context, bound at the first run (they import this module's neighbours)
-    cdef object compute_ticket, finish_step, failed, decode_trusted, Event, StepContext, FunctionType
+    cdef object compute_ticket, finish_step, finish_native_fn, failed, decode_trusted, Event, StepContext, FunctionType
     cdef dict routes             # the manifest's reducers by event schema
     # the kernel's parts, taken at each entry (_bind), and the counts kept in C until _settle_counts
     cdef Sequencer seq
@@ -32,6 +33,7 @@ cdef class InlineLoop:
     cdef int _bind(self) except -1
     cdef int _settle_counts(self) except -1
     cdef int c_commit_ticket(self, int64_t t, int64_t cid, int64_t inp) except -1
+    cdef int c_commit_native(self, int64_t t, int64_t cid, int64_t inp, object ticket, NativeCall call) except -1
     cdef bint _step(self, int64_t t, int64_t cid, int64_t inp) except -1
     cdef bint _admit_payload(self, bytes payload) except -1
     cdef int _deliver(self, k, Sequencer seq, CellStore cells, int64_t t, list emits, list routes,

@@ -60,8 +60,9 @@ cdef class InlineLoop:
         self.latency = latency
         from aos import canonical
         from aos.context import Event, StepContext
-        from aos.step import failed, finish_step
+        from aos.step import failed, finish_native, finish_step
         self.finish_step = finish_step
+        self.finish_native_fn = finish_native
         self.failed = failed
         self.decode_trusted = canonical.decode_trusted
         self.Event = Event
@@ -163,6 +164,67 @@ cdef class InlineLoop:
         self._bind()
         try:
             self._step(t, cid, inp)
+        finally:
+            self._settle_counts()
+            self.committer.next_event_id = t + 1  # (later tickets may be assigned: they are in flight)
+        return 0
+
+    cdef int c_commit_native(self, int64_t t, int64_t cid, int64_t inp, object ticket, NativeCall call) except -1:
+        """Commit ticket ``t``, a native step a worker ran (the threads commit loop), next to commit.
+
+        The common outcome — no error, nothing emitted or intended, a state
+        kept, deleted or replaced by canonical bytes, no invariants — is
+        committed here as the inline step commits; any other goes through
+        :func:`aos.step.finish_native` and the committer, which check and
+        journal it.
+        """
+        cdef tuple outputs = call.outputs()
+        cdef int action
+        self._bind()
+        try:
+            error, action_obj, new, emits, effects = outputs
+            action = action_obj
+            new_bytes = None
+            fast = self.fast_ok and error is None and not emits and not effects
+            if fast:
+                if action == 0:
+                    new_bytes = call.state
+                elif action == 1:
+                    if type(new) is not bytes or decode(<bytes>new, True) is _UNHANDLED:
+                        fast = False  # not canonical, or outside the model: the general path says why
+                    else:
+                        new_bytes = new
+                elif action != 2:
+                    fast = False
+            if not fast:
+                k = self.kernel
+                result = self.finish_native_fn(ticket, call.state, outputs, k.admission, k.ledger)
+                self.committer.next_event_id = t
+                self.committer.commit(result)
+                self.reference += 1
+                return 0
+            new_hash = None if new_bytes is None else digest_of(<bytes>new_bytes)
+            committed = step_committed(t, new_hash, _EMPTY, _EMPTY, 0)
+            spec = self.cells.c_spec(cid)
+            writer, cursor, sink = self.writer, self.cursor, self.sink
+            self._append(writer, cursor, sink, step_scheduled(t, spec.name, self.cells.c_key(cid), inp, 0))
+            self.cells.c_set(cid, new_bytes)
+            if new_bytes is None and self.cells.pins and cid in self.cells.pins:  # it leaves its era
+                self.cells.unpin(cid)
+            self._append(writer, cursor, sink, committed)
+            entry = <list>self.events[inp]
+            left = entry[2] - 1  # Inbox.consumed
+            if left == 0:
+                del self.events[inp]
+            else:
+                entry[2] = left
+            self.commits += 1
+            self.fast += 1
+            if writer is not None:
+                if writer.c_commit_point():
+                    sink.flush_due()
+            elif cursor is None or cursor._next is None:
+                sink.commit_point()
         finally:
             self._settle_counts()
             self.committer.next_event_id = t + 1  # (later tickets may be assigned: they are in flight)
