@@ -39,3 +39,4 @@ cdef class InlineLoop:
     cdef int _deliver(self, k, Sequencer seq, CellStore cells, int64_t t, list emits, list routes,
                       dict events) except -1
     cdef int _append(self, FrameWriter writer, FrameCursor cursor, object sink, bytes payload) except -1
+    cdef int _committed(self, list entry, int64_t inp, FrameWriter writer, FrameCursor cursor, object sink) except -1

@@ -212,19 +212,7 @@ cdef class InlineLoop:
             if new_bytes is None and self.cells.pins and cid in self.cells.pins:  # it leaves its era
                 self.cells.unpin(cid)
             self._append(writer, cursor, sink, committed)
-            entry = <list>self.events[inp]
-            left = entry[2] - 1  # Inbox.consumed
-            if left == 0:
-                del self.events[inp]
-            else:
-                entry[2] = left
-            self.commits += 1
-            self.fast += 1
-            if writer is not None:
-                if writer.c_commit_point():
-                    sink.flush_due()
-            elif cursor is None or cursor._next is None:
-                sink.commit_point()
+            self._committed(<list>self.events[inp], inp, writer, cursor, sink)
         finally:
             self._settle_counts()
             self.committer.next_event_id = t + 1  # (later tickets may be assigned: they are in flight)
@@ -321,21 +309,27 @@ cdef class InlineLoop:
                 self._append(writer, cursor, sink, committed)
                 if emits:
                     self._deliver(k, self.seq, cells, t, emits, fields.routes, events)
-                left = entry[2] - 1  # Inbox.consumed
-                if left == 0:
-                    del events[inp]
-                else:
-                    entry[2] = left
-                self.commits += 1
-                self.fast += 1
-                if writer is not None:
-                    if writer.c_commit_point():
-                        sink.flush_due()
-                elif cursor is None or cursor._next is None:
-                    sink.commit_point()
+                self._committed(entry, inp, writer, cursor, sink)
         self.busy_ns += t1 - t0
         self.counts[bucket((now_ns() - t0) // 1000)] += 1
         return took_reference
+
+    cdef int _committed(self, list entry, int64_t inp, FrameWriter writer, FrameCursor cursor, object sink) except -1:
+        """The end of a commit made here: the input consumed (``entry``, its inbox entry), the counts, the
+        commit point."""
+        left = entry[2] - 1  # Inbox.consumed
+        if left == 0:
+            del self.events[inp]
+        else:
+            entry[2] = left
+        self.commits += 1
+        self.fast += 1
+        if writer is not None:
+            if writer.c_commit_point():
+                sink.flush_due()
+        elif cursor is None or cursor._next is None:
+            sink.commit_point()
+        return 0
 
     def admit(self, bytes payload):
         """Admit the ``EventAdmitted`` record ``payload`` as :meth:`_admit_payload` does (shadow runs)."""
