@@ -39,7 +39,7 @@ cdef extern from "Python.h":
 
 
 from aos._core.layout cimport (
-    Layout, Piece, load_layout, MAX_KINDS, MAX_SLOTS, MAX_VARIANTS, T_UINT, T_TICKET, T_INT, T_BOOL, T_TEXT, T_OPT_TEXT, T_BYTES,
+    Layout, Piece, load_kinds, MAX_KINDS, MAX_SLOTS, MAX_VARIANTS, T_UINT, T_TICKET, T_INT, T_BOOL, T_TEXT, T_OPT_TEXT, T_BYTES,
     T_OPT_BYTES, T_HASH, T_OPT_HASH, T_KEY,
 )
 
@@ -298,15 +298,7 @@ def _load_schema():
     global N_KINDS, K_ADMITTED, A_SEQ, A_SCHEMA, A_VALUE, A_VISIBLE
     from aos import schema
 
-    if len(schema.KINDS) > MAX_KINDS:
-        raise ImportError(f"aos.schema declares more than {MAX_KINDS} record kinds")
-    for i, k in enumerate(schema.KINDS):
-        if schema.variants(k) > MAX_VARIANTS:
-            raise ImportError(f"record kind {k.name} has more optional fields than the reader holds layouts for")
-        N_VARIANTS[i] = schema.variants(k)
-        for v in range(N_VARIANTS[i]):
-            load_layout(&LAYOUTS[i][v], k, v, _KEEP)
-    N_KINDS = len(schema.KINDS)
+    N_KINDS = load_kinds(&LAYOUTS[0][0], N_VARIANTS, _KEEP)
     K_ADMITTED = schema.KIND_INDEX["EventAdmitted"]
     names = schema.kind("EventAdmitted").names
     A_SEQ, A_SCHEMA, A_VALUE = names.index("seq"), names.index("schema"), names.index("value")

@@ -34,7 +34,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.math cimport frexp, ldexp, isnan, isinf, fabs, floor
 
 from aos._core.layout cimport (
-    Layout, Piece, load_layout, MAX_KINDS, MAX_SLOTS, MAX_VARIANTS, T_KIND, T_UINT, T_TICKET, T_INT, T_BOOL, T_TEXT, T_OPT_TEXT, T_BYTES,
+    Layout, Piece, load_kinds, load_layout, MAX_KINDS, MAX_SLOTS, MAX_VARIANTS, T_KIND, T_UINT, T_TICKET, T_INT, T_BOOL, T_TEXT, T_OPT_TEXT, T_BYTES,
     T_OPT_BYTES, T_HASH, T_OPT_HASH, T_KEY, T_EMITS, T_INTENTS, T_NAMES, T_PAIRS, T_COUNTS,
 )
 
@@ -460,15 +460,7 @@ def _load_schema():
     global N_KINDS, EMIT_ATTRS, INTENT_ATTRS, KIND_KEY, K_ADMITTED, K_SCHEDULED, K_COMMITTED
     from aos import schema
 
-    if len(schema.KINDS) > MAX_KINDS:
-        raise ImportError(f"aos.schema declares more than {MAX_KINDS} record kinds")
-    for i, k in enumerate(schema.KINDS):
-        if schema.variants(k) > MAX_VARIANTS:
-            raise ImportError(f"record kind {k.name} has more optional fields than the writer holds layouts for")
-        N_VARIANTS[i] = schema.variants(k)
-        for v in range(N_VARIANTS[i]):
-            load_layout(&LAYOUTS[i][v], k, v, _KEEP)
-    N_KINDS = len(schema.KINDS)
+    N_KINDS = load_kinds(&LAYOUTS[0][0], N_VARIANTS, _KEEP)
     load_layout(&EMIT_LAYOUT, schema.EMIT, 0, _KEEP)
     load_layout(&INTENT_LAYOUT, schema.INTENT, 0, _KEEP)
     EMIT_ATTRS = schema.EMIT.names

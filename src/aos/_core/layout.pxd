@@ -118,3 +118,21 @@ cdef inline int load_layout(Layout* lay, object spec, int variant, list keep) ex
     lay.tail = PyBytes_AS_STRING(lit)
     lay.tail_len = PyBytes_GET_SIZE(lit)
     return 0
+
+
+cdef inline int load_kinds(Layout* layouts, int* n_variants, list keep) except -1:
+    """Fill a ``Layout [MAX_KINDS][MAX_VARIANTS]`` table (``layouts``: its first entry) with every kind of
+    aos.schema, one layout per subset of a kind's optional fields, and ``n_variants`` with how many each has.
+    Returns the number of kinds."""
+    from aos import schema
+
+    cdef int i, v
+    if len(schema.KINDS) > MAX_KINDS:
+        raise ImportError(f"aos.schema declares more than {MAX_KINDS} record kinds")
+    for i, k in enumerate(schema.KINDS):
+        if schema.variants(k) > MAX_VARIANTS:
+            raise ImportError(f"record kind {k.name} has more optional fields than {MAX_VARIANTS} layouts hold")
+        n_variants[i] = schema.variants(k)
+        for v in range(n_variants[i]):
+            load_layout(&layouts[i * MAX_VARIANTS + v], k, v, keep)
+    return len(schema.KINDS)
