@@ -26,7 +26,7 @@ from aos._core.frames import FrameCursor
 from aos._core.inline_loop import InlineLoop
 from aos.canonical import decode_trusted, digest
 from aos.committer import Committer
-from aos.errors import ManifestMismatchError, ReplayDivergenceError
+from aos.errors import ArgumentError, ManifestMismatchError, ReplayDivergenceError
 from aos.executor import Hooks, ThreadsExecutor
 from aos.journal import SEG_HEADER_SIZE, Entry, Journal, JournalReader, Position
 from aos.kernel import Kernel
@@ -352,9 +352,9 @@ class Replay:
         from aos.snapshot import load_snapshot
 
         if until is not None and (type(until) is not int or until < 0):
-            raise ValueError(f"until must be an event_id >= 0, got {until!r}")
+            raise ArgumentError(f"until must be an event_id >= 0, got {until!r}")
         if type(workers) is not int or workers < 0:
-            raise ValueError(f"workers must be an int >= 0, got {workers!r}")
+            raise ArgumentError(f"workers must be an int >= 0, got {workers!r}")
         if until is not None and self._first > 0 and until < self.first_era.event_id:
             raise _era_missing(self.path, self.eras, self._first, until)
         proof = _longest_proof(self.path, self.meta)  # read before the journal: a writer only adds to both
