@@ -15,7 +15,8 @@ __all__ = [
     "DuplicateReceiptError", "ReceiptOverBudgetError", "InvariantViolation", "Backpressure",
     "InvalidEffectError", "ReducerError", "UpgradeError", "UnknownProposalError", "NotApprovedError",
     "StaleProposalError", "LiveCellsError", "MigrationError", "PinnedEraError", "UpcastError",
-    "EraManifestMissingError", "ArgumentError",
+    "EraManifestMissingError", "ArgumentError", "FleetError", "LaneUnavailableError", "FleetClosedError",
+    "OriginOrderError",
 ]
 
 
@@ -395,3 +396,24 @@ class UpcastError(UpgradeError, AdmissionError):
         self.old = old
         self.new = new
         super().__init__(message)
+
+
+# ---------------------------------------------------------------- fleets
+class FleetError(AosError):
+    """A fleet-level failure; ``lane`` names the lane concerned (None: the fleet as a whole)."""
+
+    def __init__(self, message: str, lane: int | None = None) -> None:
+        self.lane = lane
+        super().__init__(message)
+
+
+class LaneUnavailableError(FleetError):
+    """A lane could not be opened or reached (after the retries its backend makes); names the lane."""
+
+
+class FleetClosedError(FleetError, WorldClosedError):
+    """The fleet was closed; no further calls are accepted."""
+
+
+class OriginOrderError(AdmissionError):
+    """A cross-lane message arrived out of order (a gap after the last one admitted from its source)."""
