@@ -16,9 +16,11 @@ from typing import Any
 from aos import canonical
 from aos.errors import ArgumentError
 
-__all__ = ["Lane", "lane_of_key", "MAX_LANES"]
+__all__ = ["Lane", "lane_of_key", "MAX_LANES", "CLIENT_SOURCE"]
 
 MAX_LANES = 4096
+#: The source of the events a fleet's client submits to a lane (sources below it are lane ids).
+CLIENT_SOURCE = MAX_LANES
 
 
 def lane_of_key(key: Any, lanes: int) -> int:
