@@ -248,7 +248,7 @@ def test_a_cell_of_64_bytes_of_state_costs_under_200_bytes_of_memory() -> None:
 
 
 def test_the_snapshot_hash_is_the_reference_hash_over_every_kind_of_key() -> None:
-    """CellTable.snapshot_hash (parts joined in C, sorted as bytes) equals hash_cells (cbor2 and the blake3
+    """CellTable.snapshot_hash (parts built, sorted and hashed in C) equals hash_cells (cbor2 and the blake3
     package over sorted (cell, hash) pairs) for keys of every kind, the keyless cell and 64-bit bounds."""
     t, m = table()
     a, b, solo = m.reducers["test/A@1"], m.reducers["test/B@1"], m.reducers["test/Solo@1"]
@@ -258,6 +258,14 @@ def test_the_snapshot_hash_is_the_reference_hash_over_every_kind_of_key() -> Non
             state = bytes([i % 256]) * (1 + i % 70)
             t.set(t.id_of(spec, key), state)
             rows.append([spec.name, key, blake3.blake3(state).digest()])
+    rnd = random.Random(7)  # and enough cells for the C merge sort to take many passes
+    for _ in range(1_000):
+        key = rnd.choice((rnd.randrange(-2**63, 2**63), str(rnd.random()), rnd.randbytes(1 + rnd.randrange(40))))
+        if t.find(a.name, key) is not None:
+            continue
+        state = rnd.randbytes(1 + rnd.randrange(100))
+        t.set(t.id_of(a, key), state)
+        rows.append([a.name, key, blake3.blake3(state).digest()])
     t.set(t.id_of(solo, None), b"\x05")
     rows.append([solo.name, None, blake3.blake3(b"\x05").digest()])
     t.set(t.id_of(a, "gone"), b"\x06")

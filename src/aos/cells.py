@@ -128,9 +128,8 @@ class CellTable(CellStore):
             # (without building sorted_items' rows: this runs at replay's end and when asked). Each part is
             # cbor([reducer, key]) || state hash; CBOR items are prefix-free and no two cells share a
             # [reducer, key], so sorting the joined bytes sorts by cell, and hashing them in turn hashes the pairs.
-            parts = self.hash_parts()
-            parts.sort()
-            return digest(b"aos.snapshot.v1", b"".join(parts))
+            # The store builds, sorts and hashes them in C (hash_parts gives the same parts as bytes objects).
+            return self.snapshot_digest(b"aos.snapshot.v1")
         h = blake3.blake3(b"aos.snapshot.v1")
         for name, _spec, _key, _state, state_hash in rows:
             h.update(name)

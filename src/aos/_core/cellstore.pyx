@@ -93,6 +93,65 @@ cdef uint64_t _hash(int64_t nix, uint8_t kind, int64_t word, const char* data, P
     return _mix(h ^ <uint64_t>word)
 
 
+cdef extern from "aos_blake3.h" nogil:
+    ctypedef struct aos_b3:
+        pass
+    void aos_b3_init(aos_b3* h)
+    void aos_b3_update(aos_b3* h, const uint8_t* data, size_t n)
+    void aos_b3_final(const aos_b3* h, uint8_t* digest)
+    void aos_b3_hash2(const uint8_t* a, size_t na, const uint8_t* b, size_t nb, uint8_t* digest)
+
+
+cdef void* _grow(void* p, int64_t size) except NULL:
+    cdef void* q = realloc(p, size)
+    if q == NULL:
+        free(p)
+        raise MemoryError()
+    return q
+
+
+cdef inline Py_ssize_t _cbor_head(uint8_t* p, uint8_t major, uint64_t v) noexcept nogil:
+    """A canonical CBOR head (the shortest form) of ``major`` and ``v`` at ``p``; its length."""
+    cdef int n, k
+    major <<= 5
+    if v < 24:
+        p[0] = major | <uint8_t>v
+        return 1
+    n = 1 if v < 0x100 else 2 if v < 0x10000 else 4 if v < <uint64_t>0x100000000 else 8
+    p[0] = major | (24 if n == 1 else 25 if n == 2 else 26 if n == 4 else 27)
+    for k in range(n):
+        p[n - k] = <uint8_t>(v >> (8 * k))
+    return 1 + n
+
+
+cdef inline bint _before(const uint8_t* buf, int64_t a, int64_t b) noexcept nogil:
+    """Whether the part at ``a`` sorts before (or equal to) the one at ``b``."""
+    cdef uint32_t na = _load32(<const char*>(buf + a)), nb = _load32(<const char*>(buf + b))
+    cdef int c = memcmp(buf + a + 4, buf + b + 4, na if na < nb else nb)
+    return c < 0 or (c == 0 and na <= nb)
+
+
+cdef void _merge(const uint8_t* buf, const int64_t* src, int64_t* dst, int64_t lo, int64_t mid,
+                 int64_t hi) noexcept nogil:
+    cdef int64_t i = lo, j = mid, k = lo
+    while i < mid and j < hi:
+        if _before(buf, src[i], src[j]):
+            dst[k] = src[i]
+            i += 1
+        else:
+            dst[k] = src[j]
+            j += 1
+        k += 1
+    while i < mid:
+        dst[k] = src[i]
+        i += 1
+        k += 1
+    while j < hi:
+        dst[k] = src[j]
+        j += 1
+        k += 1
+
+
 cdef int _key_parts(object key, uint8_t* kind, int64_t* word, const char** data, Py_ssize_t* size) except -1:
     """How a cell key is stored: str, bytes, an int of the signed 64-bit range (not a bool), or None."""
     cdef int overflow = 0
@@ -594,6 +653,87 @@ cdef class CellStore:
                     raise ValueError(f"cell key {self.c_key(cid)!r:.100} cannot be encoded")
                 out.append(head + <bytes>key + digest_of(self.c_state(cid)))
         return out
+
+    def snapshot_digest(self, bytes domain):
+        """BLAKE3 of ``domain`` then the :meth:`hash_parts` of every cell that holds a state, sorted: the
+        snapshot hash, built in C (the parts in one buffer, each state hashed where it lies in the arena)."""
+        cdef Py_ssize_t names = len(self.name_index)
+        heads = [None] * names
+        for name, nix in self.name_index.items():
+            heads[nix] = b"\x82" + encode(name)  # a 2-array, then the reducer's name
+        cdef const char** head_p = <const char**>malloc((names + 1) * sizeof(char*))
+        cdef Py_ssize_t* head_n = <Py_ssize_t*>malloc((names + 1) * sizeof(Py_ssize_t))
+        cdef int64_t* at = <int64_t*>malloc((self.n + 1) * sizeof(int64_t))
+        cdef int64_t* tmp = <int64_t*>malloc((self.n + 1) * sizeof(int64_t))
+        cdef uint8_t* buf = NULL
+        cdef int64_t used = 0, cap = 0, count = 0, cid, i, width
+        cdef Py_ssize_t ix, need, klen
+        cdef uint8_t kind
+        cdef const char* kp
+        cdef uint8_t digest[32]
+        cdef aos_b3 h
+        try:
+            if head_p == NULL or head_n == NULL or at == NULL or tmp == NULL:
+                raise MemoryError()
+            for ix in range(names):
+                head_p[ix] = PyBytes_AS_STRING(heads[ix])
+                head_n[ix] = PyBytes_GET_SIZE(heads[ix])
+            for cid in range(self.n):
+                if self.off[cid] < 0:
+                    continue
+                ix = self.spec_name[self.spec_ix[cid]]
+                kind = self.kind[cid]
+                kp = NULL
+                klen = 0
+                if kind == KIND_STR or kind == KIND_BYTES:
+                    kp = self.keys + self.word[cid]
+                    klen = _load32(kp)
+                    kp += 4
+                need = 4 + head_n[ix] + 9 + klen + 32
+                if used + need > cap:
+                    cap = max(cap * 2, used + need, 1 << 16)
+                    buf = <uint8_t*>_grow(buf, cap)
+                memcpy(buf + used + 4, head_p[ix], head_n[ix])
+                i = used + 4 + head_n[ix]
+                if kind == KIND_NONE:
+                    buf[i] = 0xF6
+                    i += 1
+                elif kind == KIND_INT:
+                    if self.word[cid] >= 0:
+                        i += _cbor_head(buf + i, 0, <uint64_t>self.word[cid])
+                    else:
+                        i += _cbor_head(buf + i, 1, <uint64_t>(-1 - self.word[cid]))
+                else:
+                    i += _cbor_head(buf + i, 3 if kind == KIND_STR else 2, <uint64_t>klen)
+                    memcpy(buf + i, kp, klen)
+                    i += klen
+                aos_b3_hash2(<const uint8_t*>(self.arena + self.off[cid]), self.size[cid], NULL, 0, buf + i)
+                i += 32
+                _store32(<char*>(buf + used), <uint32_t>(i - used - 4))  # the part's length, before it
+                at[count] = used
+                count += 1
+                used = i
+            # Sort the parts (bottom-up merge sort of their offsets; parts are prefix-free, so memcmp orders them).
+            width = 1
+            while width < count:
+                i = 0
+                while i < count:
+                    _merge(buf, at, tmp, i, min(i + width, count), min(i + 2 * width, count))
+                    i += 2 * width
+                at, tmp = tmp, at
+                width *= 2
+            aos_b3_init(&h)
+            aos_b3_update(&h, <const uint8_t*>PyBytes_AS_STRING(domain), PyBytes_GET_SIZE(domain))
+            for i in range(count):
+                aos_b3_update(&h, buf + at[i] + 4, _load32(<const char*>(buf + at[i])))
+            aos_b3_final(&h, digest)
+            return PyBytes_FromStringAndSize(<char*>digest, 32)
+        finally:
+            free(head_p)
+            free(head_n)
+            free(at)
+            free(tmp)
+            free(buf)
 
     def memory(self):
         """Bytes the store holds, by part (allocated; the arenas also say how much is in use)."""
