@@ -42,6 +42,7 @@ from aos.manifest import Manifest
 from aos.receipt import SECRET_FILE
 from aos.records import (
     ERA_KINDS,
+    BudgetGranted,
     EffectQueued,
     EventAdmitted,
     InvariantViolated,
@@ -153,7 +154,7 @@ class _Steps:
     def feed(self, rec: Any) -> str | bool:
         """True when ``rec`` ends at a step boundary, False inside a step, else what is out of place."""
         s = self.state
-        if isinstance(rec, (EventAdmitted, ReceiptAppended, SnapshotCreated) + ERA_KINDS):
+        if isinstance(rec, (EventAdmitted, ReceiptAppended, SnapshotCreated, BudgetGranted) + ERA_KINDS):
             return True if s == 0 else f"{rec.KIND} in the middle of the step of event_id {self.event_id}"
         if isinstance(rec, StepScheduled):
             if s != 0:
