@@ -35,12 +35,27 @@ from aos.records import StepCommitted, decode_record
 
 if TYPE_CHECKING:
     from aos.admission import Admission, Route
+    from aos.manifest import Manifest
 
-__all__ = ["lane_of_meta", "LaneRoutes", "split_routes", "Origins", "Outbound", "Grants", "scan_outbound", "Message"]
+__all__ = ["event_lanes", "lane_of_meta", "LaneRoutes", "split_routes", "Origins", "Outbound", "Grants",
+           "scan_outbound", "Message", "check_source"]
 
 Message = tuple[int, str, bytes]  # (n, schema, canonical bytes of the value)
 
 _KEY_CACHE = 65_536  # keys whose lane is remembered (a cache: the hash is pinned, so any answer is the same)
+
+
+def event_lanes(manifest: "Manifest", lanes: int, home: int, schema: str, value: Any) -> tuple[int, ...]:
+    """The lanes (ascending) of a fleet of ``lanes`` lanes holding a cell the event ``(schema, value)`` goes to.
+
+    Where a fleet sends a client's event. Raises the admission errors of
+    ``World.submit`` for an event no world would admit.
+    """
+    from aos.admission import Admission
+
+    routes = Admission(manifest).check(schema, value, "submitted event").routes
+    lane = Lane(0, lanes, home)
+    return tuple(sorted({lane.of(key) for _spec, key in routes}))
 
 
 def lane_of_meta(meta: Any) -> Lane:
