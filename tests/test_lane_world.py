@@ -171,6 +171,7 @@ def test_every_executor_writes_a_lane_worlds_journal_as_the_inline_executor(tmp_
     assert inline[2], "the workload sends messages to the other lane"
     assert drive_lane(tmp_path / "reference", lane, reference=True) == inline
     assert drive_lane(tmp_path / "threads", lane, workers=2) == inline
+    assert drive_lane(tmp_path / "offload", lane, workers=2, offload="all") == inline  # steps on the workers
     assert aos.replay(tmp_path / "inline", MANIFEST).verify() == inline[1]
     assert aos.replay(tmp_path / "inline", MANIFEST).verify(workers=2) == inline[1]
 
