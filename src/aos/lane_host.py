@@ -35,7 +35,8 @@ Message = tuple[int, str, bytes]
 #: The methods of :class:`LaneHost` a backend may call.
 HOST_METHODS = frozenset({
     "info", "accept_batch", "run", "cycle", "state", "cells", "iter_states", "snapshot_hash", "outbound",
-    "outbound_marks", "trim", "marks", "snapshot", "grant", "wants", "budget", "metrics", "sync", "close",
+    "outbound_marks", "trim", "marks", "snapshot", "grant", "grant_batch", "wants", "budget", "metrics", "sync",
+    "close",
 })
 
 
@@ -91,7 +92,7 @@ class LaneHost:
     * ``state(reducer, key)``, ``cells(reducer)``, ``iter_states()``, ``snapshot_hash()``.
     * ``outbound(target, after, limit)``, ``outbound_marks()``, ``trim(target, upto)``, ``marks()``.
     * ``snapshot()``: write a snapshot; returns its hash, file name and event id.
-    * ``grant(cap, amount, grant)``, ``wants()``, ``budget(cap)``.
+    * ``grant(cap, amount, grant)``, ``grant_batch(grants)``, ``wants()``, ``budget(cap)``.
     * ``metrics()``, ``sync()``, ``close()``.
     """
 
@@ -132,6 +133,12 @@ class LaneHost:
     def grant(self, cap: str, amount: int, grant: int) -> bool:
         """Add ``amount`` to the lane's budget of ``cap`` (grant id ``grant``; a repeat is a no-op). Durable."""
         done = bool(self.world.grant(cap, amount, grant))
+        self.world.sync()
+        return done
+
+    def grant_batch(self, grants: Sequence[tuple[str, int, int]]) -> int:
+        """Apply ``grants`` (``(cap, amount, grant)``) in order; how many were new. Durable on return."""
+        done = sum(1 for cap, amount, grant in grants if self.world.grant(cap, amount, grant))
         self.world.sync()
         return done
 
