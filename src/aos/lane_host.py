@@ -96,6 +96,8 @@ class LaneHost:
     * ``metrics()``, ``sync()``, ``close()``.
     """
 
+    LOCK_WAIT = 30.0
+
     def __init__(self, spec: LaneSpec) -> None:
         for entry in reversed(spec.sys_path):
             if entry not in sys.path:
@@ -107,7 +109,7 @@ class LaneHost:
         options = dict(spec.options)
         if spec.lane != Lane():
             options["lane"] = spec.lane
-        self.world = World.open(spec.path, self.manifest, **options)
+        self.world = self._open(World, options)
         self.lane = spec.lane
         self._opened = time.monotonic()
         self._steps = 0
@@ -115,6 +117,24 @@ class LaneHost:
         self._accepted = 0
         self._duplicates = 0
         self._sent = 0
+
+    def _open(self, world: Any, options: dict[str, Any]) -> Any:
+        """Open the lane's world; while it is locked, wait (up to :attr:`LOCK_WAIT` s) for its holder to go.
+
+        After a crash of the fleet's process, the hosts it leaves behind
+        close their worlds as they notice, and a host restarted while its
+        predecessor still exits finds the lock held for a moment.
+        """
+        from aos.errors import WorldLockedError
+
+        deadline = time.monotonic() + self.LOCK_WAIT
+        while True:
+            try:
+                return world.open(self.spec.path, self.manifest, **options)
+            except WorldLockedError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
 
     # ------------------------------------------------------------ inputs
     def accept_batch(self, source: int, messages: Sequence[Message]) -> int:
