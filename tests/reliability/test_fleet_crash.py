@@ -1,4 +1,4 @@
-"""Fleet crash trials: a fleet's client killed with SIGKILL loses no acknowledged event, and admits none twice.
+"""Fleet crash trials: a killed client or lane host loses no acknowledged event and admits none twice.
 
 Each trial runs ``fleet_child.py``, which opens a fleet of local lanes and
 submits events one by one, printing an acknowledgement when ``submit``
@@ -11,12 +11,20 @@ worlds as they notice — then reopens the fleet, runs it and checks:
   fleet's total equals the sum of the counters (no event half admitted: in one of its lanes and
   not the other);
 * every lane replays from its journal to its own bytes.
+
+The lane-host trials SIGKILL lane processes at seeded random moments while
+the fleet runs (mid-call: while a lane admits, runs or answers) and while
+the client submits; the backend restarts them. The fleet's merged state
+must equal one world's fed the same events (the inline oracle), and every
+lane must replay.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +34,7 @@ import pytest
 import aos
 from reliability_support import Failures, record, scaled
 from test_crash import Child
+from test_fleet import merged, oracle, workload
 
 CHILD = Path(__file__).with_name("fleet_child.py")
 SHORT_TRIALS = 2
@@ -100,6 +109,75 @@ def run_trials(tmp: Path, trials: int, first_seed: int, mode: str) -> None:
 
 def test_fleet_client_crash_loses_nothing_acknowledged(tmp_path: Path) -> None:
     run_trials(tmp_path, scaled(SHORT_TRIALS), 1000, "short")
+
+
+def lane_kill_trial(tmp: Path, seed: int, failures: Failures, counts: dict[str, int]) -> None:
+    rnd = random.Random(seed)
+    lanes = rnd.choice([2, 3, 4])
+    events = workload(seed, rnd.randint(150, 400))
+    tag = f"seed {seed} ({lanes} lanes, {len(events)} events)"
+    path = tmp / "fleet"
+    stop = threading.Event()
+    with aos.Fleet.open(path, "fleet_world:commuting", lanes=lanes) as fleet:
+        backend: Any = fleet.backend
+        kills = [0]
+
+        def chaos() -> None:
+            crnd = random.Random(seed + 1)
+            while kills[0] < 8 and not stop.wait(crnd.uniform(0.05, 0.4)):
+                pid = backend.pid(crnd.randrange(lanes))
+                if pid is not None:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                        kills[0] += 1
+                    except ProcessLookupError:
+                        pass
+
+        killer = threading.Thread(target=chaos, daemon=True)
+        killer.start()
+        try:
+            cut = rnd.randint(1, len(events) - 1)
+            fleet.submit_many(events[:cut])
+            fleet.run(max_rounds=rnd.randint(1, 3))
+            for schema, value in events[cut:]:
+                fleet.submit(schema, value)
+            fleet.run()
+        finally:
+            stop.set()
+            killer.join()
+        fleet.run()  # anything a last kill left in flight
+        counts["kills"] += kills[0]
+        counts["restarts"] += backend.restarted
+        counts["events"] += len(events)
+        got = merged(fleet)
+    want = oracle(tmp, events)
+    if got != want:
+        counts["differing"] += 1
+        diff = [c for c in got if c not in want][:3]
+        failures.add(f"{tag}: the fleet's state differs from one world's, e.g. {diff}")
+    aos.replay_fleet(path)
+    counts["lanes_replayed"] += lanes
+
+
+def run_lane_trials(tmp: Path, trials: int, first_seed: int, mode: str) -> None:
+    failures = Failures()
+    counts = dict.fromkeys(("kills", "restarts", "events", "differing", "lanes_replayed"), 0)
+    for i in range(trials):
+        trial = tmp / f"t{i}"
+        trial.mkdir()
+        lane_kill_trial(trial, first_seed + i, failures, counts)
+    record(mode, "fleet lane hosts killed mid-run (SIGKILL)", trials=trials, **counts)
+    assert not failures.items, failures.message()
+    assert counts["kills"] > 0
+
+
+def test_lane_hosts_killed_mid_run_lose_nothing(tmp_path: Path) -> None:
+    run_lane_trials(tmp_path, scaled(SHORT_TRIALS), 2000, "short")
+
+
+@pytest.mark.long
+def test_lane_hosts_killed_long(tmp_path: Path) -> None:
+    run_lane_trials(tmp_path, scaled(LONG_TRIALS), 60_000, "long")
 
 
 @pytest.mark.long
