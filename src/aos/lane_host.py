@@ -147,8 +147,7 @@ class LaneHost:
         for n, schema, data in messages:
             if w.accept(source, n, schema, data=data):
                 admitted += 1
-        if admitted:
-            w.sync()
+        w.sync()  # also when all were repeats: what an earlier, interrupted call admitted may not be synced yet
         self._accepted += admitted
         self._duplicates += len(messages) - admitted
         return admitted
