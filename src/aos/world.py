@@ -621,7 +621,7 @@ class World:
 
     def budget_wants(self) -> dict[str, int]:
         """Per capability, the cost of the intents denied for lack of budget since its last grant (a hint)."""
-        return {cap: n for cap, n in self._live().grants.wants.items() if n}
+        return {cap: n for cap, n in dict(self._live().grants.wants).items() if n}
 
     # ---------------------------------------------------------------- running
     def run(self, max_steps: int | None = None, *, settle: bool | None = None,
