@@ -136,8 +136,9 @@ class RayBackend:
       ``address`` is None, a local Ray instance is started with :data:`LIGHT_INIT_OPTIONS`
       (overridden by ``init_options``) and shut down by :meth:`close`.
     * ``num_cpus``: CPUs a lane's actor reserves (default 1: a lane runs its reducers on one core).
-    * ``placement``: ``{lane: node_id}`` pins lanes to nodes (node-local lane directories);
-      the other lanes are spread over the cluster.
+    * ``placement``: ``{lane: node_id}`` pins lanes to nodes (node-local lane directories); a value
+      may also be a Ray scheduling strategy, used as it is. The other lanes are spread over the
+      cluster (``"SPREAD"``, unless ``actor_options`` names another strategy).
     * ``actor_options``: further ``.options()`` of the lanes' actors (``memory``, ``resources``, ...).
     * ``max_task_retries``: Ray's own retries of a call whose actor died (default 3); then
     * ``restart_timeout``: how long (seconds) this backend keeps retrying a lane that is down
@@ -147,7 +148,7 @@ class RayBackend:
     name = "ray"
 
     def __init__(self, *, address: str | None = None, init_options: Mapping[str, Any] | None = None,
-                 num_cpus: float = 1, placement: Mapping[int, str] | None = None,
+                 num_cpus: float = 1, placement: Mapping[int, Any] | None = None,
                  actor_options: Mapping[str, Any] | None = None, max_task_retries: int = 3,
                  restart_timeout: float = 120.0) -> None:
         self._ray = _import_ray()
@@ -184,8 +185,7 @@ class RayBackend:
             ray.init(**options)
             self._owns_ray = True
         cls = _actor_class(ray, self.max_task_retries)
-        for spec in specs:
-            lane = spec.lane.lane_id
+        for lane, spec in enumerate(specs):  # lane i is specs[i]
             self._specs[lane] = spec
             self._actors[lane] = cls.options(**self._options_for(lane)).remote(spec)
         refs = {lane: actor.ready.remote() for lane, actor in self._actors.items()}
@@ -198,14 +198,16 @@ class RayBackend:
 
     def _options_for(self, lane: int) -> dict[str, Any]:
         opts: dict[str, Any] = {"num_cpus": self.num_cpus}
-        node = self.placement.get(lane)
-        if node is not None:
+        opts.update(self.actor_options)
+        where = self.placement.get(lane)
+        if isinstance(where, str):  # a node id: this node only
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-            opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=node, soft=False)
+            opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=where, soft=False)
+        elif where is not None:  # a Ray scheduling strategy, as it is
+            opts["scheduling_strategy"] = where
         else:
-            opts["scheduling_strategy"] = "SPREAD"
-        opts.update(self.actor_options)
+            opts.setdefault("scheduling_strategy", "SPREAD")
         return opts
 
     def close(self) -> None:
