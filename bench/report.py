@@ -36,6 +36,7 @@ GOALS = {
     "crossings_per_step": ("<=", 3.0),
     "native_speedup_2w": (">=", 1.9),
     "python_ft_speedup_2w": (">=", 1.8),
+    "fleet_python_speedup_2lanes": (">=", 1.8),
     "journal_append_vs_raw": (">=", 0.6),
     "streaming_vs_prequeued": (">=", 0.8),
     "threads1_vs_inline": ("<=", 1.10),
@@ -54,6 +55,20 @@ def timed(workload: Any) -> float:
         t0 = time.perf_counter()
         workload.run(w)
         return time.perf_counter() - t0
+    finally:
+        w.close()
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def timed_count(workload: Any) -> tuple[float, int]:
+    """(seconds, result) of ``workload.run`` on a fresh ``workload.setup()``."""
+    w, tmp = workload.setup()
+    try:
+        t0 = time.perf_counter()
+        n = workload.run(w)
+        return time.perf_counter() - t0, n
     finally:
         w.close()
         import shutil
@@ -131,6 +146,19 @@ class Report:
             [pre / st for pre, st in rows], "x throughput", "the same events queued first (native spin, 2 workers)",
             streaming_steps_per_s=statistics.median(steps / st for _p, st in rows),
             prequeued_steps_per_s=statistics.median(steps / pre for pre, _s in rows))
+
+    def fleet(self) -> None:
+        """Python reducers on 2 local lanes (a process each) against one world inline; cross-lane messages/s."""
+        steps = 300 if self.quick else 1_200
+        rows = self.rounds_of(lambda: (timed(wl.SpinRun(native=False, workers=0, steps=steps)),
+                                       timed(wl.FleetSpinRun(lanes=2, steps=steps))))
+        self.figures["fleet_python_speedup_2lanes"] = figure(
+            [one / fleet for one, fleet in rows], "x", "one world inline (Python spin, ≈ 1 ms steps)")
+        pings = 500 if self.quick else 2_000
+        rows = self.rounds_of(lambda: timed_count(wl.CrossLaneRun(lanes=2, pings=pings)))
+        self.figures["cross_lane_msgs_per_s"] = figure(
+            [n / secs for secs, n in rows], "msgs/s", "2 local lanes; each ping fans out 8 pongs to other keys",
+            messages=rows[0][1])
 
     def free_threaded(self, python: str) -> None:
         code = ("import json, sys; sys.path.insert(0, %r); import report; "
@@ -287,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = [("kernel", r.kernel), ("scaling", r.scaling), ("streaming", r.streaming),
              ("overhead and contention", r.overhead_and_contention),
              ("head of line", r.head_of_line), ("replay", r.replay), ("shadow", r.shadow),
-             ("memory", r.memory),
+             ("memory", r.memory), ("fleet", r.fleet),
              ("journal", r.journal)]
     if args.ft_python:
         steps.append(("free-threaded", lambda: r.free_threaded(args.ft_python)))

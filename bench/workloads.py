@@ -146,6 +146,78 @@ class StreamingRun:
         return steps
 
 
+# ----------------------------------------------------------------- fleets
+def python_spin() -> aos.Manifest:
+    """:class:`SpinRun`'s pure-Python reducer (≈ 1 ms per step), for lanes to import as ``workloads:python_spin``."""
+    return spin_manifest(False, PYTHON_ITERATIONS)
+
+
+def relay() -> aos.Manifest:
+    """A ping to a relay cell becomes a pong to a counter of another key — mostly in another lane."""
+    m = aos.Manifest("bench/relay@1")
+
+    @m.reducer("bench/Relay@1", key="id", events=["bench/Ping@1"])
+    def relay_cell(ctx: Any, state: Any, event: Any) -> Any:
+        for to in event.value["to"]:
+            ctx.emit("bench/Pong@1", {"id": to})
+        return (state or 0) + 1
+
+    @m.reducer("bench/Pongs@1", key="id", events=["bench/Pong@1"])
+    def pongs(ctx: Any, state: Any, event: Any) -> Any:
+        return (state or 0) + 1
+
+    return m
+
+
+@dataclass
+class FleetSpinRun:
+    """:class:`SpinRun`'s Python events on a fleet of ``lanes`` local lanes (one process each): ``Fleet.run``.
+
+    The lanes are started and the events submitted (durably) in ``setup``;
+    ``run`` times the fleet running them, as :class:`SpinRun` times ``World.run``.
+    """
+
+    lanes: int = 2
+    steps: int = 600
+    cells: int = CELLS
+    backend: str = "local"
+
+    def setup(self) -> tuple[Any, Path]:
+        tmp = Path(tempfile.mkdtemp(prefix="aos-bench-"))
+        f = aos.Fleet.open(tmp / "f", "workloads:python_spin", lanes=self.lanes, backend=self.backend,
+                           snapshot_every=0, snapshot_on_close=False)
+        f.submit_many(("bench/Go@1", {"id": i % self.cells}) for i in range(self.steps))
+        return f, tmp
+
+    def run(self, f: Any) -> int:
+        return int(f.run().steps)
+
+
+@dataclass
+class CrossLaneRun:
+    """``pings`` pings, each fanning out ``fanout`` pongs to other keys, on a fleet of ``lanes`` lanes.
+
+    ``run`` returns the cross-lane messages the fleet moved (its time is the figure's denominator).
+    """
+
+    lanes: int = 2
+    pings: int = 2_000
+    fanout: int = 8
+    cells: int = 1_000
+
+    def setup(self) -> tuple[Any, Path]:
+        tmp = Path(tempfile.mkdtemp(prefix="aos-bench-"))
+        f = aos.Fleet.open(tmp / "f", "workloads:relay", lanes=self.lanes, snapshot_every=0,
+                           snapshot_on_close=False)
+        f.submit_many(("bench/Ping@1", {"id": i % self.cells,
+                                         "to": [(i * 31 + j * 7919) % self.cells for j in range(self.fanout)]})
+                      for i in range(self.pings))
+        return f, tmp
+
+    def run(self, f: Any) -> int:
+        return int(f.run().messages)
+
+
 # ------------------------------------------------------------- contention
 def budget_manifest(high: bool) -> aos.Manifest:
     """Steps read a capability's budget; with ``high`` contention other steps keep spending it."""

@@ -12,6 +12,7 @@ from aos.context import Event, StepContext
 from aos.eras import Era, UpgradeResult, upgrade
 from aos.errors import *  # noqa: F401,F403 - the typed errors are part of the API
 from aos.executor import RunResult
+from aos.fleet import Fleet, FleetReplay, FleetRunResult, FleetSnapshot, LaneSnapshot, replay_fleet
 from aos.journal import Durability, JournalReader
 from aos.manifest import Manifest, code_identity
 from aos.outbox import QueuedEffect
@@ -27,6 +28,7 @@ __all__ = [
     "World", "Manifest", "replay", "Replay", "Durability", "JournalReader", "Event",
     "StepContext", "Rng", "RunResult", "SnapshotInfo", "errors", "__version__", "EffectRequest", "Outcome",
     "BudgetView", "QueuedEffect", "Receipt", "upgrade", "UpgradeResult", "Era",
-    "Change", "changes", "code_identity",
+    "Change", "changes", "code_identity", "Fleet", "FleetRunResult", "FleetSnapshot", "FleetReplay", "LaneSnapshot",
+    "replay_fleet",
     *errors.__all__,
 ]

@@ -880,6 +880,113 @@ def eras(world: str) -> None:
     _out(*out)
 
 
+# ------------------------------------------------------------------ fleets
+@cli.group()
+def fleet() -> None:
+    """Read a fleet (a keyspace split into lanes, each a world; docs/fleet.md)."""
+
+
+def _fleet_meta(path: str) -> dict[str, Any]:
+    from aos.fleet import read_fleet_meta
+
+    return read_fleet_meta(path)
+
+
+def _fleet_manifest(meta: dict[str, Any], spec: str | None) -> Any:
+    """The manifest given with --manifest, else the one the fleet's metadata names."""
+    return _load_manifest(spec if spec is not None else meta["manifest"])
+
+
+fleet_manifest_option = click.option(
+    "--manifest", "manifest_spec", default=None, metavar="MODULE:ATTR",
+    help="The fleet's manifest (default: the reference stored in fleet.cbor, imported from the current directory).")
+
+
+@fleet.command(name="info")
+@click.argument("path", type=click.Path(file_okay=False))
+def fleet_info(path: str) -> None:
+    """Lanes, home lane, manifest, era, budget grants of the fleet at PATH; records and last event_id per lane.
+
+    Read from the files alone: no lane is opened.
+    """
+    from aos import canonical
+    from aos.control_plane import GRANTS, read_grants
+    from aos.fleet import lane_path
+    from aos.journal import JournalReader
+    from aos.snapshot import list_snapshots
+
+    meta = _fleet_meta(path)
+    grid = _fields()
+    grid.add_row("fleet", str(Path(path).resolve()))
+    grid.add_row("lanes", f"{meta['lanes']} (home lane {meta['home']})")
+    grid.add_row("manifest", f"{meta['manifest_name']} ({meta['manifest']})")
+    grid.add_row("era", meta["era"])
+    grid.add_row("backend", meta["backend"])
+    budgets = {c["name"]: c["budget"] for c in meta["description"].get("capabilities", [])}
+    grants, _end = read_grants(Path(path) / GRANTS)
+    for cap, budget in budgets.items():
+        given = sum(g.amount for g in grants if g.cap == cap)
+        grid.add_row(f"budget {cap}", f"{budget} global" + (f"; {given} granted to lanes in "
+                                                             f"{_n(sum(1 for g in grants if g.cap == cap), 'grant')}"
+                                                             if meta["lanes"] > 1 else ""))
+    table = _table("lane", "records", "last event_id", "snapshot", "directory", right=("records", "last event_id"))
+    for i in range(meta["lanes"]):
+        lp = lane_path(path, i)
+        if not (lp / "journal").is_dir():
+            table.add_row(str(i), "-", "-", "-", f"{lp} (MISSING)")
+            continue
+        records = last = 0
+        for _entry, rec in JournalReader(lp / "journal").records():
+            records += 1
+            last = max(last, getattr(rec, "event_id", 0) or 0)
+        snaps = list_snapshots(lp / "snapshots")
+        snap = "none"
+        if snaps:
+            doc = canonical.decode(snaps[-1].read_bytes(), str(snaps[-1]))
+            snap = f"event_id {doc['event_id']}, hash {doc['snapshot_hash'].hex()[:16]}…"
+        table.add_row(str(i), str(records), str(last), snap, str(lp))
+    _out(grid, "", table)
+
+
+@fleet.command(name="state")
+@click.argument("path", type=click.Path(file_okay=False))
+@click.argument("reducer")
+@click.argument("key", required=False)
+@fleet_manifest_option
+def fleet_state(path: str, reducer: str, key: str | None, manifest_spec: str | None) -> None:
+    """The state of cell (REDUCER, KEY) of the fleet at PATH as JSON (null: no such cell).
+
+    Replays the journal of the lane holding the cell (read-only; the fleet may be open).
+    """
+    from aos.admission import cell_key
+    from aos.fleet import lane_path
+    from aos.lane import Lane
+    from aos.render import json_text
+    from aos.replay import replay
+
+    meta = _fleet_meta(path)
+    m = _fleet_manifest(meta, manifest_spec)
+    cell = cell_key(m.get(reducer), _parse_key(key), f"aos fleet state {reducer}")
+    lane = Lane(0, meta["lanes"], meta["home"]).of(cell)
+    r = replay(lane_path(path, lane), m)
+    r.verify()
+    click.echo(json_text(r.state(reducer, cell)))
+
+
+@fleet.command(name="replay")
+@click.argument("path", type=click.Path(file_okay=False))
+@fleet_manifest_option
+def fleet_replay(path: str, manifest_spec: str | None) -> None:
+    """Replay every lane of the fleet at PATH from its journal, verifying every record; print the hashes."""
+    from aos.fleet import replay_fleet
+
+    meta = _fleet_meta(path)
+    r = replay_fleet(path, _fleet_manifest(meta, manifest_spec))
+    for i, h in enumerate(r.lanes):
+        click.echo(f"lane {i:<4} verified: snapshot hash {h}")
+    click.echo(f"fleet      verified {_n(len(r.lanes), 'lane')}: fleet hash {r.hash}")
+
+
 def main() -> None:
     try:
         rc = cli.main(standalone_mode=False)

@@ -35,7 +35,8 @@ Message = tuple[int, str, bytes]
 #: The methods of :class:`LaneHost` a backend may call.
 HOST_METHODS = frozenset({
     "info", "accept_batch", "run", "cycle", "state", "cells", "iter_states", "snapshot_hash", "outbound",
-    "outbound_marks", "trim", "marks", "snapshot", "grant", "wants", "budget", "metrics", "sync", "close",
+    "outbound_marks", "trim", "marks", "snapshot", "grant", "grant_batch", "wants", "budget", "metrics", "sync",
+    "close",
 })
 
 
@@ -91,9 +92,11 @@ class LaneHost:
     * ``state(reducer, key)``, ``cells(reducer)``, ``iter_states()``, ``snapshot_hash()``.
     * ``outbound(target, after, limit)``, ``outbound_marks()``, ``trim(target, upto)``, ``marks()``.
     * ``snapshot()``: write a snapshot; returns its hash, file name and event id.
-    * ``grant(cap, amount, grant)``, ``wants()``, ``budget(cap)``.
+    * ``grant(cap, amount, grant)``, ``grant_batch(grants)``, ``wants()``, ``budget(cap)``.
     * ``metrics()``, ``sync()``, ``close()``.
     """
+
+    LOCK_WAIT = 30.0
 
     def __init__(self, spec: LaneSpec) -> None:
         for entry in reversed(spec.sys_path):
@@ -106,7 +109,7 @@ class LaneHost:
         options = dict(spec.options)
         if spec.lane != Lane():
             options["lane"] = spec.lane
-        self.world = World.open(spec.path, self.manifest, **options)
+        self.world = self._open(World, options)
         self.lane = spec.lane
         self._opened = time.monotonic()
         self._steps = 0
@@ -114,6 +117,24 @@ class LaneHost:
         self._accepted = 0
         self._duplicates = 0
         self._sent = 0
+
+    def _open(self, world: Any, options: dict[str, Any]) -> Any:
+        """Open the lane's world; while it is locked, wait (up to :attr:`LOCK_WAIT` s) for its holder to go.
+
+        After a crash of the fleet's process, the hosts it leaves behind
+        close their worlds as they notice, and a host restarted while its
+        predecessor still exits finds the lock held for a moment.
+        """
+        from aos.errors import WorldLockedError
+
+        deadline = time.monotonic() + self.LOCK_WAIT
+        while True:
+            try:
+                return world.open(self.spec.path, self.manifest, **options)
+            except WorldLockedError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
 
     # ------------------------------------------------------------ inputs
     def accept_batch(self, source: int, messages: Sequence[Message]) -> int:
@@ -132,6 +153,12 @@ class LaneHost:
     def grant(self, cap: str, amount: int, grant: int) -> bool:
         """Add ``amount`` to the lane's budget of ``cap`` (grant id ``grant``; a repeat is a no-op). Durable."""
         done = bool(self.world.grant(cap, amount, grant))
+        self.world.sync()
+        return done
+
+    def grant_batch(self, grants: Sequence[tuple[str, int, int]]) -> int:
+        """Apply ``grants`` (``(cap, amount, grant)``) in order; how many were new. Durable on return."""
+        done = sum(1 for cap, amount, grant in grants if self.world.grant(cap, amount, grant))
         self.world.sync()
         return done
 
