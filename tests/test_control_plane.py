@@ -8,6 +8,7 @@ import pytest
 
 from aos.control_plane import GRANTS, ControlPlane, Grant, read_grants
 from aos.errors import StorageError
+from aos.fleet_log import frame
 
 
 def test_first_grants_are_half_an_even_share_and_journaled(tmp_path: Path) -> None:
@@ -43,7 +44,7 @@ def test_a_torn_last_grant_is_cut_off_and_was_never_given(tmp_path: Path) -> Non
     cp.initial()
     log = tmp_path / GRANTS
     whole = log.read_bytes()
-    log.write_bytes(whole + Grant(0, "mail", 5, 2).encode()[:-3])  # a crash while appending
+    log.write_bytes(whole + frame(Grant(0, "mail", 5, 2).fields())[:-3])  # a crash while appending
     cp2 = ControlPlane(tmp_path, {"mail": 10}, 2)
     assert len(cp2.grants) == 2 and cp2.left("mail") == 6
     assert log.read_bytes() == whole
@@ -57,7 +58,7 @@ def test_damage_inside_the_log_is_refused(tmp_path: Path) -> None:
     data = bytearray(log.read_bytes())
     data[6] ^= 0xFF  # inside the first record's body
     log.write_bytes(bytes(data))
-    with pytest.raises(StorageError, match="offset 0 fails its checksum"):
+    with pytest.raises(StorageError, match="record at offset 0 fails its checksum"):
         ControlPlane(tmp_path, {"mail": 10}, 2)
 
 

@@ -62,6 +62,7 @@ VALUES: dict[str, Any] = {
     "names": st.lists(text, max_size=3).map(tuple),
     "pairs": st.lists(st.tuples(text, text), max_size=3).map(tuple),
     "counts": st.lists(st.tuples(text, ints64), max_size=3).map(tuple),
+    "uints": st.tuples(uints, uints),  # (an EventAdmitted origin is a pair)
 }
 
 
@@ -137,7 +138,7 @@ def test_a_class_that_differs_from_the_declaration_is_refused() -> None:
 def test_step_writers_take_the_declared_fields_in_order(name: str, writer: Any) -> None:
     k = schema.kind(name)
     sample: dict[str, Any] = {"uint": 7, "ticket": 3, "text": "a/B@1", "bytes": b"\xa0", "hash?": bytes(range(32)),
-                              "key": b"k", "emits": (Emit("a/E@1", b"\x01"),),
+                              "key": b"k", "uints": (4096, 2), "emits": (Emit("a/E@1", b"\x01"),),
                               "intents": (Intent("timer.set", b"\xa0", "timers", "3/0", 1, bytes(32)),)}
     values = tuple(sample[f.type] for f in k.fields)
     assert writer(*values) == encoder.write_record(schema.KIND_INDEX[name], values) \

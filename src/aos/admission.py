@@ -17,6 +17,8 @@ from aos._core.decoder import decode as _fast_decode
 from aos._core.encoder import encode as _fast_encode
 from aos.canonical import int64_problem
 from aos.errors import CellKeyError, InvalidKeyError, MissingKeyFieldError, UnknownSchemaError, brief
+from aos.lane import Lane
+from aos.lane_world import split_routes
 from aos.manifest import Manifest, ReducerSpec
 from aos.upcast import run_chain
 
@@ -58,8 +60,11 @@ class Admitted:
 class Admission:
     """Validates events against a manifest."""
 
-    def __init__(self, manifest: Manifest) -> None:
+    def __init__(self, manifest: Manifest, lane: Lane | None = None) -> None:
         self.manifest = manifest
+        # a lane of a fleet of more than one lane keeps the routes of its own cells (aos.lane_world)
+        self.lane = lane if lane is not None and lane.lanes > 1 else None
+        self._lane_of: dict[Any, int] = {}
 
     def check(self, schema: Any, value: Any, origin: str = "submitted event") -> Admitted:
         """Validate and encode an event; raise a typed error naming what is wrong and where."""
@@ -144,6 +149,8 @@ class Admission:
             if (t is not str and t is not int and t is not bytes) or (wide and t is int):
                 key = normalize_key(key, f"{origin} {schema} field {spec.key!r}")  # (message built only here)
             routes.append((spec, key))
+        if self.lane is not None:
+            return split_routes(self.lane, tuple(routes), self._lane_of)
         return tuple(routes)
 
 

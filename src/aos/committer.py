@@ -64,15 +64,16 @@ class Committer:
         if result.reads:
             result = self._revalidate(result)
         sink = k.sink
-        sink.append_payload(scheduled_payload(t.event_id, t.spec.name, t.key, t.input))
+        sink.append_payload(scheduled_payload(t.event_id, t.spec.name, t.key, t.input, k.lane_id))
         if result.error is not None:
             self._fail(t, result)
         elif k.manifest.invariants and (violated := check_invariants(k, result)) is not None:
-            sink.append(InvariantViolated(t.event_id, violated[0], violated[1]))
+            sink.append(InvariantViolated(t.event_id, violated[0], violated[1], k.lane_id))
             k.violations.append(InvariantViolation(t.event_id, violated[0], t.spec.name, t.key, violated[1]))
         else:
             try:
-                committed = committed_payload(t.event_id, result.state_hash, result.emits, result.intents)
+                committed = committed_payload(t.event_id, result.state_hash, result.emits, result.intents,
+                                              k.lane_id)
             except (TypeError, ValueError) as exc:
                 # An output the record cannot hold (the boundaries refuse them; this is the last guard):
                 # the step fails as a whole, nothing of it applied, and the world goes on.
@@ -89,6 +90,8 @@ class Committer:
                     inbox.put(seq, emit.schema, emit.value, len(routes))
                     for spec, key in routes:
                         deliver(t.event_id, cells.id_of(spec, key), seq, spec.priority)
+                    if type(routes) is not tuple:  # other lanes' cells take it too (aos.lane_world)
+                        k.outbound.send(routes.targets, emit.schema, emit.value)  # type: ignore[attr-defined]
                     seq += 1
                 k.next_seq = seq
             if result.intents:
@@ -101,7 +104,7 @@ class Committer:
     def _fail(self, t: Ticket, result: StepResult) -> None:
         """Journal a failed step (its cell unchanged, nothing it emitted or intended admitted)."""
         k = self.kernel
-        k.sink.append(StepFailed(t.event_id, t.spec.name, t.key, *result.error))  # type: ignore[misc]
+        k.sink.append(StepFailed(t.event_id, t.spec.name, t.key, *result.error, k.lane_id))  # type: ignore[misc]
         k.failures += 1
         if k.strict:
             k.failed_steps.append(failed_step(t, result))
@@ -132,7 +135,7 @@ class Committer:
                                            f"of {intent.kind} was already used")
             else:
                 decision = decide(k.manifest, ledger, intent, t.spec.name)
-            sink.append(PolicyDecision(t.event_id, h, decision.allowed, decision.reason))
+            sink.append(PolicyDecision(t.event_id, h, decision.allowed, decision.reason, k.lane_id))
             if decision.allowed:
                 assert intent.cap is not None
                 ledger.reserve(intent.cap, intent.cost)
@@ -141,8 +144,11 @@ class Committer:
                 outbox.add(effect)
                 k.new_effects.append(effect)
                 sink.append(EffectQueued(t.event_id, h, intent.kind, intent.cap, intent.idempotency_key,
-                                         intent.cost))
+                                         intent.cost, k.lane_id))
             else:
+                if decision.reason.startswith("budget of ") and intent.cap is not None:  # the control plane's hint
+                    wants = k.grants.wants
+                    wants[intent.cap] = wants.get(intent.cap, 0) + intent.cost
                 seq = k.next_seq
                 k.next_seq = seq + 1
                 value = canonical.encode_trusted({

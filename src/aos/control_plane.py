@@ -17,29 +17,24 @@ allows), the rest is held back. A lane whose world reports that intents were
 denied for lack of budget (``World.budget_wants()``) gets more: what it
 wanted, at least another first-grant's worth, at most what is left.
 
-The log: records of ``len (4 bytes, little-endian) | body | BLAKE3(body)[:8]``,
-``body`` the canonical encoding of ``[lane, cap, amount, grant]``. A torn
-last record (a crash while appending, before the grant was sent) is cut
-off on opening; any other damage is refused with
+The log (:mod:`aos.fleet_log`): a record ``[lane, cap, amount, grant]`` per
+grant. A torn last record (a crash while appending, before the grant was
+sent) is cut off on opening; any other damage is refused with
 :class:`~aos.errors.StorageError`.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from aos import canonical
 from aos.errors import StorageError
-from aos.files import fsync_dir
+from aos.fleet_log import append_log, cut_log, read_log
 
 __all__ = ["ControlPlane", "Grant", "GRANTS"]
 
 GRANTS = "grants.log"
-_HEAD = 4
-_TAIL = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,39 +46,19 @@ class Grant:
     amount: int
     grant: int
 
-    def encode(self) -> bytes:
-        body = canonical.encode([self.lane, self.cap, self.amount, self.grant])
-        return len(body).to_bytes(_HEAD, "little") + body + canonical.digest(body)[:_TAIL]
+    def fields(self) -> list[object]:
+        return [self.lane, self.cap, self.amount, self.grant]
 
 
 def read_grants(path: Path) -> tuple[list[Grant], int]:
     """The grants in the log at ``path`` and the length of its intact part (a torn last record is left out)."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return [], 0
-    grants: list[Grant] = []
-    pos = 0
-    while pos < len(data):
-        end = pos + _HEAD
-        size = int.from_bytes(data[pos:end], "little") if end <= len(data) else None
-        if size is None or end + size + _TAIL > len(data):
-            break  # a torn last record
-        body = data[end:end + size]
-        if canonical.digest(body)[:_TAIL] != data[end + size:end + size + _TAIL]:
-            if end + size + _TAIL == len(data):
-                break  # the last record, half written
-            raise StorageError(f"{path}: grant record at offset {pos} fails its checksum")
-        try:
-            lane, cap, amount, grant = canonical.decode(body, f"{path} at offset {pos}")
-            g = Grant(lane, cap, amount, grant)
-            if not (type(lane) is int and type(cap) is str and type(amount) is int and type(grant) is int):
-                raise ValueError("fields of the wrong type")
-        except (ValueError, TypeError) as exc:
-            raise StorageError(f"{path}: malformed grant record at offset {pos}: {exc}") from None
-        grants.append(g)
-        pos = end + size + _TAIL
-    return grants, pos
+    records, intact = read_log(path)
+    grants = []
+    for r in records:
+        if len(r) != 4 or not (type(r[0]) is int and type(r[1]) is str and type(r[2]) is int and type(r[3]) is int):
+            raise StorageError(f"{path}: malformed grant record {r!r}")
+        grants.append(Grant(*r))
+    return grants, intact
 
 
 class ControlPlane:
@@ -94,10 +69,7 @@ class ControlPlane:
         self.budgets = dict(budgets)
         self.lanes = lanes
         self.grants, intact = read_grants(self.path)
-        if self.path.exists() and intact != self.path.stat().st_size:
-            with open(self.path, "r+b") as f:  # cut off a torn last record
-                f.truncate(intact)
-                os.fsync(f.fileno())
+        cut_log(self.path, intact)  # a torn last record: never sent
         self._granted: dict[str, int] = dict.fromkeys(self.budgets, 0)
         self._by_lane: dict[tuple[int, str], int] = {}
         self._last_id: dict[int, int] = {}
@@ -175,13 +147,7 @@ class ControlPlane:
         """Append ``grants`` to the log and fsync it: from then on they count as given."""
         if not grants:
             return
-        new = not self.path.exists()
-        with open(self.path, "ab") as f:
-            f.write(b"".join(g.encode() for g in grants))
-            f.flush()
-            os.fsync(f.fileno())
-        if new:
-            fsync_dir(self.path.parent)
+        append_log(self.path, [g.fields() for g in grants])
         for g in grants:
             self.grants.append(g)
             self._count(g)

@@ -16,6 +16,7 @@ wholly in one era.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
@@ -37,6 +38,7 @@ from aos.errors import (
 from aos.files import lock_world, write_atomic
 from aos.journal import SEG_HEADER_SIZE, Journal, JournalReader, Position, Watermark, _read_header
 from aos.kernel import Kernel
+from aos.lane_world import lane_of_meta
 from aos.manifest import Manifest, era_changes
 from aos.outbox import QueuedEffect
 from aos.records import (
@@ -274,7 +276,7 @@ def transition(old: Kernel, manifest: Manifest, sink: Any, states: Mapping[tuple
     earlier[old.manifest.era] = old.manifest
     earlier.pop(manifest.era, None)
     kernel = Kernel(manifest, sink, window=old.window, signer=old.signer, aging=old.sequencer.aging,
-                    earlier=earlier)
+                    earlier=earlier, lane=old.lane)
     used = {sh for _r, _k, sh in cells}
     doc["states"] = {sh: b for sh, b in body.items() if sh in used}
     doc["cells"] = cells
@@ -302,7 +304,8 @@ def propose(world: "World", manifest: Manifest) -> int:
     j = world._journal
     pid = j.index
     listed = tuple((c.kind, c.text) for c in era_changes(old, manifest))  # in the world's form of code ids
-    rec = ProposalSubmitted(pid, world.manifest.era, manifest.era, canonical.encode(new, where="manifest"), listed)
+    rec = ProposalSubmitted(pid, world.manifest.era, manifest.era, canonical.encode(new, where="manifest"), listed,
+                            world._kernel.lane_id)
 
     def write() -> int:
         j.append(rec)
@@ -350,7 +353,7 @@ def record_shadow_run(world: "World", proposal: int, *, since: int, compared: in
     j = world._journal
 
     def write() -> None:
-        j.append(ShadowRunCompleted(proposal, since, compared, differing, rows))
+        j.append(ShadowRunCompleted(proposal, since, compared, differing, rows, world._kernel.lane_id))
         j.commit_point()
         j.flush(sync=True)
 
@@ -366,7 +369,7 @@ def approve(world: "World", proposal: int, by: str = "", note: str = "") -> None
     j = world._journal
 
     def write() -> None:
-        j.append(ApprovalRecorded(proposal, by, note))
+        j.append(ApprovalRecorded(proposal, by, note, world._kernel.lane_id))
         j.commit_point()
         j.flush(sync=True)
 
@@ -411,6 +414,9 @@ def _append_closed(path: Any, proposal: int, what: str,
             raise UpgradeError(f"the journal of {p} ends inside a step or is damaged (`aos fsck {p}`): open the "
                                f"world once with its manifest, then {what}")
         rec = make(p, prop)
+        lane_id = lane_of_meta(meta).lane_id
+        if lane_id:  # a lane world's records carry its lane
+            rec = dataclasses.replace(rec, lane_id=lane_id)
         j = Journal.open(p / "journal", eras[-1], "always", existing=meta.get("watermark") is True)
         try:
             j.append(rec)
@@ -643,16 +649,18 @@ def _apply(world: "World", proposal: int, manifest: Manifest, migrate: dict[str,
         j.start_era(manifest.era)
         fail("after-new-segment")
         at = j.append(EraApplied(event_id, proposal, old_m.era, manifest.era, tuple(sorted(migrate)), retired,
-                                 dropped, pinned, adopt))
+                                 dropped, pinned, adopt, k.lane_id))
         for (reducer, key), state in sorted(states.items(), key=lambda i: canonical.encode(list(i[0]))):
-            j.append(CellMigrated(reducer, key, state, None if state is None else canonical.digest(state)))
+            j.append(CellMigrated(reducer, key, state, None if state is None else canonical.digest(state),
+                                  k.lane_id))
             fail("during-migration")
         j.flush(sync=True, force=True)
         fail("after-era-applied")
         new_k = transition(k, manifest, j, states, retired, dropped, j.position, pinned, adopt)
         info = write_snapshot(world.path / "snapshots", new_k, manifest.era, j.position)
         fail("after-new-snapshot-file")
-        j.append(SnapshotCreated(new_k.last_event_id, bytes.fromhex(info.snapshot_hash), info.path.name))
+        j.append(SnapshotCreated(new_k.last_event_id, bytes.fromhex(info.snapshot_hash), info.path.name,
+                                 k.lane_id))
         j.flush(sync=True, force=True)
         fail("after-apply-record")
         from aos.world import META

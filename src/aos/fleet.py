@@ -5,6 +5,7 @@ Directory layout::
     <fleet>/fleet.cbor      format, lanes, home lane, manifest (reference, name, era, description), backend
     <fleet>/fleet.lock      held (flock) while a Fleet has the fleet open
     <fleet>/grants.log      the control plane's journal of budget grants (aos.control_plane)
+    <fleet>/submits.log     client events journaled before they are sent to their lanes
     <fleet>/lanes/000/      lane 0's world, lanes/001/ lane 1's, ...
 
 A keyed cell lives in the lane :func:`aos.lane.lane_of_key` names, a
@@ -39,6 +40,7 @@ from aos.errors import (
     WorldNotFoundError,
 )
 from aos.files import fsync_dir, write_atomic
+from aos.fleet_log import append_log, cut_log, read_log
 from aos.lane import CLIENT_SOURCE, MAX_LANES, Lane
 from aos.lane_host import LaneBackend, LaneSpec, Message, load_manifest
 from aos.manifest import Manifest, check_compatible
@@ -49,6 +51,8 @@ __all__ = ["Fleet", "FleetRunResult", "FleetSnapshot", "FleetReplay", "LaneSnaps
 FLEET_FORMAT = 1
 FLEET_META = "fleet.cbor"
 FLEET_LOCK = "fleet.lock"
+SUBMITS = "submits.log"
+SUBMITS_CUT = 1 << 20  # the submits log is emptied once longer than this and every event in it was sent
 LANES_DIR = "lanes"
 BATCH = 5000  # client events or messages per call to a lane
 RESERVED_OPTIONS = frozenset({"lane", "create"})
@@ -311,6 +315,16 @@ class Fleet:
                 if t != s:
                     f.after[s][t] = f.marks[t].get(s, 0)
                     f.trimmed[s][t] = 0
+        records, intact = read_log(self.path / SUBMITS)
+        cut_log(self.path / SUBMITS, intact)  # a torn last record: an event never sent
+        for schema, data, targets in records:  # events journaled here, maybe not sent to every lane: again
+            for lane, n in zip(targets[::2], targets[1::2], strict=True):
+                if n > self._client_n[lane]:
+                    self._pending[lane].append((n, schema, data))
+        for lane in range(self.lanes):
+            if self._pending[lane]:
+                self._client_n[lane] = self._pending[lane][-1][0]
+        self._flush(range(self.lanes))
         if self._plane.active:
             self._plane.initial()
             self._send_grants({i: self._plane.for_lane(i) for i in range(self.lanes)})
@@ -336,17 +350,11 @@ class Fleet:
         Raises the typed admission errors of ``World.submit`` (nothing
         sent), :class:`FleetClosedError` on a closed fleet, and
         :class:`LaneUnavailableError` when a lane cannot be reached — the
-        event is then kept and sent again (admitted once) by the next call.
+        event is then kept and sent again (admitted once) by the next call,
+        or by the next open of the fleet if this process ends first.
         """
         self._live()
-        adm = self._admission.check(schema, value)
-        with self._lock:
-            self._live()
-            lanes = self._lanes_of(adm)
-            for lane in lanes:
-                self._client_n[lane] += 1
-                self._pending[lane].append((self._client_n[lane], adm.schema, adm.value))
-            self._flush(lanes)
+        self._submit([self._admission.check(schema, value)])
 
     def submit_many(self, events: Iterable[tuple[str, Any]]) -> int:
         """Submit ``(schema, value)`` pairs in order, batched per lane; returns how many. Durable on return.
@@ -356,16 +364,27 @@ class Fleet:
         """
         self._live()
         checked = [self._admission.check(schema, value) for schema, value in events]
+        self._submit(checked)
+        return len(checked)
+
+    def _submit(self, checked: list[Admitted]) -> None:
+        """Number the events per lane, journal them in ``submits.log``, send them."""
         with self._lock:
             self._live()
             touched: set[int] = set()
+            records = []
             for adm in checked:
+                targets: list[int] = []
                 for lane in self._lanes_of(adm):
                     self._client_n[lane] += 1
                     self._pending[lane].append((self._client_n[lane], adm.schema, adm.value))
+                    targets += (lane, self._client_n[lane])
                     touched.add(lane)
+                records.append([adm.schema, adm.value, targets])
+            # Journaled before anything is sent: an event whose submit was cut short by a crash of this
+            # process reaches every one of its lanes, or none, when the fleet is next opened.
+            append_log(self.path / SUBMITS, records)
             self._flush(sorted(touched))
-        return len(checked)
 
     def _flush(self, lanes: Iterable[int]) -> None:
         """Send the client events waiting for ``lanes`` (all of them, in order; repeats are dropped there)."""
@@ -376,6 +395,9 @@ class Fleet:
             for i in waiting:
                 del self._pending[i][:BATCH]
             waiting = [i for i in waiting if self._pending[i]]
+        log = self.path / SUBMITS
+        if not any(self._pending) and log.exists() and log.stat().st_size > SUBMITS_CUT:
+            cut_log(log, 0)  # every event in it reached its lanes
 
     # ------------------------------------------------------------ running
     def run(self, max_rounds: int | None = None) -> FleetRunResult:

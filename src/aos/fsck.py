@@ -38,10 +38,12 @@ from aos.journal import (
     Watermark,
     segment_name,
 )
+from aos.lane_world import lane_of_meta
 from aos.manifest import Manifest
 from aos.receipt import SECRET_FILE
 from aos.records import (
     ERA_KINDS,
+    BudgetGranted,
     EffectQueued,
     EventAdmitted,
     InvariantViolated,
@@ -153,7 +155,7 @@ class _Steps:
     def feed(self, rec: Any) -> str | bool:
         """True when ``rec`` ends at a step boundary, False inside a step, else what is out of place."""
         s = self.state
-        if isinstance(rec, (EventAdmitted, ReceiptAppended, SnapshotCreated) + ERA_KINDS):
+        if isinstance(rec, (EventAdmitted, ReceiptAppended, SnapshotCreated, BudgetGranted) + ERA_KINDS):
             return True if s == 0 else f"{rec.KIND} in the middle of the step of event_id {self.event_id}"
         if isinstance(rec, StepScheduled):
             if s != 0:
@@ -399,6 +401,7 @@ def _check_snapshot(report: FsckReport, path: Path, manifests: dict[bytes, Manif
 
         try:
             load_snapshot(path, Kernel(manifest, None, window=report.meta["window"],  # type: ignore[arg-type]
+                                       lane=lane_of_meta(report.meta),
                                        aging=report.meta["aging"], earlier=manifests), manifest.era)
         except PinnedEraError:
             pass  # cells pinned to an era whose manifest was not given: not damage, only not loaded in full
@@ -448,6 +451,7 @@ def _verify_eras(report: FsckReport, manifests: list[Manifest]) -> None:
             report.era_checks.append((era.era, first, last, "not re-executed: no manifest of this era was given"))
             continue
         kernel = Kernel(m, None, window=report.meta["window"], aging=report.meta["aging"],  # type: ignore[arg-type]
+                        lane=lane_of_meta(report.meta),
                         earlier={e: mm for e, mm in by_era.items() if e != m.era})
         start: Position | None = None
         try:
@@ -488,7 +492,8 @@ def _verify(report: FsckReport, manifest: Manifest) -> None:
         _verify_eras(report, [manifest])
         return
     sink = VerifyingSink(prefix_batches(report.path / "journal", report.era, w.keep))
-    kernel = Kernel(manifest, sink, window=report.meta["window"], aging=report.meta["aging"])  # type: ignore[arg-type]
+    kernel = Kernel(manifest, sink, window=report.meta["window"], aging=report.meta["aging"],  # type: ignore[arg-type]
+                    lane=lane_of_meta(report.meta))
     try:
         replay_entries(kernel, sink)
     except AosError as exc:

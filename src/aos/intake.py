@@ -108,6 +108,16 @@ class Intake:
             world.durable_event_id = k.last_event_id
         return seqs
 
+    def accept(self, source: int, n: int, adm: Admitted) -> bool:
+        """``World.accept`` on the running thread: admit ``adm`` as message ``n`` of ``source`` unless a duplicate."""
+        world = self.world
+        k = world._kernel
+        if not k.accept(source, n, adm):
+            return False
+        if world._journal.commit_point():
+            world.durable_event_id = k.last_event_id
+        return True
+
     def admit_arrived(self) -> int:
         """Admit the receipts adapters sent back so far; how many applied."""
         return len(self.admit(self._arrived(), self.world.refused_receipts))

@@ -19,6 +19,7 @@ from aos.errors import (
     DuplicateReceiptError,
     InvariantViolation,
     NonCanonicalError,
+    OriginOrderError,
     ReceiptAuthError,
     ReceiptError,
     ReceiptOverBudgetError,
@@ -27,10 +28,12 @@ from aos.errors import (
     UnencodableValueError,
     UnknownIntentError,
 )
+from aos.lane import Lane
+from aos.lane_world import Grants, Origins, Outbound
 from aos.manifest import RECEIPT_SCHEMA, Manifest
 from aos.outbox import Outbox, QueuedEffect
 from aos.receipt import Receipt, ReceiptSigner
-from aos.records import ReceiptAppended, Record, admitted_payload
+from aos.records import BudgetGranted, EventAdmitted, ReceiptAppended, Record, admitted_payload
 from aos.step import StepResult, Ticket, compute, finish_native, prepare_native
 
 __all__ = ["Kernel", "Sink", "Inbox", "DEFAULT_WINDOW", "DEFAULT_AGING"]
@@ -76,9 +79,12 @@ class Kernel:
 
     def __init__(self, manifest: Manifest, sink: Sink, window: int = DEFAULT_WINDOW,
                  signer: ReceiptSigner | None = None, aging: int = DEFAULT_AGING,
-                 earlier: Mapping[bytes, Manifest] | None = None) -> None:
+                 earlier: Mapping[bytes, Manifest] | None = None, lane: Lane | None = None) -> None:
         self.manifest = manifest
-        self.admission = Admission(manifest)
+        # the lane of a fleet this world is (docs/fleet.md, "The lane world"); every record carries its id
+        self.lane = Lane() if lane is None else lane
+        self.lane_id = self.lane.lane_id
+        self.admission = Admission(manifest, self.lane)
         self.sink = sink
         self.signer = signer
         # the manifests of earlier eras, by era: the code of cells pinned to them (docs/upgrades.md)
@@ -88,6 +94,11 @@ class Kernel:
         self.sequencer = Sequencer(window=window, aging=aging)
         self.inbox = Inbox()
         self.ledger = Ledger(manifest)
+        if self.lane.lanes > 1:  # the manifest's budget is the fleet's: a lane spends what it is granted
+            self.ledger.budgets = dict.fromkeys(self.ledger.budgets, 0)
+        self.origins = Origins()  # the last message admitted from each source (World.accept)
+        self.outbound = Outbound()  # the messages committed steps sent to other lanes
+        self.grants = Grants()  # budget grants (World.grant)
         self.outbox = Outbox()
         self.next_seq = 0
         self.commits = 0
@@ -110,7 +121,7 @@ class Kernel:
         return self.sequencer.next_ticket - 1
 
     # ---------------------------------------------------------- admission
-    def admit(self, adm: Admitted, visible_at: int | None = None) -> int:
+    def admit(self, adm: Admitted, visible_at: int | None = None, origin: tuple[int, int] | None = None) -> int:
         """Journal and deliver an external event, visible from ticket ``visible_at``.
 
         ``visible_at`` defaults to the next ticket: right for an admission
@@ -124,7 +135,7 @@ class Kernel:
         sequencer = self.sequencer
         if visible_at is None:
             visible_at = sequencer.next_ticket
-        self.sink.append_payload(admitted_payload(seq, adm.schema, adm.value, 0, visible_at))
+        self.sink.append_payload(admitted_payload(seq, adm.schema, adm.value, self.lane_id, visible_at, origin))
         self.next_seq = seq + 1
         self.inbox.put(seq, adm.schema, adm.value, len(adm.routes))
         cells, deliver_at = self.cells, sequencer.deliver_at
@@ -145,7 +156,7 @@ class Kernel:
                                         f"EventAdmitted has seq {seq}, replay expects {self.next_seq}")
         adm = self.admission.check_encoded(schema, value, origin=f"journaled event {seq}")
         if visible_at is None:
-            self.sink.append_payload(admitted_payload(seq, adm.schema, adm.value))
+            self.sink.append_payload(admitted_payload(seq, adm.schema, adm.value, self.lane_id))
             self.next_seq = seq + 1
             self.inbox.put(seq, adm.schema, adm.value, len(adm.routes))
             cells, deliver = self.cells, self.sequencer.deliver
@@ -177,6 +188,90 @@ class Kernel:
         seq, schema, value, visible_at = fields
         self.admit_recorded(seq, schema, value, visible_at)
         return True
+
+    # ----------------------------------------------------------- origins
+    def accept(self, source: int, n: int, adm: Admitted) -> bool:
+        """Admit ``adm`` as message ``n`` of ``source`` (``World.accept``): False for a duplicate.
+
+        Raises :class:`OriginOrderError` for a message past the next one (a
+        gap), admitting nothing.
+        """
+        marks = self.origins.marks
+        mark = marks.get(source, 0)
+        if n <= mark:
+            return False
+        if n != mark + 1:
+            raise OriginOrderError(f"lane {self.lane_id}: message {n} from source {source} arrived, but the last "
+                                   f"one admitted from it is {mark}: messages {mark + 1}..{n - 1} are missing")
+        self.admit(adm, None, (source, n))
+        marks[source] = n
+        return True
+
+    def accept_recorded(self, rec: EventAdmitted) -> None:
+        """Re-admit an event with an origin read from the journal (replay): the marks follow."""
+        assert rec.origin is not None
+        source, n = rec.origin
+        where = f"EventAdmitted {rec.seq} (origin source {source}, message {n})"
+        if rec.seq != self.next_seq:
+            raise ReplayDivergenceError(None, None, None, None, None,
+                                        f"{where} has seq {rec.seq}, replay expects {self.next_seq}")
+        mark = self.origins.marks.get(source, 0)
+        if n != mark + 1:
+            raise ReplayDivergenceError(None, None, None, None, None,
+                                        f"{where}: the last message admitted from source {source} is {mark}")
+        nxt = self.sequencer.next_ticket
+        if rec.visible_at is None or not nxt <= rec.visible_at <= nxt + self.window:
+            raise ReplayDivergenceError(None, None, None, None, None,
+                                        f"{where} is visible at ticket {rec.visible_at}, but the replay admits "
+                                        f"it before ticket {nxt} (visible at {nxt} to {nxt + self.window})")
+        adm = self.admission.check_encoded(rec.schema, rec.value, origin=f"journaled event {rec.seq}")
+        self.admit(adm, rec.visible_at, (source, n))
+        self.origins.marks[source] = n
+
+    # ------------------------------------------------------------ grants
+    def grant(self, cap: str, amount: int, grant: int) -> bool:
+        """Journal and apply budget grant ``grant`` of ``amount`` units to ``cap`` (False: an old grant id)."""
+        g = self.grants
+        if grant <= g.last.get(cap, 0):
+            return False
+        self.sink.append(BudgetGranted(cap, amount, grant, self.lane_id))
+        self._granted(cap, amount, grant)
+        return True
+
+    def _granted(self, cap: str, amount: int, grant: int) -> None:
+        g = self.grants
+        g.last[cap] = grant
+        g.granted[cap] = g.granted.get(cap, 0) + amount
+        g.wants.pop(cap, None)
+        self.ledger.budgets[cap] += amount
+
+    def grant_recorded(self, rec: BudgetGranted) -> None:
+        """Re-apply a grant read from the journal (replay)."""
+        if rec.cap not in self.ledger.budgets or rec.grant <= self.grants.last.get(rec.cap, 0):
+            raise ReplayDivergenceError(None, None, None, None, None,
+                                        f"BudgetGranted {rec.grant} of capability {rec.cap!r} does not apply: "
+                                        "an unknown capability, or not after its last grant")
+        self.sink.append(BudgetGranted(rec.cap, rec.amount, rec.grant, self.lane_id))
+        self._granted(rec.cap, rec.amount, rec.grant)
+
+    def restore_lane(self, doc: Any) -> None:
+        """The lane state a snapshot holds (``{"marks", "outbound", "grants"}``)."""
+        self.origins.restore(doc.get("marks", ()))
+        self.outbound.restore(doc.get("outbound", ()))
+        self.grants.restore(doc.get("grants", ()))
+        for cap, amount in self.grants.granted.items():
+            self.ledger.budgets[cap] += amount
+
+    def export_lane(self) -> dict[str, Any] | None:
+        """What a snapshot holds of the lane state (None when there is none: a world without lanes)."""
+        doc: dict[str, Any] = {}
+        if self.origins.marks:
+            doc["marks"] = self.origins.export()
+        if self.outbound.produced:
+            doc["outbound"] = self.outbound.export()
+        if self.grants.last:
+            doc["grants"] = self.grants.export()
+        return doc or None
 
     # ----------------------------------------------------------- receipts
     def check_receipt(self, r: Receipt, authenticate: bool = True) -> QueuedEffect:
@@ -212,7 +307,7 @@ class Kernel:
         except UnencodableValueError as exc:
             raise ReceiptError(f"receipt for intent {r.intent_hash.hex()} cannot be delivered: {exc}") from None
         seq = self.next_seq
-        self.sink.append(ReceiptAppended(seq, r.intent_hash, r.status, r.payload, r.cost))
+        self.sink.append(ReceiptAppended(seq, r.intent_hash, r.status, r.payload, r.cost, self.lane_id))
         self.next_seq = seq + 1
         self.outbox.settle(r.intent_hash)
         self.ledger.settle(effect.cap, effect.cost, r.cost)

@@ -33,6 +33,7 @@ __all__ = [
     "Record", "EventAdmitted", "StepScheduled", "StepCommitted", "StepFailed",
     "SnapshotCreated", "PolicyDecision", "EffectQueued", "ReceiptAppended", "InvariantViolated",
     "ProposalSubmitted", "ApprovalRecorded", "ShadowRunCompleted", "EraApplied", "CellMigrated", "ERA_KINDS",
+    "BudgetGranted",
     "Emit", "Intent", "encode_record", "decode_record", "KINDS", "scheduled_payload", "committed_payload",
     "admitted_payload", "admissions", "AdmissionNumbers",
 ]
@@ -102,7 +103,8 @@ class Record:
         for name in cls.OPTIONAL:
             if name in m and m[name] is None:
                 raise ValueError(f"{name} is null (an optional field is left out, never null)")
-        return cls(*[m.get(name) if name in cls.OPTIONAL else m[name] if conv is None else conv(m[name], name)
+        return cls(*[(m.get(name) if conv is None or m.get(name) is None else conv(m[name], name))
+                     if name in cls.OPTIONAL else m[name] if conv is None else conv(m[name], name)
                      for name, conv in cls._READ])
 
 
@@ -114,6 +116,10 @@ class EventAdmitted(Record):
     ticket when it was admitted with nothing in flight, a later one when
     tickets were in flight; docs/scheduling.md). None only in records written
     before the field existed: visible to the next ticket of a serial replay.
+
+    ``origin``: ``(source, n)`` for an event a lane world accepted as the
+    ``n``-th message of ``source`` (another lane, or a fleet's client); None
+    for any other event (docs/fleet.md, "The lane world").
     """
 
     seq: int
@@ -121,6 +127,7 @@ class EventAdmitted(Record):
     value: bytes
     lane_id: int = 0
     visible_at: int | None = None
+    origin: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +316,20 @@ class CellMigrated(Record):
     lane_id: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class BudgetGranted(Record):
+    """Grant ``grant`` (a lane's increasing grant id) added ``amount`` to capability ``cap``'s budget (an input).
+
+    A lane of a fleet starts every capability at 0; the fleet's control
+    plane hands out its global budget in grants (docs/fleet.md, "The lane world").
+    """
+
+    cap: str
+    amount: int
+    grant: int
+    lane_id: int = 0
+
+
 ERA_KINDS: tuple[type[Record], ...] = (ProposalSubmitted, ApprovalRecorded, ShadowRunCompleted, EraApplied,
                                        CellMigrated)
 
@@ -316,6 +337,7 @@ ERA_KINDS: tuple[type[Record], ...] = (ProposalSubmitted, ApprovalRecorded, Shad
 KINDS: dict[str, type[Record]] = {
     cls.__name__: cls for cls in (EventAdmitted, StepScheduled, StepCommitted, StepFailed, SnapshotCreated,
                                   PolicyDecision, EffectQueued, ReceiptAppended, InvariantViolated) + ERA_KINDS
+    + (BudgetGranted,)
 }
 
 
@@ -330,6 +352,7 @@ _TO_WIRE: dict[str, Callable[[Any], Any] | None] = {
     "names": _seq,
     "pairs": lambda v: [list(c) for c in v],
     "counts": lambda v: [list(c) for c in v],
+    "uints": _seq,
 }
 
 
@@ -364,9 +387,17 @@ def _text_pairs_from_wire(v: Any, name: str) -> tuple[tuple[str, str], ...]:
     return pairs
 
 
+def _uints_from_wire(v: Any, name: str) -> tuple[int, ...] | None:
+    if v is None:
+        return None
+    if type(v) is not list or any(type(x) is not int for x in v):
+        raise TypeError(f"{name} must be a list of ints")
+    return tuple(v)
+
+
 _FROM_WIRE: dict[str, Callable[[Any, str], Any]] = {
     "emits": _emits_from_wire, "intents": _intents_from_wire, "names": _names_from_wire,
-    "pairs": _text_pairs_from_wire, "counts": _pairs_from_wire,
+    "pairs": _text_pairs_from_wire, "counts": _pairs_from_wire, "uints": _uints_from_wire,
 }
 
 
@@ -399,6 +430,7 @@ _TYPE_CHECKS: dict[str, Callable[[Any], bool]] = {
     "names": lambda v: all(type(x) is str for x in v),
     "pairs": lambda v: all(type(a) is str and type(b) is str for a, b in v),
     "counts": lambda v: all(type(a) is str and type(b) is int for a, b in v),
+    "uints": lambda v: type(v) is tuple and all(type(x) is int and 0 <= x < 1 << 63 for x in v),
 }
 if set(_TYPE_CHECKS) != set(record_schema.TYPES):
     raise TypeError("aos.records checks other field types than aos.schema declares")
@@ -485,6 +517,8 @@ def _check_types(rec: Record, where: str) -> None:
             raise NonCanonicalError(f"{where}: {rec.KIND}.{name} has the wrong type (expected {t})")
     if isinstance(rec, CellMigrated) and (rec.state is None) != (rec.state_hash is None):
         raise NonCanonicalError(f"{where}: CellMigrated.state and state_hash must both be null or both be set")
+    if isinstance(rec, EventAdmitted) and rec.origin is not None and len(rec.origin) != 2:
+        raise NonCanonicalError(f"{where}: EventAdmitted.origin must be [source, n]")
 
 
 # ------------------------------------------------------------------ admission numbers

@@ -30,8 +30,11 @@ from aos.errors import ArgumentError, ManifestMismatchError, ReplayDivergenceErr
 from aos.executor import Hooks, ThreadsExecutor
 from aos.journal import SEG_HEADER_SIZE, Entry, Journal, JournalReader, Position
 from aos.kernel import Kernel
+from aos.lane_world import lane_of_meta
 from aos.manifest import Manifest
 from aos.records import (
+    BudgetGranted,
+    EventAdmitted,
     ReceiptAppended,
     Record,
     SnapshotCreated,
@@ -263,6 +266,10 @@ def replay_entries(kernel: Kernel, sink: VerifyingSink, progress: Callable[[int]
             rec = entry.record()
             if isinstance(rec, ReceiptAppended):
                 kernel.admit_receipt_recorded(rec)
+            elif isinstance(rec, EventAdmitted) and rec.origin is not None:  # a lane world's numbered message
+                kernel.accept_recorded(rec)
+            elif isinstance(rec, BudgetGranted):
+                kernel.grant_recorded(rec)
             elif isinstance(rec, SnapshotCreated):
                 sink.consume()
                 actual = cells.snapshot_hash()
@@ -362,7 +369,8 @@ class Replay:
         era_at = self._first
         m = self._manifests[0]
         start = None
-        boot = Kernel(m, None, window=self.meta["window"], aging=self.meta["aging"])  # type: ignore[arg-type]
+        boot = Kernel(m, None, window=self.meta["window"], aging=self.meta["aging"],  # type: ignore[arg-type]
+                      lane=lane_of_meta(self.meta))
         if era_at > 0:
             snap = self.eras[era_at].snapshot
             if snap is None or not (self.path / "snapshots" / snap).is_file():

@@ -42,8 +42,9 @@ __all__ = [
 #: ``names``    a tuple of str, written as an array
 #: ``pairs``    a tuple of ``(str, str)``, written as ``[text, text]`` arrays
 #: ``counts``   a tuple of ``(str, int)``, written as ``[text, int]`` arrays
+#: ``uints``    a tuple of ints, 0 or more (each in the signed 64-bit range), written as an array
 TYPES: tuple[str, ...] = ("uint", "ticket", "int", "bool", "text", "text?", "bytes", "bytes?", "hash", "hash?",
-                          "key", "emits", "intents", "names", "pairs", "counts")
+                          "key", "emits", "intents", "names", "pairs", "counts", "uints")
 
 KIND_FIELD = "kind"  # the map key naming a record's kind (every record has it; no field is called so)
 
@@ -111,7 +112,7 @@ INTENT = Part("Intent", _f("kind:text params:bytes cap:text? idempotency_key:tex
 
 #: Every record kind. Append new kinds at the end; a kind's index is its position here.
 KINDS: tuple[Kind, ...] = (
-    Kind("EventAdmitted", _f("seq:uint schema:text value:bytes lane_id:uint [visible_at:ticket]")),
+    Kind("EventAdmitted", _f("seq:uint schema:text value:bytes lane_id:uint [visible_at:ticket] [origin:uints]")),
     Kind("StepScheduled", _f("event_id:ticket reducer:text key:key input:uint lane_id:uint")),
     Kind("StepCommitted", _f("event_id:ticket state_hash:hash? emits:emits effects:intents lane_id:uint")),
     Kind("StepFailed", _f("event_id:ticket reducer:text key:key error:text message:text traceback:text "
@@ -129,6 +130,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("EraApplied", _f("event_id:uint proposal:uint ends:hash starts:hash migrated:names retired:names "
                           "dropped:names pinned:names adopted:names lane_id:uint")),
     Kind("CellMigrated", _f("reducer:text key:key state:bytes? state_hash:hash? lane_id:uint")),
+    Kind("BudgetGranted", _f("cap:text amount:uint grant:uint lane_id:uint")),
 )
 
 KIND_INDEX: dict[str, int] = {k.name: i for i, k in enumerate(KINDS)}

@@ -87,6 +87,9 @@ def snapshot_doc(kernel: Kernel, era: bytes, position: Position) -> tuple[dict[s
         "ledger": kernel.ledger.export(),
         "outbox": kernel.outbox.export(),
     }
+    lane = kernel.export_lane()
+    if lane is not None:  # a lane world's marks, outbound counts and budget grants (docs/fleet.md)
+        doc["lane"] = lane
     if kernel.cells.pins:  # cells that run an earlier era's code (docs/upgrades.md, "Pinned cells")
         doc["pins"] = pin_rows(kernel)
     if kernel.retired:  # cells of removed reducers, kept read-only (docs/upgrades.md)
@@ -255,6 +258,13 @@ def restore_doc(doc: dict[str, Any], kernel: Kernel, where: str) -> None:
         kernel.inbox.put(seq, schema, value, left)
     kernel.ledger.restore(doc["ledger"])
     kernel.outbox.restore(doc["outbox"])
+    if "lane" in doc:
+        lane = doc["lane"]
+        if type(lane) is not dict or not all(
+                type(rows) is list and all(type(r) is list and len(r) == 2 + (name == "grants") for r in rows)
+                for name, rows in lane.items()):
+            raise SnapshotCorruptError(where, "malformed snapshot: lane has the wrong type")
+        kernel.restore_lane(lane)
     kernel.next_seq = doc["next_seq"]
     kernel.commits = doc["commits"]
     kernel.failures = doc["failures"]

@@ -34,6 +34,7 @@ from aos.eras import Era, UpgradeResult, era_chain, reconcile
 from aos.errors import (
     AosError,
     ArgumentError,
+    FleetError,
     InvariantViolation,
     JournalCorruptError,
     JournalTruncatedError,
@@ -58,6 +59,8 @@ from aos.journal import (
     segment_name,
 )
 from aos.kernel import DEFAULT_AGING, DEFAULT_WINDOW, Kernel
+from aos.lane import Lane
+from aos.lane_world import Message, check_source, lane_of_meta, scan_outbound
 from aos.manifest import Manifest, check_compatible
 from aos.outbox import QueuedEffect
 from aos.receipt import SECRET_FILE, Receipt, ReceiptSigner, create_secret, load_secret
@@ -74,6 +77,8 @@ from aos.snapshot import (
 )
 
 __all__ = ["World", "read_meta", "load_meta"]
+
+_NO_VALUE: Any = object()  # World.accept: no value= given
 
 WORLD_FORMAT = 1
 MAX_WINDOW = MAX_STEPS  # window and aging: the sequencer adds them to tickets in 64-bit arithmetic
@@ -106,6 +111,7 @@ def load_meta(path: Path) -> dict[str, Any]:
         if meta.get("watermark", True) is not True:
             raise ValueError(f"watermark must be true when present, got {meta['watermark']!r}")
         era_chain(meta)
+        lane_of_meta(meta)
     except (AosError, KeyError, AttributeError, TypeError, ValueError) as exc:
         if isinstance(exc, StorageError):
             raise
@@ -226,7 +232,7 @@ class World:
              on_violation: str | Callable[[InvariantViolation], None] = "raise",
              workers: int | None = None, worker_delay: Callable[[int], float] | None = None,
              max_queued: int = 1_000_000, offload: str | None = None, strict: bool = False,
-             earlier: Sequence[Manifest] = (), reference: bool = False) -> "World":
+             earlier: Sequence[Manifest] = (), reference: bool = False, lane: Lane | None = None) -> "World":
         """Create or open the world at ``path`` with ``manifest``.
 
         ``durability``: ``"group"`` (default), ``"always"``, ``"none"`` or a
@@ -276,6 +282,11 @@ class World:
         Python on the calling thread (:class:`aos.executor.ReferenceExecutor`),
         instead of the inline executor's C loop or worker threads; both write
         the same journal. For differential tests and for debugging.
+
+        ``lane``: the world is that lane of a fleet (docs/fleet.md, "The lane
+        world"): fixed when the world is created and kept in ``world.cbor``;
+        None opens the world as it was created (a world created without one is
+        lane 0 of 1). Opening it as another lane raises :class:`FleetError`.
         """
         if not isinstance(manifest, Manifest):
             raise TypeError(f"manifest must be an aos.Manifest, got {type(manifest).__name__}")
@@ -290,6 +301,8 @@ class World:
             raise ValueError(f"on_violation must be 'raise', 'record' or a callable, got {on_violation!r}")
         if effects not in MODES:
             raise ValueError(f"effects must be one of {MODES}, got {effects!r}")
+        if lane is not None and not isinstance(lane, Lane):
+            raise ArgumentError(f"lane must be an aos.lane.Lane or None, got {type(lane).__name__}")
         if type(reference) is not bool:
             raise ArgumentError(f"reference must be True or False, got {type(reference).__name__}")
         if workers is None:
@@ -319,6 +332,8 @@ class World:
             meta = {"format": WORLD_FORMAT, "manifest": manifest.describe(),
                     "window": DEFAULT_WINDOW if window is None else window,
                     "aging": DEFAULT_AGING if aging is None else aging}
+            if lane is not None:
+                meta["lane"] = lane.describe()
             if type(meta["window"]) is not int or not 1 <= meta["window"] <= MAX_WINDOW:
                 raise ValueError(f"window must be an int from 1 to {MAX_WINDOW}, got {window!r}")
             if type(meta["aging"]) is not int or not 1 <= meta["aging"] <= MAX_WINDOW:
@@ -334,6 +349,10 @@ class World:
             meta = reconcile(p, load_meta(p))  # the journal is the truth about the era chain
             check_meta(p, meta, manifest)
             eras = era_chain(meta)
+            stored = lane_of_meta(meta)
+            if lane is not None and lane != stored:
+                raise FleetError(f"world {p} is lane {stored.lane_id} of {stored.lanes} (home {stored.home}), not "
+                                 f"lane {lane.lane_id} of {lane.lanes} (home {lane.home})", lane=stored.lane_id)
             if window is not None and window != meta["window"]:
                 raise ManifestMismatchError(f"world {p} has window {meta['window']}, not {window}")
             if aging is not None and aging != meta["aging"]:
@@ -351,7 +370,7 @@ class World:
             try:
                 by_era = _earlier_by_era(p, eras, manifest, earlier)
                 kernel, start = cls._recover(p, manifest, journal, meta["window"], signer, meta["aging"],
-                                             [e.era for e in eras], by_era)
+                                             [e.era for e in eras], by_era, stored)
             except BaseException:
                 journal.abandon()
                 raise
@@ -386,11 +405,12 @@ class World:
 
     @staticmethod
     def _recover(p: Path, manifest: Manifest, journal: Journal, window: int, signer: ReceiptSigner, aging: int,
-                 eras: list[bytes], earlier: dict[bytes, Manifest]) -> tuple[Kernel, Position | None]:
+                 eras: list[bytes], earlier: dict[bytes, Manifest],
+                 lane: Lane | None = None) -> tuple[Kernel, Position | None]:
         """Newest usable snapshot + replay of the journal after it."""
         reader = JournalReader(p / "journal", eras)
         start = None
-        kernel = Kernel(manifest, journal, window=window, signer=signer, aging=aging, earlier=earlier)
+        kernel = Kernel(manifest, journal, window=window, signer=signer, aging=aging, earlier=earlier, lane=lane)
         snaps = list_snapshots(p / "snapshots")
         if snaps and snapshot_index(snaps[-1]) > journal.index:
             # A snapshot is written only at a durable journal position: the journal lost records.
@@ -405,7 +425,8 @@ class World:
                 f"at record {at}: the {at - journal.index} record(s) between are missing",
                 f"snapshots/{newest.name}", journal.index, at, p)
         if snaps:
-            kernel = Kernel(manifest, journal, window=window, signer=signer, aging=aging, earlier=earlier)
+            kernel = Kernel(manifest, journal, window=window, signer=signer, aging=aging, earlier=earlier,
+                            lane=lane)
             start = load_snapshot(snaps[-1], kernel, manifest.era)
         journal.finish_open()  # the evidence is checked: what lies past it was never acknowledged
         sink = VerifyingSink(reader.batches(start), journal)
@@ -482,6 +503,121 @@ class World:
         DuplicateReceiptError or ReceiptOverBudgetError, changing nothing.
         """
         return self._intake.submit_receipt(receipt)
+
+    # ------------------------------------------------------------ lanes
+    @property
+    def lane(self) -> Lane:
+        """The lane of a fleet this world is (lane 0 of 1 for a world created without one)."""
+        return self._kernel.lane
+
+    def accept(self, source: int, n: int, schema: str, *, value: Any = _NO_VALUE, data: bytes | None = None) -> bool:
+        """Admit an event as message ``n`` (from 1) that ``source`` sent to this lane; False for a duplicate.
+
+        ``source`` is a lane id of the fleet (a cross-lane message, ``data``:
+        the value's canonical bytes, as :meth:`outbound` gives them) or
+        :data:`aos.lane.CLIENT_SOURCE` (the fleet's client, ``value``: a plain
+        value). Give exactly one of ``value`` and ``data``. A message at or
+        below the source's mark (:meth:`marks`) was admitted already: nothing
+        is written and False returned. One past the next raises
+        :class:`OriginOrderError` (a gap), admitting nothing. Else the event is
+        admitted — journaled with its origin ``(source, n)``, delivered to the
+        cells of this lane it routes to (none, possibly) — and True returned.
+        Durable at the next sync (:meth:`sync`, the end of :meth:`run`).
+        Raises the admission errors of :meth:`submit` for a bad event.
+        """
+        k = self._live()
+        check_source(k.lane, source)
+        if type(n) is not int or n < 1:
+            raise ArgumentError(f"accept: n must be an int >= 1 (messages count from 1), got {n!r}")
+        where = f"message {n} from source {source} to lane {k.lane_id}"
+        if (value is _NO_VALUE) == (data is None):
+            raise ArgumentError(f"accept: {where}: give exactly one of value= and data=")
+        if data is not None:
+            if type(data) is not bytes:
+                raise ArgumentError(f"accept: {where}: data must be bytes, got {type(data).__name__}")
+            adm = k.admission.check_encoded(schema, data, where)
+        else:
+            adm = k.admission.check(schema, value, where)
+        return self._on_runner(lambda: self._intake.accept(source, n, adm))  # type: ignore[no-any-return]
+
+    def marks(self) -> dict[int, int]:
+        """The last message number admitted from each source (:meth:`accept`), by source."""
+        return dict(self._live().origins.marks)
+
+    def outbound(self, target: int, after: int, limit: int | None = None) -> list[Message]:
+        """The messages ``(n, schema, data)`` for lane ``target`` numbered above ``after``, in order.
+
+        ``limit``: at most that many.
+
+        Each is an event a committed step of this world emitted for cells that
+        lane ``target`` holds; ``data`` is its value's canonical bytes (for
+        ``accept(source, n, schema, data=data)`` there). Messages memory no
+        longer holds (trimmed, or from before a reopen) are re-made from the
+        journal.
+        """
+        k = self._live()
+        if type(target) is not int or not 0 <= target < k.lane.lanes or target == k.lane_id:
+            raise ArgumentError(f"outbound: target must be another lane of the fleet (0..{k.lane.lanes - 1}, not "
+                                f"{k.lane_id}), got {target!r}")
+        if type(after) is not int or after < 0:
+            raise ArgumentError(f"outbound: after must be an int >= 0, got {after!r}")
+        if limit is not None and (type(limit) is not int or limit < 0):
+            raise ArgumentError(f"outbound: limit must be an int >= 0 or None, got {limit!r}")
+        return self._on_runner(lambda: self._outbound(target, after, limit))  # type: ignore[no-any-return]
+
+    def _outbound(self, target: int, after: int, limit: int | None) -> list[Message]:
+        k = self._kernel
+        out = k.outbound
+        low = out.low(target)
+        older: list[Message] = []
+        if after + 1 < low and (limit is None or limit > 0):
+            self._journal.flush(sync=False)
+            older = scan_outbound(self.path / "journal", [e.era for e in self.eras] or self.manifest.era,
+                                  k.admission, target, after, low)
+            if limit is not None:
+                older = older[:limit]
+                limit -= len(older)
+            if older and older[-1][0] + 1 < low:
+                return older  # the limit was reached before what memory holds
+        return older + out.held_after(target, after, limit)
+
+    def outbound_marks(self) -> dict[int, int]:
+        """The last message number produced for each target lane (:meth:`outbound`)."""
+        return dict(self._live().outbound.produced)
+
+    def trim_outbound(self, target: int, upto: int) -> None:
+        """Let the messages for ``target`` numbered up to ``upto`` go from memory (the target has them)."""
+        k = self._live()
+        if type(target) is not int or type(upto) is not int or upto < 0:
+            raise ArgumentError(f"trim_outbound: target and upto must be ints (upto >= 0), got {target!r}, {upto!r}")
+        self._on_runner(lambda: k.outbound.trim(target, upto))
+
+    def grant(self, cap: str, amount: int, grant: int) -> bool:
+        """Journal budget grant ``grant`` (a per-lane increasing id) adding ``amount`` units to capability ``cap``.
+
+        A grant id at or below the cap's last one is a repeat: nothing is
+        written, False returned. A lane of a fleet of more than one lane
+        starts every capability at 0 and spends what it is granted. Durable
+        at the next sync.
+        """
+        k = self._live()
+        if type(cap) is not str or cap not in k.ledger.budgets:
+            raise ArgumentError(f"grant: unknown capability {cap!r} (manifest {self.manifest.name} declares "
+                                f"{sorted(k.ledger.budgets)})")
+        if type(amount) is not int or amount < 0 or type(grant) is not int or grant < 1:
+            raise ArgumentError(f"grant: amount must be an int >= 0 and grant an int >= 1, got {amount!r}, {grant!r}")
+
+        def apply() -> bool:
+            done = k.grant(cap, amount, grant)
+            if done and self._journal.commit_point():
+                self.durable_event_id = k.last_event_id
+            return done
+
+        return self._on_runner(apply)  # type: ignore[no-any-return]
+
+    def budget_wants(self) -> dict[str, int]:
+        """Per capability, the cost of the intents denied for lack of budget since its last grant (a hint)."""
+        return {cap: n for cap, n in self._live().grants.wants.items() if n}
 
     # ---------------------------------------------------------------- running
     def run(self, max_steps: int | None = None, *, settle: bool | None = None,
@@ -601,7 +737,7 @@ class World:
         j = self._journal
         j.flush(sync=True, force=True)  # the snapshot's position is on disk before the snapshot (every mode)
         info = write_snapshot(self.path / "snapshots", k, self.manifest.era, j.position)
-        j.append(SnapshotCreated(k.last_event_id, bytes.fromhex(info.snapshot_hash), info.path.name))
+        j.append(SnapshotCreated(k.last_event_id, bytes.fromhex(info.snapshot_hash), info.path.name, k.lane_id))
         j.flush(sync=True)
         self.durable_event_id = k.last_event_id
         self._intake.acknowledge(j.index)

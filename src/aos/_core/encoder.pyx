@@ -35,7 +35,7 @@ from libc.math cimport frexp, ldexp, isnan, isinf, fabs, floor
 
 from aos._core.layout cimport (
     Layout, Piece, load_kinds, load_layout, MAX_KINDS, MAX_SLOTS, MAX_VARIANTS, T_KIND, T_UINT, T_TICKET, T_INT, T_BOOL, T_TEXT, T_OPT_TEXT, T_BYTES,
-    T_OPT_BYTES, T_HASH, T_OPT_HASH, T_KEY, T_EMITS, T_INTENTS, T_NAMES, T_PAIRS, T_COUNTS,
+    T_OPT_BYTES, T_HASH, T_OPT_HASH, T_KEY, T_EMITS, T_INTENTS, T_NAMES, T_PAIRS, T_COUNTS, T_UINTS,
 )
 
 
@@ -450,7 +450,7 @@ cdef int K_ADMITTED, K_SCHEDULED, K_COMMITTED
 
 # The step writers' arguments follow their kinds' declared fields; the import fails when they drift apart.
 _WRITER_FIELDS = {
-    "EventAdmitted": ("event_admitted", ("seq", "schema", "value", "lane_id", "visible_at")),
+    "EventAdmitted": ("event_admitted", ("seq", "schema", "value", "lane_id", "visible_at", "origin")),
     "StepScheduled": ("step_scheduled", ("event_id", "reducer", "key", "input", "lane_id")),
     "StepCommitted": ("step_committed", ("event_id", "state_hash", "emits", "effects", "lane_id")),
 }
@@ -648,6 +648,20 @@ cdef int put_field(Buf* b, int t, object v) except -1:
         return put_pairs(b, v, True)
     elif t == T_COUNTS:
         return put_pairs(b, v, False)
+    elif t == T_UINTS:
+        if type(v) is not tuple and type(v) is not list:
+            return UNSUPPORTED
+        n = PySequence_Fast_GET_SIZE(v)
+        head(b, 4, <uint64_t>n)
+        for i in range(n):
+            item = <object>PySequence_Fast_GET_ITEM(v, i)
+            if type(item) is not int:
+                return UNSUPPORTED
+            x = PyLong_AsLongLongAndOverflow(item, &overflow)
+            if overflow or x < 0:
+                return UNSUPPORTED
+            head(b, 0, <uint64_t>x)
+        return OK
     return UNSUPPORTED
 
 
@@ -755,17 +769,20 @@ cpdef bytes step_committed(object event_id, object state_hash, tuple emits, tupl
     return record_bytes(K_COMMITTED, v, True)
 
 
-cpdef bytes event_admitted(object seq, object schema, bytes value, object lane_id=0, object visible_at=None):
+cpdef bytes event_admitted(object seq, object schema, bytes value, object lane_id=0, object visible_at=None,
+                           object origin=None):
     """The payload of ``EventAdmitted``; errors as :func:`step_scheduled`.
 
-    ``visible_at`` None leaves the field out (records written before it existed).
+    ``visible_at`` None leaves the field out (records written before it existed); so does ``origin`` None
+    (an event no lane or fleet client numbered).
     """
-    cdef PyObject* v[5]
+    cdef PyObject* v[6]
     v[0] = <PyObject*>seq
     v[1] = <PyObject*>schema
     v[2] = <PyObject*>value
     v[3] = <PyObject*>lane_id
     v[4] = <PyObject*>visible_at
+    v[5] = <PyObject*>origin
     return record_bytes(K_ADMITTED, v, True)
 
 

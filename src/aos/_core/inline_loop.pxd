@@ -24,6 +24,7 @@ cdef class InlineLoop:
     cdef FrameWriter writer
     cdef FrameCursor cursor
     cdef object sink, admission, ledger
+    cdef object lane_id          # the kernel's lane (every record written here carries it)
     cdef CellStore cells
     cdef dict events
     cdef bint fast_ok

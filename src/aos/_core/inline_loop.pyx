@@ -87,6 +87,7 @@ cdef class InlineLoop:
         self.events = k.inbox.events
         self.admission = k.admission
         self.ledger = k.ledger
+        self.lane_id = k.lane_id
         return 0
 
     cdef int _settle_counts(self) except -1:
@@ -204,10 +205,11 @@ cdef class InlineLoop:
                 self.reference += 1
                 return 0
             new_hash = None if new_bytes is None else digest_of(<bytes>new_bytes)
-            committed = step_committed(t, new_hash, _EMPTY, _EMPTY, 0)
+            committed = step_committed(t, new_hash, _EMPTY, _EMPTY, self.lane_id)
             spec = self.cells.c_spec(cid)
             writer, cursor, sink = self.writer, self.cursor, self.sink
-            self._append(writer, cursor, sink, step_scheduled(t, spec.name, self.cells.c_key(cid), inp, 0))
+            self._append(writer, cursor, sink,
+                         step_scheduled(t, spec.name, self.cells.c_key(cid), inp, self.lane_id))
             self.cells.c_set(cid, new_bytes)
             if new_bytes is None and self.cells.pins and cid in self.cells.pins:  # it leaves its era
                 self.cells.unpin(cid)
@@ -292,7 +294,7 @@ cdef class InlineLoop:
             emits = fields.emits
             if result is None:
                 try:
-                    committed = step_committed(t, new_hash, tuple(emits) if emits else _EMPTY, _EMPTY, 0)
+                    committed = step_committed(t, new_hash, tuple(emits) if emits else _EMPTY, _EMPTY, self.lane_id)
                 except (TypeError, ValueError):  # outputs the record cannot hold: the reference path says so
                     result = self.finish_step(k.ticket(t, cid, inp), ctx, new)
             if result is not None:
@@ -302,7 +304,7 @@ cdef class InlineLoop:
             else:
                 took_reference = False
                 sink = self.sink
-                self._append(writer, cursor, sink, step_scheduled(t, spec.name, key, inp, 0))
+                self._append(writer, cursor, sink, step_scheduled(t, spec.name, key, inp, self.lane_id))
                 cells.c_set(cid, new_bytes)
                 if new_bytes is None and cells.pins and cid in cells.pins:  # it leaves its era (CellTable.set)
                     cells.unpin(cid)
@@ -382,7 +384,8 @@ cdef class InlineLoop:
             elif type(key) is not str and type(key) is not bytes:
                 return False  # missing, or a key the general path normalizes or refuses
             routes.append((spec, key))
-        self._append(self.writer, self.cursor, self.sink, event_admitted(number, schema, <bytes>value, 0, visible))
+        self._append(self.writer, self.cursor, self.sink,
+                     event_admitted(number, schema, <bytes>value, self.lane_id, visible))
         s = <int64_t>number
         k.next_seq = s + 1
         if routes:
@@ -405,6 +408,8 @@ cdef class InlineLoop:
                 events[s] = [emit.schema, emit.value, n]  # Inbox.put
             for spec, key in to:
                 seq.c_deliver_emitted(t, cells.c_id_of(spec, key), s, spec.priority)
+            if type(to) is not tuple:  # a lane world's event that other lanes' cells take (aos.lane_world)
+                k.outbound.send((<object>to).targets, emit.schema, emit.value)
             s += 1
         k.next_seq = s
         return 0

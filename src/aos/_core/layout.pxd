@@ -26,6 +26,7 @@ cdef enum FieldType:
     T_NAMES
     T_PAIRS
     T_COUNTS
+    T_UINTS
 
 
 cdef enum:
@@ -70,6 +71,7 @@ cdef inline int type_code(str name) except -1:
     if name == "names": return T_NAMES
     if name == "pairs": return T_PAIRS
     if name == "counts": return T_COUNTS
+    if name == "uints": return T_UINTS
     raise ImportError(f"record field type {name!r} of aos.schema has no C counterpart")
 
 
