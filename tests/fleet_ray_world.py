@@ -31,6 +31,14 @@ def make_manifest(name: str = "test/ray-tally@1") -> aos.Manifest:
         tags = sorted(set(s["tags"]) | {v.get("tag", "")})
         return {"n": s["n"] + 1, "sum": s["sum"] + v.get("by", 1), "tags": tags}
 
+    @m.reducer("test/Pass@1", key="id", events=["test/Pass@1"])
+    def passer(ctx: Any, state: Any, event: Any) -> Any:
+        """Passes an amount on to other keys (cross-lane messages in a fleet, mostly)."""
+        v = event.value
+        for to in v["to"]:
+            ctx.emit("test/Add@1", {"id": to, "by": v["by"], "tag": f"from-{ctx.key}", "spin": v.get("spin", 0)})
+        return (state or 0) + len(v["to"])
+
     @m.reducer("test/Total@1", events=["test/Add@1"])
     def total(ctx: Any, state: Any, event: Any) -> Any:
         return (state or 0) + event.value.get("by", 1)

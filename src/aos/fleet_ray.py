@@ -66,11 +66,15 @@ class _LaneActor:
     the lane; each call first tries to open the host again.
     """
 
-    def __init__(self, spec: LaneSpec) -> None:
+    def __init__(self, spec: LaneSpec, lane: int) -> None:
         self.spec = spec
+        self.lane = lane
         self.host: LaneHost | None = None
         self.error: str | None = None
-        self._open()
+        try:
+            self._open()
+        except LaneUnavailableError:
+            pass  # kept in self.error; every call tries again and reports it
 
     def _open(self) -> LaneHost:
         if self.host is None:
@@ -79,9 +83,8 @@ class _LaneActor:
                 self.error = None
             except Exception as exc:  # reported to the driver, typed, by every call
                 self.error = f"{type(exc).__name__}: {exc}"
-                lane = self.spec.lane.lane_id
-                raise LaneUnavailableError(f"lane {lane} ({self.spec.path}) cannot be opened: {self.error}",
-                                           lane=lane) from None
+                raise LaneUnavailableError(f"lane {self.lane} ({self.spec.path}) cannot be opened: {self.error}",
+                                           lane=self.lane) from None
         return self.host
 
     def ready(self) -> int:
@@ -187,7 +190,7 @@ class RayBackend:
         cls = _actor_class(ray, self.max_task_retries)
         for lane, spec in enumerate(specs):  # lane i is specs[i]
             self._specs[lane] = spec
-            self._actors[lane] = cls.options(**self._options_for(lane)).remote(spec)
+            self._actors[lane] = cls.options(**self._options_for(lane)).remote(spec, lane)
         refs = {lane: actor.ready.remote() for lane, actor in self._actors.items()}
         try:
             for lane, ref in refs.items():
@@ -272,9 +275,13 @@ class RayBackend:
                 if isinstance(cause, Exception):
                     raise cause from None
                 raise FleetError(f"lane {lane}: {method} failed: {err}", lane=lane) from None
-            except (ex.ActorUnavailableError, ex.ActorDiedError, ex.RayActorError) as err:
-                # Down: the actor is being restarted (or cannot be: restarts of a pinned lane whose
-                # node is gone). Ray has retried the call already; retry until the deadline.
+            except (_dead_for_good(ex), _unschedulable(ex)) as err:  # for good: e.g. a pinned lane's node is gone
+                if self._closed:
+                    raise FleetClosedError("ray backend is closed", lane=lane) from None
+                raise LaneUnavailableError(f"lane {lane}: its actor died and cannot be restarted "
+                                           f"({_first_line(err)})", lane=lane) from None
+            except ex.RayActorError as err:  # down for now (ActorUnavailableError): being restarted
+                # Ray has retried the call already (max_task_retries); retry until the deadline.
                 if self._closed:
                     raise FleetClosedError("ray backend is closed", lane=lane) from None
                 if time.monotonic() >= deadline:
@@ -299,7 +306,7 @@ class RayBackend:
         ref = self._actor(lane).die.remote()
         try:
             ray.get(ref, timeout=self.restart_timeout)
-        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+        except ray.exceptions.RayActorError:
             return  # the process died
         except ray.exceptions.GetTimeoutError:
             raise LaneUnavailableError(f"lane {lane}: its actor could not be reached to be killed", lane=lane) from None
@@ -311,7 +318,9 @@ class RayBackend:
         while True:
             try:
                 return ray.get(self._actor(lane).where.remote())  # type: ignore[no-any-return]
-            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as err:
+            except (_dead_for_good(ray.exceptions), _unschedulable(ray.exceptions)) as err:
+                raise LaneUnavailableError(f"lane {lane}: actor dead ({_first_line(err)})", lane=lane) from None
+            except ray.exceptions.RayActorError as err:
                 if time.monotonic() >= deadline:
                     raise LaneUnavailableError(f"lane {lane}: actor down ({_first_line(err)})", lane=lane) from None
                 time.sleep(0.1)
@@ -319,6 +328,27 @@ class RayBackend:
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._actors)} lanes"
         return f"<RayBackend {state}>"
+
+
+class _Never(Exception):
+    """Raised by nothing: stands for "dead for good" where Ray cannot tell it from "restarting"."""
+
+
+def _dead_for_good(ex: Any) -> type[Exception]:
+    """Ray's error for an actor that is dead and will not be restarted.
+
+    Ray releases with ``ActorUnavailableError`` (down for now, being restarted) raise
+    ``ActorDiedError`` only for an actor that is gone for good; older ones raise it for both, so
+    there every death is waited out (until ``restart_timeout``).
+    """
+    if hasattr(ex, "ActorUnavailableError") and hasattr(ex, "ActorDiedError"):
+        return ex.ActorDiedError  # type: ignore[no-any-return]
+    return _Never
+
+
+def _unschedulable(ex: Any) -> type[Exception]:
+    """Ray's error for an actor that cannot be placed (pinned to a node that is gone)."""
+    return getattr(ex, "ActorUnschedulableError", _Never)  # type: ignore[no-any-return]
 
 
 def _first_line(err: BaseException) -> str:
