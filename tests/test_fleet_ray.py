@@ -182,6 +182,7 @@ def test_sigkill_mid_run_loses_nothing_and_repeats_nothing(sim, tmp_path):
         runner = threading.Thread(target=lambda: result.update(b.call(0, "run")))
         runner.start()
         time.sleep(1.5)
+        assert runner.is_alive()
         b.kill(0)  # SIGKILL, in the middle of the run
         runner.join(120)
         assert not runner.is_alive()
@@ -212,6 +213,7 @@ def test_a_removed_node_moves_its_lanes_and_a_pinned_lane_is_unavailable(sim, tm
         runner = threading.Thread(target=lambda: result.update(b.call(1, "run")))
         runner.start()
         time.sleep(1.0)
+        assert runner.is_alive()
         sim.replace_worker()  # every process on the node dies with it
         runner.join(120)
         assert not runner.is_alive()
@@ -292,6 +294,7 @@ def test_a_fleet_on_ray_survives_a_sigkill_and_a_removed_node(sim, tmp_path):
         runner = threading.Thread(target=lambda: result.update(run=fleet.run()))
         runner.start()
         time.sleep(1.0)
+        assert runner.is_alive()
         fleet.kill(2)  # SIGKILL lane 2's actor process mid-run
         time.sleep(0.5)
         sim.replace_worker()  # the node goes, with every lane on it
