@@ -82,6 +82,14 @@ def lane_main(conn: Connection, spec: LaneSpec) -> None:
         conn.send(("ok", result))
 
 
+class _Died(Exception):
+    """A host process ended while opening its lane (killed, crashed): worth another try."""
+
+    def __init__(self, lane: int, path: str, code: int | None) -> None:
+        super().__init__(f"lane {lane} ({path}): its host process died while opening it (exit code {code})")
+        self.lane = lane
+
+
 class _Host:
     """The fleet's end of one lane host process."""
 
@@ -104,7 +112,7 @@ class LocalBackend:
 
     name = "local"
 
-    def __init__(self, *, restarts: int = 3, start_timeout: float = 120.0) -> None:
+    def __init__(self, *, restarts: int = 5, start_timeout: float = 120.0) -> None:
         self.restarts = restarts
         self.start_timeout = start_timeout
         self._ctx = multiprocessing.get_context("spawn")
@@ -119,7 +127,10 @@ class LocalBackend:
         failure: LaneUnavailableError | None = None
         for i, h in enumerate(self._hosts):
             try:
-                self._ready(i, h)
+                try:
+                    self._ready(i, h)
+                except _Died as died:
+                    self._reopen(i, h, died)
             except LaneUnavailableError as exc:
                 failure = failure or exc
         if failure is not None:
@@ -145,9 +156,7 @@ class LocalBackend:
                                            f"{self.start_timeout:g} s", lane=lane)
             status, payload = conn.recv()
         except _DEAD:
-            code = self._reap(h)
-            raise LaneUnavailableError(f"lane {lane} ({h.spec.path}): its host process died while opening "
-                                       f"it (exit code {code})", lane=lane) from None
+            raise _Died(lane, h.spec.path, self._reap(h)) from None
         if status != "ok":
             self._reap(h)
             raise LaneUnavailableError(f"lane {lane} ({h.spec.path}) cannot be opened: "
@@ -170,10 +179,26 @@ class LocalBackend:
         return p.exitcode  # type: ignore[no-any-return]
 
     def _restart(self, lane: int, h: _Host) -> None:
+        """Start lane ``lane``'s host again (the world reopens from its journal)."""
         self._reap(h)
         self.restarted += 1
         self._spawn(h)
-        self._ready(lane, h)
+        try:
+            self._ready(lane, h)
+        except _Died as died:
+            self._reopen(lane, h, died)
+
+    def _reopen(self, lane: int, h: _Host, died: _Died) -> None:
+        """Start a host that died while opening again, up to ``restarts`` times."""
+        for _ in range(self.restarts):
+            self.restarted += 1
+            self._spawn(h)
+            try:
+                self._ready(lane, h)
+                return
+            except _Died as again:
+                died = again
+        raise LaneUnavailableError(f"{died} ({self.restarts + 1} times in a row)", lane=lane)
 
     # ------------------------------------------------------------ calls
     def _host(self, lane: int) -> _Host:

@@ -58,7 +58,10 @@ def load_manifest(ref: str) -> Manifest:
     except (ImportError, AttributeError) as exc:
         raise ArgumentError(f"manifest {ref}: cannot load it: {type(exc).__name__}: {exc}") from None
     if not isinstance(obj, Manifest) and callable(obj):
-        obj = obj()
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise ArgumentError(f"manifest {ref}: building it raised {type(exc).__name__}: {exc}") from exc
     if not isinstance(obj, Manifest):
         raise ArgumentError(f"manifest {ref} is a {type(obj).__name__}, not an aos.Manifest "
                             "(or a callable returning one)")

@@ -553,7 +553,9 @@ class World:
         lane ``target`` holds; ``data`` is its value's canonical bytes (for
         ``accept(source, n, schema, data=data)`` there). Messages memory no
         longer holds (trimmed, or from before a reopen) are re-made from the
-        journal.
+        journal. The journal is synced first when it holds records not yet
+        durable: a message is only handed out once the step that sent it is
+        durable, so no crash can take it back and number another in its place.
         """
         k = self._live()
         if type(target) is not int or not 0 <= target < k.lane.lanes or target == k.lane_id:
@@ -579,7 +581,10 @@ class World:
                 limit -= len(older)
             if older and older[-1][0] + 1 < low:
                 return older  # the limit was reached before what memory holds
-        return older + out.held_after(target, after, limit)
+        msgs = older + out.held_after(target, after, limit)
+        if msgs and self._journal.durable_index < self._journal.index:
+            self._sync()  # a message leaves only once its step is durable (a crash cannot renumber it)
+        return msgs
 
     def outbound_marks(self) -> dict[int, int]:
         """The last message number produced for each target lane (:meth:`outbound`)."""
