@@ -193,8 +193,6 @@ class Report:
 
         from aos.fleet_ray import LIGHT_INIT_OPTIONS
 
-        bench = str(Path(__file__).resolve().parent)  # the lanes' actors import workloads:python_spin
-        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (bench, os.environ.get("PYTHONPATH")) if p)
         t0 = time.perf_counter()
         ray.init(**LIGHT_INIT_OPTIONS, num_cpus=2)
         started = time.perf_counter() - t0

@@ -59,6 +59,12 @@ def test_without_ray_the_backend_is_a_typed_error(monkeypatch):
         RayBackend()
 
 
+def test_a_fleet_on_ray_without_ray_is_a_typed_error(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(aos.FleetError, match=r"pip install 'aos-kernel\[ray\]'"):
+        aos.Fleet.open(tmp_path / "f", MANIFEST, lanes=2, backend="ray")
+
+
 # ---------------------------------------------------------------- the cluster
 class SimCluster:
     def __init__(self) -> None:
@@ -92,7 +98,6 @@ def sim() -> Any:
     if not loopback_only():
         cannot_start_ray("these tests start a Ray cluster: run them inside ../shared/tools/loopback-only.sh "
                          "(a network namespace whose only interface is loopback)")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (TESTS, os.environ.get("PYTHONPATH")) if p)
     c = SimCluster()
     print(f"\nsimulated 2-node Ray cluster up in {c.start_seconds:.1f} s")
     yield c
@@ -106,7 +111,7 @@ def backend(**options: Any) -> Any:
 
 
 def spec(path: Path, manifest: str = MANIFEST) -> LaneSpec:
-    return LaneSpec(str(path), Lane(), manifest, {}, sys_path=(TESTS,))
+    return LaneSpec(str(path), Lane(), manifest, {})  # the backend adds this process's sys.path
 
 
 def fill(path: Path, events: list[dict[str, Any]]) -> None:
@@ -280,7 +285,7 @@ def test_a_fleet_on_ray_survives_a_sigkill_and_a_removed_node(sim, tmp_path):
 
     from aos.fleet_ray import RayBackend
 
-    inputs = fleet_inputs(400, spin=3)  # a few seconds of steps over 4 lanes
+    inputs = fleet_inputs(400, spin=6)  # about 700 steps of 6 ms: seconds, even on 4 free cores
     want = oracle_states(tmp_path, inputs)
     worker = sim.worker.node_id
     # Every lane starts on the worker node (its directories are on the shared disk).
@@ -288,19 +293,21 @@ def test_a_fleet_on_ray_survives_a_sigkill_and_a_removed_node(sim, tmp_path):
     path = tmp_path / "fleet"
     fleet = aos.Fleet.open(path, MANIFEST, lanes=4, backend=b)
     try:
-        fleet.submit_many(inputs[: len(inputs) // 2])  # acknowledged: durable in their lanes
+        cut = len(inputs) * 9 // 10
+        fleet.submit_many(inputs[:cut])  # acknowledged: durable in their lanes
         pids = {i: b.where(i)["pid"] for i in range(4)}
         result: dict[str, Any] = {}
         runner = threading.Thread(target=lambda: result.update(run=fleet.run()))
         runner.start()
-        time.sleep(1.0)
+        time.sleep(0.4)
         assert runner.is_alive()
         fleet.kill(2)  # SIGKILL lane 2's actor process mid-run
-        time.sleep(0.5)
+        time.sleep(0.2)
+        assert runner.is_alive()
         sim.replace_worker()  # the node goes, with every lane on it
         runner.join(240)
         assert not runner.is_alive() and "run" in result
-        fleet.submit_many(inputs[len(inputs) // 2:])
+        fleet.submit_many(inputs[cut:])  # the fleet carries on
         fleet.run()
         assert all(b.where(i)["pid"] != pids[i] for i in range(4))  # every lane was restarted
         assert all(b.where(i)["node_id"] != worker for i in range(4))

@@ -23,8 +23,10 @@ is restarted on that node only, and is unavailable while that node is gone.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
+import sys
 import time
 from typing import Any, Mapping, Sequence
 
@@ -170,6 +172,9 @@ class RayBackend:
         self._actors: dict[int, Any] = {}
         self._specs: dict[int, LaneSpec] = {}
         self._closed = False
+        #: lanes found down, by a kill or a call that had to be made again (Ray's own retries of a call
+        #: are not seen here): for tests and Fleet.metrics
+        self.restarted = 0
 
     # ------------------------------------------------------------ life cycle
     def start(self, specs: Sequence[LaneSpec]) -> None:
@@ -189,6 +194,8 @@ class RayBackend:
             self._owns_ray = True
         cls = _actor_class(ray, self.max_task_retries)
         for lane, spec in enumerate(specs):  # lane i is specs[i]
+            if not spec.sys_path:  # the fleet's sys.path goes with it, as to a local lane's process
+                spec = dataclasses.replace(spec, sys_path=tuple(p for p in sys.path if isinstance(p, str) and p))
             self._specs[lane] = spec
             self._actors[lane] = cls.options(**self._options_for(lane)).remote(spec, lane)
         refs = {lane: actor.ready.remote() for lane, actor in self._actors.items()}
@@ -281,6 +288,7 @@ class RayBackend:
                 raise LaneUnavailableError(f"lane {lane}: its actor died and cannot be restarted "
                                            f"({_first_line(err)})", lane=lane) from None
             except ex.RayActorError as err:  # down for now (ActorUnavailableError): being restarted
+                self.restarted += 1
                 # Ray has retried the call already (max_task_retries); retry until the deadline.
                 if self._closed:
                     raise FleetClosedError("ray backend is closed", lane=lane) from None
@@ -307,6 +315,7 @@ class RayBackend:
         try:
             ray.get(ref, timeout=self.restart_timeout)
         except ray.exceptions.RayActorError:
+            self.restarted += 1
             return  # the process died
         except ray.exceptions.GetTimeoutError:
             raise LaneUnavailableError(f"lane {lane}: its actor could not be reached to be killed", lane=lane) from None
