@@ -204,6 +204,9 @@ class RayBackend:
                 self._resolve(lane, ref, "ready", ())
         except BaseException:
             self._stop_actors()
+            if self._owns_ray:  # nothing stays running
+                ray.shutdown()
+                self._owns_ray = False
             raise
 
     def _options_for(self, lane: int) -> dict[str, Any]:
@@ -282,14 +285,15 @@ class RayBackend:
                 if isinstance(cause, Exception):
                     raise cause from None
                 raise FleetError(f"lane {lane}: {method} failed: {err}", lane=lane) from None
-            except (_dead_for_good(ex), _unschedulable(ex)) as err:  # for good: e.g. a pinned lane's node is gone
+            except _unschedulable(ex) as err:  # for good: a pinned lane's node is gone
                 if self._closed:
                     raise FleetClosedError("ray backend is closed", lane=lane) from None
                 raise LaneUnavailableError(f"lane {lane}: its actor died and cannot be restarted "
                                            f"({_first_line(err)})", lane=lane) from None
-            except ex.RayActorError as err:  # down for now (ActorUnavailableError): being restarted
+            except ex.RayActorError as err:  # the actor died or is unreachable: Ray restarts it
                 self.restarted += 1
-                # Ray has retried the call already (max_task_retries); retry until the deadline.
+                # Ray has retried the call already (max_task_retries); retry until the deadline. (Ray's
+                # ActorDiedError does not say whether a restart follows, so it is waited out too.)
                 if self._closed:
                     raise FleetClosedError("ray backend is closed", lane=lane) from None
                 if time.monotonic() >= deadline:
@@ -314,6 +318,8 @@ class RayBackend:
         ref = self._actor(lane).die.remote()
         try:
             ray.get(ref, timeout=self.restart_timeout)
+        except _unschedulable(ray.exceptions) as err:
+            raise LaneUnavailableError(f"lane {lane}: actor dead ({_first_line(err)})", lane=lane) from None
         except ray.exceptions.RayActorError:
             self.restarted += 1
             return  # the process died
@@ -327,7 +333,7 @@ class RayBackend:
         while True:
             try:
                 return ray.get(self._actor(lane).where.remote())  # type: ignore[no-any-return]
-            except (_dead_for_good(ray.exceptions), _unschedulable(ray.exceptions)) as err:
+            except _unschedulable(ray.exceptions) as err:
                 raise LaneUnavailableError(f"lane {lane}: actor dead ({_first_line(err)})", lane=lane) from None
             except ray.exceptions.RayActorError as err:
                 if time.monotonic() >= deadline:
@@ -340,19 +346,7 @@ class RayBackend:
 
 
 class _Never(Exception):
-    """Raised by nothing: stands for "dead for good" where Ray cannot tell it from "restarting"."""
-
-
-def _dead_for_good(ex: Any) -> type[Exception]:
-    """Ray's error for an actor that is dead and will not be restarted.
-
-    Ray releases with ``ActorUnavailableError`` (down for now, being restarted) raise
-    ``ActorDiedError`` only for an actor that is gone for good; older ones raise it for both, so
-    there every death is waited out (until ``restart_timeout``).
-    """
-    if hasattr(ex, "ActorUnavailableError") and hasattr(ex, "ActorDiedError"):
-        return ex.ActorDiedError  # type: ignore[no-any-return]
-    return _Never
+    """Raised by nothing: stands for a Ray error class this Ray release lacks."""
 
 
 def _unschedulable(ex: Any) -> type[Exception]:
