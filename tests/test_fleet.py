@@ -136,6 +136,8 @@ def test_fleet_metadata_is_fixed_at_creation(tmp_path: Path) -> None:
         aos.Fleet.open(tmp_path / "other", MANIFEST, lane=Lane())
     with pytest.raises(aos.WorldNotFoundError):
         aos.Fleet.open(tmp_path / "none", MANIFEST, create=False)
+    with pytest.raises(aos.ArgumentError, match="backend must be"):
+        aos.Fleet.open(tmp_path / "other", MANIFEST, backend="carrier-pigeon")
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "x").write_text("not a fleet")
     with pytest.raises(aos.StorageError, match="not an aos fleet"):
@@ -205,3 +207,56 @@ def test_the_fleet_never_overspends_a_shared_budget(tmp_path: Path) -> None:
         assert asked == 40 and denied == 30
     assert mail().capabilities["mail"].budget == 10
     aos.replay_fleet(path)
+
+
+def test_an_event_logged_but_not_sent_reaches_all_its_lanes_on_reopen(tmp_path: Path) -> None:
+    """A client killed between journaling an event in submits.log and sending it: the next open sends it."""
+    from aos.admission import Admission
+    from aos.fleet import SUBMITS
+    from aos.fleet_log import frame, read_log
+
+    path = tmp_path / "fleet"
+    with aos.Fleet.open(path, MANIFEST, lanes=2) as fleet:
+        fleet.submit("fleet/Add@1", {"k": "a", "n": 1, "tag": "first"})
+        marks = fleet.backend.call_many({i: ("marks", ()) for i in range(2)})
+    key_lane, home = Lane(0, 2, 0).of("b"), 0
+    adm = Admission(commuting).check("fleet/Add@1", {"k": "b", "n": 5, "tag": "logged"})
+    targets: list[int] = []
+    for lane in sorted({key_lane, home}):
+        targets += [lane, marks[lane].get(CLIENT_SOURCE, 0) + 1]
+    with open(path / SUBMITS, "ab") as f:  # what submit journals before it sends, then the crash
+        f.write(frame([adm.schema, adm.value, targets]))
+        f.write(frame(["fleet/Add@1", adm.value, [0, 99]])[:-5])  # a torn record: never sent, dropped
+    with aos.Fleet.open(path, MANIFEST) as fleet:
+        fleet.run()
+        assert fleet.state("fleet/Counter@1", "b") == 5 and fleet.state("fleet/Total@1") == 6
+        assert fleet.state("fleet/Tags@1", "b") == ["logged"]
+        fleet.submit("fleet/Add@1", {"k": "b", "n": 1, "tag": "after"})  # numbered after the logged one
+        fleet.run()
+        assert fleet.state("fleet/Counter@1", "b") == 6 and fleet.state("fleet/Total@1") == 7
+    assert len(read_log(path / SUBMITS)[0]) == 3  # the torn record was cut off; the log is kept until it grows
+
+
+def test_aos_fleet_commands(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from aos.cli import cli
+
+    path = tmp_path / "fleet"
+    with aos.Fleet.open(path, MANIFEST, lanes=2) as fleet:
+        fleet.submit_many(workload(3, 40))
+        fleet.run()
+        total = fleet.state("fleet/Total@1")
+        counter = fleet.state("fleet/Counter@1", "k1")
+    run = CliRunner().invoke
+    r = run(cli, ["fleet", "info", str(path)])
+    assert r.exit_code == 0 and "2 (home lane 0)" in r.output and "fleet/commuting@1 (fleet_world:commuting)" \
+        in r.output and str(lane_path(path, 1)) in r.output, r.output
+    r = run(cli, ["fleet", "state", str(path), "fleet/Total@1"])
+    assert (r.exit_code, r.output.strip()) == (0, str(total))
+    r = run(cli, ["fleet", "state", str(path), "fleet/Counter@1", "k1"])
+    assert (r.exit_code, r.output.strip()) == (0, "null" if counter is None else str(counter))
+    r = run(cli, ["fleet", "replay", str(path), "--manifest", MANIFEST])
+    assert r.exit_code == 0 and r.output.count("verified") == 3 and aos.replay_fleet(path).hash in r.output
+    r = run(cli, ["fleet", "info", str(tmp_path / "nowhere")])
+    assert r.exit_code != 0 and isinstance(r.exception, aos.WorldNotFoundError)

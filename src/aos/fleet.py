@@ -119,6 +119,16 @@ def _backend_name(backend: str | LaneBackend) -> str:
     return backend if isinstance(backend, str) else str(getattr(backend, "name", type(backend).__name__))
 
 
+def _submit_record(path: Path, record: list[Any], lanes: int) -> tuple[str, bytes, list[int]]:
+    """A record of ``submits.log`` checked: ``[schema, data, [lane, n, lane, n, ...]]``."""
+    ok = len(record) == 3 and type(record[0]) is str and type(record[1]) is bytes and type(record[2]) is list
+    targets = record[2] if ok else []
+    if not ok or len(targets) % 2 or not all(type(x) is int and x >= 0 for x in targets) or any(
+            lane >= lanes for lane in targets[::2]):
+        raise StorageError(f"{path}: malformed submit record {record!r}")
+    return record[0], record[1], targets
+
+
 # ---------------------------------------------------------------- results
 @dataclass(frozen=True)
 class FleetRunResult:
@@ -317,7 +327,8 @@ class Fleet:
                     f.trimmed[s][t] = 0
         records, intact = read_log(self.path / SUBMITS)
         cut_log(self.path / SUBMITS, intact)  # a torn last record: an event never sent
-        for schema, data, targets in records:  # events journaled here, maybe not sent to every lane: again
+        for record in records:  # events journaled here, maybe not sent to every lane: again
+            schema, data, targets = _submit_record(self.path / SUBMITS, record, self.lanes)
             for lane, n in zip(targets[::2], targets[1::2], strict=True):
                 if n > self._client_n[lane]:
                     self._pending[lane].append((n, schema, data))

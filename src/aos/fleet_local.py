@@ -299,16 +299,23 @@ class LocalBackend:
         return None if p is None else p.pid
 
     def close(self) -> None:
-        """Close every lane's world (each host snapshots and syncs) and end the processes."""
+        """Close every lane's world (each host snapshots and syncs; all at once) and end the processes."""
         error: BaseException | None = None
-        for i, h in enumerate(self._hosts):
-            with h.lock:
-                if self._send(h, _CLOSE, ()):
+        hosts = self._hosts
+        for h in hosts:
+            h.lock.acquire()
+        try:
+            sent = [self._send(h, _CLOSE, ()) for h in hosts]
+            for i, h in enumerate(hosts):
+                if sent[i]:
                     try:
                         self._receive(i, h)
                     except BaseException as exc:  # noqa: BLE001 - every lane is closed first
                         error = error or exc
                 self._reap(h, grace=10.0)
-        self._hosts = []
+            self._hosts = []
+        finally:
+            for h in reversed(hosts):
+                h.lock.release()
         if error is not None:
             raise error

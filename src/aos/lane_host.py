@@ -142,13 +142,16 @@ class LaneHost:
     # ------------------------------------------------------------ inputs
     def accept_batch(self, source: int, messages: Sequence[Message]) -> int:
         """Admit ``messages`` from ``source`` in order; returns how many were new. Durable on return."""
-        w = self.world
+        admitted = self._accept(source, messages)
+        self.world.sync()  # also when all were repeats: an earlier, interrupted call's may not be synced yet
+        return admitted
+
+    def _accept(self, source: int, messages: Sequence[Message]) -> int:
+        accept = self.world.accept
         admitted = 0
         for n, schema, data in messages:
-            if w.accept(source, n, schema, data=data):
+            if accept(source, n, schema, data=data):
                 admitted += 1
-        if admitted:
-            w.sync()
         self._accepted += admitted
         self._duplicates += len(messages) - admitted
         return admitted
@@ -176,10 +179,12 @@ class LaneHost:
 
     def cycle(self, inbox: Mapping[int, Sequence[Message]], trims: Mapping[int, int],
               after: Mapping[int, int], max_steps: int | None = None, limit: int | None = None) -> dict[str, Any]:
-        """Admit ``inbox``, trim, run, and report what went out (after ``after``) — one round trip."""
+        """Admit ``inbox``, trim, run, and report what went out (after ``after``) — one round trip.
+
+        What was admitted is durable on return (``World.run`` syncs everything).
+        """
         for source in sorted(inbox):
-            if inbox[source]:
-                self.accept_batch(source, inbox[source])
+            self._accept(source, inbox[source])
         for target, upto in trims.items():
             self.world.trim_outbound(target, upto)
         out = self.run(max_steps)

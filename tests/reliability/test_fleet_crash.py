@@ -114,7 +114,7 @@ def test_fleet_client_crash_loses_nothing_acknowledged(tmp_path: Path) -> None:
 def lane_kill_trial(tmp: Path, seed: int, failures: Failures, counts: dict[str, int]) -> None:
     rnd = random.Random(seed)
     lanes = rnd.choice([2, 3, 4])
-    events = workload(seed, rnd.randint(150, 400))
+    events = workload(seed, rnd.randint(300, 600))
     tag = f"seed {seed} ({lanes} lanes, {len(events)} events)"
     path = tmp / "fleet"
     stop = threading.Event()
@@ -124,7 +124,7 @@ def lane_kill_trial(tmp: Path, seed: int, failures: Failures, counts: dict[str, 
 
         def chaos() -> None:
             crnd = random.Random(seed + 1)
-            while kills[0] < 8 and not stop.wait(crnd.uniform(0.05, 0.4)):
+            while kills[0] < 8 and not stop.wait(crnd.uniform(0.01, 0.2)):
                 pid = backend.pid(crnd.randrange(lanes))
                 if pid is not None:
                     try:
