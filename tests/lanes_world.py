@@ -5,9 +5,13 @@ Importable by child processes (crash tests), so it lives in its own module.
 
 from __future__ import annotations
 
+import os
+import signal
 from typing import Any
 
 import aos
+
+KILL_AT = "AOS_TEST_LANES_KILL_AT"  # a crash test's child dies (SIGKILL) in the step of this event_id
 
 
 def shop_manifest(budget: int = 0, name: str = "test/lanes-shop@1") -> aos.Manifest:
@@ -17,6 +21,8 @@ def shop_manifest(budget: int = 0, name: str = "test/lanes-shop@1") -> aos.Manif
 
     @m.reducer("shop/Order@1", key="order", events=["shop/Order@1"])
     def order(ctx: Any, state: Any, event: Any) -> Any:
+        if os.environ.get(KILL_AT) == str(ctx.event_id):
+            os.kill(os.getpid(), signal.SIGKILL)
         v = event.value
         ctx.emit("shop/Spent@1", {"user": v["user"], "amount": v["amount"]})
         ctx.emit("shop/Sold@1", {"item": v["item"]})

@@ -21,6 +21,7 @@ from aos.errors import NonCanonicalError, UnencodableValueError
 from aos.records import (
     KINDS,
     ApprovalRecorded,
+    BudgetGranted,
     CellMigrated,
     EffectQueued,
     Emit,
@@ -494,6 +495,8 @@ def sample_records() -> list:
         EventAdmitted(seq=0, schema="counter.Add", value=encode({"key": "a", "n": 1})),
         EventAdmitted(seq=2**40, schema="bank.Deposit", value=encode({"acct": 7, "amount": 2.5}), lane_id=3),
         EventAdmitted(seq=5, schema="counter.Add", value=encode({"key": "b", "n": 2}), visible_at=12),
+        EventAdmitted(seq=6, schema="counter.Add", value=encode({"key": "c", "n": 1}), lane_id=2, visible_at=13,
+                      origin=(4096, 7)),
         StepScheduled(event_id=1, reducer="counter", key="a", input=0),
         StepScheduled(event_id=2, reducer="bank", key=7, input=1),
         StepScheduled(event_id=3, reducer="blob", key=b"\x00\x01", input=1),
@@ -527,6 +530,7 @@ def sample_records() -> list:
                    pinned=("p",), adopted=("a",)),
         CellMigrated(reducer="r", key="a", state=encode({"n": 1}), state_hash=canonical.digest(encode({"n": 1}))),
         CellMigrated(reducer="r", key=None, state=None, state_hash=None),
+        BudgetGranted(cap="net", amount=2**40, grant=3, lane_id=1),
     ]
 
 
@@ -607,6 +611,7 @@ WRONG_TYPES = {
     "EventAdmitted": {
         "seq": ["0", -1, None, 1.0, True], "schema": [b"s", 1, None], "value": ["v", 1, None, [1]],
         "lane_id": [-1, "0", None, True, 0.0], "visible_at": [0, -1, "1", None, 1.0, True],
+        "origin": [None, [1], [1, 2, 3], [-1, 2], [1, "2"], "1", 7, [1, 2.0]],
     },
     "StepScheduled": {
         "event_id": [0, -1, "1", None, 1.0, True], "reducer": [b"r", 1, None],
@@ -661,6 +666,9 @@ WRONG_TYPES = {
     },
     "CellMigrated": {
         "reducer": [None, 1], "key": [2.5, [1]], "state": [1, "s"], "state_hash": [b"h", 3], "lane_id": [None],
+    },
+    "BudgetGranted": {
+        "cap": [None, 1, b"c"], "amount": [-1, "1", None, 1.5], "grant": [-1, None, True], "lane_id": [-1, "1"],
     },
 }
 WRONG = [(kind, name, bad) for kind, fields in WRONG_TYPES.items() for name, bads in fields.items()
@@ -802,7 +810,8 @@ def test_fast_record_encoding_is_the_canonical_encoding() -> None:
         ReceiptAppended(40, h, "ok", b"\xa1ax\x01", 3),
         InvariantViolated(14, "non-negative", "x < 0"),
         *[r for r in sample_records() if r.KIND in {"ProposalSubmitted", "ApprovalRecorded", "ShadowRunCompleted",
-                                                   "EraApplied", "CellMigrated"}],
+                                                   "EraApplied", "CellMigrated", "BudgetGranted"}],
+        EventAdmitted(3, "a/E@1", b"\xa0", 5, 9, (4096, 2**40)),
     ]
     assert {type(r) for r in recs} == set(KINDS.values())
     for r in recs:

@@ -8,6 +8,7 @@ commuting workload).
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -171,6 +172,7 @@ def test_every_executor_writes_a_lane_worlds_journal_as_the_inline_executor(tmp_
     assert inline[2], "the workload sends messages to the other lane"
     assert drive_lane(tmp_path / "reference", lane, reference=True) == inline
     assert drive_lane(tmp_path / "threads", lane, workers=2) == inline
+    assert drive_lane(tmp_path / "offload", lane, workers=2, offload="all") == inline  # steps on the workers
     assert aos.replay(tmp_path / "inline", MANIFEST).verify() == inline[1]
     assert aos.replay(tmp_path / "inline", MANIFEST).verify(workers=2) == inline[1]
 
@@ -283,6 +285,56 @@ def test_marks_and_outbound_survive_kill_9(tmp_path: Path, every: int) -> None:
         w.trim_outbound(1, 30)
         assert w.outbound(1, 28) == expected[28:]  # trimmed from memory: re-made from the journal
     assert aos.replay(path, MANIFEST).verify() == expected_hash
+
+
+_MID_RUN = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {here!r})
+    import aos
+    from aos.lane import CLIENT_SOURCE, Lane
+    from lanes_world import MANIFEST, orders
+    w = aos.World.open({path!r}, MANIFEST, lane=Lane(0, 2, 0), workers=0, snapshot_every=11,
+                       durability=aos.Durability("group", group_commits=7, group_ms=1))
+    sent = 0
+    for schema, value in orders(80):
+        if w.lane.holds(value["order"]):
+            sent += 1
+            w.accept(CLIENT_SOURCE, sent, schema, value=value)
+    for n in range(1, 6):
+        w.accept(1, n, "shop/Spent@1", value={{"user": "u0", "amount": n}})
+    w.run()  # dies in the step of event_id 40 (lanes_world.KILL_AT)
+""")
+
+
+def test_a_lane_killed_mid_run_carries_on_from_its_marks(tmp_path: Path) -> None:
+    """Killed with records not yet durable: the senders resend from the marks, and the lane ends as if never killed."""
+    path = tmp_path / "w"
+    env = dict(os.environ, AOS_TEST_LANES_KILL_AT="40")
+    proc = subprocess.run([sys.executable, "-c", _MID_RUN.format(here=str(HERE), path=str(path))], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+
+    def feed(w: aos.World) -> None:
+        """What the senders do: send again everything past the lane's marks."""
+        marks = w.marks()
+        sent = 0
+        for schema, value in orders(80):
+            if w.lane.holds(value["order"]):
+                sent += 1
+                if sent > marks.get(CLIENT_SOURCE, 0):
+                    assert w.accept(CLIENT_SOURCE, sent, schema, value=value) is True
+        for n in range(marks.get(1, 0) + 1, 6):
+            assert w.accept(1, n, "shop/Spent@1", value={"user": "u0", "amount": n}) is True
+        w.run()
+
+    with aos.World.open(tmp_path / "oracle", MANIFEST, lane=Lane(0, 2, 0), workers=0) as o:
+        feed(o)
+        expected = (o.marks(), o.outbound_marks(), o.outbound(1, 0), o.snapshot_hash())
+    with aos.World.open(path, MANIFEST) as w:
+        assert w.last_event_id < 40  # the step that killed it was not journaled
+        feed(w)
+        assert (w.marks(), w.outbound_marks(), w.outbound(1, 0), w.snapshot_hash()) == expected
+    assert aos.replay(path, MANIFEST).verify() == expected[3]
 
 
 # ------------------------------------------------------------------ budget grants

@@ -146,7 +146,7 @@ class Committer:
                 sink.append(EffectQueued(t.event_id, h, intent.kind, intent.cap, intent.idempotency_key,
                                          intent.cost, k.lane_id))
             else:
-                if decision.reason.startswith("budget of ") and intent.cap is not None:  # the control plane's hint
+                if decision.over_budget and intent.cap is not None:  # the control plane's hint (budget_wants)
                     wants = k.grants.wants
                     wants[intent.cap] = wants.get(intent.cap, 0) + intent.cost
                 seq = k.next_seq

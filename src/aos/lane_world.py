@@ -48,7 +48,8 @@ _KEY_CACHE = 65_536  # keys whose lane is remembered (a cache: the hash is pinne
 def event_lanes(manifest: "Manifest", lanes: int, home: int, schema: str, value: Any) -> tuple[int, ...]:
     """The lanes (ascending) of a fleet of ``lanes`` lanes holding a cell the event ``(schema, value)`` goes to.
 
-    Where a fleet sends a client's event. Raises the admission errors of
+    Where a fleet sends a client's event; empty for an event no cell takes
+    (a declared schema no reducer reads). Raises the admission errors of
     ``World.submit`` for an event no world would admit.
     """
     from aos.admission import Admission

@@ -23,6 +23,7 @@ __all__ = ["Decision", "decide"]
 class Decision:
     allowed: bool
     reason: str
+    over_budget: bool = False  # denied for lack of budget (a lane world's wants, docs/fleet.md)
 
 
 def decide(manifest: Manifest, ledger: Ledger, intent: Intent, reducer: str) -> Decision:
@@ -41,7 +42,7 @@ def decide(manifest: Manifest, ledger: Ledger, intent: Intent, reducer: str) -> 
             break
     if not ledger.fits(cap_name, intent.cost):
         return Decision(False, f"budget of {cap_name} exhausted: cost {intent.cost}, "
-                               f"remaining {ledger.remaining(cap_name)}")
+                               f"remaining {ledger.remaining(cap_name)}", over_budget=True)
     return Decision(True, f"allowed by capability {cap_name}")
 
 

@@ -547,11 +547,10 @@ class World:
     def outbound(self, target: int, after: int, limit: int | None = None) -> list[Message]:
         """The messages ``(n, schema, data)`` for lane ``target`` numbered above ``after``, in order.
 
-        ``limit``: at most that many.
-
-        Each is an event a committed step of this world emitted for cells that
-        lane ``target`` holds; ``data`` is its value's canonical bytes (for
-        ``accept(source, n, schema, data=data)`` there). Messages memory no
+        At most ``limit`` of them (None: all). Each is an event a committed
+        step of this world emitted for cells that lane ``target`` holds;
+        ``data`` is its value's canonical bytes (for ``accept(source, n,
+        schema, data=data)`` there). Messages memory no
         longer holds (trimmed, or from before a reopen) are re-made from the
         journal. The journal is synced first when it holds records not yet
         durable: a message is only handed out once the step that sent it is
