@@ -76,6 +76,23 @@ def timed_count(workload: Any) -> tuple[float, int]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def ray_unavailable() -> str:
+    """Why Ray figures cannot be measured here ("" if they can)."""
+    import importlib.util
+    import socket
+
+    if importlib.util.find_spec("ray") is None:
+        return "Ray is not installed (pip install 'aos-kernel[ray]')"
+    try:
+        only_loopback = [name for _, name in socket.if_nameindex()] == ["lo"]
+    except OSError:
+        only_loopback = False
+    if not only_loopback:
+        return ("Ray is started only inside a network namespace whose only interface is loopback: "
+                "run the report under ../shared/tools/loopback-only.sh")
+    return ""
+
+
 def figure(samples: list[float], unit: str, baseline: str = "", **extra: Any) -> dict[str, Any]:
     return {"value": statistics.median(samples), "unit": unit, "min": min(samples), "max": max(samples),
             "runs": len(samples), "baseline": baseline, **extra}
@@ -87,6 +104,7 @@ class Report:
         self.rounds = 2 if quick else 3
         self.figures: dict[str, dict[str, Any]] = {}
         self.speedups: dict[str, dict[int, float]] = {}
+        self.notes: list[str] = []  # figures left out, and why
 
     def rounds_of(self, fn: Callable[[], Any], more: bool = False) -> list[Any]:
         """``fn()`` once per round; ``more``: 7 rounds in a full run, for the short, noisy figures."""
@@ -159,6 +177,34 @@ class Report:
         self.figures["cross_lane_msgs_per_s"] = figure(
             [n / secs for secs, n in rows], "msgs/s", "2 local lanes; each ping fans out 8 pongs to other keys",
             messages=rows[0][1])
+
+    def fleet_ray(self) -> None:
+        """``fleet_python_speedup_2lanes``' work on 2 Ray lanes against 2 local lanes (Ray's time ÷ local's).
+
+        Starts Ray only inside a network namespace whose only interface is loopback
+        (``../shared/tools/loopback-only.sh``); elsewhere, or without Ray, the figure is left out
+        with a note. Ray is started once for all rounds (its start-up is reported, not timed).
+        """
+        why = ray_unavailable()
+        if why:
+            self.notes.append(f"`fleet_ray_vs_local` left out: {why}")
+            return
+        import ray
+
+        from aos.fleet_ray import LIGHT_INIT_OPTIONS
+
+        t0 = time.perf_counter()
+        ray.init(**LIGHT_INIT_OPTIONS, num_cpus=2)
+        started = time.perf_counter() - t0
+        try:
+            steps = 300 if self.quick else 1_200
+            rows = self.rounds_of(lambda: (timed(wl.FleetSpinRun(lanes=2, steps=steps)),
+                                           timed(wl.FleetSpinRun(lanes=2, steps=steps, backend="ray"))))
+        finally:
+            ray.shutdown()
+        self.figures["fleet_ray_vs_local"] = figure(
+            [r / local for local, r in rows], "x time", "2 local lanes (Python spin, ≈ 1 ms steps)",
+            ray_start_seconds=started)
 
     def free_threaded(self, python: str) -> None:
         code = ("import json, sys; sys.path.insert(0, %r); import report; "
@@ -315,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = [("kernel", r.kernel), ("scaling", r.scaling), ("streaming", r.streaming),
              ("overhead and contention", r.overhead_and_contention),
              ("head of line", r.head_of_line), ("replay", r.replay), ("shadow", r.shadow),
-             ("memory", r.memory), ("fleet", r.fleet),
+             ("memory", r.memory), ("fleet", r.fleet), ("fleet on Ray", r.fleet_ray),
              ("journal", r.journal)]
     if args.ft_python:
         steps.append(("free-threaded", lambda: r.free_threaded(args.ft_python)))
@@ -323,12 +369,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"… {name}", file=sys.stderr, flush=True)
         step()
     print(r.table())
+    for note in r.notes:
+        print(f"\nnote: {note}")
     print(f"\n{'quick' if args.quick else 'full'} run, {time.perf_counter() - t0:.0f} s, on {machine()['cpu']}")
     if args.quick:
         print("quick run: small sizes, figures not comparable with a full run's (nor with the goals)")
     if args.json:
         args.json.write_text(json.dumps({"machine": machine(), "quick": args.quick, "comparable": not args.quick,
-                                         "figures": r.figures}, indent=2))
+                                         "figures": r.figures, "notes": r.notes}, indent=2))
     if args.plot:
         r.plot(args.plot)
     return 0
