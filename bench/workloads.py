@@ -186,11 +186,29 @@ class FleetSpinRun:
         tmp = Path(tempfile.mkdtemp(prefix="aos-bench-"))
         f = aos.Fleet.open(tmp / "f", "workloads:python_spin", lanes=self.lanes, backend=self.backend,
                            snapshot_every=0, snapshot_on_close=False)
-        f.submit_many(("bench/Go@1", {"id": i % self.cells}) for i in range(self.steps))
+        f.submit_many(("bench/Go@1", {"id": key}) for key in balanced_keys(self.steps, self.lanes, self.cells))
         return f, tmp
 
     def run(self, f: Any) -> int:
         return int(f.run().steps)
+
+
+def balanced_keys(steps: int, lanes: int, cells: int = CELLS) -> list[int]:
+    """``steps`` keys from 0 up (round-robin over ``cells``), taken so that each of ``lanes`` lanes holds
+    ``steps // lanes`` of them: a fleet figure measures the lanes' parallelism, not how evenly the
+    lane hash happens to split a small set of keys (1,200 keys split 575 / 625 between 2 lanes)."""
+    from aos.lane import lane_of_key
+
+    per_lane, taken = steps // lanes, [0] * lanes
+    keys: list[int] = []
+    key = 0
+    while len(keys) < per_lane * lanes:
+        lane = lane_of_key(key % cells, lanes)
+        if taken[lane] < per_lane:
+            taken[lane] += 1
+            keys.append(key % cells)
+        key += 1
+    return keys
 
 
 @dataclass

@@ -103,11 +103,9 @@ def _backend(backend: str | LaneBackend) -> LaneBackend:
 
         return LocalBackend()
     if backend == "ray":
-        try:
-            from aos.fleet_ray import RayBackend  # type: ignore[import-not-found]
-        except ImportError as exc:
-            raise ArgumentError(f"backend 'ray' needs Ray (pip install 'aos-kernel[ray]'): {exc}") from None
-        return RayBackend()  # type: ignore[no-any-return]
+        from aos.fleet_ray import RayBackend  # (imports Ray itself: a FleetError naming the extra without it)
+
+        return RayBackend()
     if isinstance(backend, str):
         raise ArgumentError(f"backend must be 'local', 'ray' or a LaneBackend, got {backend!r}")
     if not isinstance(backend, LaneBackend):
