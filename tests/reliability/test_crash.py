@@ -102,6 +102,16 @@ class Child:
             time.sleep(0.001)
         return False
 
+    def kill_after_acks(self, want: int, seconds: float) -> int:
+        """SIGKILL the child once it acknowledged ``want`` events (lines ``A ...``), after ``seconds``, or when it
+        ended by itself; its exit status (``-SIGKILL`` when it was killed)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and sum(line.startswith("A ") for line in self.lines) < want:
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.005)
+        return self.kill()
+
     def kill(self) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)

@@ -25,7 +25,6 @@ import os
 import random
 import signal
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +56,7 @@ def fleet_trial(tmp: Path, seed: int, failures: Failures, counts: dict[str, int]
             counts["failed_reopens"] += 1
             return
         want = rnd.randint(3, 60)
-        deadline = time.monotonic() + rnd.uniform(0.5, 4.0)
-        while time.monotonic() < deadline and sum(line.startswith("A ") for line in child.lines) < want:
-            if child.proc.poll() is not None:
-                break
-            time.sleep(0.005)
-        rc = child.kill()
+        rc = child.kill_after_acks(want, rnd.uniform(0.5, 4.0))
         counts["kills"] += 1
         if rc != -signal.SIGKILL:
             failures.add(f"{tag}: generation {generation} exited by itself ({rc}): {child.stderr()}")

@@ -59,12 +59,7 @@ def serve_trial(tmp: Path, seed: int, failures: Failures, counts: dict[str, int]
             counts["failed_reopens"] += 1
             return
         want = rnd.randint(5, 150)  # kill once about this many events were acknowledged (or in time)
-        deadline = time.monotonic() + rnd.uniform(0.3, 3.0)
-        while time.monotonic() < deadline and sum(line.startswith("A ") for line in child.lines) < want:
-            if child.proc.poll() is not None:
-                break
-            time.sleep(0.005)
-        rc = child.kill()
+        rc = child.kill_after_acks(want, rnd.uniform(0.3, 3.0))
         counts["kills"] += 1
         if rc != -signal.SIGKILL:
             failures.add(f"{tag}: generation {generation} exited by itself ({rc}): {child.stderr()}")
