@@ -172,6 +172,17 @@ class Report:
                                        timed(wl.FleetSpinRun(lanes=2, steps=steps))))
         self.figures["fleet_python_speedup_2lanes"] = figure(
             [one / fleet for one, fleet in rows], "x", "one world inline (Python spin, ≈ 1 ms steps)")
+        # Scaling with lanes, up to this machine's cores: 1, 2, 4, 8, 16 lanes, each lane 600 steps (150 quick).
+        speedup = {2: statistics.median(one / fleet for one, fleet in rows)}
+        for lanes in (n for n in (1, 4, 8, 16) if n <= (os.cpu_count() or 1)):
+            n_steps = (150 if self.quick else 600) * max(lanes, 2)
+            lane_rows = self.rounds_of(lambda k=lanes, n=n_steps: (timed(wl.SpinRun(native=False, workers=0, steps=n)),
+                                                                   timed(wl.FleetSpinRun(lanes=k, steps=n))))
+            speedup[lanes] = statistics.median(one / fleet for one, fleet in lane_rows)
+        self.speedups["Python, fleet lanes (vs one world inline)"] = dict(sorted(speedup.items()))
+        most = max(speedup)
+        self.figures["fleet_speedup_max_lanes"] = figure([speedup[most]], "x", "one world inline (Python spin)",
+                                                         lanes=most, by_lanes=dict(sorted(speedup.items())))
         pings = 500 if self.quick else 2_000
         rows = self.rounds_of(lambda: timed_count(wl.CrossLaneRun(lanes=2, pings=pings)))
         self.figures["cross_lane_msgs_per_s"] = figure(
@@ -298,7 +309,7 @@ class Report:
         for label, s in self.speedups.items():
             xs = sorted(s)
             ax.plot(xs, [s[x] for x in xs], "o-", label=label)
-        ax.set_xlabel("workers")
+        ax.set_xlabel("workers (threads) or lanes (processes)")
         ax.set_ylabel("speed-up over the inline executor")
         ax.set_title("aos: steps in parallel, journal identical to inline")
         ax.set_xticks(range(1, top + 1))
