@@ -4,6 +4,12 @@
 >>> m = aos.Manifest("acme/shop@1")
 """
 
+import sys as _sys
+
+if _sys.platform == "win32":  # (the build refuses too): the core uses pthreads and fcntl file locks
+    raise ImportError("aos needs a POSIX system (Linux or macOS): its core uses pthreads and fcntl file locks; "
+                      "Windows is not supported (use WSL)")
+
 from aos import errors
 from aos.adapters import EffectRequest, Outcome
 from aos.capability import BudgetView
@@ -24,11 +30,21 @@ from aos.world import World
 
 __version__ = "0.1.0"
 
+
+def get_include() -> str:
+    """The directory of the installed C headers (``aos_native.h``, the native reducer ABI), for building a
+    native reducer against this aos: ``include_dirs=[aos.get_include()]``. The Cython declarations
+    (``aos/_core/native.pxd``) are installed beside the core, so ``cimport aos._core.native`` finds them."""
+    from pathlib import Path
+
+    return str(Path(__file__).resolve().parent / "_core" / "include")
+
+
 __all__ = [
     "World", "Manifest", "replay", "Replay", "Durability", "JournalReader", "Event",
     "StepContext", "Rng", "RunResult", "SnapshotInfo", "errors", "__version__", "EffectRequest", "Outcome",
     "BudgetView", "QueuedEffect", "Receipt", "upgrade", "UpgradeResult", "Era",
     "Change", "changes", "code_identity", "Fleet", "FleetRunResult", "FleetSnapshot", "FleetReplay", "LaneSnapshot",
-    "replay_fleet",
+    "replay_fleet", "get_include",
     *errors.__all__,
 ]
