@@ -297,12 +297,20 @@ def test_a_fleet_on_ray_survives_a_sigkill_and_a_removed_node(sim, tmp_path):
         fleet.submit_many(inputs[:cut])  # acknowledged: durable in their lanes
         pids = {i: b.where(i)["pid"] for i in range(4)}
         result: dict[str, Any] = {}
-        runner = threading.Thread(target=lambda: result.update(run=fleet.run()))
+        def drive() -> None:
+            try:
+                result["run"] = fleet.run()
+            except BaseException as e:  # reported below with its traceback
+                result["error"] = e
+
+        runner = threading.Thread(target=drive)
         runner.start()
         time.sleep(0.4)
         assert runner.is_alive()
         fleet.kill(2)  # SIGKILL lane 2's actor process mid-run
         time.sleep(0.2)
+        if "error" in result:
+            raise result["error"]
         assert runner.is_alive()
         sim.replace_worker()  # the node goes, with every lane on it
         runner.join(240)
