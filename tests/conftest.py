@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import aos
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"aos {aos.__version__} imported from {Path(aos.__file__).parent}"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """With AOS_TEST_INSTALLED=PREFIX, refuse to run unless aos was imported from under PREFIX.
+
+    CI runs the suite against an installed wheel this way: a copy of ``tests/`` outside the
+    source tree, and this check that the package under test is the installed one.
+    """
+    prefix = os.environ.get("AOS_TEST_INSTALLED")
+    if prefix:
+        where = Path(aos.__file__).resolve()
+        if not where.is_relative_to(Path(prefix).resolve()):
+            raise pytest.UsageError(f"aos was imported from {where}, not from the installation under {prefix}")
 
 
 def make_counter_manifest(name: str = "test/counter@1") -> aos.Manifest:

@@ -32,3 +32,23 @@ def test_get_include_holds_the_native_reducer_abi() -> None:
     assert header.is_file()
     assert "aos_" in header.read_text()
     assert (include.parent / "native.pxd").is_file()  # the Cython declarations, beside the core
+
+
+def test_the_wheel_matrix_matches_the_python_classifiers() -> None:
+    # The CPython versions cibuildwheel builds are those the package says it supports, and both
+    # say the same as requires-python.
+    import re
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    project = tomllib.loads((root / "pyproject.toml").read_text())
+    builds = project["tool"]["cibuildwheel"]["build"]
+    built = {m.group(1) for b in builds if (m := re.fullmatch(r"cp3(\d+)-\*", b))}
+    threaded = {m.group(1) for b in builds if (m := re.fullmatch(r"cp3(\d+)t-\*", b))}
+    classified = {m.group(1) for c in project["project"]["classifiers"]
+                  if (m := re.fullmatch(r"Programming Language :: Python :: 3\.(\d+)", c))}
+    assert built == classified, (sorted(built), sorted(classified))
+    assert threaded and threaded <= built
+    lowest = min(int(v) for v in built)
+    assert project["project"]["requires-python"] == f">=3.{lowest}"
+    assert "Programming Language :: Python :: Free Threading :: 2 - Beta" in project["project"]["classifiers"]
