@@ -78,14 +78,10 @@ class ReducerClock:
         all_ns = sum(ns for _c, ns in totals.values())
         out: dict[str, dict[str, Any]] = {}
         for name, (calls, ns) in totals.items():
-            timed = name in self._originals or not self._is_native(name)
+            spec = self.manifest.reducers.get(name)
             out[name] = {"steps": calls, "seconds": ns / 1e9, "share": ns / all_ns if all_ns else 0.0,
-                         "timed": timed}
+                         "timed": spec is not None and spec.native is None}
         return out
-
-    def _is_native(self, name: str) -> bool:
-        spec = self.manifest.reducers.get(name)
-        return spec is not None and spec.native is not None
 
 
 def _timed(fn: Callable[..., Any], counts: dict[int, list[int]]) -> Callable[..., Any]:

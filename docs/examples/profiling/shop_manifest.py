@@ -1,3 +1,4 @@
+# shop_manifest.py
 """A sample manifest to profile: orders reserve stock and are charged to one ledger."""
 
 import aos

@@ -1,3 +1,4 @@
+# test_shop_bench.py
 """Benchmarks of the sample shop manifest, with aos's pytest fixtures (docs/profiling.md)."""
 
 import pytest
