@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -222,7 +223,7 @@ def test_the_doc_shows_the_example_files_as_they_are() -> None:
     shown = {m.group(1): m.group(0)[len("```python\n"):-len("```")]
              for m in re.finditer(r"^```python\n# (\w+\.py)\n.*?^```", doc, re.S | re.M)}
     files = {p.name: p.read_text() for p in EXAMPLE.glob("*.py")}
-    assert set(shown) == set(files) == {"shop_manifest.py", "test_shop_bench.py"}
+    assert set(shown) == set(files) == {"shop_manifest.py", "test_shop_bench.py", "report.py"}
     for name, text in files.items():
         assert shown[name] == text, f"docs/profiling.md shows {name} otherwise than {EXAMPLE / name}"
 
@@ -238,3 +239,9 @@ def test_the_example_runs_outside_the_source_tree(pytester: pytest.Pytester) -> 
         assert bench["extra_info"]["aos_steps"] == 6_000
         assert set(bench["extra_info"]["aos_reducers"]) == {"example/Order@1", "example/Stock@1",
                                                              "example/Ledger@1"}
+    report = pytester.run(sys.executable, "report.py", "bench.json")
+    assert report.ret == 0, report.stderr.str()
+    report.stdout.fnmatch_lines(["test_shop_run: 6,000 steps, * steps/s (workers=0), *% of run() inside reducers",
+                                 "  example/*@1 * 2,000 steps * ms *%"])
+    (pytester.path / "empty.json").write_text('{"benchmarks": []}')
+    assert pytester.run(sys.executable, "report.py", "empty.json").ret == 1
