@@ -120,10 +120,16 @@ from tiny_manifest import hits, manifest
 
 def test_bad(aos_bench):
     aos_bench(manifest, hits(3) + [("tiny/Hit@1", {"k": -1})], rounds=1)
+
+
+def test_bad_not_strict(aos_bench):  # the failed step journaled, not raised: the benchmark's check finds it
+    aos_bench(manifest, hits(3) + [("tiny/Hit@1", {"k": -1})], rounds=2, strict=False)
 ''')
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*ReducerError*tiny/Tally@1*tally refuses k=-1*"])
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*ReducerError*tiny/Tally@1*tally refuses k=-1*",
+                                 "*BenchmarkCheckError: benchmark of manifest tiny/counter@1 in *bench-0: "
+                                 "1 steps failed (first: tally refuses k=-1)*"])
 
 
 def test_bad_manifest_and_events_are_refused_with_argument_error(pytester: pytest.Pytester) -> None:

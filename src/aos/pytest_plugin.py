@@ -130,6 +130,7 @@ class AosBench:
         self.workers_override: int | None = config.getoption("aos_workers")
         self.rounds_override: int | None = config.getoption("aos_rounds")
         self._worlds: list[World] = []
+        self._runs: dict[int, RunResult] = {}  # id(world) -> its run's result, checked before it is closed
 
     def __call__(self, manifest: ManifestRef, events: Events, *, rounds: int = DEFAULT_ROUNDS,
                  warmup_rounds: int = 0, profile: bool = True, **options: Any) -> AosBenchResult:
@@ -154,7 +155,7 @@ class AosBench:
         last: dict[str, Any] = {}
 
         def setup() -> tuple[tuple[World], dict[str, Any]]:
-            self._close_all()
+            self._close_all(check=True)  # the round before: checked and closed, outside the clock
             world = World.open(self.tmp_path / f"bench-{next(counter)}", m, **options)
             self._worlds.append(world)
             for schema, value in evs:
@@ -167,6 +168,7 @@ class AosBench:
 
         def run(world: World) -> RunResult:
             result = world.run()
+            self._runs[id(world)] = result
             last["world"], last["run"] = world, result
             return result
 
@@ -174,7 +176,7 @@ class AosBench:
             self.benchmark.pedantic(run, setup=setup, rounds=rounds, warmup_rounds=warmup_rounds, iterations=1)
             world, result = last["world"], last["run"]
             metrics = world.metrics()
-            self._check(world, result, metrics)
+            self._close_all(check=True)
         finally:
             self._close_all()
         stats = getattr(self.benchmark, "stats", None)
@@ -197,19 +199,27 @@ class AosBench:
         return out
 
     @staticmethod
-    def _check(world: World, result: RunResult, metrics: dict[str, Any]) -> None:
+    def _check(world: World, result: RunResult | None) -> None:
         """Every step run and committed, or :class:`BenchmarkCheckError` saying what not."""
+        if result is None:
+            raise BenchmarkCheckError(f"benchmark of manifest {world.manifest.name} in {world.path}: the world "
+                                      "was opened but not run")
+        pending = world.stats["pending"]
         problems = []
-        if not result.quiescent or metrics["queue"]["pending"]:
-            problems.append(f"the run stopped with {metrics['queue']['pending']} inputs pending")
+        if not result.quiescent or pending:
+            problems.append(f"the run stopped with {pending} inputs pending")
         if result.failed:
             problems.append(f"{result.failed} steps failed (first: {world.failures()[0].message})")
         if problems:
             raise BenchmarkCheckError(f"benchmark of manifest {world.manifest.name} in {world.path}: "
                                       + "; ".join(problems))
 
-    def _close_all(self) -> None:
+    def _close_all(self, check: bool = False) -> None:
+        """Close the worlds of the rounds (``check``: each checked first, see :meth:`_check`)."""
         while self._worlds:
+            world = self._worlds[-1]
+            if check:
+                self._check(world, self._runs.pop(id(world), None))
             self._worlds.pop().close()
 
 
