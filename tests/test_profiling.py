@@ -42,6 +42,7 @@ def journal_bytes(path: Path) -> list[bytes]:
     return [p.read_bytes() for p in sorted((path / "journal").glob("*.seg"))]
 
 
+@pytest.mark.determinism
 @pytest.mark.parametrize("workers", [0, 2])
 def test_profiled_world_reports_each_reducers_steps_and_time_and_journals_the_same(tmp_path: Path,
                                                                                    workers: int) -> None:
