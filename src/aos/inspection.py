@@ -164,4 +164,5 @@ class Inspection:
                                   "p99": ex.latency.quantile(0.99)},
             "effects": {"outstanding": len(k.outbox.queued), "settled": len(k.outbox.settled),
                         "dispatched": d.dispatched, "receipts_refused": len(world.refused_receipts)},
+            **({} if world._clock is None else {"reducers": world._clock.read()}),  # World.open(profile=True)
         }

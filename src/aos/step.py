@@ -23,6 +23,7 @@ from aos.admission import Admission, Route
 from aos.capability import Ledger
 from aos.context import Event, StepContext
 from aos.manifest import ReducerSpec
+from aos.profiling import unwrapped
 from aos.records import Emit, Intent
 from aos.rng import step_seed
 from aos.upcast import Chain, run_chain
@@ -131,6 +132,11 @@ def failure_traceback(exc: BaseException, code: CodeType | None) -> str:
     return text if len(text) <= MAX_TRACEBACK else text[:MAX_TRACEBACK] + "…"
 
 
+def _code_of(fn: Any) -> CodeType | None:
+    """The code of reducer function ``fn`` (through a ``profile=True`` timing wrapper: the traceback is the same)."""
+    return getattr(unwrapped(fn), "__code__", None)
+
+
 def _failed(ticket: Ticket, exc: BaseException, code: CodeType | None) -> StepResult:
     name, message = failure_message(exc)
     return StepResult(ticket, error=(name, message, failure_traceback(exc, code)), exception=exc)
@@ -156,7 +162,7 @@ def compute(ticket: Ticket, state: bytes | None, schema: str, value: bytes,
         event = Event(schema, canonical.decode_trusted(value) if decoded is UNHANDLED else decoded, ticket.input)
         new = spec.fn(ctx, current, event)
     except Exception as exc:
-        return _failed(ticket, exc, getattr(spec.fn, "__code__", None))
+        return _failed(ticket, exc, _code_of(spec.fn))
     return finish_step(ticket, ctx, new)
 
 
@@ -177,7 +183,7 @@ def finish_step(ticket: Ticket, ctx: StepContext, new: Any) -> StepResult:
                 new_bytes = canonical.encode(new, where=f"state returned by reducer {spec.name}", path="state")
             new_hash = _digest(new_bytes)
     except Exception as exc:
-        return _failed(ticket, exc, getattr(spec.fn, "__code__", None))
+        return _failed(ticket, exc, _code_of(spec.fn))
     if ctx.emits or ctx.intents or ctx.reads:
         return StepResult(ticket, new_bytes, new_hash, tuple(ctx.emits), tuple(ctx.routes), tuple(ctx.intents),
                           tuple(ctx.reads.items()))
@@ -186,7 +192,7 @@ def finish_step(ticket: Ticket, ctx: StepContext, new: Any) -> StepResult:
 
 def failed(ticket: Ticket, exc: BaseException) -> StepResult:
     """The failed step of a Python reducer that raised ``exc`` (the inline loop's error path)."""
-    return _failed(ticket, exc, getattr(ticket.spec.fn, "__code__", None))
+    return _failed(ticket, exc, _code_of(ticket.spec.fn))
 
 
 def _upcast(ticket: Ticket, chain: Chain, value: bytes) -> tuple[str, bytes] | StepResult:

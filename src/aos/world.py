@@ -63,6 +63,7 @@ from aos.lane import Lane
 from aos.lane_world import Message, check_source, lane_of_meta, scan_outbound
 from aos.manifest import Manifest, check_compatible
 from aos.outbox import QueuedEffect
+from aos.profiling import ReducerClock
 from aos.receipt import SECRET_FILE, Receipt, ReceiptSigner, create_secret, load_secret
 from aos.records import SnapshotCreated, StepFailed
 from aos.replay import VerifyingSink, replay_entries
@@ -221,6 +222,7 @@ class World:
         self._intake = Intake(self)
         self._loop = RunLoop(self, self._intake)
         self._inspection = Inspection(self)
+        self._clock: ReducerClock | None = None  # World.open(profile=True)
 
     # ----------------------------------------------------------- opening
     @classmethod
@@ -232,7 +234,8 @@ class World:
              on_violation: str | Callable[[InvariantViolation], None] = "raise",
              workers: int | None = None, worker_delay: Callable[[int], float] | None = None,
              max_queued: int = 1_000_000, offload: str | None = None, strict: bool = False,
-             earlier: Sequence[Manifest] = (), reference: bool = False, lane: Lane | None = None) -> "World":
+             earlier: Sequence[Manifest] = (), reference: bool = False, lane: Lane | None = None,
+             profile: bool = False) -> "World":
         """Create or open the world at ``path`` with ``manifest``.
 
         ``durability``: ``"group"`` (default), ``"always"``, ``"none"`` or a
@@ -287,6 +290,13 @@ class World:
         world"): fixed when the world is created and kept in ``world.cbor``;
         None opens the world as it was created (a world created without one is
         lane 0 of 1). Opening it as another lane raises :class:`FleetError`.
+
+        ``profile``: time each Python reducer's calls while the world is open;
+        :meth:`metrics` then has ``"reducers"``: per reducer, its ``steps``,
+        the ``seconds`` spent inside it and its ``share`` of all reducers'
+        time (:mod:`aos.profiling`, docs/profiling.md). Without it a step pays
+        nothing for this; with it, two clock reads per step. The journal is
+        the same either way.
         """
         if not isinstance(manifest, Manifest):
             raise TypeError(f"manifest must be an aos.Manifest, got {type(manifest).__name__}")
@@ -305,6 +315,8 @@ class World:
             raise ArgumentError(f"lane must be an aos.lane.Lane or None, got {type(lane).__name__}")
         if type(reference) is not bool:
             raise ArgumentError(f"reference must be True or False, got {type(reference).__name__}")
+        if type(profile) is not bool:
+            raise ArgumentError(f"profile must be True or False, got {type(profile).__name__}")
         if workers is None:
             workers = 0 if reference else default_workers(manifest)
         if type(workers) is not int or workers < 0:
@@ -401,6 +413,14 @@ class World:
         kernel.new_effects.clear()
         kernel.violations.clear()
         dispatcher.submit(list(kernel.outbox.queued.values()))
+        if profile:  # last: the steps replayed while opening are not timed
+            clock = ReducerClock(manifest)
+            try:
+                clock.attach()
+            except BaseException:
+                world._close("could not be profiled", clean=False)
+                raise
+            world._clock = clock
         return world
 
     @staticmethod
@@ -863,6 +883,8 @@ class World:
                              json.dumps(self._inspection.metrics_now(), indent=2, default=str).encode())
         finally:
             self._closed = why
+            if self._clock is not None:
+                self._clock.detach()
             os.close(self._lock_fd)
             self._intake.abandon_unacked(why)
 
