@@ -35,6 +35,9 @@ ManifestRef = Union[Manifest, str]
 #: Events as the fixtures take them: ``(schema, value)`` pairs, or a callable returning them.
 Events = Union[Sequence[tuple[str, Any]], Callable[[], Iterable[tuple[str, Any]]]]
 
+#: Plugins that provide a ``benchmark`` fixture: with one of them loaded, aos defines none of its own.
+BENCHMARK_PLUGINS = ("benchmark", "codspeed")
+
 MISSING_BENCHMARK = ("the 'benchmark' fixture (used by aos_bench) comes from pytest-benchmark, which is not installed "
                      "or not enabled (-p no:benchmark): install it with pip install 'aos-kernel[bench]'")
 DEFAULT_ROUNDS = 5
@@ -57,9 +60,10 @@ def pytest_configure(config: pytest.Config) -> None:
         value = config.getoption(option)
         if value is not None and value < least:
             raise pytest.UsageError(f"--{option.replace('_', '-')} must be >= {least}, got {value}")
-    if not config.pluginmanager.hasplugin("benchmark"):
+    if not any(config.pluginmanager.hasplugin(name) for name in BENCHMARK_PLUGINS):
         # aos_bench asks for 'benchmark' by name (so that --benchmark-only selects it): without pytest-benchmark
-        # that name gets a fixture saying what to install, instead of "fixture 'benchmark' not found"
+        # (or a plugin with the same fixture) that name gets a fixture saying what to install, instead of
+        # "fixture 'benchmark' not found"
         config.pluginmanager.register(_NoBenchmark(), "aos-no-benchmark")
 
 
