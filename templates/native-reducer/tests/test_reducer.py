@@ -20,20 +20,21 @@ def amount(i: int) -> int:
     return [i % 24, 200 + i % 50, 60_000 + i, 4_000_000_000 + i, (1 << 40) + i][i % 5]
 
 
-def manifest(native: bool) -> aos.Manifest:
+def manifest(native: bool, keyed: bool = True) -> aos.Manifest:
     m = aos.Manifest("tally-test@1")
-    tally_reducer.register(m, events=["tally/Add@1"], key="id", every=EVERY, native=native)
+    tally_reducer.register(m, events=["tally/Add@1"], key="id" if keyed else None, every=EVERY, native=native)
 
     # The milestones the tally emits reach a Python reducer: emitted events are admitted like any other.
-    @m.reducer("tally/Milestones@1", key="key", events=[tally_reducer.MILESTONE])
+    @m.reducer("tally/Milestones@1", key="key" if keyed else None, events=[tally_reducer.MILESTONE])
     def milestones(ctx: Any, state: Any, event: Any) -> Any:
         return (state or []) + [[event.value["count"], event.value["total"]]]
 
     return m
 
 
-def run(path: Path, native: bool, workers: int) -> tuple[list[bytes], str, dict[str, Any]]:
-    m = manifest(native)
+def run(path: Path, native: bool, workers: int, keyed: bool = True) -> tuple[list[bytes], str, dict[str, Any]]:
+    m = manifest(native, keyed)
+    cell = 5 if keyed else None
     # No snapshot file on close: it names its era, and the two manifests' eras differ (their code differs).
     with aos.World.open(path, m, workers=workers, snapshot_on_close=False) as w:
         for i in range(EVENTS):
@@ -41,7 +42,7 @@ def run(path: Path, native: bool, workers: int) -> tuple[list[bytes], str, dict[
             w.submit("tally/Add@1", {"id": i % 13, "amount": amount(i), "note": [i, {"x": b"y"}], "z": -i})
         w.run()
         h = w.snapshot_hash()
-        cells = {"tally": w.state("tally/Tally@1", 5), "milestones": w.state("tally/Milestones@1", 5)}
+        cells = {"tally": w.state("tally/Tally@1", cell), "milestones": w.state("tally/Milestones@1", cell)}
         metrics = w.metrics()
     assert metrics["failures"] == 0
     assert aos.replay(path, m).verify() == h  # replay gives the same hash
@@ -58,6 +59,14 @@ def test_native_tally_writes_the_python_twins_journal(tmp_path: Path, workers: i
     assert nat_cells == py_cells
     assert nat_hash == py_hash
     assert nat_journal == py_journal
+
+
+def test_without_a_key_the_milestones_carry_null(tmp_path: Path) -> None:
+    py_journal, py_hash, py_cells = run(tmp_path / "py", native=False, workers=0, keyed=False)
+    nat_journal, nat_hash, nat_cells = run(tmp_path / "nat", native=True, workers=2, keyed=False)
+    assert py_cells["tally"] == [EVENTS, sum(amount(i) for i in range(EVENTS))]
+    assert len(py_cells["milestones"]) == EVENTS // EVERY
+    assert (nat_journal, nat_hash, nat_cells) == (py_journal, py_hash, py_cells)
 
 
 @pytest.mark.parametrize("workers", [0, 2])

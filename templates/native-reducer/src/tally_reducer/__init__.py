@@ -9,9 +9,8 @@ Register it with :func:`register`, or by hand::
 
 from __future__ import annotations
 
-from typing import Any
-
 import aos
+from aos.manifest import ReducerSpec
 
 from tally_reducer._native import CODE_ID, REDUCER
 from tally_reducer.twin import MILESTONE, TallyError, python_tally
@@ -30,15 +29,14 @@ def code_id(every: int) -> str:
 
 
 def register(manifest: aos.Manifest, name: str = "tally/Tally@1", *, events: list[str] | tuple[str, ...] =
-             ("tally/Add@1",), key: str | None = "id", every: int = 10, native: bool = True) -> Any:
+             ("tally/Add@1",), key: str | None = "id", every: int = 10, native: bool = True) -> ReducerSpec:
     """Add the tally reducer to ``manifest`` as ``name`` (the native one, or with ``native=False`` its
     Python twin) and declare :data:`MILESTONE`, the schema it emits. Returns the reducer's spec."""
     if type(every) is not int or every < 1:
         raise aos.ManifestError(f"reducer {name}: every must be a positive int, got {every!r}")
     if native:
-        spec = manifest.native_reducer(name, key=key, events=list(events), fn=REDUCER, user=every,
-                                       code_id=code_id(every))
+        manifest.native_reducer(name, key=key, events=list(events), fn=REDUCER, user=every, code_id=code_id(every))
     else:
-        spec = manifest.reducer(name, key=key, events=list(events))(python_tally(every))
+        manifest.reducer(name, key=key, events=list(events))(python_tally(every))
     manifest.schema(MILESTONE)
-    return spec
+    return manifest.reducers[name]
