@@ -144,14 +144,14 @@ cdef size_t write_text(uint8_t* p, const char* s, size_t len) noexcept nogil:
 
 cdef int tally(const aos_step_in* inp, aos_out* out, void* user) noexcept nogil:
     cdef uint64_t every = <uint64_t><uintptr_t>user
-    cdef uint64_t count = 0, total = 0, amount = 0
+    cdef uint64_t items = 0, count = 0, total = 0, amount = 0
     cdef size_t pos = 0, n
     cdef int major
     cdef uint8_t state[19]
     cdef uint8_t* value
     cdef int rc
     if inp.state != NULL:
-        if read_head(inp.state, inp.state_len, &pos, &major, &count) != 0 or major != 4 or count != 2 or \
+        if read_head(inp.state, inp.state_len, &pos, &major, &items) != 0 or major != 4 or items != 2 or \
                 read_head(inp.state, inp.state_len, &pos, &major, &count) != 0 or major != 0 or \
                 read_head(inp.state, inp.state_len, &pos, &major, &total) != 0 or major != 0 or \
                 pos != inp.state_len:
