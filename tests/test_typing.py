@@ -65,8 +65,10 @@ def _decorators(fn: ast.FunctionDef) -> set[str]:
     return {d.id for d in fn.decorator_list if isinstance(d, ast.Name)}
 
 
-def _is_alias(node: ast.stmt) -> bool:
-    """A type alias of the stub (``_Key = str | int | ...``): it names no runtime object."""
+def _stub_only(node: ast.stmt) -> bool:
+    """A type of the stub alone: an alias (``_Key = str | int | ...``) or a ``TypedDict`` (a plain dict at run time)."""
+    if isinstance(node, ast.ClassDef):
+        return any(isinstance(b, ast.Name) and b.id == "TypedDict" for b in node.bases)
     return isinstance(node, ast.Assign)
 
 
@@ -116,7 +118,7 @@ def _compare(name: str) -> list[str]:
     problems: list[str] = []
     for attr, node in _declared(_stub(name)).items():
         where = f"aos._core.{name}.{attr}"
-        if attr.startswith("_") and _is_alias(node):
+        if attr.startswith("_") and _stub_only(node):
             continue
         if not hasattr(module, attr):
             problems.append(f"{where}: declared in the stub, missing from the module")

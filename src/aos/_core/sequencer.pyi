@@ -1,7 +1,17 @@
 """The ticket sequencer: mailboxes, ready rings and visibility (``sequencer.pyx``)."""
 
-from collections.abc import Mapping
-from typing import Any, Literal, Self, final
+from typing import Literal, Self, TypedDict, final
+
+class _State(TypedDict):
+    """What ``export_state`` returns and ``from_state`` takes (only in this stub: a plain dict at run time)."""
+
+    next_ticket: int
+    window: int
+    aging: int
+    rings: list[list[list[int]]]  # per priority class, ``[cell, since]`` in ring order
+    mailboxes: list[list[int]]  # the inputs of those cells, in the same order
+    pending: list[list[int]]  # ``[visible_at, cell, input, class]``
+    admitted: list[list[int]]  # ``[visible_at, cell, input, class, before]``
 
 @final
 class Sequencer:
@@ -41,7 +51,6 @@ class Sequencer:
     @property
     def held(self) -> int: ...
     def mailbox_depth(self, cell: int) -> int: ...
-    # plain ints and lists, as ``export_state`` documents (snapshots store it as CBOR)
-    def export_state(self) -> dict[str, Any]: ...
+    def export_state(self) -> _State: ...
     @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> Self: ...
+    def from_state(cls, state: _State) -> Self: ...
