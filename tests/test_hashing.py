@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 
 import blake3
-from aos._core.hashing import digest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from aos._core.hashing import digest
 
 # around the block (64), chunk (1024) and subtree (2^k chunks) boundaries
 EDGES = sorted({n + d for n in (0, 64, 1024, 2048, 3072, 4096, 8192, 16384, 1 << 20) for d in (-1, 0, 1) if n + d >= 0})

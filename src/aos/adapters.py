@@ -35,7 +35,7 @@ import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Awaitable, Callable, Mapping, cast
 
 from aos import canonical
 from aos.blobs import BlobStore
@@ -176,6 +176,9 @@ class Dispatcher:
                                                  daemon=True)
             self._loop_thread.start()
 
+    def _run_and_deliver(self, e: QueuedEffect) -> None:
+        self._deliver(self._run_sync(e))
+
     def _deliver(self, r: Receipt) -> None:
         self._arrived.put(r)  # before it leaves _inflight, so that `busy` never misses it
         with self._lock:
@@ -205,7 +208,7 @@ class Dispatcher:
                 fut = asyncio.run_coroutine_threadsafe(self._run_async(e), self._loop)  # type: ignore[arg-type]
                 fut.add_done_callback(lambda f: self._deliver(f.result()))
             else:
-                self._pool.submit(lambda e=e: self._deliver(self._run_sync(e)))  # type: ignore[union-attr]
+                cast(ThreadPoolExecutor, self._pool).submit(self._run_and_deliver, e)  # (made just above)
 
     def has_arrived(self) -> bool:
         """Whether a receipt is waiting to be taken (background mode)."""
@@ -222,7 +225,7 @@ class Dispatcher:
             except queue.Empty:
                 return out
             if got is not WAKE:
-                out.append(got)
+                out.append(cast(Receipt, got))
 
     def wake(self) -> None:
         """Make a :meth:`wait` in progress (or the next one) return :data:`WAKE` (background mode)."""

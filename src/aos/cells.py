@@ -14,7 +14,7 @@ cells in canonical order.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Iterator, cast
 
 import blake3
 
@@ -143,7 +143,7 @@ class CellTable(CellStore):
         states: dict[bytes, bytes] = {}
         rows: list[list[Any]] = []
         for name, cid in self.canonical_order():
-            state = self.state(cid)
+            state = cast(bytes, self.state(cid))  # (canonical_order lists the cells that hold a state)
             state_hash = digest(state)
             h.update(name)
             h.update(state_hash)

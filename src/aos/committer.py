@@ -20,6 +20,8 @@ For each result it
 
 from __future__ import annotations
 
+from typing import cast
+
 from aos import canonical
 from aos.errors import InvariantViolation, ReducerError
 from aos.invariant import check_invariants
@@ -104,7 +106,8 @@ class Committer:
     def _fail(self, t: Ticket, result: StepResult) -> None:
         """Journal a failed step (its cell unchanged, nothing it emitted or intended admitted)."""
         k = self.kernel
-        k.sink.append(StepFailed(t.event_id, t.spec.name, t.key, *result.error, k.lane_id))  # type: ignore[misc]
+        error, message, traceback = cast("tuple[str, str, str]", result.error)  # (set: the step failed)
+        k.sink.append(StepFailed(t.event_id, t.spec.name, t.key, error, message, traceback, k.lane_id))
         k.failures += 1
         if k.strict:
             k.failed_steps.append(failed_step(t, result))

@@ -109,7 +109,7 @@ class ControlPlane:
         """First grants of every capability none of whose budget was granted yet (journaled)."""
         if not self.active:
             return []
-        out = []
+        out: list[Grant] = []
         for cap in self.budgets:
             if any(g.cap == cap for g in self.grants):
                 continue

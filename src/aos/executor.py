@@ -216,11 +216,11 @@ class ThreadsExecutor:
     @property
     def helped(self) -> int:
         """Steps the calling thread computed itself."""
-        return self.loop.helped  # type: ignore[no-any-return]
+        return self.loop.helped
 
     @property
     def max_inflight(self) -> int:
-        return self.loop.max_inflight  # type: ignore[no-any-return]
+        return self.loop.max_inflight
 
     @property
     def latency(self) -> LatencyHistogram:
@@ -274,7 +274,7 @@ class ThreadsExecutor:
     def enter(self) -> bool:
         """From another thread: whether it may admit an event itself now (the loop waits for a step), until
         :meth:`leave`. Never blocks."""
-        return self.loop.enter()  # type: ignore[no-any-return]
+        return self.loop.enter()
 
     def leave(self) -> None:
         self.loop.leave()

@@ -517,7 +517,7 @@ class Fleet:
         for i in range(self.lanes):
             with self._lock:
                 states = self.backend.call(i, "iter_states")
-            yield from (tuple(s) for s in states)  # type: ignore[misc]
+            yield from (tuple(s) for s in states)
 
     def __iter__(self) -> Iterator[tuple[str, Any, Any]]:
         return self.iter_states()

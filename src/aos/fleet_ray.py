@@ -116,12 +116,12 @@ def _actor_class(ray: Any, max_task_retries: int) -> Any:
     cls = _ACTOR_CLASSES.get(max_task_retries)
     if cls is None:
         class LaneActor(_LaneActor):
-            @ray.method(concurrency_group="control")  # type: ignore[misc]
+            @ray.method(concurrency_group="control")  # type: ignore[untyped-decorator]  # Ray ships no types
             def where(self) -> dict[str, Any]:
                 return _LaneActor.where(self)
 
             # Never retried: a retry would kill the restarted actor again.
-            @ray.method(concurrency_group="control", max_task_retries=0)  # type: ignore[misc]
+            @ray.method(concurrency_group="control", max_task_retries=0)  # type: ignore[untyped-decorator]  # (as above)
             def die(self) -> None:
                 _LaneActor.die(self)
 
@@ -351,7 +351,7 @@ class _Never(Exception):
 
 def _unschedulable(ex: Any) -> type[Exception]:
     """Ray's error for an actor that cannot be placed (pinned to a node that is gone)."""
-    return getattr(ex, "ActorUnschedulableError", _Never)  # type: ignore[no-any-return]
+    return getattr(ex, "ActorUnschedulableError", _Never)
 
 
 def _first_line(err: BaseException) -> str:

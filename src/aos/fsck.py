@@ -49,6 +49,7 @@ from aos.records import (
     InvariantViolated,
     PolicyDecision,
     ReceiptAppended,
+    Record,
     SnapshotCreated,
     StepCommitted,
     StepFailed,
@@ -143,6 +144,10 @@ class FsckReport:
 
 
 # ------------------------------------------------------------------ the journal
+# the records that come between steps, never inside one
+_BOUNDARY_KINDS: tuple[type[Record], ...] = (EventAdmitted, ReceiptAppended, SnapshotCreated, BudgetGranted) + ERA_KINDS
+
+
 class _Steps:
     """Follows the order of a step's records: StepScheduled, its outcome, a PolicyDecision per intent
     (each allowed one followed by its EffectQueued); inputs and SnapshotCreated only between steps."""
@@ -155,7 +160,7 @@ class _Steps:
     def feed(self, rec: Any) -> str | bool:
         """True when ``rec`` ends at a step boundary, False inside a step, else what is out of place."""
         s = self.state
-        if isinstance(rec, (EventAdmitted, ReceiptAppended, SnapshotCreated, BudgetGranted) + ERA_KINDS):
+        if isinstance(rec, _BOUNDARY_KINDS):
             return True if s == 0 else f"{rec.KIND} in the middle of the step of event_id {self.event_id}"
         if isinstance(rec, StepScheduled):
             if s != 0:
@@ -450,6 +455,7 @@ def _verify_eras(report: FsckReport, manifests: list[Manifest]) -> None:
         if m is None:
             report.era_checks.append((era.era, first, last, "not re-executed: no manifest of this era was given"))
             continue
+        # (its sink is set below, once the replay's start is known)
         kernel = Kernel(m, None, window=report.meta["window"], aging=report.meta["aging"],  # type: ignore[arg-type]
                         lane=lane_of_meta(report.meta),
                         earlier={e: mm for e, mm in by_era.items() if e != m.era})
@@ -492,7 +498,7 @@ def _verify(report: FsckReport, manifest: Manifest) -> None:
         _verify_eras(report, [manifest])
         return
     sink = VerifyingSink(prefix_batches(report.path / "journal", report.era, w.keep))
-    kernel = Kernel(manifest, sink, window=report.meta["window"], aging=report.meta["aging"],  # type: ignore[arg-type]
+    kernel = Kernel(manifest, sink, window=report.meta["window"], aging=report.meta["aging"],
                     lane=lane_of_meta(report.meta))
     try:
         replay_entries(kernel, sink)

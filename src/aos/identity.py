@@ -41,6 +41,7 @@ import fractions
 import functools
 import inspect
 import marshal
+import operator
 import re
 import site
 import sys
@@ -52,7 +53,7 @@ import types
 import uuid
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from aos import canonical
 from aos.errors import ManifestError
@@ -242,7 +243,7 @@ def _dump(node: Any, out: bytearray, skip: frozenset[str] = frozenset()) -> None
             if name == "body" and isinstance(node, _BODIES) and value and _is_docstring(value[0]):
                 value = value[1:]
             elif name == "values" and isinstance(node, ast.JoinedStr):
-                value = _fstring_parts(value)
+                value = _fstring_parts(node.values)
             if value is None or (isinstance(value, list) and not value):
                 continue  # a field a later Python adds is absent or empty in code that does not use it
             out += b" " + name.encode() + b"="
@@ -258,7 +259,7 @@ def _dump(node: Any, out: bytearray, skip: frozenset[str] = frozenset()) -> None
         out += b"?" + type(node).__name__.encode()
 
 
-def _fstring_parts(values: list[ast.AST]) -> list[Any]:
+def _fstring_parts(values: Sequence[ast.AST]) -> list[Any]:
     """An f-string's parts with adjacent text joined and empty text left out (Pythons split them differently)."""
     out: list[Any] = []
     for v in values:
@@ -323,12 +324,13 @@ def _function_node(fn: types.FunctionType) -> list[ast.AST] | None:
         return None
     _, index = parsed
     candidates = index.get(code.co_firstlineno, [])
+    nodes: list[ast.AST]
     if code.co_name == "<lambda>":
-        nodes = [n for n in candidates if isinstance(n, ast.Lambda)]
+        lambdas = [n for n in candidates if isinstance(n, ast.Lambda)]
         names = list(code.co_varnames[:code.co_argcount + code.co_kwonlyargcount])
-        exact = [n for n in nodes if [a.arg for a in (*n.args.posonlyargs, *n.args.args, *n.args.kwonlyargs)]
+        exact = [n for n in lambdas if [a.arg for a in (*n.args.posonlyargs, *n.args.args, *n.args.kwonlyargs)]
                  == names]
-        nodes = exact or nodes
+        nodes = list(exact or lambdas)
     else:
         nodes = [n for n in candidates if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
                  and n.name == code.co_name]
@@ -424,8 +426,19 @@ def _unwrap(obj: Any) -> Any:
     return obj
 
 
+def _builtins_of(fn: types.FunctionType) -> dict[str, Any]:
+    """The builtins ``fn`` looks names up in (its ``__builtins__`` when a dict, else the builtins module's)."""
+    # (read with attrgetter: mypy's incremental cache drops FunctionType.__builtins__, so a second run would
+    # report it missing)
+    names = _BUILTINS_ATTR(fn)
+    return names if isinstance(names, dict) else vars(builtins)
+
+
+_BUILTINS_ATTR = operator.attrgetter("__builtins__")
+
+
 def _class_functions(cls: type) -> list[types.FunctionType]:
-    out = []
+    out: list[types.FunctionType] = []
     for value in vars(cls).values():
         if isinstance(value, (staticmethod, classmethod)):
             value = value.__func__
@@ -565,7 +578,7 @@ class _Walk:
                 self.use_unbound(self.at(path, "free:" + name))
                 continue
             self.use(self.at(path, "free:" + name), value)
-        builtin_names = fn.__builtins__ if isinstance(fn.__builtins__, dict) else vars(builtins)
+        builtin_names = _builtins_of(fn)
         for chain in sorted(_code_chains(code)):
             self.resolve(path, chain, fn.__globals__, builtin_names)
         return canonical.digest(bytes(out)).hex()
@@ -593,7 +606,7 @@ class _Walk:
         for chain in sorted(chains):
             self.resolve(path, chain, namespace, vars(builtins))
         for fn in methods:  # each method's names are looked up where it looks them up
-            builtin_names = fn.__builtins__ if isinstance(fn.__builtins__, dict) else vars(builtins)
+            builtin_names = _builtins_of(fn)
             for chain in sorted(_code_chains(fn.__code__)):
                 self.resolve(path, chain, fn.__globals__, builtin_names)
         return canonical.digest(bytes(out)).hex()

@@ -156,25 +156,25 @@ class Intake:
                 seq = self._admit_submitted(adm, ack)
                 return seq if ack is None else ack
             ex = world._executor
-            threads = isinstance(ex, ThreadsExecutor)
-            if threads and ex.on_worker():
+            threads = ex if isinstance(ex, ThreadsExecutor) else None
+            if threads is not None and threads.on_worker():
                 raise ReentrantCallError(f"a reducer step called world {world.path}.submit; reducers emit events "
                                          "through ctx.emit")
-            if threads and ex.enter():
+            if threads is not None and threads.enter():
                 # The commit loop waits for a step, between two commits: admit the event on this thread
                 # (held until the next ticket to assign, like any admission with steps in flight).
                 try:
                     seq = self._admit_submitted(adm, ack)
                 finally:
-                    ex.leave()
-                ex.arrive()  # a loop waiting with nothing to schedule assigns it now
+                    threads.leave()
+                threads.arrive()  # a loop waiting with nothing to schedule assigns it now
                 return seq if ack is None else ack
             # Else the running thread admits it between two commits (Hooks.intake), or at its next
             # quiet point: steps in flight need not commit first (docs/scheduling.md).
             call: Future[int] = Future()
             self.submitted.append((adm, call, ack))
-            if threads:
-                ex.arrive()
+            if threads is not None:
+                threads.arrive()
             if self.waiting:
                 world._dispatcher.wake()  # the run waits for a receipt: it comes round to admit the event
             self.cv.notify_all()  # so does a serving world waiting for work
@@ -188,7 +188,7 @@ class Intake:
             if call.cancel():  # the runner has not taken it: nothing was admitted
                 raise Backpressure(f"world {world.path} did not admit the event within {timeout} s; "
                                    "the event was not admitted") from None
-            return call.result()  # type: ignore[no-any-return]  # taken just now: its outcome follows at once
+            return call.result()  # taken just now: its outcome follows at once
 
     def _admit_submitted(self, adm: Admitted, ack: Future[int] | None) -> int:
         seq = self.admit((adm,))[0]

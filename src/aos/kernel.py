@@ -7,7 +7,7 @@ what the journal recorded). Its state is exactly what a snapshot holds.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 from aos import canonical
 from aos._core import Sequencer
@@ -35,6 +35,9 @@ from aos.outbox import Outbox, QueuedEffect
 from aos.receipt import Receipt, ReceiptSigner
 from aos.records import BudgetGranted, EventAdmitted, ReceiptAppended, Record, admitted_payload
 from aos.step import StepResult, Ticket, compute, finish_native, prepare_native
+
+if TYPE_CHECKING:
+    from aos._core.native import NativeCall
 
 __all__ = ["Kernel", "Sink", "Inbox", "DEFAULT_WINDOW", "DEFAULT_AGING"]
 
@@ -335,7 +338,7 @@ class Kernel:
         schema, value = self.inbox.get(ticket.input)
         return compute(ticket, self.cells.state(ticket.cid), schema, value, self.admission, self.ledger)
 
-    def prepare_native(self, ticket: Ticket) -> Any:
+    def prepare_native(self, ticket: Ticket) -> NativeCall:
         """The native call of ``ticket``, for a worker that runs it without the GIL (threads executor)."""
         schema, value = self.inbox.get(ticket.input)
         return prepare_native(ticket, self.cells.state(ticket.cid), schema, value)

@@ -21,16 +21,24 @@ import importlib
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence, cast, runtime_checkable
 
 from aos.errors import ArgumentError, FleetError
 from aos.lane import Lane
 from aos.manifest import Manifest
 
+if TYPE_CHECKING:
+    from aos.world import World
+
 __all__ = ["LaneSpec", "LaneHost", "LaneBackend", "load_manifest", "Message", "HOST_METHODS"]
 
 #: One message to a lane: (n, schema, canonical bytes of the value); n counts from 1 per source.
 Message = tuple[int, str, bytes]
+
+def _copies(messages: list[Message]) -> list[Message]:
+    """Each message as a tuple of its own."""
+    return [cast(Message, tuple(m)) for m in messages]  # (tuple() of a Message keeps its item types)
+
 
 #: The methods of :class:`LaneHost` a backend may call.
 HOST_METHODS = frozenset({
@@ -121,7 +129,7 @@ class LaneHost:
         self._duplicates = 0
         self._sent = 0
 
-    def _open(self, world: Any, options: dict[str, Any]) -> Any:
+    def _open(self, world: type[World], options: dict[str, Any]) -> World:
         """Open the lane's world; while it is locked, wait (up to :attr:`LOCK_WAIT` s) for its holder to go.
 
         After a crash of the fleet's process, the hosts it leaves behind
@@ -192,7 +200,7 @@ class LaneHost:
         msgs: dict[int, list[Message]] = {}
         for target, n in marks.items():
             if n > after.get(target, 0):
-                msgs[target] = [tuple(m) for m in self.world.outbound(target, after.get(target, 0), limit)]  # type: ignore[misc]
+                msgs[target] = _copies(self.world.outbound(target, after.get(target, 0), limit))
                 self._sent += len(msgs[target])
         out["outbound"] = msgs
         out["outbound_marks"] = dict(marks)
@@ -203,7 +211,7 @@ class LaneHost:
 
     # ------------------------------------------------------------ cross-lane
     def outbound(self, target: int, after: int, limit: int | None = None) -> list[Message]:
-        return [tuple(m) for m in self.world.outbound(target, after, limit)]  # type: ignore[misc]
+        return _copies(self.world.outbound(target, after, limit))
 
     def outbound_marks(self) -> dict[int, int]:
         return dict(self.world.outbound_marks())

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from aos import canonical
 from aos.changes import Change, changes, check_shape
 from aos.errors import EraChangeError, ManifestError, ManifestMismatchError, UnknownReducerError, brief
 from aos.identity import LEGACY_PREFIXES, CodeIdentity, code_identity, legacy_code_identity
 from aos.upcast import Chain, Upcast, Upcaster, chain_label
+
+if TYPE_CHECKING:
+    from aos._core.native import NativeReducer
 
 __all__ = ["Manifest", "ReducerSpec", "Reducer", "Capability", "PolicyRule", "InvariantSpec", "Upcaster",
            "code_identity",
@@ -57,7 +60,7 @@ class ReducerSpec:
     key: str | None
     events: tuple[str, ...]
     identity: CodeIdentity
-    native: Any = None  # an aos._core.native.NativeReducer for native reducers
+    native: NativeReducer | None = None  # for native reducers
     priority: int = 1  # scheduling class: 0 is served first, 3 last (with aging)
     # old schema -> the upcasters that turn it into one of ``events``; filled by the manifest, empty for
     # most reducers (a step tests it once: docs/upgrades.md, "Upcasters")
@@ -74,7 +77,7 @@ class ReducerSpec:
 
     def describe(self, legacy: bool = False) -> dict[str, Any]:
         """This reducer's part of the manifest description (``legacy``: with the code id form of old worlds)."""
-        d = {"name": self.name, "key": self.key, "events": list(self.events),
+        d: dict[str, Any] = {"name": self.name, "key": self.key, "events": list(self.events),
              "code": self.identity.legacy_id if legacy else self.identity.id,
              "native": self.native is not None, "priority": self.priority}
         parts = None if legacy else self.identity.parts
@@ -131,7 +134,7 @@ class InvariantSpec:
         return self.identity.id
 
     def describe(self, legacy: bool = False) -> dict[str, Any]:
-        d = {"name": self.name, "reducers": None if self.reducers is None else list(self.reducers),
+        d: dict[str, Any] = {"name": self.name, "reducers": None if self.reducers is None else list(self.reducers),
              "code": self.identity.legacy_id if legacy else self.identity.id}
         parts = None if legacy else self.identity.parts
         if parts is not None:
@@ -377,11 +380,12 @@ class Manifest:
         self.routes = {k: tuple(v) for k, v in routes.items()}
         chains: dict[str, Chain] = {}
         for old in self.upcasters:
-            chain, s = [], old
+            steps: list[Upcaster] = []
+            s = old
             while s in self.upcasters:  # no cycles: upcast() refuses them
-                chain.append(self.upcasters[s])
+                steps.append(self.upcasters[s])
                 s = self.upcasters[s].new
-            chains[old] = tuple(chain)
+            chains[old] = tuple(steps)
         self.upcast_chains = chains
         for spec in self.reducers.values():
             spec.upcasts.clear()

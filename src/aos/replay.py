@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, cast
 
 from aos._core.encoder import record_kind
 from aos._core.frames import FrameCursor
@@ -248,9 +248,11 @@ def replay_entries(kernel: Kernel, sink: VerifyingSink, progress: Callable[[int]
                     continue
                 if kind == "StepScheduled":
                     ticket = next_ticket()
-                    rec = sink.peek().record()  # type: ignore[union-attr]
+                    entry = sink.peek()
+                    assert entry is not None  # (the next record is the StepScheduled ``kind`` names)
+                    scheduled = cast(StepScheduled, entry.record())
                     if ticket is None:
-                        raise ReplayDivergenceError(rec.event_id, rec.reducer, rec.key,  # type: ignore[attr-defined]
+                        raise ReplayDivergenceError(scheduled.event_id, scheduled.reducer, scheduled.key,
                                                     None, None, "journal schedules a step the replay has no input for")
                     raise RuntimeError(f"replay: the step loop stopped before ticket {ticket.event_id}")
                 # an event the C loop leaves to the general path: admitted (or refused) below

@@ -42,6 +42,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from aos import canonical
 from aos.eras import Era
@@ -331,7 +332,7 @@ def _salvage_eras(src: Path, dst: Path, check: FsckReport, manifests: list[Manif
             report.blobs, report.blobs_dropped = _copy_blobs(src / "blobs", tmp / "blobs")
             eras = [e.era for e in kept]
             _copy_segments(src, tmp, eras, keep)
-            report.snapshots_kept = [e.snapshot for e in kept[1:]]
+            report.snapshots_kept = cast("list[str]", [e.snapshot for e in kept[1:]])  # (every later era has one)
             (tmp / "snapshots").mkdir()
             for name in report.snapshots_kept:
                 write_atomic(tmp / "snapshots" / name, (src / "snapshots" / name).read_bytes())

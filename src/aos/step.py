@@ -12,7 +12,7 @@ import os
 import re
 from dataclasses import dataclass
 from types import CodeType, TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aos import canonical
 from aos._core.decoder import UNHANDLED
@@ -27,6 +27,9 @@ from aos.profiling import unwrapped
 from aos.records import Emit, Intent
 from aos.rng import step_seed
 from aos.upcast import Chain, run_chain
+
+if TYPE_CHECKING:
+    from aos._core.native import NativeCall, NativeReducer
 
 __all__ = ["Ticket", "StepResult", "compute", "finish_step", "failed", "failure_message", "failure_traceback",
            "prepare_native", "finish_native"]
@@ -220,15 +223,16 @@ def _compute_native(ticket: Ticket, state: bytes | None, schema: str, value: byt
     """A native step: the C call runs without the GIL; outputs are checked like a Python reducer's."""
     spec = ticket.spec
     try:
-        outputs = spec.native.step(ticket.event_id, state, schema.encode(), value,
-                                   canonical.encode_trusted(ticket.key), step_seed(ticket.event_id, spec.name,
-                                                                                    ticket.key))
+        native = cast("NativeReducer", spec.native)  # (a native step: compute() chose it for spec.native)
+        outputs = native.step(ticket.event_id, state, schema.encode(), value,
+                              canonical.encode_trusted(ticket.key), step_seed(ticket.event_id, spec.name,
+                                                                               ticket.key))
     except Exception as exc:
         return _failed(ticket, exc, None)
     return finish_native(ticket, state, outputs, admission, ledger)
 
 
-def prepare_native(ticket: Ticket, state: bytes | None, schema: str, value: bytes) -> Any:
+def prepare_native(ticket: Ticket, state: bytes | None, schema: str, value: bytes) -> NativeCall:
     """The native call of a step, prepared for a worker that runs it without the GIL (a ``NativeCall``).
 
     Not for a reducer with upcasters (``spec.upcasts``): :func:`compute` runs those steps.
@@ -236,9 +240,10 @@ def prepare_native(ticket: Ticket, state: bytes | None, schema: str, value: byte
     spec = ticket.spec
     key = ticket.key
     key_bytes = _fast_encode(key)
-    return spec.native.prepare(ticket.event_id, state, schema.encode(), value,
-                               canonical.encode_trusted(key) if key_bytes is None else key_bytes,
-                               step_seed(ticket.event_id, spec.name, key))
+    native = cast("NativeReducer", spec.native)  # (only native reducers' steps are prepared)
+    return native.prepare(ticket.event_id, state, schema.encode(), value,
+                          canonical.encode_trusted(key) if key_bytes is None else key_bytes,
+                          step_seed(ticket.event_id, spec.name, key))
 
 
 def finish_native(ticket: Ticket, state: bytes | None, outputs: tuple[Any, ...], admission: Admission,

@@ -100,7 +100,7 @@ def load_meta(path: Path) -> dict[str, Any]:
     if not meta_path.is_file():
         raise WorldNotFoundError(f"no world at {path} ({META} is missing)")
     try:
-        meta = canonical.decode(meta_path.read_bytes(), str(meta_path))
+        meta: dict[str, Any] = canonical.decode(meta_path.read_bytes(), str(meta_path))
         if meta.get("format") != WORLD_FORMAT:
             raise StorageError(f"{meta_path}: unknown world format {meta.get('format')!r}")
         stored = meta["manifest"]
@@ -341,7 +341,7 @@ class World:
                                                      for c in p.iterdir())):
                 raise StorageError(f"{p} exists and is not an aos world (no {META}); refusing to use it")
             p.mkdir(parents=True, exist_ok=True)
-            meta = {"format": WORLD_FORMAT, "manifest": manifest.describe(),
+            meta: dict[str, Any] = {"format": WORLD_FORMAT, "manifest": manifest.describe(),
                     "window": DEFAULT_WINDOW if window is None else window,
                     "aging": DEFAULT_AGING if aging is None else aging}
             if lane is not None:
