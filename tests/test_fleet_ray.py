@@ -308,12 +308,15 @@ def test_a_fleet_on_ray_survives_a_sigkill_and_a_removed_node(sim, tmp_path):
         time.sleep(0.4)
         assert runner.is_alive()
         fleet.kill(2)  # SIGKILL lane 2's actor process mid-run
-        time.sleep(0.2)
+        # kill() returns once Ray has reported the process dead, which under load can come after the
+        # restarted lane finished its part of the run (the call in flight is retried at once): the
+        # run may be over by now. The node goes either way: mid-run, or between two runs.
         if "error" in result:
             raise result["error"]
-        assert runner.is_alive()
         sim.replace_worker()  # the node goes, with every lane on it
         runner.join(240)
+        if "error" in result:
+            raise result["error"]
         assert not runner.is_alive() and "run" in result
         fleet.submit_many(inputs[cut:])  # the fleet carries on
         fleet.run()
