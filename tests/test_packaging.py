@@ -31,6 +31,7 @@ def test_get_include_holds_the_native_reducer_abi() -> None:
     header = include / "aos_native.h"
     assert header.is_file()
     assert "aos_" in header.read_text()
+    assert "static inline int aos_cbor_read_head(" in (include / "aos_cbor.h").read_text()  # the CBOR helpers
     assert (include.parent / "native.pxd").is_file()  # the Cython declarations, beside the core
 
 

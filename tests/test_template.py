@@ -51,12 +51,15 @@ def test_it_builds_against_the_installed_aos() -> None:
 
 def test_the_names_it_cimports_are_the_abis() -> None:
     source = (PACKAGE / "_native.pyx").read_text()
-    cimported = re.search(r"^from aos\._core\.native cimport (.+)$", source, re.M)
-    assert cimported is not None
+    # "from aos._core.native cimport a, b" or "... cimport (\n    a,\n    b,\n)"
+    cimports = re.findall(r"^from aos\._core\.native cimport (\([^)]*\)|.+)$", source, re.M)
+    names = {n.strip() for c in cimports for n in c.strip("()").split(",")} - {""}
+    assert {"aos_out", "aos_step_in", "AOS_REDUCER_CAPSULE", "aos_cbor_find_key", "aos_cbor_write_uint"} <= names
     pxd = (Path(aos.__file__).parent / "_core" / "native.pxd").read_text()
-    header = (Path(aos.get_include()) / "aos_native.h").read_text()
-    for name in (n.strip() for n in cimported.group(1).split(",")):
-        assert re.search(rf"\b{name}\b", pxd) and re.search(rf"\b{name}\b", header), name
+    # The ABI (aos_native.h) and the canonical CBOR helpers (aos_cbor.h), both from the installed aos.
+    headers = "".join((Path(aos.get_include()) / h).read_text() for h in ["aos_native.h", "aos_cbor.h"])
+    for name in names:
+        assert re.search(rf"\b{name}\b", pxd) and re.search(rf"\b{name}\b", headers), name
     assert re.search(r'^CODE_ID = "[^"]+@\d+"$', source, re.M)  # a versioned code id
     assert f'MILESTONE = "{twin().MILESTONE}"' in source  # both emit the same schema
 

@@ -1,6 +1,7 @@
 # The aos native reducer ABI for Cython users: ``from aos._core.native cimport *``.
-# See aos_native.h (installed beside this file, aos/_core/include) for the contract.
-from libc.stdint cimport int64_t, uint8_t
+# See aos_native.h (installed beside this file, aos/_core/include) for the contract, and aos_cbor.h there
+# for the canonical CBOR helpers.
+from libc.stdint cimport int64_t, uint8_t, uint64_t
 
 
 cdef extern from "aos_native.h" nogil:
@@ -27,6 +28,32 @@ cdef extern from "aos_native.h" nogil:
         int (*fail)(aos_out* out, const char* message) noexcept nogil
 
     ctypedef int (*aos_reducer_fn)(const aos_step_in* inp, aos_out* out, void* user) noexcept nogil
+
+
+# Canonical CBOR helpers for reducers (aos_cbor.h, beside aos_native.h): readers return 0, or -1 for
+# malformed or non-canonical input; writers return the number of bytes written.
+cdef extern from "aos_cbor.h" nogil:
+    enum:
+        AOS_CBOR_UINT
+        AOS_CBOR_NEGINT
+        AOS_CBOR_BYTES
+        AOS_CBOR_TEXT
+        AOS_CBOR_ARRAY
+        AOS_CBOR_MAP
+        AOS_CBOR_TAG
+        AOS_CBOR_SIMPLE
+        AOS_CBOR_HEAD_MAX
+
+    int aos_cbor_read_head(const uint8_t* p, size_t n, size_t* pos, int* major, uint64_t* arg)
+    int aos_cbor_skip_rest(const uint8_t* p, size_t n, size_t* pos, int major, uint64_t arg)
+    int aos_cbor_skip(const uint8_t* p, size_t n, size_t* pos)
+    int aos_cbor_read_uint(const uint8_t* p, size_t n, size_t* pos, uint64_t* out)
+    int aos_cbor_find_key(const uint8_t* p, size_t n, size_t* pos, const char* key, size_t key_len)
+    size_t aos_cbor_write_head(uint8_t* p, int major, uint64_t arg)
+    size_t aos_cbor_write_uint(uint8_t* p, uint64_t v)
+    size_t aos_cbor_write_text(uint8_t* p, const char* s, size_t len)
+    size_t aos_cbor_write_array_head(uint8_t* p, uint64_t items)
+    size_t aos_cbor_write_map_head(uint8_t* p, uint64_t pairs)
 
 
 # ----------------------------------------------------------------------------------------------

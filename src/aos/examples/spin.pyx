@@ -18,7 +18,14 @@ Register it with::
 from cpython.pycapsule cimport PyCapsule_New
 from libc.stdint cimport int64_t, uint8_t, uint64_t, uintptr_t
 
-from aos._core.native cimport aos_out, aos_step_in
+# The ABI and the canonical CBOR helpers (aos_native.h, aos_cbor.h).
+from aos._core.native cimport (
+    aos_cbor_read_uint,
+    aos_cbor_write_array_head,
+    aos_cbor_write_uint,
+    aos_out,
+    aos_step_in,
+)
 
 CODE_ID = "aos.examples.spin@1"
 MASK64 = (1 << 64) - 1
@@ -29,62 +36,6 @@ cdef inline uint64_t splitmix64(uint64_t x) noexcept nogil:
     z = (z ^ (z >> 30)) * <uint64_t>0xbf58476d1ce4e5b9
     z = (z ^ (z >> 27)) * <uint64_t>0x94d049bb133111eb
     return z ^ (z >> 31)
-
-
-cdef int read_uint(const uint8_t* p, size_t n, size_t* pos, uint64_t* out) noexcept nogil:
-    """Read a canonical CBOR unsigned integer (major type 0)."""
-    cdef uint8_t head
-    cdef int extra, i
-    if pos[0] >= n:
-        return -1
-    head = p[pos[0]]
-    pos[0] += 1
-    if head >> 5 != 0:
-        return -1
-    head &= 31
-    if head < 24:
-        out[0] = head
-        return 0
-    if head == 24:
-        extra = 1
-    elif head == 25:
-        extra = 2
-    elif head == 26:
-        extra = 4
-    elif head == 27:
-        extra = 8
-    else:
-        return -1
-    if pos[0] + extra > n:
-        return -1
-    out[0] = 0
-    for i in range(extra):
-        out[0] = (out[0] << 8) | p[pos[0] + i]
-    pos[0] += extra
-    return 0
-
-
-cdef size_t write_uint(uint8_t* p, uint64_t v) noexcept nogil:
-    """Write v as a canonical CBOR unsigned integer; returns the length."""
-    cdef int extra, i
-    if v < 24:
-        p[0] = <uint8_t>v
-        return 1
-    if v <= <uint64_t>0xff:
-        p[0] = 24
-        extra = 1
-    elif v <= <uint64_t>0xffff:
-        p[0] = 25
-        extra = 2
-    elif v <= <uint64_t>0xffffffff:
-        p[0] = 26
-        extra = 4
-    else:
-        p[0] = 27
-        extra = 8
-    for i in range(extra):
-        p[1 + i] = <uint8_t>(v >> (8 * (extra - 1 - i)))
-    return 1 + extra
 
 
 cdef int spin(const aos_step_in* inp, aos_out* out, void* user) noexcept nogil:
@@ -99,8 +50,8 @@ cdef int spin(const aos_step_in* inp, aos_out* out, void* user) noexcept nogil:
             out.fail(out, b"spin: state is not a 2-element array")
             return 1
         pos = 1
-        if read_uint(inp.state, inp.state_len, &pos, &count) != 0 or \
-                read_uint(inp.state, inp.state_len, &pos, &acc) != 0 or pos != inp.state_len:
+        if aos_cbor_read_uint(inp.state, inp.state_len, &pos, &count) != 0 or \
+                aos_cbor_read_uint(inp.state, inp.state_len, &pos, &acc) != 0 or pos != inp.state_len:
             out.fail(out, b"spin: state is not [count, acc]")
             return 1
     for i in range(8):
@@ -108,9 +59,9 @@ cdef int spin(const aos_step_in* inp, aos_out* out, void* user) noexcept nogil:
     x ^= acc
     for i in range(iterations):
         x = splitmix64(x)
-    buf[0] = 0x82
-    n = 1 + write_uint(buf + 1, count + 1)
-    n += write_uint(buf + n, x)
+    n = aos_cbor_write_array_head(buf, 2)
+    n += aos_cbor_write_uint(buf + n, count + 1)
+    n += aos_cbor_write_uint(buf + n, x)
     return out.set_state(out, buf, n)
 
 

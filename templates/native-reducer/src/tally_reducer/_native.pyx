@@ -15,10 +15,22 @@ or a total past 2**64 - 1, fails the step (the cell is unchanged).
 from cpython.pycapsule cimport PyCapsule_New
 from libc.stdint cimport uint8_t, uint64_t, uintptr_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcmp, memcpy
+from libc.string cimport memcpy
 
-# The ABI (aos_native.h, found through aos.get_include() at build time), as Cython declarations.
+# The ABI (aos_native.h) and the canonical CBOR helpers (aos_cbor.h), found through aos.get_include() at
+# build time, as Cython declarations.
 from aos._core.native cimport AOS_REDUCER_CAPSULE, aos_out, aos_step_in
+from aos._core.native cimport (
+    AOS_CBOR_ARRAY,
+    AOS_CBOR_HEAD_MAX,
+    aos_cbor_find_key,
+    aos_cbor_read_head,
+    aos_cbor_read_uint,
+    aos_cbor_write_array_head,
+    aos_cbor_write_map_head,
+    aos_cbor_write_text,
+    aos_cbor_write_uint,
+)
 
 # Refuse to build against a header of another ABI version than this code was written for.
 cdef extern from *:
@@ -35,113 +47,6 @@ MILESTONE = "tally/Milestone@1"
 cdef const char* MILESTONE_C = b"tally/Milestone@1"  # MILESTONE, for C
 
 
-cdef int read_head(const uint8_t* p, size_t n, size_t* pos, int* major, uint64_t* arg) noexcept nogil:
-    """Read one CBOR head (definite lengths only, as aos hands over): major type and argument."""
-    cdef uint8_t b
-    cdef int extra, i
-    if pos[0] >= n:
-        return -1
-    b = p[pos[0]]
-    pos[0] += 1
-    major[0] = b >> 5
-    b &= 31
-    if b < 24:
-        arg[0] = b
-        return 0
-    if b == 24:
-        extra = 1
-    elif b == 25:
-        extra = 2
-    elif b == 26:
-        extra = 4
-    elif b == 27:
-        extra = 8
-    else:
-        return -1
-    if n - pos[0] < <size_t>extra:
-        return -1
-    arg[0] = 0
-    for i in range(extra):
-        arg[0] = (arg[0] << 8) | p[pos[0] + i]
-    pos[0] += extra
-    return 0
-
-
-cdef int skip_rest(const uint8_t* p, size_t n, size_t* pos, int major, uint64_t arg) noexcept nogil:
-    """Skip the rest of the CBOR data item whose head (``major``, ``arg``) was just read, nested items
-    included (iteratively: nesting costs no stack)."""
-    cdef uint64_t pending = 0
-    while True:
-        if major == 2 or major == 3:  # byte or text string
-            if arg > n - pos[0]:
-                return -1
-            pos[0] += <size_t>arg
-        elif major == 4 or major == 5:  # array, map
-            if arg > n:  # more items than bytes: malformed
-                return -1
-            pending += arg * 2 if major == 5 else arg
-        elif major == 6:  # tag: one item follows
-            pending += 1
-        if pending == 0:
-            return 0
-        pending -= 1
-        if read_head(p, n, pos, &major, &arg) != 0:
-            return -1
-
-
-cdef int find_amount(const uint8_t* p, size_t n, uint64_t* amount) noexcept nogil:
-    """The unsigned integer under the text key "amount" of the map ``p``; -1 when absent or not one."""
-    cdef size_t pos = 0
-    cdef uint64_t entries, arg
-    cdef int major
-    if read_head(p, n, &pos, &major, &entries) != 0 or major != 5:
-        return -1
-    while entries:
-        entries -= 1
-        if read_head(p, n, &pos, &major, &arg) != 0:
-            return -1
-        if major == 3 and arg == 6 and n - pos >= 6 and memcmp(p + pos, b"amount", 6) == 0:
-            pos += 6
-            if read_head(p, n, &pos, &major, amount) != 0 or major != 0:
-                return -1
-            return 0
-        if skip_rest(p, n, &pos, major, arg) != 0:  # another key
-            return -1
-        if read_head(p, n, &pos, &major, &arg) != 0 or skip_rest(p, n, &pos, major, arg) != 0:  # its value
-            return -1
-    return -1
-
-
-cdef size_t write_uint(uint8_t* p, uint64_t v) noexcept nogil:
-    """Write ``v`` as a canonical CBOR unsigned integer (the shortest head); returns its length."""
-    cdef int extra, i
-    if v < 24:
-        p[0] = <uint8_t>v
-        return 1
-    if v <= <uint64_t>0xff:
-        p[0] = 24
-        extra = 1
-    elif v <= <uint64_t>0xffff:
-        p[0] = 25
-        extra = 2
-    elif v <= <uint64_t>0xffffffff:
-        p[0] = 26
-        extra = 4
-    else:
-        p[0] = 27
-        extra = 8
-    for i in range(extra):
-        p[1 + i] = <uint8_t>(v >> (8 * (extra - 1 - i)))
-    return 1 + extra
-
-
-cdef size_t write_text(uint8_t* p, const char* s, size_t len) noexcept nogil:
-    """Write a short text string (under 24 bytes) as canonical CBOR; returns its length."""
-    p[0] = <uint8_t>(0x60 | len)
-    memcpy(p + 1, s, len)
-    return 1 + len
-
-
 cdef int tally(const aos_step_in* inp, aos_out* out, void* user) noexcept nogil:
     cdef uint64_t every = <uint64_t><uintptr_t>user
     cdef uint64_t items = 0, count = 0, total = 0, amount = 0
@@ -151,13 +56,16 @@ cdef int tally(const aos_step_in* inp, aos_out* out, void* user) noexcept nogil:
     cdef uint8_t* value
     cdef int rc
     if inp.state != NULL:
-        if read_head(inp.state, inp.state_len, &pos, &major, &items) != 0 or major != 4 or items != 2 or \
-                read_head(inp.state, inp.state_len, &pos, &major, &count) != 0 or major != 0 or \
-                read_head(inp.state, inp.state_len, &pos, &major, &total) != 0 or major != 0 or \
+        if aos_cbor_read_head(inp.state, inp.state_len, &pos, &major, &items) != 0 or \
+                major != AOS_CBOR_ARRAY or items != 2 or \
+                aos_cbor_read_uint(inp.state, inp.state_len, &pos, &count) != 0 or \
+                aos_cbor_read_uint(inp.state, inp.state_len, &pos, &total) != 0 or \
                 pos != inp.state_len:
             out.fail(out, b"tally: the state is not [count, total]")
             return 1
-    if find_amount(inp.event, inp.event_len, &amount) != 0:
+    pos = 0  # the event: a map with an unsigned integer under "amount"
+    if aos_cbor_find_key(inp.event, inp.event_len, &pos, b"amount", 6) != 0 or \
+            aos_cbor_read_uint(inp.event, inp.event_len, &pos, &amount) != 0:
         out.fail(out, b"tally: the event has no unsigned integer 'amount'")
         return 1
     if amount > <uint64_t>0xffffffffffffffff - total:
@@ -165,27 +73,26 @@ cdef int tally(const aos_step_in* inp, aos_out* out, void* user) noexcept nogil:
         return 1
     count += 1
     total += amount
-    state[0] = 0x82  # an array of two items
-    n = 1 + write_uint(state + 1, count)
-    n += write_uint(state + n, total)
+    n = aos_cbor_write_array_head(state, 2)
+    n += aos_cbor_write_uint(state + n, count)
+    n += aos_cbor_write_uint(state + n, total)
     if out.set_state(out, state, n) != 0:
         return 1
     if every == 0 or count % every != 0:
         return 0
     # {"key": key, "count": count, "total": total}: canonical CBOR sorts the keys by length, then bytes.
-    value = <uint8_t*>malloc(1 + 4 + inp.key_len + 6 + 9 + 6 + 9)
+    value = <uint8_t*>malloc(1 + 4 + inp.key_len + 6 + AOS_CBOR_HEAD_MAX + 6 + AOS_CBOR_HEAD_MAX)
     if value == NULL:
         out.fail(out, b"tally: out of memory")
         return 1
-    n = 1
-    value[0] = 0xa3  # a map of three pairs
-    n += write_text(value + n, b"key", 3)
+    n = aos_cbor_write_map_head(value, 3)
+    n += aos_cbor_write_text(value + n, b"key", 3)
     memcpy(value + n, inp.key, inp.key_len)  # the key is canonical CBOR already
     n += inp.key_len
-    n += write_text(value + n, b"count", 5)
-    n += write_uint(value + n, count)
-    n += write_text(value + n, b"total", 5)
-    n += write_uint(value + n, total)
+    n += aos_cbor_write_text(value + n, b"count", 5)
+    n += aos_cbor_write_uint(value + n, count)
+    n += aos_cbor_write_text(value + n, b"total", 5)
+    n += aos_cbor_write_uint(value + n, total)
     rc = out.emit(out, MILESTONE_C, value, n)
     free(value)
     return 1 if rc != 0 else 0
