@@ -32,9 +32,10 @@ __version__ = "0.1.0"
 
 
 def get_include() -> str:
-    """The directory of the installed C headers (``aos_native.h``, the native reducer ABI), for building a
-    native reducer against this aos: ``include_dirs=[aos.get_include()]``. The Cython declarations
-    (``aos/_core/native.pxd``) are installed beside the core, so ``cimport aos._core.native`` finds them."""
+    """The directory of the installed C headers (``aos_native.h``, the native reducer ABI, and
+    ``aos_cbor.h``, canonical CBOR helpers for native reducers), for building a native reducer against
+    this aos: ``include_dirs=[aos.get_include()]``. The Cython declarations (``aos/_core/native.pxd``)
+    are installed beside the core, so ``cimport aos._core.native`` finds them."""
     from pathlib import Path
 
     return str(Path(__file__).resolve().parent / "_core" / "include")
