@@ -35,6 +35,7 @@ __all__ = ["LaneSpec", "LaneHost", "LaneBackend", "load_manifest", "Message", "H
 #: One message to a lane: (n, schema, canonical bytes of the value); n counts from 1 per source.
 Message = tuple[int, str, bytes]
 
+
 def _copies(messages: list[Message]) -> list[Message]:
     """Each message as a tuple of its own."""
     return [cast(Message, tuple(m)) for m in messages]  # (tuple() of a Message keeps its item types)

@@ -62,7 +62,7 @@ class ReducerClock:
         """Put the reducer functions back (idempotent)."""
         for name, fn in self._originals.items():
             spec: ReducerSpec | None = self.manifest.reducers.get(name)
-            if spec is not None and getattr(spec.fn, "__wrapped__", None) is fn:
+            if spec is not None and spec.fn is not fn and unwrapped(spec.fn) is fn:
                 object.__setattr__(spec, "fn", fn)
         self._originals.clear()
 
