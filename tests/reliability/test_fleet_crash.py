@@ -115,6 +115,7 @@ def lane_kill_trial(tmp: Path, seed: int, failures: Failures, counts: dict[str, 
     with aos.Fleet.open(path, "fleet_world:commuting", lanes=lanes) as fleet:
         backend: Any = fleet.backend
         kills = [0]
+        lock = threading.Lock()
 
         def chaos() -> None:
             crnd = random.Random(seed + 1)
@@ -123,7 +124,8 @@ def lane_kill_trial(tmp: Path, seed: int, failures: Failures, counts: dict[str, 
                 if pid is not None:
                     try:
                         os.kill(pid, signal.SIGKILL)
-                        kills[0] += 1
+                        with lock:
+                            kills[0] += 1
                     except ProcessLookupError:
                         pass
 
@@ -132,6 +134,17 @@ def lane_kill_trial(tmp: Path, seed: int, failures: Failures, counts: dict[str, 
         try:
             cut = rnd.randint(1, len(events) - 1)
             fleet.submit_many(events[:cut])
+            # At least one kill per trial, whatever the timing: on a quiet machine the whole workload can
+            # finish before the chaos thread's first wait is over. This one lands between the acknowledged
+            # submits and the run that must find them.
+            pid = backend.pid(rnd.randrange(lanes))
+            if pid is not None:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    with lock:
+                        kills[0] += 1
+                except ProcessLookupError:  # the chaos thread was first
+                    pass
             fleet.run(max_rounds=rnd.randint(1, 3))
             for schema, value in events[cut:]:
                 fleet.submit(schema, value)
