@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from aos import canonical
 from aos.adapters import MODES, Adapter, Dispatcher, builtin_adapters
+from aos.backup import BackupInfo, backup_world
 from aos.blobs import BlobStore
 from aos.capability import BudgetView
 from aos.eras import Era, UpgradeResult, era_chain, reconcile
@@ -768,6 +769,17 @@ class World:
         self._snapshot_index = j.index
         self._prune_snapshots()
         return info
+
+    def backup(self, dest: str | os.PathLike[str], *, verify: bool = True) -> BackupInfo:
+        """Copy this world, as of the next quiet point, into the new directory ``dest``.
+
+        The running world pays one quiet point (a journal fsync and opening
+        the files the copy needs); the copying happens after, beside it.
+        ``dest`` must not exist; it appears only once the copy is whole and
+        durable and — with ``verify`` — checked by :func:`aos.fsck.check_world`.
+        It opens as this world did at the cut (docs/operations.md, "Backups").
+        """
+        return backup_world(self, dest, verify=verify)
 
     def _prune_snapshots(self) -> None:
         snaps = list_snapshots(self.path / "snapshots")
