@@ -163,6 +163,13 @@ class Inspection:
             "commit_latency_us": {"buckets": ex.latency.buckets(), "p50": ex.latency.quantile(0.5),
                                   "p99": ex.latency.quantile(0.99)},
             "effects": {"outstanding": len(k.outbox.queued), "settled": len(k.outbox.settled),
-                        "dispatched": d.dispatched, "receipts_refused": len(world.refused_receipts)},
+                        "dispatched": d.dispatched, "receipts_refused": len(world.refused_receipts),
+                        "receipts": dict(sorted(k.receipts_by_status.items()))},
+            "by_priority": [{"priority": c, "steps": n, "failures": k.failures_by_class[c], "wait_ticks": w,
+                             "wait_max": wmax, "ready_cells": ready}
+                            for c, (n, w, wmax, ready) in enumerate(s.class_counts())],
+            "by_reducer": {name: {"steps": n, "failures": k.failures_by_reducer.get(name, 0), "wait_ticks": w,
+                                  "wait_max": wmax}
+                           for name, (n, w, wmax) in sorted(s.reducer_counts().items())},
             **({} if world._clock is None else {"reducers": world._clock.read()}),  # World.open(profile=True)
         }
