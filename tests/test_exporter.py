@@ -235,8 +235,11 @@ def test_scrape_a_running_world_over_http(tmp_path: Path) -> None:
     assert after["aos_queue_queued"][()] == 0 and after["aos_queue_queued_max"][()] >= 3000
     buckets = after["aos_commit_latency_seconds_bucket"]
     assert buckets[(("le", "+Inf"),)] == 6000
-    counts = [v for _k, v in sorted(((float(dict(k)["le"]), v) for k, v in buckets.items()))]
-    assert counts == sorted(counts)  # cumulative
+    world_buckets = final["commit_latency_us"]["buckets"]  # (upper bound µs, count), powers of two
+    for labels, v in buckets.items():
+        le = float(dict(labels)["le"])
+        assert v == sum(n for bound, n in world_buckets if bound <= le * 1e6 * 1.000001), le
+    assert len(buckets) == 15
     assert after["aos_wait_ticks_max"][(("priority", "2"), ("reducer", "test/Batch@1"))] == \
         final["by_reducer"]["test/Batch@1"]["wait_max"]
 
