@@ -288,3 +288,22 @@ def test_a_closed_world_scrapes_empty(tmp_path: Path) -> None:
         assert "aos_commits_total" in scrape(server.url)
         w.close()
         assert scrape(server.url) == {}
+
+
+# ------------------------------------------------------------------ aos metrics
+def test_aos_metrics_shows_each_class_and_reducer_of_the_last_session(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from aos.cli import cli
+
+    with aos.World.open(tmp_path / "w", manifest()) as w:
+        fill(w)
+        w.run()
+    out = CliRunner().invoke(cli, ["metrics", str(tmp_path / "w")], catch_exceptions=False).output
+    lines = out.splitlines()
+    assert lines[0].startswith("executor        inline")  # the label column as wide as before
+    assert [x.split("  ")[0] for x in lines if x.startswith(("class", "reducer"))] == \
+        ["class 0", "class 2", "reducer", "reducer"]
+    assert "reducer         test/Batch@1  300 steps, 0 failed; wait mean" in out
+    assert "reducer         test/Urgent@1  300 steps, 6 failed; wait mean" in out
+    assert "effects         dispatched 0, receipts none, refused 0; outstanding 0" in out
