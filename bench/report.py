@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import socket
 import statistics
 import subprocess
 import sys
@@ -45,6 +46,7 @@ GOALS = {
     "replay_vs_run": (">=", 1.5),
     "shadow_vs_replay": (">=", 0.8),
     "rss_mb_1m_cells": ("<=", 200.0),
+    "metrics_overhead": (">=", 0.97),
 }
 
 
@@ -287,6 +289,30 @@ class Report:
         self.figures["journal_append_vs_raw"] = figure([raw / j for j, raw in rows], "x throughput",
                                                        "plain writes of the same bytes, same fsync groups")
 
+    def metrics(self) -> None:
+        """Kernel throughput with the Prometheus exporter on and scraped every 100 ms, over the same run without it.
+
+        Runs interleaved (off, on / on, off), the ratio taken per pair. Scraped over HTTP on 127.0.0.1 inside a
+        loopback-only namespace; elsewhere the same collector is read in-process (no server is started)."""
+        try:
+            import prometheus_client  # noqa: F401
+        except ImportError:
+            self.notes.append("metrics_overhead: prometheus-client is not installed "
+                              "(pip install 'aos-kernel[prometheus]')")
+            return
+        try:
+            http = [name for _, name in socket.if_nameindex()] == ["lo"]
+        except OSError:
+            http = False
+        events = 20_000 if self.quick else 100_000
+        rows = [wl.metrics_overhead(events, http, on_first=i % 2 == 1) for i in range(2 if self.quick else 7)]
+        self.figures["metrics_overhead"] = figure(
+            [r[0] / r[1] for r in rows], "x throughput",
+            "the same run without the exporter (inline, 10,000 cells, durable)", scraped_every_s=0.1,
+            scrapes_per_run=statistics.median(r[2] for r in rows), via="http" if http else "in-process",
+            steps_per_s_on=statistics.median(events / r[1] for r in rows),
+            cpu_ratio=statistics.median(r[3] / r[4] for r in rows))  # less sensitive to a busy machine
+
     # -------------------------------------------------------------- output
     def table(self) -> str:
         lines = ["| figure | value | unit | min / median / max | baseline | goal |", "|---|---|---|---|---|---|"]
@@ -373,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
              ("overhead and contention", r.overhead_and_contention),
              ("head of line", r.head_of_line), ("replay", r.replay), ("shadow", r.shadow),
              ("memory", r.memory), ("fleet", r.fleet), ("fleet on Ray", r.fleet_ray),
-             ("journal", r.journal)]
+             ("journal", r.journal), ("metrics", r.metrics)]
     if args.ft_python:
         steps.append(("free-threaded", lambda: r.free_threaded(args.ft_python)))
     for name, step in steps:

@@ -595,3 +595,88 @@ def journal_vs_raw(records: int = 50_000, durability: str = "group") -> tuple[fl
         return journal, raw
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- metrics
+@dataclass
+class MetricsRun(KernelRun):
+    """:class:`KernelRun` with the Prometheus exporter on and scraped every ``every`` seconds while ``run()`` goes.
+
+    ``http``: scrape ``serve_prometheus`` over HTTP on 127.0.0.1 (only inside a network namespace whose
+    only interface is loopback); else the same collector is read in-process on a thread
+    (``generate_latest``: the world's side of a scrape and the text, without the socket). ``scraping``
+    False: the exporter is off (the baseline). Call :meth:`finish` after the timed ``run``.
+    """
+
+    events: int = 100_000
+    every: float = 0.1
+    scraping: bool = True
+    http: bool = False
+    scrapes: int = 0
+
+    def setup(self) -> tuple[aos.World, Path]:
+        w, tmp = super().setup()
+        self.scrapes = 0
+        self._server: Any = None
+        self._fetch: Any = None
+        if self.scraping:
+            from aos.exporter import prometheus_collector, serve_prometheus
+
+            if self.http:
+                import urllib.request
+
+                server = self._server = serve_prometheus(w, 0)
+                self._fetch = lambda: urllib.request.urlopen(server.url, timeout=30).read()
+            else:
+                from prometheus_client import CollectorRegistry, generate_latest
+
+                registry = CollectorRegistry(auto_describe=False)
+                registry.register(prometheus_collector(w))
+                self._fetch = lambda: generate_latest(registry)
+        return w, tmp
+
+    def run(self, w: aos.World) -> int:
+        import threading
+
+        if self._fetch is None:
+            return w.run().steps
+        stop = threading.Event()
+
+        def scraper() -> None:
+            while not stop.wait(self.every):
+                self._fetch()
+                self.scrapes += 1
+
+        t = threading.Thread(target=scraper, daemon=True)
+        t.start()
+        try:
+            return w.run().steps
+        finally:
+            stop.set()
+            t.join()
+
+    def finish(self, w: aos.World, tmp: Path) -> None:
+        if self._server is not None:
+            self._server.close()
+        self.teardown(w, tmp)
+
+
+def metrics_overhead(events: int, http: bool, every: float = 0.1,
+                     on_first: bool = False) -> tuple[float, float, int, float, float]:
+    """The same run without and with the exporter scraped every ``every`` s (``on_first``: the scraped run
+    first; alternate it to cancel the order's effect): (seconds off, seconds on, scrapes, CPU seconds off,
+    CPU seconds on; the process's CPU time, the scraping thread's included)."""
+    took: dict[bool, float] = {}
+    cpu: dict[bool, float] = {}
+    scrapes = 0
+    for scraping in ((True, False) if on_first else (False, True)):
+        wl = MetricsRun(events=events, every=every, scraping=scraping, http=http)
+        w, tmp = wl.setup()
+        try:
+            c0, t0 = time.process_time(), time.perf_counter()
+            wl.run(w)
+            took[scraping], cpu[scraping] = time.perf_counter() - t0, time.process_time() - c0
+        finally:
+            wl.finish(w, tmp)
+        scrapes += wl.scrapes
+    return took[False], took[True], scrapes, cpu[False], cpu[True]

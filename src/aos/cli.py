@@ -369,7 +369,23 @@ def metrics(world: str) -> None:
                                f"{w['max_at_ticket']}); mean {w['mean']:.2f}")
     grid.add_row("workers busy", f"{m['worker_busy_seconds']:.3f} s")
     grid.add_row("commit latency", f"p50 <= {lat['p50']} us, p99 <= {lat['p99']} us")
+    # per priority class and per reducer (metrics.json written before they were kept has neither)
+    for c in m.get("by_priority", []):
+        if c["steps"]:
+            grid.add_row(f"class {c['priority']}", _step_counts(c))
+    for name, r in m.get("by_reducer", {}).items():
+        grid.add_row("reducer", f"{name}  {_step_counts(r)}")
+    if "receipts" in m["effects"]:
+        fx = m["effects"]
+        grid.add_row("effects", f"dispatched {fx['dispatched']}, receipts "
+                                + (", ".join(f"{s} {n}" for s, n in fx["receipts"].items()) or "none")
+                                + f", refused {fx['receipts_refused']}; outstanding {fx['outstanding']}")
     _out(grid)
+
+
+def _step_counts(c: dict[str, Any]) -> str:
+    mean = c["wait_ticks"] / c["steps"] if c["steps"] else 0.0
+    return f"{c['steps']} steps, {c['failures']} failed; wait mean {mean:.2f}, longest {c['wait_max']} tickets"
 
 
 KIND_STYLES = {"cell": "bold yellow", "step": "bold blue", "event": "bold green", "receipt": "bold magenta",

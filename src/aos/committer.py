@@ -109,6 +109,8 @@ class Committer:
         error, message, traceback = cast("tuple[str, str, str]", result.error)  # (set: the step failed)
         k.sink.append(StepFailed(t.event_id, t.spec.name, t.key, error, message, traceback, k.lane_id))
         k.failures += 1
+        k.failures_by_reducer[t.spec.name] = k.failures_by_reducer.get(t.spec.name, 0) + 1
+        k.failures_by_class[t.spec.priority] += 1
         if k.strict:
             k.failed_steps.append(failed_step(t, result))
 

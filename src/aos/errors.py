@@ -17,6 +17,7 @@ __all__ = [
     "StaleProposalError", "LiveCellsError", "MigrationError", "PinnedEraError", "UpcastError",
     "EraManifestMissingError", "ArgumentError", "FleetError", "LaneUnavailableError", "FleetClosedError",
     "OriginOrderError",
+    "ExporterError",
 ]
 
 
@@ -417,3 +418,8 @@ class FleetClosedError(FleetError, WorldClosedError):
 
 class OriginOrderError(AdmissionError):
     """A cross-lane message arrived out of order (a gap after the last one admitted from its source)."""
+
+
+# ---------------------------------------------------------------- metrics
+class ExporterError(AosError):
+    """A metrics exporter could not start: its library is not installed, or its address cannot be bound."""

@@ -8,6 +8,8 @@ counters; ``World.stats`` is a flat view of some of them.
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any, Iterator
 
 from aos import canonical
@@ -117,6 +119,23 @@ class Inspection:
         self.world._live()
         return self._on_runner(self.metrics_now)  # type: ignore[no-any-return]
 
+    def metrics_within(self, timeout: float) -> dict[str, Any] | None:
+        """``metrics()`` from another thread, waiting ``timeout`` seconds at most for the running thread's
+        quiet point (None when it did not come: the call is withdrawn). For exporters: a scrape must not hang
+        on a long step."""
+        world = self.world
+        intake = world._intake
+        with intake.cv:
+            if intake.runner is None or intake.runner == threading.get_ident():
+                world._live()
+                return self.metrics_now()
+            call = intake.hand_over(self.metrics_now)
+        try:
+            return call.result(timeout)  # type: ignore[no-any-return]
+        except FutureTimeout:
+            call.cancel()  # (taken later, a cancelled call is skipped)
+            return None
+
     def stats(self) -> dict[str, int]:
         """``World.stats``: the counters of :data:`STATS`, taken from the metrics (those at closing, once closed)."""
         m = self.metrics_now() if self.world._closed is not None else self._on_runner(self.metrics_now)
@@ -163,6 +182,15 @@ class Inspection:
             "commit_latency_us": {"buckets": ex.latency.buckets(), "p50": ex.latency.quantile(0.5),
                                   "p99": ex.latency.quantile(0.99)},
             "effects": {"outstanding": len(k.outbox.queued), "settled": len(k.outbox.settled),
-                        "dispatched": d.dispatched, "receipts_refused": len(world.refused_receipts)},
+                        "dispatched": d.dispatched, "receipts_refused": len(world.refused_receipts),
+                        "receipts": dict(sorted(k.receipts_by_status.items()))},
+            "by_priority": [{"priority": c, "steps": n, "failures": k.failures_by_class[c], "wait_ticks": w,
+                             "wait_max": wmax, "ready_cells": ready}
+                            for c, (n, w, wmax, ready) in enumerate(s.class_counts())],
+            "by_reducer": {name: {"priority": world.manifest.reducers[name].priority
+                                  if name in world.manifest.reducers else None,
+                                  "steps": n, "failures": k.failures_by_reducer.get(name, 0), "wait_ticks": w,
+                                  "wait_max": wmax}
+                           for name, (n, w, wmax) in sorted(s.reducer_counts().items())},
             **({} if world._clock is None else {"reducers": world._clock.read()}),  # World.open(profile=True)
         }

@@ -95,6 +95,7 @@ class Kernel:
         self.cells = CellTable()
         self.cells.current = manifest
         self.sequencer = Sequencer(window=window, aging=aging)
+        self.sequencer.cells = self.cells  # tickets and waits counted per reducer (World.metrics)
         self.inbox = Inbox()
         self.ledger = Ledger(manifest)
         if self.lane.lanes > 1:  # the manifest's budget is the fleet's: a lane spends what it is granted
@@ -106,6 +107,9 @@ class Kernel:
         self.next_seq = 0
         self.commits = 0
         self.failures = 0
+        self.failures_by_reducer: dict[str, int] = {}  # failed steps per reducer name (World.metrics)
+        self.failures_by_class = [0, 0, 0, 0]  # and per priority class
+        self.receipts_by_status: dict[str, int] = {}  # receipts admitted, per status
         self.validations = 0
         self.reexecutions = 0
         self.new_effects: list[QueuedEffect] = []  # queued since the executor last took them
@@ -313,6 +317,7 @@ class Kernel:
         self.sink.append(ReceiptAppended(seq, r.intent_hash, r.status, r.payload, r.cost, self.lane_id))
         self.next_seq = seq + 1
         self.outbox.settle(r.intent_hash)
+        self.receipts_by_status[r.status] = self.receipts_by_status.get(r.status, 0) + 1
         self.ledger.settle(effect.cap, effect.cost, r.cost)
         self.inbox.put(seq, RECEIPT_SCHEMA, value, 1)
         spec = self.manifest.get(effect.reducer)

@@ -254,6 +254,7 @@ def restore_doc(doc: dict[str, Any], kernel: Kernel, where: str) -> None:
         "pending": [[v, cid_of[r], i, k] for v, r, i, k in sq["pending"]],
         "admitted": [[v, cid_of[r], i, k, b] for v, r, i, k, b in sq.get("admitted", ())],
     })
+    kernel.sequencer.cells = cells  # (as Kernel sets it: the counts per reducer)
     for seq, schema, value, left in doc["inbox"]:
         kernel.inbox.put(seq, schema, value, left)
     kernel.ledger.restore(doc["ledger"])

@@ -4,6 +4,8 @@
 cimport cython
 from libc.stdint cimport int32_t, int64_t, uint32_t
 
+from aos._core.cellstore cimport CellStore
+
 
 cdef struct Node:
     int64_t input
@@ -66,12 +68,21 @@ cdef class Sequencer:
     cdef readonly int64_t wait_max_cell
     cdef readonly int64_t wait_max_ticket
     cdef readonly int64_t queued_max
+    # the same, per priority class and per reducer (the cell store's name index of the cell's reducer),
+    # counted as each ticket is given: tickets, the sum of their waits, the longest wait
+    cdef int64_t class_tickets[NCLASS]
+    cdef int64_t class_wait_sum[NCLASS]
+    cdef int64_t class_wait_max[NCLASS]
+    cdef public CellStore cells  # the cells ticketed (their reducers); None: no per-reducer counts
+    cdef int64_t* by_reducer     # [tickets, wait sum, wait max] per name index
+    cdef int64_t reducer_cap
 
     cdef int _grow_cells(self, int64_t want) except -1
     cdef int _grow_nodes(self, int64_t want) except -1
     cdef int _grow_ring(self, int64_t want) except -1
     cdef int _grow_pending(self, int64_t want) except -1
     cdef int _grow_held(self, int64_t want) except -1
+    cdef void _count(self, int k, int64_t c, int64_t wait) noexcept nogil
     cdef int _reserve(self, int64_t cell) except -1
     cdef int _enqueue(self, Pending** buf, int64_t* cap, int64_t* head, int64_t* length, int64_t first,
                       int64_t visible_at, int64_t cell, int64_t input, int priority) except -1

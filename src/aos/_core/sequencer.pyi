@@ -2,6 +2,8 @@
 
 from typing import Literal, Self, TypedDict, final
 
+from aos._core.cellstore import CellStore
+
 class _State(TypedDict):
     """What ``export_state`` returns and ``from_state`` takes (only in this stub: a plain dict at run time)."""
 
@@ -44,6 +46,13 @@ class Sequencer:
         """``(ticket, cell, input)``; None: nothing to schedule; False: wait for commits in flight."""
 
     def has_work(self) -> bool: ...
+    cells: CellStore | None  # the cells ticketed: their reducers for ``reducer_counts``
+    def class_counts(self) -> list[list[int]]:
+        """Per priority class: ``[tickets, wait ticks summed, longest wait, cells ready now]``."""
+
+    def reducer_counts(self) -> dict[str, list[int]]:
+        """Per reducer name: ``[tickets, wait ticks summed, longest wait]``."""
+
     @property
     def ready(self) -> int: ...
     @property

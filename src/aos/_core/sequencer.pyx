@@ -31,8 +31,11 @@ The rule (docs/scheduling.md):
 
 cimport cython
 from libc.stdlib cimport malloc, realloc, free
+from libc.string cimport memset
 from libc.stdint cimport int32_t, int64_t, uint32_t, INT32_MAX, INT64_MAX
 from cpython.exc cimport PyErr_NoMemory
+
+from aos._core.cellstore cimport CellStore
 
 
 cdef int _grow_fifo(Pending** buf, int64_t* cap, int64_t* head, int64_t length, int64_t want,
@@ -83,6 +86,7 @@ cdef class Sequencer:
             self.ring_count[k] = 0
         self.pend = NULL
         self.held = NULL
+        self.by_reducer = NULL
         self.free_node = -1
         self._grow_cells(64)
         self._grow_nodes(256)
@@ -92,7 +96,7 @@ cdef class Sequencer:
 
     def __dealloc__(self):
         free(self.head); free(self.tail); free(self.last); free(self.since); free(self.in_ring)
-        free(self.cls); free(self.nodes); free(self.pend); free(self.held)
+        free(self.cls); free(self.nodes); free(self.pend); free(self.held); free(self.by_reducer)
         cdef int k
         for k in range(NCLASS):
             free(self.ring[k])
@@ -251,6 +255,31 @@ cdef class Sequencer:
                 return k
         return -1
 
+    cdef void _count(self, int k, int64_t c, int64_t wait) noexcept nogil:
+        # A ticket's counts: per priority class, and per reducer where the cells are known
+        # (a reducer the counts have no room for yet grows them; if that fails it goes uncounted).
+        cdef int64_t r, n
+        cdef int64_t* grown
+        self.class_tickets[k] += 1
+        self.class_wait_sum[k] += wait
+        if wait > self.class_wait_max[k]:
+            self.class_wait_max[k] = wait
+        if self.cells is None or c >= self.cells.n:
+            return
+        r = self.cells.spec_name[self.cells.spec_ix[c]]
+        if r >= self.reducer_cap:
+            n = r + 16
+            grown = <int64_t*>realloc(self.by_reducer, n * 3 * sizeof(int64_t))
+            if grown == NULL:
+                return
+            memset(grown + self.reducer_cap * 3, 0, (n - self.reducer_cap) * 3 * sizeof(int64_t))
+            self.by_reducer = grown
+            self.reducer_cap = n
+        self.by_reducer[r * 3] += 1
+        self.by_reducer[r * 3 + 1] += wait
+        if wait > self.by_reducer[r * 3 + 2]:
+            self.by_reducer[r * 3 + 2] = wait
+
     cdef void _push_pending(self, Pending* p) noexcept nogil:
         if not self.in_ring[p.cell]:
             self.cls[p.cell] = <char>p.cls  # a cell keeps its class while it is ready
@@ -315,6 +344,7 @@ cdef class Sequencer:
             self.wait_max = wait
             self.wait_max_cell = c
             self.wait_max_ticket = self.next_ticket
+        self._count(k, c, wait)
         self.head[c] = self.nodes[idx].next
         if self.head[c] < 0:
             self.tail[c] = -1
@@ -466,6 +496,24 @@ cdef class Sequencer:
 
     cdef bint c_has_work(self) noexcept nogil:
         return self.ring_len > 0 or self.pend_len > 0 or self.held_len > 0
+
+    def class_counts(self):
+        """Per priority class (0 first): ``[tickets, wait ticks summed, longest wait, cells ready now]``; the
+        first three count since this sequencer began."""
+        cdef int k
+        return [[self.class_tickets[k], self.class_wait_sum[k], self.class_wait_max[k], self.ring_count[k]]
+                for k in range(NCLASS)]
+
+    def reducer_counts(self):
+        """Per reducer name: ``[tickets, wait ticks summed, longest wait]`` (reducers given a ticket only)."""
+        cdef int64_t r
+        out = {}
+        if self.cells is None:
+            return out
+        for name, r in self.cells.name_index.items():
+            if r < self.reducer_cap and self.by_reducer[r * 3]:
+                out[name] = [self.by_reducer[r * 3], self.by_reducer[r * 3 + 1], self.by_reducer[r * 3 + 2]]
+        return out
 
     def has_work(self):
         """True when a ticket can be assigned (ready, pending or held inputs exist)."""
