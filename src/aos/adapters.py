@@ -418,6 +418,10 @@ class Dispatcher:
         return [r for r in receipts if r is not None]
 
     def close(self) -> None:
+        try:
+            self.state.flush()
+        except OSError:
+            pass  # only settled intents' entries were not yet dropped: the next open drops them
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None

@@ -14,8 +14,8 @@ so a world that reopens after a crash resumes where it was:
   for retry at the next open) or given up;
 * a timer's deadline, fixed at its first dispatch, does not move.
 
-Entries of intents that have their receipt are dropped at the next write
-or open. The file is small: one entry per intent in progress.
+Entries of intents that have their receipt are dropped at the next write,
+close or open. The file is small: one entry per intent in progress.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ class EffectState:
         self.path = path  # None: kept in memory only (worlds opened without a directory of their own)
         self.entries: dict[bytes, EffectEntry] = entries or {}
         self._lock = threading.Lock()
+        self._dirty = False  # entries forgotten since the last write
 
     @classmethod
     def load(cls, world: Path) -> "EffectState":
@@ -107,6 +108,7 @@ class EffectState:
     def _save(self) -> None:
         if self.path is None:
             return
+        self._dirty = False
         doc = {"format": FORMAT, "effects": [[h, *e.to_wire()] for h, e in sorted(self.entries.items())]}
         write_atomic(self.path, canonical.encode(doc, where="effect state"))
 
@@ -131,7 +133,14 @@ class EffectState:
     def forget(self, intent_hash: bytes) -> None:
         """Drop the entry of a settled intent (in memory; the next write or open makes it durable)."""
         with self._lock:
-            self.entries.pop(intent_hash, None)
+            if self.entries.pop(intent_hash, None) is not None:
+                self._dirty = True
+
+    def flush(self) -> None:
+        """Write the entries forgotten since the last write (at close)."""
+        with self._lock:
+            if self._dirty:
+                self._save()
 
     def prepare(self, queued: Iterable[bytes]) -> list[bytes]:
         """At open: drop the entries of settled intents, unpark those marked for retry; returns the unparked."""
