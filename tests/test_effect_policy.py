@@ -16,7 +16,7 @@ from aos import canonical
 from aos.cli import cli
 from aos.journal import JournalReader
 from aos.records import ReceiptAppended
-from effects_world import effects_manifest, payment_adapter
+from effects_world import effects_manifest
 
 MODES = ["inline", "background"]
 

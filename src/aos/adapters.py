@@ -106,8 +106,9 @@ def timer_deadline(params: Any, intent_hash: bytes, state: EffectState) -> tuple
     """
     given = [k for k in ("after_ms", "at") if isinstance(params, dict) and k in params]
     if len(given) != 1:
+        got = sorted(params) if isinstance(params, dict) else params
         raise InvalidTimerError(f"timer.set needs params with exactly one of 'after_ms' (ms from the first "
-                                f"dispatch) or 'at' (unix ms), got {sorted(params) if isinstance(params, dict) else params!r}")
+                                f"dispatch) or 'at' (unix ms), got {got!r}")
     name = given[0]
     value = params[name]
     if type(value) is not int or value < 0:

@@ -28,10 +28,10 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from aos import canonical
 from aos.adapters import MODES, Adapter, Dispatcher, builtin_adapters
-from aos.effect_policy import EffectPolicy, resolve_policies
-from aos.effect_state import EffectState, EffectStatus, effect_status, match_intent
 from aos.blobs import BlobStore
 from aos.capability import BudgetView
+from aos.effect_policy import EffectPolicy, resolve_policies
+from aos.effect_state import EffectState, EffectStatus, effect_status, match_intent
 from aos.eras import Era, UpgradeResult, era_chain, reconcile
 from aos.errors import (
     AosError,
