@@ -1085,5 +1085,6 @@ def effects(world: str, retry: str | None, as_json: bool) -> None:
         table.add_row(s.intent_hash.hex()[:16], s.kind, s.cap, s.idempotency_key, str(s.attempts),
                       _unix_ms(s.next_attempt_ms), _unix_ms(s.deadline_ms), _effect_state_word(s), error)
     parked = sum(1 for s in status if s.parked)
-    _out(table, "", f"{len(status)} pending: {parked} dead-lettered (parked)"
-         + (f"; retry one with: aos effects {world} --retry INTENT_HASH" if parked else ""))
+    _out(table)
+    click.echo(f"\n{len(status)} pending: {parked} dead-lettered (parked)"
+               + (f"; retry one with: aos effects {world} --retry INTENT_HASH" if parked else ""))
