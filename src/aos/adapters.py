@@ -94,7 +94,7 @@ class Outcome:
 Adapter = Callable[[EffectRequest], "Outcome | Any | Awaitable[Outcome | Any]"]
 
 
-def timer_deadline(params: Any, intent_hash: bytes, state: EffectState) -> tuple[int, dict[str, int]]:
+async def timer_deadline(params: Any, intent_hash: bytes, state: EffectState) -> tuple[int, dict[str, int]]:
     """A ``timer.set`` intent's deadline (unix ms) and its receipt's payload.
 
     ``params`` hold exactly one of ``after_ms`` (an int >= 0, counted from the
@@ -115,14 +115,14 @@ def timer_deadline(params: Any, intent_hash: bytes, state: EffectState) -> tuple
         raise InvalidTimerError(f"timer.set params {name!r} must be an int >= 0, got {value!r}")
     if name == "at":
         return value, {"at": value}
-    return state.deadline(intent_hash, now_ms() + value), {"after_ms": value}
+    return await state.fix_deadline(intent_hash, now_ms() + value), {"after_ms": value}
 
 
 def builtin_adapters(blobs: BlobStore, state: EffectState | None = None) -> dict[str, Adapter]:
     timers = state if state is not None else EffectState(None)
 
     async def timer_set(req: EffectRequest) -> Outcome:
-        deadline, payload = timer_deadline(req.params, req.intent_hash, timers)
+        deadline, payload = await timer_deadline(req.params, req.intent_hash, timers)
         wait = deadline - now_ms()
         if wait > 0:
             await asyncio.sleep(wait / 1000.0)

@@ -20,6 +20,7 @@ close or open. The file is small: one entry per intent in progress.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -66,6 +67,7 @@ class EffectState:
         self.entries: dict[bytes, EffectEntry] = entries or {}
         self._lock = threading.Lock()
         self._dirty = False  # entries forgotten since the last write
+        self._flush: asyncio.Future[None] | None = None  # the next write of timer deadlines (fix_deadline)
 
     @classmethod
     def load(cls, world: Path) -> "EffectState":
@@ -120,15 +122,41 @@ class EffectState:
             self._save()
             return entry
 
-    def deadline(self, intent_hash: bytes, proposed_ms: int) -> int:
-        """The timer deadline of ``intent_hash``: the one kept, else ``proposed_ms``, kept durably first."""
+    async def fix_deadline(self, intent_hash: bytes, proposed_ms: int) -> int:
+        """A timer's deadline: the one kept, else ``proposed_ms``, kept durably before this returns.
+
+        The timers dispatched together share one durable write.
+
+        The entry is set at once; the write is scheduled on the running loop
+        behind the coroutines already ready there (a batch of timers started
+        by one ``gather`` or one dispatch), and each waits for it before it
+        returns: no timer waits on a deadline that is not durable.
+        """
+        loop = asyncio.get_running_loop()
         with self._lock:
             entry = self.entries.get(intent_hash)
             if entry is not None and entry.deadline_ms is not None:
                 return entry.deadline_ms
             self.entries[intent_hash] = replace(entry or EffectEntry(), deadline_ms=proposed_ms)
-            self._save()
-            return proposed_ms
+            if self.path is None:
+                return proposed_ms
+            fut = self._flush
+            if fut is None or fut.get_loop() is not loop or fut.done():
+                fut = self._flush = loop.create_future()
+                loop.call_soon(self._write_deadlines, fut)
+        await asyncio.shield(fut)
+        return proposed_ms
+
+    def _write_deadlines(self, fut: "asyncio.Future[None]") -> None:
+        try:
+            with self._lock:
+                if self._flush is fut:
+                    self._flush = None
+                self._save()
+        except BaseException as exc:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(None)
 
     def forget(self, intent_hash: bytes) -> None:
         """Drop the entry of a settled intent (in memory; the next write or open makes it durable)."""
