@@ -36,12 +36,14 @@ class Flaky:
         self.fails = fails
         self.calls: dict[str, int] = {}
         self.times: dict[str, list[float]] = {}
+        self.wall_ms: list[float] = []
         self.lock = threading.Lock()
 
     def __call__(self, req: aos.EffectRequest) -> aos.Outcome:
         with self.lock:
             n = self.calls[req.idempotency_key] = self.calls.get(req.idempotency_key, 0) + 1
             self.times.setdefault(req.idempotency_key, []).append(time.monotonic())
+            self.wall_ms.append(time.time() * 1000)
         if n <= self.fails:
             raise ConnectionError(f"bank unreachable (attempt {n})")
         return aos.Outcome("ok", {"paid": req.params["amount"]}, req.cost)
@@ -369,3 +371,26 @@ def test_cli_effects_json_and_an_empty_world(tmp_path: Path) -> None:
 def _pending(path: Path, m: aos.Manifest) -> list[aos.QueuedEffect]:
     with aos.World.open(path, m, effects="manual") as w:
         return w.pending_effects()
+
+
+def test_a_reopened_world_goes_on_from_the_attempts_made_and_waits_for_the_next_one_due(tmp_path: Path) -> None:
+    m = effects_manifest()
+    first = Flaky(fails=1_000)
+    with aos.World.open(tmp_path / "w", m, adapters={"payment.send": first}, effects="background",
+                        effect_policies={"cap:pay": aos.EffectPolicy(retries=5, backoff=0.5, jitter=0)}) as w:
+        pay(w, "a")
+        w.run()
+        end = time.monotonic() + 10
+        while not (w.effect_status() and w.effect_status()[0].attempts) and time.monotonic() < end:
+            time.sleep(0.005)
+        (st,) = w.effect_status()
+    assert first.calls == {"1/0": 1} and st.attempts == 1 and st.last_error == "ConnectionError"
+    assert st.next_attempt_ms is not None
+    second = Flaky(fails=1_000)
+    with aos.World.open(tmp_path / "w", m, adapters={"payment.send": second}, effects="background",
+                        effect_policies={"cap:pay": aos.EffectPolicy(retries=1, backoff=0)}) as w:
+        assert w.run(settle=True, timeout=30).outstanding == 0
+    assert second.calls == {"1/0": 1}  # one attempt was left of the two the policy now allows
+    assert second.wall_ms[0] >= st.next_attempt_ms - 1  # not before it was due (ms resolution)
+    (got,) = receipts(tmp_path / "w", m)
+    assert canonical.decode(got.payload)["attempts"] == 2
