@@ -49,3 +49,8 @@ __all__ = [
     "replay_fleet", "get_include",
     *errors.__all__,
 ]
+
+from aos.effect_policy import EffectPolicy  # noqa: E402 - effect policies (docs/effects.md)
+from aos.effect_state import EffectStatus  # noqa: E402
+
+__all__ += ["EffectPolicy", "EffectStatus"]

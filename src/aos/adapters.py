@@ -22,9 +22,18 @@ The :class:`Dispatcher` runs adapters in one of three modes:
 * ``manual``: nothing is dispatched; the embedding program reads
   ``World.pending_effects()`` and hands receipts to ``World.submit_receipt``.
 
-Built in: ``timer.set`` (``{"after_ms": n}``: a receipt after n ms),
-``blob.put`` (``{"data": bytes}`` → ``{"hash", "size"}``) and ``blob.get``
-(``{"hash": hex}`` → ``{"data": bytes}``) over the world's blob store.
+Each intent may have an :class:`~aos.effect_policy.EffectPolicy` (timeout,
+retries with backoff and jitter, dead letter): its attempts run as one task
+on the event loop thread (a sync adapter on the thread pool), their progress
+kept durably in the world's side state (:mod:`aos.effect_state`), and only
+the final answer becomes a receipt. Intents without a policy take the plain
+path: one attempt, an exception being an error receipt.
+
+Built in: ``timer.set`` (``{"after_ms": n}`` or ``{"at": unix_ms}``: a
+receipt at the deadline, fixed durably at the first dispatch, so a reopen
+does not move it), ``blob.put`` (``{"data": bytes}`` → ``{"hash", "size"}``)
+and ``blob.get`` (``{"hash": hex}`` → ``{"data": bytes}``) over the world's
+blob store.
 """
 
 from __future__ import annotations
@@ -39,7 +48,9 @@ from typing import Any, Awaitable, Callable, Mapping, cast
 
 from aos import canonical
 from aos.blobs import BlobStore
-from aos.errors import AosError
+from aos.effect_policy import EffectPolicy, Policies
+from aos.effect_state import EffectState, now_ms
+from aos.errors import AosError, EffectTimeoutError, InvalidTimerError
 from aos.outbox import QueuedEffect
 from aos.receipt import Receipt, ReceiptSigner
 from aos.step import failure_message
@@ -83,13 +94,39 @@ class Outcome:
 Adapter = Callable[[EffectRequest], "Outcome | Any | Awaitable[Outcome | Any]"]
 
 
-def builtin_adapters(blobs: BlobStore) -> dict[str, Adapter]:
+async def timer_deadline(params: Any, intent_hash: bytes, state: EffectState) -> tuple[int, dict[str, int]]:
+    """A ``timer.set`` intent's deadline (unix ms) and its receipt's payload.
+
+    ``params`` hold exactly one of ``after_ms`` (an int >= 0, counted from the
+    intent's first dispatch) or ``at`` (unix ms, an int >= 0); other keys are
+    left alone. The deadline of ``after_ms`` is kept in ``state`` (durably)
+    before the timer waits, so a dispatch after a reopen keeps it. The
+    payload echoes the params (``{"after_ms": n}`` or ``{"at": t}``), never
+    the wall-clock deadline, so the journal depends on the inputs only.
+    """
+    given = [k for k in ("after_ms", "at") if isinstance(params, dict) and k in params]
+    if len(given) != 1:
+        got = sorted(params) if isinstance(params, dict) else params
+        raise InvalidTimerError(f"timer.set needs params with exactly one of 'after_ms' (ms from the first "
+                                f"dispatch) or 'at' (unix ms), got {got!r}")
+    name = given[0]
+    value = params[name]
+    if type(value) is not int or value < 0:
+        raise InvalidTimerError(f"timer.set params {name!r} must be an int >= 0, got {value!r}")
+    if name == "at":
+        return value, {"at": value}
+    return await state.fix_deadline(intent_hash, now_ms() + value), {"after_ms": value}
+
+
+def builtin_adapters(blobs: BlobStore, state: EffectState | None = None) -> dict[str, Adapter]:
+    timers = state if state is not None else EffectState(None)
+
     async def timer_set(req: EffectRequest) -> Outcome:
-        ms = req.params.get("after_ms") if isinstance(req.params, dict) else None
-        if type(ms) is not int or ms < 0:
-            raise ValueError("timer.set needs params {'after_ms': int >= 0}")
-        await asyncio.sleep(ms / 1000.0)
-        return Outcome("ok", {"after_ms": ms})
+        deadline, payload = await timer_deadline(req.params, req.intent_hash, timers)
+        wait = deadline - now_ms()
+        if wait > 0:
+            await asyncio.sleep(wait / 1000.0)
+        return Outcome("ok", payload)
 
     def blob_put(req: EffectRequest) -> Outcome:
         data = req.params.get("data") if isinstance(req.params, dict) else None
@@ -108,7 +145,7 @@ class Dispatcher:
     """Runs adapters for queued effects and collects signed receipts."""
 
     def __init__(self, adapters: Mapping[str, Adapter], signer: ReceiptSigner, mode: str = "background",
-                 threads: int = 4) -> None:
+                 threads: int = 4, policies: Policies | None = None, state: EffectState | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"effects mode must be one of {MODES}, got {mode!r}")
         for kind, fn in adapters.items():
@@ -126,6 +163,10 @@ class Dispatcher:
         self._loop_thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.dispatched = 0
+        self.policies = policies if policies is not None else Policies()
+        self.state = state if state is not None else EffectState(None)
+        self.attempts_failed = 0  # attempts that raised or timed out (under a policy)
+        self.dead_lettered = 0  # intents whose last attempt failed: dead-letter receipt or parked
 
     # ------------------------------------------------------------- execution
     def _request(self, e: QueuedEffect) -> EffectRequest:
@@ -166,6 +207,106 @@ class Dispatcher:
         fn = self._adapter(e)
         return fn is not None and inspect.iscoroutinefunction(fn)
 
+    # ------------------------------------------------------------- policies
+    def policy(self, e: QueuedEffect) -> EffectPolicy | None:
+        return self.policies.for_effect(e.kind, e.cap) if self.policies else None
+
+    def _sync_pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="aos-adapter")
+            return self._pool
+
+    async def _attempt(self, e: QueuedEffect, timeout: float | None) -> Any:
+        """One attempt: the adapter's answer, or its exception (:class:`EffectTimeoutError` past ``timeout``)."""
+        fn = self._adapter(e)
+        if fn is None:
+            raise LookupError(f"no adapter registered for effect kind {e.kind!r}")
+        req = self._request(e)
+        is_async = inspect.iscoroutinefunction(fn)
+        if is_async:
+            answer: Awaitable[Any] = fn(req)  # type: ignore[assignment]
+        else:  # on the pool: a sync adapter past its timeout keeps its thread, and its answer is discarded
+            answer = asyncio.get_running_loop().run_in_executor(self._sync_pool(), fn, req)
+        if timeout is None:
+            return await answer
+        try:
+            return await asyncio.wait_for(answer, timeout)
+        except asyncio.TimeoutError:
+            late = "cancelled" if is_async else "its late answer will be discarded"
+            raise EffectTimeoutError(f"the adapter of effect kind {e.kind!r} did not answer within {timeout:g} s "
+                                     f"({late})") from None
+
+    async def _attempts(self, e: QueuedEffect, policy: EffectPolicy) -> Receipt | None:
+        """Attempt ``e`` under ``policy``: its receipt, or None once parked (dead letter ``"park"``).
+
+        Progress is kept in the side state before each wait, so a world that
+        reopens goes on from the attempts already made, not before the next
+        one is due.
+        """
+        h = e.intent_hash
+        entry = self.state.get(h)
+        failed = entry.attempts if entry is not None else 0
+        error = (entry.last_error or "", entry.last_message or "") if entry is not None else ("", "")
+        if entry is not None and entry.next_attempt_ms is not None:
+            wait = entry.next_attempt_ms - now_ms()
+            if wait > 0:
+                await asyncio.sleep(wait / 1000.0)
+        while failed < policy.attempts:
+            try:
+                answer = await self._attempt(e, policy.timeout)
+            except Exception as exc:  # the attempt failed: retry, or dead letter after the last one
+                failed += 1
+                self.attempts_failed += 1
+                error = failure_message(exc)
+                if failed >= policy.attempts:
+                    break
+                delay = policy.delay(failed)
+                self.state.update(h, attempts=failed, next_attempt_ms=now_ms() + int(delay * 1000),
+                                  last_error=error[0], last_message=error[1])
+                await asyncio.sleep(delay)
+                continue
+            return self._receipt(e, answer)  # an answer, "ok" or "error": final
+        self.dead_lettered += 1
+        if policy.dead_letter == "park":
+            self.state.update(h, attempts=failed, next_attempt_ms=None, parked=True, retry=False,
+                              last_error=error[0], last_message=error[1])
+            return None
+        return self.dead_letter_receipt(e, failed, error)
+
+    def dead_letter_receipt(self, e: QueuedEffect, attempts: int | None = None,
+                            error: tuple[str, str] | None = None) -> Receipt:
+        """The error receipt that settles ``e`` after its last attempt: ``{"error", "message", "attempts"}``."""
+        entry = self.state.get(e.intent_hash)
+        if attempts is None:
+            attempts = entry.attempts if entry is not None else 0
+        if error is None:
+            error = (entry.last_error or "", entry.last_message or "") if entry is not None else ("", "")
+        return self.signer.make(e.intent_hash, "error",
+                                {"error": error[0], "message": error[1], "attempts": attempts}, 0)
+
+    def _finish(self, e: QueuedEffect, fut: Any) -> None:
+        """The end of a task under a policy (background mode): deliver its receipt, or note it parked."""
+        try:
+            r = fut.result()
+        except BaseException as exc:  # cancelled at close (dispatched again at reopen), or a failure of ours
+            if fut.cancelled():
+                with self._lock:
+                    self._inflight.discard(e.intent_hash)
+                return
+            r = self._receipt(e, exc=exc)
+        if r is None:  # parked: nothing to admit, but a run waiting for this effect must see it is done
+            with self._lock:
+                self._inflight.discard(e.intent_hash)
+            self._arrived.put(WAKE)
+            return
+        self._deliver(r)
+
+    def retry(self, e: QueuedEffect) -> None:
+        """Dispatch a parked intent again, its attempts counted afresh."""
+        self.state.update(e.intent_hash, parked=False, retry=False, attempts=0, next_attempt_ms=None)
+        self.submit([e])
+
     # ----------------------------------------------------------- background
     def _ensure_background(self) -> None:
         if self._pool is None:
@@ -180,6 +321,8 @@ class Dispatcher:
         self._deliver(self._run_sync(e))
 
     def _deliver(self, r: Receipt) -> None:
+        if self.state.entries:
+            self.state.forget(r.intent_hash)  # settled (or refused): its progress is of no more use
         self._arrived.put(r)  # before it leaves _inflight, so that `busy` never misses it
         with self._lock:
             self._inflight.discard(r.intent_hash)
@@ -194,6 +337,8 @@ class Dispatcher:
         """Hand queued (and durable) effects to their adapters."""
         if self.mode == "manual" or not effects:
             return
+        if self.state.entries:  # parked (dead-lettered) intents wait for a retry by hand
+            effects = [e for e in effects if not self.state.is_parked(e.intent_hash)]
         if self.mode == "inline":
             self._waiting.extend(effects)
             return
@@ -204,7 +349,11 @@ class Dispatcher:
                     continue
                 self._inflight.add(e.intent_hash)
             self.dispatched += 1
-            if self._is_async(e):
+            policy = self.policy(e)
+            if policy is not None:
+                task = asyncio.run_coroutine_threadsafe(self._attempts(e, policy), self._loop)  # type: ignore[arg-type]
+                task.add_done_callback(lambda f, e=e: self._finish(e, f))  # type: ignore[misc]
+            elif self._is_async(e):
                 fut = asyncio.run_coroutine_threadsafe(self._run_async(e), self._loop)  # type: ignore[arg-type]
                 fut.add_done_callback(lambda f: self._deliver(f.result()))
             else:
@@ -249,21 +398,31 @@ class Dispatcher:
         batch, self._waiting = self._waiting, []
         self.dispatched += len(batch)
         receipts: list[Receipt | None] = [None] * len(batch)
-        pending: list[tuple[int, QueuedEffect]] = []
+        pending: list[tuple[int, QueuedEffect, EffectPolicy | None]] = []
         for i, e in enumerate(batch):
-            if self._is_async(e):
-                pending.append((i, e))
+            policy = self.policy(e)
+            if policy is not None or self._is_async(e):
+                pending.append((i, e, policy))
             else:
                 receipts[i] = self._run_sync(e)
         if pending:
-            async def gather() -> list[Receipt]:
-                return await asyncio.gather(*(self._run_async(e) for _i, e in pending))
+            async def gather() -> list[Receipt | None]:
+                return await asyncio.gather(*(self._run_async(e) if p is None else self._attempts(e, p)
+                                              for _i, e, p in pending))
 
-            for (i, _e), r in zip(pending, asyncio.run(gather()), strict=True):
+            for (i, _e, _p), r in zip(pending, asyncio.run(gather()), strict=True):
                 receipts[i] = r
+        if self.state.entries:
+            for r in receipts:
+                if r is not None:
+                    self.state.forget(r.intent_hash)
         return [r for r in receipts if r is not None]
 
     def close(self) -> None:
+        try:
+            self.state.flush()
+        except OSError:
+            pass  # only settled intents' entries were not yet dropped: the next open drops them
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None

@@ -1043,3 +1043,90 @@ def main() -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     sys.exit(rc if isinstance(rc, int) else 0)
+
+
+# ------------------------------------------------------------------ effects
+def _unix_ms(ms: int | None) -> str:
+    """Unix milliseconds as UTC time for people (``-`` for none)."""
+    import datetime
+
+    if ms is None:
+        return "-"
+    t = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def _effect_state_word(s: Any) -> str:
+    if s.parked:
+        return "marked for retry" if s.retry else "parked"
+    return "retrying" if s.attempts else "queued"
+
+
+@cli.command()
+@click.argument("world", type=click.Path(file_okay=False))
+@click.option("--retry", "retry", metavar="INTENT_HASH",
+              help="Mark this parked (dead-lettered) intent for retry at the next open (hex, or a unique prefix); "
+                   "the world must be closed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the pending intents as JSON.")
+def effects(world: str, retry: str | None, as_json: bool) -> None:
+    """Pending effect intents of WORLD and their dispatch: attempts, next attempt, timer deadline, dead letters.
+
+    Reads the journal and the world's effect side state (effects.cbor), so it
+    works on a closed world; on an open one it shows what is durable.
+    """
+    from aos.effect_state import EffectState, effect_status, match_intent
+    from aos.errors import WorldLockedError
+    from aos.files import lock_world
+    from aos.journal import JournalReader
+    from aos.records import EffectQueued, ReceiptAppended
+
+    p = _world_dir(world)
+    try:
+        lock_fd: int | None = lock_world(p)
+    except WorldLockedError:
+        lock_fd = None
+    try:
+        if retry is not None and lock_fd is None:
+            raise click.ClickException(f"world {p} is open (world.lock is held): close it first, or call "
+                                       "World.retry_effect(intent_hash) on the open world")
+        try:
+            state = EffectState.load(p)
+            queued: dict[bytes, tuple[bytes, str, str, str]] = {}
+            for _entry, rec in JournalReader(p / "journal").records():
+                if isinstance(rec, EffectQueued):
+                    queued[rec.intent_hash] = (rec.intent_hash, rec.effect, rec.cap, rec.idempotency_key)
+                elif isinstance(rec, ReceiptAppended):
+                    queued.pop(rec.intent_hash, None)
+            if retry is not None:
+                h = match_intent(queued, retry, parked=state.parked())
+                state.mark_retry(h)
+                click.echo(f"intent {h.hex()} is marked for retry at the next open (attempts counted afresh)")
+                return
+        except AosError as exc:
+            raise click.ClickException(str(exc)) from None
+    finally:
+        if lock_fd is not None:
+            os.close(lock_fd)
+    status = effect_status(queued.values(), state)
+    if as_json:
+        click.echo(json.dumps({"world_open": lock_fd is None, "pending": [
+            {"intent_hash": s.intent_hash.hex(), "kind": s.kind, "cap": s.cap, "idempotency_key": s.idempotency_key,
+             "attempts": s.attempts, "next_attempt_ms": s.next_attempt_ms, "deadline_ms": s.deadline_ms,
+             "state": _effect_state_word(s), "last_error": s.last_error, "last_message": s.last_message}
+            for s in status]}, indent=2))
+        return
+    if lock_fd is None:
+        click.echo("(the world is open: what is durable so far)")
+    if not status:
+        click.echo("no pending effects")
+        return
+    table = _table("intent", "kind", "cap", "idempotency key", "attempts", "next attempt", "timer deadline",
+                   "state", "last error", right=("attempts",))
+    for s in status:
+        error = "-" if s.last_error is None else f"{s.last_error}: {s.last_message}"
+        table.add_row(s.intent_hash.hex()[:16], s.kind, s.cap, s.idempotency_key, str(s.attempts),
+                      _unix_ms(s.next_attempt_ms), _unix_ms(s.deadline_ms), _effect_state_word(s), error)
+    parked = sum(1 for s in status if s.parked)
+    _out(table)
+    click.echo(f"\n{len(status)} pending: {parked} dead-lettered (parked)"
+               + (f"; retry one with: aos effects {world} --retry INTENT_HASH" if parked else ""))

@@ -423,3 +423,31 @@ class OriginOrderError(AdmissionError):
 # ---------------------------------------------------------------- metrics
 class ExporterError(AosError):
     """A metrics exporter could not start: its library is not installed, or its address cannot be bound."""
+
+
+# ------------------------------------------------- effect policies, timers
+class EffectPolicyError(AosError, TypeError, ValueError):
+    """An effect policy (``World.open(effect_policies=...)``) is malformed; ``key`` names the entry."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        self.key = key
+        super().__init__(message)
+
+
+class EffectTimeoutError(AosError, TimeoutError):
+    """An adapter did not answer within its policy's timeout (the attempt failed; a late answer is discarded)."""
+
+
+class InvalidTimerError(AosError, ValueError):
+    """``timer.set`` params are not exactly one of ``{"after_ms": int >= 0}`` or ``{"at": unix ms >= 0}``."""
+
+
+class DeadLetterError(AosError, LookupError):
+    """An intent given to retry or give up is unknown, ambiguous, or not dead-lettered (the message says which)."""
+
+
+class EffectStateError(StorageError):
+    """The world's effect side state (``effects.cbor``: attempts, parked intents, timer deadlines) is unreadable."""
+
+
+__all__ += ["EffectPolicyError", "EffectTimeoutError", "InvalidTimerError", "DeadLetterError", "EffectStateError"]

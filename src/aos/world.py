@@ -31,6 +31,8 @@ from aos.adapters import MODES, Adapter, Dispatcher, builtin_adapters
 from aos.backup import BackupInfo, backup_world
 from aos.blobs import BlobStore
 from aos.capability import BudgetView
+from aos.effect_policy import EffectPolicy, resolve_policies
+from aos.effect_state import EffectState, EffectStatus, effect_status, match_intent
 from aos.eras import Era, UpgradeResult, era_chain, reconcile
 from aos.errors import (
     AosError,
@@ -236,7 +238,7 @@ class World:
              workers: int | None = None, worker_delay: Callable[[int], float] | None = None,
              max_queued: int = 1_000_000, offload: str | None = None, strict: bool = False,
              earlier: Sequence[Manifest] = (), reference: bool = False, lane: Lane | None = None,
-             profile: bool = False) -> "World":
+             profile: bool = False, effect_policies: Mapping[str, EffectPolicy] | None = None) -> "World":
         """Create or open the world at ``path`` with ``manifest``.
 
         ``durability``: ``"group"`` (default), ``"always"``, ``"none"`` or a
@@ -298,6 +300,12 @@ class World:
         time (:mod:`aos.profiling`, docs/profiling.md). Without it a step pays
         nothing for this; with it, two clock reads per step. The journal is
         the same either way.
+
+        ``effect_policies``: how adapters are attempted, per effect kind
+        (``"kind:<kind>"``) or capability (``"cap:<capability>"``), as
+        :class:`aos.EffectPolicy` (timeout, retries with backoff and jitter,
+        dead letter; docs/effects.md, "Effect policies"). Operational, not
+        part of the era: the journal holds each intent's final receipt only.
         """
         if not isinstance(manifest, Manifest):
             raise TypeError(f"manifest must be an aos.Manifest, got {type(manifest).__name__}")
@@ -330,6 +338,7 @@ class World:
             raise ValueError(f"offload must be 'auto' or 'all', got {offload!r}")
         if type(max_queued) is not int or max_queued < 1:
             raise ValueError(f"max_queued must be an int >= 1, got {max_queued!r}")
+        policies = resolve_policies(effect_policies, manifest.capabilities)
         dur = Durability.of(durability)
         p = Path(path)
         if not (p / META).is_file():
@@ -375,6 +384,7 @@ class World:
                 raise StorageError(f"world {p}: {SECRET_FILE} is missing or unreadable (receipts cannot be "
                                    "authenticated without it)")
             signer = ReceiptSigner(secret)
+            effect_state = EffectState.load(p)
             keeps_watermark = meta.get("watermark") is True
             if not keeps_watermark:
                 _check_legacy_journal(p)
@@ -397,9 +407,9 @@ class World:
         except BaseException:
             os.close(lock_fd)
             raise
-        registry: dict[str, Adapter] = builtin_adapters(BlobStore(p / "blobs"))
+        registry: dict[str, Adapter] = builtin_adapters(BlobStore(p / "blobs"), effect_state)
         registry.update(adapters or {})
-        dispatcher = Dispatcher(registry, signer, effects)
+        dispatcher = Dispatcher(registry, signer, effects, policies=policies, state=effect_state)
         options = {"reference": reference, "snapshot_every": snapshot_every, "keep_snapshots": keep_snapshots,
                    "snapshot_on_close": snapshot_on_close, "on_violation": on_violation,
                    "workers": workers, "worker_delay": worker_delay, "max_queued": max_queued,
@@ -413,6 +423,7 @@ class World:
         # Intents queued without a receipt are dispatched again, with the same idempotency keys.
         kernel.new_effects.clear()
         kernel.violations.clear()
+        effect_state.prepare(kernel.outbox.queued)  # settled intents forgotten, those marked for retry unparked
         dispatcher.submit(list(kernel.outbox.queued.values()))
         if profile:  # last: the steps replayed while opening are not timed
             clock = ReducerClock(manifest)
@@ -909,3 +920,35 @@ class World:
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"event_id={self._kernel.last_event_id}"
         return f"<World {self.path} {self.manifest.name} {state}>"
+
+    # ---------------------------------------------------------- effect dispatch
+    def effect_status(self) -> list[EffectStatus]:
+        """Every intent awaiting its receipt, in queue order, with its dispatch progress (docs/effects.md):
+        attempts failed so far, when the next is due, a timer's deadline, whether it is parked (dead-lettered)."""
+        k = self._live()
+        d = self._dispatcher
+        return effect_status([(e.intent_hash, e.kind, e.cap, e.idempotency_key) for e in k.outbox.queued.values()],
+                             d.state)
+
+    def retry_effect(self, intent_hash: bytes | str) -> bytes:
+        """Dispatch a parked (dead-lettered) intent again, its attempts counted afresh; returns its hash.
+
+        ``intent_hash``: the hash, its hex, or a unique hex prefix. Raises
+        :class:`DeadLetterError` when no pending intent matches, several do,
+        or the one that does is not parked.
+        """
+        k = self._live()
+        d = self._dispatcher
+        h = match_intent(list(k.outbox.queued), intent_hash, parked=d.state.parked())
+        self._on_runner(lambda: d.retry(k.outbox.queued[h]))
+        return h
+
+    def give_up_effect(self, intent_hash: bytes | str) -> int:
+        """Settle a parked (dead-lettered) intent with its dead-letter error receipt
+        (``{"error", "message", "attempts"}``, cost 0); returns the receipt's admission number."""
+        k = self._live()
+        d = self._dispatcher
+        h = match_intent(list(k.outbox.queued), intent_hash, parked=d.state.parked())
+        seq = self.submit_receipt(d.dead_letter_receipt(k.outbox.queued[h]))
+        d.state.forget(h)
+        return seq
