@@ -102,6 +102,13 @@ def test_retries_exhausted_admit_one_dead_letter_receipt_recording_the_attempts(
         assert w.run(settle=True, timeout=30).outstanding == 0
         assert w.state("test/Payer@1", "a")["receipts"] == [["error", 0, "payment.send"]]
         assert w.budget("pay").reserved == 0
+        fx = w.metrics()["effects"]  # the outcomes, as the exporters serve them
+        assert (fx["attempts_failed"], fx["dead_lettered"], fx["receipts"]) == (3, 1, {"error": 1})
+        from aos.exporter import families
+
+        served = {f.name: f for f in families(w.metrics())}
+        assert served["aos_effect_attempts_failed"].samples[0][-1] == 3
+        assert served["aos_effects_dead_lettered"].samples[0][-1] == 1
     (got,) = receipts(tmp_path / "w", m)
     assert got.status == "error" and got.cost == 0
     assert canonical.decode(got.payload) == {"error": "ConnectionError", "message": "bank unreachable (attempt 3)",

@@ -99,6 +99,10 @@ def families(m: dict[str, Any], age: float = 0.0) -> list[Family]:
                "opened.").add(fx["dispatched"]),
         Family("aos_receipts_refused", "counter", "Receipts refused (bad MAC, unknown intent, over budget...).")
         .add(fx["receipts_refused"]),
+        Family("aos_effect_attempts_failed", "counter", "Adapter attempts that raised or timed out under an effect "
+               "policy (each retried or dead-lettered).").add(fx["attempts_failed"]),
+        Family("aos_effects_dead_lettered", "counter", "Intents whose last attempt failed: a dead-letter receipt "
+               "or parked.").add(fx["dead_lettered"]),
     ]
     receipts = Family("aos_receipts", "counter", "Receipts admitted since the world was opened, by status.")
     for status, n in fx["receipts"].items():
@@ -308,6 +312,7 @@ _EMPTY: dict[str, Any] = {
     "event_id": 0, "admitted": 0, "cells": 0, "records": 0, "commits": 0, "failures": 0, "validations": 0,
     "reexecutions": 0, "worker_busy_seconds": 0.0,
     "queue": {"queued": 0, "queued_max": 0, "pending": 0, "ready_cells": 0, "in_flight_max": 0},
-    "effects": {"outstanding": 0, "settled": 0, "dispatched": 0, "receipts_refused": 0, "receipts": {}},
+    "effects": {"outstanding": 0, "settled": 0, "dispatched": 0, "receipts_refused": 0, "receipts": {},
+                "attempts_failed": 0, "dead_lettered": 0},
     "by_reducer": {}, "by_priority": [], "commit_latency_us": {"buckets": [], "p50": 0, "p99": 0},
 }

@@ -183,7 +183,8 @@ class Inspection:
                                   "p99": ex.latency.quantile(0.99)},
             "effects": {"outstanding": len(k.outbox.queued), "settled": len(k.outbox.settled),
                         "dispatched": d.dispatched, "receipts_refused": len(world.refused_receipts),
-                        "receipts": dict(sorted(k.receipts_by_status.items()))},
+                        "receipts": dict(sorted(k.receipts_by_status.items())),
+                        "attempts_failed": d.attempts_failed, "dead_lettered": d.dead_lettered},
             "by_priority": [{"priority": c, "steps": n, "failures": k.failures_by_class[c], "wait_ticks": w,
                              "wait_max": wmax, "ready_cells": ready}
                             for c, (n, w, wmax, ready) in enumerate(s.class_counts())],
