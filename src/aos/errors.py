@@ -17,6 +17,7 @@ __all__ = [
     "StaleProposalError", "LiveCellsError", "MigrationError", "PinnedEraError", "UpcastError",
     "EraManifestMissingError", "ArgumentError", "FleetError", "LaneUnavailableError", "FleetClosedError",
     "OriginOrderError",
+    "TypedValueError",
 ]
 
 
@@ -417,3 +418,17 @@ class FleetClosedError(FleetError, WorldClosedError):
 
 class OriginOrderError(AdmissionError):
     """A cross-lane message arrived out of order (a gap after the last one admitted from its source)."""
+
+
+class TypedValueError(AdmissionError, TypeError):
+    """A value does not fit the type a reducer declares (``state=``, ``event=``): names the schema and field.
+
+    ``path`` is where inside the value (``"['lines'][2]['qty']"``, ``""`` for the
+    value itself) and ``reason`` what is wrong there (a missing field, an unknown
+    field, a value of the wrong type).
+    """
+
+    def __init__(self, message: str, path: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+        self.reason = reason
