@@ -272,7 +272,7 @@ def _show(describe: Any) -> str:
     if isinstance(describe, str):
         return describe
     if isinstance(describe, dict):
-        return str(describe.get("type"))
+        return str(describe.get("type")).rpartition(".")[2]
     head, *rest = describe
     if head == "union":
         return " | ".join(_show(r) for r in rest)
@@ -326,7 +326,7 @@ def _record(tp: type, where: str, seen: dict[type, Shape]) -> Shape:
     by_name = {name: s for name, s, _r in fields}
     required_names = [name for name, _s, r in fields if r]
     names = tuple(by_name)
-    label = tp.__qualname__
+    label = tp.__name__
 
     def check(v: Any) -> None:
         if type(v) is not dict:
