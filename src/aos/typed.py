@@ -102,6 +102,11 @@ class Shape:
     dump: Callable[[Any], Any]  # to plain values (a record's fields by name)
     plain: bool  # load and dump are the identity: values of this type are plain values already
     record: type | None = None
+    # a dataclass of plain fields, not frozen, whose __init__ only sets them: its field names, and the
+    # accessors the reducer's wrapper uses for a map of exactly these fields (_accessors)
+    fast: frozenset[str] | None = None
+    fast_load: Callable[[Any], Any] | None = None
+    fast_dump: Callable[[Any], Any] | None = None
 
 
 def _identity(v: Any) -> Any:
@@ -345,7 +350,24 @@ def _record(tp: type, where: str, seen: dict[type, Shape]) -> Shape:
                 raise
 
     plain_fields = all(s.plain for s in by_name.values())
-    if plain_fields:
+    if plain_fields and _fills_dict(tp, kind) and not tp.__dataclass_params__.frozen:  # type: ignore[attr-defined]
+        # A map that holds exactly the fields (what dump writes) is set into a new instance field by field,
+        # as the generated __init__ would; any other through __init__ (defaults filled, misfits explained).
+        field_set = frozenset(names)
+        shape.fast = field_set
+        shape.fast_load, shape.fast_dump = _accessors(tp, names)
+        fast_load = shape.fast_load
+
+        count = len(field_set)
+
+        def load(v: Any) -> Any:
+            if len(v) == count:
+                try:
+                    return fast_load(v)  # every field there (else KeyError), and only those
+                except KeyError:
+                    pass
+            return tp(**v)
+    elif plain_fields:
         def load(v: Any) -> Any:
             return tp(**v)
     else:
@@ -354,7 +376,12 @@ def _record(tp: type, where: str, seen: dict[type, Shape]) -> Shape:
         def load(v: Any) -> Any:
             return tp(**{k: loaders[k](x) for k, x in v.items()})
 
-    if plain_fields:
+    if shape.fast is not None:
+        fast_dump = shape.fast_dump
+
+        def dump(v: Any) -> Any:
+            return fast_dump(v) if type(v) is tp else _dump_other(v)
+    elif plain_fields:
         def dump(v: Any) -> Any:
             if type(v) is not tp:
                 return _dump_other(v)
@@ -369,6 +396,36 @@ def _record(tp: type, where: str, seen: dict[type, Shape]) -> Shape:
 
     shape.check, shape.load, shape.dump = check, load, dump
     return shape
+
+
+def _accessors(tp: type, names: tuple[str, ...]) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """Made for one dataclass: ``load(map)`` sets each field of a new instance, ``dump(instance)`` the map back.
+
+    Written out field by field (the way dataclasses write ``__init__``): on every step of a typed
+    reducer, a loop over the names would cost more than the rest of the conversion.
+    """
+    for n in names:
+        if not n.isidentifier():  # pragma: no cover - dataclass fields are identifiers
+            raise ManifestError(f"field {n!r} of {tp.__qualname__} is not an identifier")
+    sets = "".join(f"    o.{n} = v[{n!r}]\n" for n in names)
+    reads = ", ".join(f"{n!r}: o.{n}" for n in names)
+    source = (f"def load(v):\n    o = new(tp)\n{sets}    return o\n"
+              f"def dump(o):\n    return {{{reads}}}\n")
+    namespace: dict[str, Any] = {"new": object.__new__, "tp": tp}
+    exec(compile(source, f"<aos.typed accessors of {tp.__qualname__}>", "exec"), namespace)  # noqa: S102
+    return namespace["load"], namespace["dump"]
+
+
+def _fills_dict(tp: type, kind: str | None) -> bool:
+    """Whether a dataclass's generated ``__init__`` only stores its fields in the instance ``__dict__``."""
+    if kind != "dataclass" or "__slots__" in tp.__dict__ or hasattr(tp, "__post_init__"):
+        return False
+    params = getattr(tp, "__dataclass_params__", None)
+    init = getattr(tp, "__init__", None)
+    return (params is not None and params.init and getattr(init, "__qualname__", "") == f"{tp.__qualname__}.__init__"
+            and all(f.init and not f.kw_only or f.kw_only for f in dataclasses.fields(tp))
+            and not any(isinstance(getattr(f, "type", None), dataclasses.InitVar)
+                        for f in getattr(tp, "__dataclass_fields__", {}).values()))
 
 
 def _dump_other(v: Any) -> Any:
@@ -462,32 +519,93 @@ def typed_reducer(fn: Callable[[Any, Any, Any], Any], types_: ReducerTypes) -> C
     state_where = f"state of reducer {name} (stored) as {_show(st.describe) if st else ''}: state"
     returned_where = f"state returned by reducer {name}: state"
     st_type = None if st is None else st.record
+    st_name = "?" if st_type is None else st_type.__name__
+    st_load = _identity if st is None else st.load
+    st_dump = _identity if st is None else st.dump
 
-    def typed(ctx: Any, state: Any, event: Any) -> Any:
-        if st is not None and state is not None:
-            try:
-                state = st.load(state)
-            except Exception as exc:
-                raise _fail(state_where, st, state, exc) from None
-        shape = ev_loads.get(event.schema) if ev_loads else None
-        if shape is not None:
-            value = event.value
-            try:
-                event.value = shape.load(value)
-            except Exception as exc:
-                raise _fail(f"event {event.schema} delivered to reducer {name}: value", shape, value, exc) from None
-        new = fn(ctx, state, event)
-        if st is None or new is None:
-            return new
-        if type(new) is st_type:
-            return st.dump(new)
+    def stored(state: Any, exc: Exception) -> TypedValueError:
+        return _fail(state_where, st, state, exc)  # type: ignore[arg-type]
+
+    def delivered(event: Any, shape: Shape, exc: Exception) -> TypedValueError:
+        return _fail(f"event {event.schema} delivered to reducer {name}: value", shape, event.value, exc)
+
+    def returned(new: Any) -> Any:
         if type(new) is dict:
             found = misfit(st, new)
             if found is not None:
                 raise TypedValueError(f"{returned_where}{found[0]}: {found[1]}", found[0], found[1])
-            return new
-        raise TypedValueError(f"{returned_where}: expected {st_type.__qualname__ if st_type else '?'} or a dict, "
-                              f"got {type(new).__name__}", "", "wrong type")
+            return st_dump(st_load(new))  # stored as the type's full field map (defaults filled)
+        raise TypedValueError(f"{returned_where}: expected {st_name} or a dict, got {type(new).__name__}", "",
+                              "wrong type")
+
+    # One function for each combination, each as short as it can be: it runs on every step of the reducer.
+    if st is not None and st.fast is not None and ev_loads and all(e.fast is not None for e in ev_loads.values()):
+        # the common case: plain dataclasses, maps of exactly their fields (what dumps write)
+        st_count, st_fast_load, st_fast_dump = len(st.fast), st.fast_load, st.fast_dump
+        ev_fast = {schema: (len(e.fast), e.fast_load) for schema, e in ev_loads.items()}  # type: ignore[arg-type]
+
+        # A map with as many entries as the type has fields, every field among them (else the accessor's
+        # lookup raises), holds exactly the fields; anything else goes through the type's __init__.
+        def typed(ctx: Any, state: Any, event: Any) -> Any:
+            if state is not None:
+                try:
+                    state = st_fast_load(state) if len(state) == st_count else st_load(state)  # type: ignore[misc]
+                except Exception:
+                    try:
+                        state = st_load(state)
+                    except Exception as exc:
+                        raise stored(state, exc) from None
+            e = ev_fast.get(event.schema)
+            if e is not None:
+                value = event.value
+                try:
+                    event.value = e[1](value) if len(value) == e[0] else ev_loads[event.schema].load(value)
+                except Exception:
+                    try:
+                        event.value = ev_loads[event.schema].load(value)
+                    except Exception as exc:
+                        raise delivered(event, ev_loads[event.schema], exc) from None
+            new = fn(ctx, state, event)
+            if type(new) is st_type:
+                return st_fast_dump(new)  # type: ignore[misc]
+            return None if new is None else returned(new)
+    elif st is not None and ev_loads:
+        def typed(ctx: Any, state: Any, event: Any) -> Any:
+            if state is not None:
+                try:
+                    state = st_load(state)
+                except Exception as exc:
+                    raise stored(state, exc) from None
+            shape = ev_loads.get(event.schema)
+            if shape is not None:
+                try:
+                    event.value = shape.load(event.value)
+                except Exception as exc:
+                    raise delivered(event, shape, exc) from None
+            new = fn(ctx, state, event)
+            if type(new) is st_type:
+                return st_dump(new)
+            return None if new is None else returned(new)
+    elif st is not None:
+        def typed(ctx: Any, state: Any, event: Any) -> Any:
+            if state is not None:
+                try:
+                    state = st_load(state)
+                except Exception as exc:
+                    raise stored(state, exc) from None
+            new = fn(ctx, state, event)
+            if type(new) is st_type:
+                return st_dump(new)
+            return None if new is None else returned(new)
+    else:
+        def typed(ctx: Any, state: Any, event: Any) -> Any:
+            shape = ev_loads.get(event.schema)
+            if shape is not None:
+                try:
+                    event.value = shape.load(event.value)
+                except Exception as exc:
+                    raise delivered(event, shape, exc) from None
+            return fn(ctx, state, event)
 
     typed.__wrapped__ = fn  # type: ignore[attr-defined]
     typed.__name__ = getattr(fn, "__name__", "reducer")
