@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import importlib.util
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -369,3 +370,21 @@ def test_pydantic_models(tmp_path: Path) -> None:
         assert w.state("test/Order@1", "a") == {"qty": 5}
         h = w.snapshot_hash()
     assert aos.replay(tmp_path / "w", m).verify() == h
+
+
+def test_class_variables_are_no_fields_and_init_vars_are_refused() -> None:
+    @dataclass
+    class WithClassVar:
+        LIMIT: typing.ClassVar[int] = 3
+        n: int = 0
+
+    assert canonical.encode(WithClassVar(1)) == canonical.encode({"n": 1})
+    aos.Manifest("test/cv@1").reducer("test/A@1", events=["test/X@1"], state=WithClassVar)
+
+    @dataclass
+    class WithInitVar:
+        n: int
+        seed: dataclasses.InitVar[int] = 0
+
+    with pytest.raises(aos.ManifestError, match=r"WithInitVar\.seed is an InitVar"):
+        aos.Manifest("test/iv@1").reducer("test/A@1", events=["test/X@1"], state=WithInitVar)

@@ -128,8 +128,10 @@ def _scalar(tp: type) -> Shape:
             if v is not None:
                 raise _Misfit(f"expected None, got {_type_name(v)}", [])
     else:
-        def check(v: Any, tp: type = tp) -> None:
-            if type(v) is not tp:
+        exact = tp
+
+        def check(v: Any) -> None:
+            if type(v) is not exact:
                 raise _Misfit(f"expected {name}, got {_type_name(v)}", [])
     return Shape(name, check, _identity, _identity, True)
 
@@ -301,6 +303,11 @@ def _record_fields(tp: type, where: str) -> list[tuple[str, Any, bool]]:
                             f"({type(exc).__name__}: {exc})") from None
     out: list[tuple[str, Any, bool]] = []
     if kind == "dataclass":
+        real = {f.name for f in dataclasses.fields(tp)}
+        for n in tp.__dataclass_fields__:  # type: ignore[attr-defined]
+            if n not in real and typing.get_origin(hints.get(n)) is not typing.ClassVar:
+                raise ManifestError(f"{where}: {tp.__qualname__}.{n} is an InitVar; a typed value is built from "
+                                    "its fields alone")
         for f in dataclasses.fields(tp):
             if not f.init:
                 raise ManifestError(f"{where}: field {f.name!r} of {tp.__qualname__} is init=False; a typed value is "
@@ -356,7 +363,7 @@ def _record(tp: type, where: str, seen: dict[type, Shape]) -> Shape:
         field_set = frozenset(names)
         shape.fast = field_set
         shape.fast_load, shape.fast_dump = _accessors(tp, names)
-        fast_load = shape.fast_load
+        fast_load: Callable[[Any], Any] = shape.fast_load
 
         count = len(field_set)
 
@@ -377,7 +384,7 @@ def _record(tp: type, where: str, seen: dict[type, Shape]) -> Shape:
             return tp(**{k: loaders[k](x) for k, x in v.items()})
 
     if shape.fast is not None:
-        fast_dump = shape.fast_dump
+        fast_dump: Callable[[Any], Any] = shape.fast_dump  # type: ignore[assignment]
 
         def dump(v: Any) -> Any:
             return fast_dump(v) if type(v) is tp else _dump_other(v)
@@ -422,10 +429,8 @@ def _fills_dict(tp: type, kind: str | None) -> bool:
         return False
     params = getattr(tp, "__dataclass_params__", None)
     init = getattr(tp, "__init__", None)
-    return (params is not None and params.init and getattr(init, "__qualname__", "") == f"{tp.__qualname__}.__init__"
-            and all(f.init and not f.kw_only or f.kw_only for f in dataclasses.fields(tp))
-            and not any(isinstance(getattr(f, "type", None), dataclasses.InitVar)
-                        for f in getattr(tp, "__dataclass_fields__", {}).values()))
+    # (every field is an __init__ parameter and there is no InitVar: _record_fields refuses the others)
+    return params is not None and params.init and getattr(init, "__qualname__", "") == f"{tp.__qualname__}.__init__"
 
 
 def _dump_other(v: Any) -> Any:
@@ -530,7 +535,7 @@ def typed_reducer(fn: Callable[[Any, Any, Any], Any], types_: ReducerTypes) -> C
         return _fail(f"event {event.schema} delivered to reducer {name}: value", shape, event.value, exc)
 
     def returned(new: Any) -> Any:
-        if type(new) is dict:
+        if type(new) is dict and st is not None:
             found = misfit(st, new)
             if found is not None:
                 raise TypedValueError(f"{returned_where}{found[0]}: {found[1]}", found[0], found[1])
@@ -542,7 +547,9 @@ def typed_reducer(fn: Callable[[Any, Any, Any], Any], types_: ReducerTypes) -> C
     if st is not None and st.fast is not None and ev_loads and all(e.fast is not None for e in ev_loads.values()):
         # the common case: plain dataclasses, maps of exactly their fields (what dumps write)
         st_count, st_fast_load, st_fast_dump = len(st.fast), st.fast_load, st.fast_dump
-        ev_fast = {schema: (len(e.fast), e.fast_load) for schema, e in ev_loads.items()}  # type: ignore[arg-type]
+        ev_fast: dict[str, tuple[int, Callable[[Any], Any], Callable[[Any], Any]]] = {
+            schema: (len(e.fast), e.fast_load, e.load) for schema, e in ev_loads.items()  # type: ignore[arg-type,misc]
+        }
 
         # A map with as many entries as the type has fields, every field among them (else the accessor's
         # lookup raises), holds exactly the fields; anything else goes through the type's __init__.
@@ -559,7 +566,7 @@ def typed_reducer(fn: Callable[[Any, Any, Any], Any], types_: ReducerTypes) -> C
             if e is not None:
                 value = event.value
                 try:
-                    event.value = e[1](value) if len(value) == e[0] else ev_loads[event.schema].load(value)
+                    event.value = e[1](value) if len(value) == e[0] else e[2](value)
                 except Exception:
                     try:
                         event.value = ev_loads[event.schema].load(value)
