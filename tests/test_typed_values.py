@@ -388,3 +388,27 @@ def test_class_variables_are_no_fields_and_init_vars_are_refused() -> None:
 
     with pytest.raises(aos.ManifestError, match=r"WithInitVar\.seed is an InitVar"):
         aos.Manifest("test/iv@1").reducer("test/A@1", events=["test/X@1"], state=WithInitVar)
+
+
+def test_a_failed_typed_step_journals_the_reducers_frames_as_an_untyped_one(tmp_path: Path) -> None:
+    def make(typed: bool) -> aos.Manifest:
+        m = aos.Manifest("test/fail@1")
+
+        def order(ctx: Any, state: Any, event: Any) -> Any:
+            qty = event.value.qty if typed else event.value["qty"]
+            return {"qty": 10 // qty}
+
+        m.reducer("test/Order@1", key="order_id", events=["test/Placed@1"], code_id="fail-1",
+                  **({"state": Order, "event": Placed} if typed else {}))(order)
+        return m
+
+    tracebacks = []
+    for typed in (True, False):
+        with aos.World.open(tmp_path / str(typed), make(typed)) as w:
+            w.submit("test/Placed@1", {"order_id": "a", "qty": 0})
+            w.run()
+            (failure,) = w.failures()
+            assert failure.error == "ZeroDivisionError"
+            tracebacks.append(failure.traceback)
+    assert tracebacks[0] == tracebacks[1]
+    assert "typed.py" not in tracebacks[0] and "in test_a_failed_typed_step" in tracebacks[0]

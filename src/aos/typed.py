@@ -615,6 +615,7 @@ def typed_reducer(fn: Callable[[Any, Any, Any], Any], types_: ReducerTypes) -> C
             return fn(ctx, state, event)
 
     typed.__wrapped__ = fn  # type: ignore[attr-defined]
+    typed.__aos_typed__ = fn  # type: ignore[attr-defined]  # (a failed step's traceback starts at fn: aos.step)
     typed.__name__ = getattr(fn, "__name__", "reducer")
     typed.__qualname__ = getattr(fn, "__qualname__", typed.__name__)
     return typed
