@@ -508,6 +508,57 @@ def _fail(where: str, shape: Shape, value: Any, exc: BaseException | None = None
     return TypedValueError(f"{where}: {reason}", "", reason)
 
 
+def _set_fields(shape: Shape, source: str, target: str, pad: str, cls: str, fallback: str) -> str:
+    """Lines that build ``target`` from map ``source`` field by field, or through ``fallback`` (a plain dataclass)."""
+    assert shape.fast is not None
+    names = sorted(shape.fast)
+    sets = "".join(f"{pad}        _o.{n} = {source}[{n!r}]\n" for n in names)
+    return (f"{pad}if len({source}) == {len(names)}:  # every field there (else KeyError) and only those\n"
+            f"{pad}    try:\n{pad}        _o = _new({cls})\n{sets}{pad}        {target} = _o\n"
+            f"{pad}    except Exception:\n{pad}        {target} = {fallback}\n"
+            f"{pad}else:\n{pad}    {target} = {fallback}\n")
+
+
+def _write_wrapper(st: Shape | None, ev_loads: dict[str, Shape], namespace: dict[str, Any]) -> Any:
+    """The reducer's wrapper, written out for its types (the way dataclasses write ``__init__``).
+
+    It runs on every step of the reducer, so the common case — a plain dataclass (``Shape.fast``)
+    and a map of exactly its fields, which is what its dump writes — sets the fields of a new
+    instance inline, with no call per value; any other map goes through the type's ``load``
+    (``__init__``: defaults filled, a misfit explained).
+    """
+    lines = ["def typed(ctx, state, event):\n"]
+    if st is not None:
+        lines.append("    if state is not None:\n")
+        if st.fast is not None:
+            lines.append(_set_fields(st, "state", "state", "        ", "_ST", "_load_state(state)"))
+        else:
+            lines.append("        state = _load_state(state)\n")
+    if ev_loads:
+        lines.append("    schema = event.schema\n")
+        for i, (schema, shape) in enumerate(ev_loads.items()):
+            lines.append(f"    {'if' if i == 0 else 'elif'} schema == {schema!r}:\n")
+            if shape.fast is not None:
+                namespace[f"_E{i}"] = shape.record
+                lines.append("        value = event.value\n")
+                lines.append(_set_fields(shape, "value", "event.value", "        ", f"_E{i}",
+                                         f"_load_event(event, {schema!r})"))
+            else:
+                lines.append(f"        event.value = _load_event(event, {schema!r})\n")
+    lines.append("    new = _fn(ctx, state, event)\n")
+    if st is None:
+        lines.append("    return new\n")
+    else:
+        if st.fast is not None:
+            reads = ", ".join(f"{n!r}: new.{n}" for n in sorted(st.fast))
+            lines.append(f"    if type(new) is _ST:\n        return {{{reads}}}\n")
+        else:
+            lines.append("    if type(new) is _ST:\n        return _st_dump(new)\n")
+        lines.append("    return None if new is None else _returned(new)\n")
+    exec(compile("".join(lines), "<aos.typed reducer wrapper>", "exec"), namespace)  # noqa: S102
+    return namespace["typed"]
+
+
 def load(shape: Shape, value: Any, where: str) -> Any:
     """``value`` (plain) as the declared type; :class:`TypedValueError` naming the field that does not fit."""
     try:
@@ -543,76 +594,23 @@ def typed_reducer(fn: Callable[[Any, Any, Any], Any], types_: ReducerTypes) -> C
         raise TypedValueError(f"{returned_where}: expected {st_name} or a dict, got {type(new).__name__}", "",
                               "wrong type")
 
-    # One function for each combination, each as short as it can be: it runs on every step of the reducer.
-    if st is not None and st.fast is not None and ev_loads and all(e.fast is not None for e in ev_loads.values()):
-        # the common case: plain dataclasses, maps of exactly their fields (what dumps write)
-        st_count, st_fast_load, st_fast_dump = len(st.fast), st.fast_load, st.fast_dump
-        ev_fast: dict[str, tuple[int, Callable[[Any], Any], Callable[[Any], Any]]] = {
-            schema: (len(e.fast), e.fast_load, e.load) for schema, e in ev_loads.items()  # type: ignore[arg-type,misc]
-        }
+    def load_state(state: Any) -> Any:
+        try:
+            return st_load(state)
+        except Exception as exc:
+            raise stored(state, exc) from None
 
-        # A map with as many entries as the type has fields, every field among them (else the accessor's
-        # lookup raises), holds exactly the fields; anything else goes through the type's __init__.
-        def typed(ctx: Any, state: Any, event: Any) -> Any:
-            if state is not None:
-                try:
-                    state = st_fast_load(state) if len(state) == st_count else st_load(state)  # type: ignore[misc]
-                except Exception:
-                    try:
-                        state = st_load(state)
-                    except Exception as exc:
-                        raise stored(state, exc) from None
-            e = ev_fast.get(event.schema)
-            if e is not None:
-                value = event.value
-                try:
-                    event.value = e[1](value) if len(value) == e[0] else e[2](value)
-                except Exception:
-                    try:
-                        event.value = ev_loads[event.schema].load(value)
-                    except Exception as exc:
-                        raise delivered(event, ev_loads[event.schema], exc) from None
-            new = fn(ctx, state, event)
-            if type(new) is st_type:
-                return st_fast_dump(new)  # type: ignore[misc]
-            return None if new is None else returned(new)
-    elif st is not None and ev_loads:
-        def typed(ctx: Any, state: Any, event: Any) -> Any:
-            if state is not None:
-                try:
-                    state = st_load(state)
-                except Exception as exc:
-                    raise stored(state, exc) from None
-            shape = ev_loads.get(event.schema)
-            if shape is not None:
-                try:
-                    event.value = shape.load(event.value)
-                except Exception as exc:
-                    raise delivered(event, shape, exc) from None
-            new = fn(ctx, state, event)
-            if type(new) is st_type:
-                return st_dump(new)
-            return None if new is None else returned(new)
-    elif st is not None:
-        def typed(ctx: Any, state: Any, event: Any) -> Any:
-            if state is not None:
-                try:
-                    state = st_load(state)
-                except Exception as exc:
-                    raise stored(state, exc) from None
-            new = fn(ctx, state, event)
-            if type(new) is st_type:
-                return st_dump(new)
-            return None if new is None else returned(new)
-    else:
-        def typed(ctx: Any, state: Any, event: Any) -> Any:
-            shape = ev_loads.get(event.schema)
-            if shape is not None:
-                try:
-                    event.value = shape.load(event.value)
-                except Exception as exc:
-                    raise delivered(event, shape, exc) from None
-            return fn(ctx, state, event)
+    def load_event(event: Any, schema: str) -> Any:
+        shape = ev_loads[schema]
+        try:
+            return shape.load(event.value)
+        except Exception as exc:
+            raise delivered(event, shape, exc) from None
+
+    namespace: dict[str, Any] = {"_fn": fn, "_new": object.__new__, "_load_state": load_state,
+                                 "_load_event": load_event, "_returned": returned, "_st_dump": st_dump,
+                                 "_ST": st_type}
+    typed = _write_wrapper(st, ev_loads, namespace)
 
     typed.__wrapped__ = fn  # type: ignore[attr-defined]
     typed.__aos_typed__ = fn  # type: ignore[attr-defined]  # (a failed step's traceback starts at fn: aos.step)
