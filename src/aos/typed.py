@@ -31,7 +31,6 @@ from aos.errors import ManifestError, TypedValueError
 
 __all__ = ["Shape", "ReducerTypes", "shape_of", "is_record", "fields_of", "typed_reducer", "EventCheck"]
 
-_MISSING = object()
 _SCALARS: dict[Any, str] = {int: "int", float: "float", str: "str", bytes: "bytes", bool: "bool",
                             type(None): "None"}
 
@@ -83,9 +82,6 @@ def fields_of(value: Any) -> dict[str, Any] | None:
 
 
 # ------------------------------------------------------------------ shapes
-Check = Callable[[Any], "str | None"]  # why a plain value does not fit (None: it fits); a path goes with it
-
-
 class _Misfit(Exception):
     def __init__(self, reason: str, where: list[str]) -> None:
         self.reason = reason
@@ -559,14 +555,6 @@ def _write_wrapper(st: Shape | None, ev_loads: dict[str, Shape], namespace: dict
     return namespace["typed"]
 
 
-def load(shape: Shape, value: Any, where: str) -> Any:
-    """``value`` (plain) as the declared type; :class:`TypedValueError` naming the field that does not fit."""
-    try:
-        return shape.load(value)
-    except Exception as exc:
-        raise _fail(where, shape, value, exc) from None
-
-
 def typed_reducer(fn: Callable[[Any, Any, Any], Any], types_: ReducerTypes) -> Callable[[Any, Any, Any], Any]:
     """``fn`` handed its state and events as the declared types; its returned record stored as its fields."""
     name = types_.reducer
@@ -610,8 +598,7 @@ def typed_reducer(fn: Callable[[Any, Any, Any], Any], types_: ReducerTypes) -> C
     namespace: dict[str, Any] = {"_fn": fn, "_new": object.__new__, "_load_state": load_state,
                                  "_load_event": load_event, "_returned": returned, "_st_dump": st_dump,
                                  "_ST": st_type}
-    typed = _write_wrapper(st, ev_loads, namespace)
-
+    typed: Callable[[Any, Any, Any], Any] = _write_wrapper(st, ev_loads, namespace)
     typed.__wrapped__ = fn  # type: ignore[attr-defined]
     typed.__aos_typed__ = fn  # type: ignore[attr-defined]  # (a failed step's traceback starts at fn: aos.step)
     typed.__name__ = getattr(fn, "__name__", "reducer")
