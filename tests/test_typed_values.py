@@ -412,3 +412,31 @@ def test_a_failed_typed_step_journals_the_reducers_frames_as_an_untyped_one(tmp_
             tracebacks.append(failure.traceback)
     assert tracebacks[0] == tracebacks[1]
     assert "typed.py" not in tracebacks[0] and "in test_a_failed_typed_step" in tracebacks[0]
+
+
+@dataclass
+class Node:
+    name: str
+    children: list[Node] = field(default_factory=list)
+    parent: Node | None = None
+
+
+def test_a_record_that_contains_itself(tmp_path: Path) -> None:
+    m = aos.Manifest("test/tree@1")
+
+    @m.reducer("test/Tree@1", events=["test/Put@1"], state=Node, event=Node)
+    def tree(ctx: Any, state: Any, event: Any) -> Any:
+        assert isinstance(event.value.children[0], Node)
+        return Node("root", [*(state.children if state else []), event.value])
+
+    d = m.describe()["reducers"][0]["types"]["state"]
+    assert d["fields"][1] == ["children", ["list", {"ref": "Node"}], False]
+    with aos.World.open(tmp_path / "w", m) as w:
+        w.submit("test/Put@1", Node("a", [Node("b")]))
+        with pytest.raises(aos.TypedValueError, match=r"value\['children'\]\[0\]\['children'\]\[0\]\['name'\]: "
+                                                      "expected str, got int"):
+            w.submit("test/Put@1", {"name": "a", "children": [{"name": "b", "children": [{"name": 1}]}]})
+        w.run()
+        assert w.state("test/Tree@1")["children"][0]["children"][0]["name"] == "b"
+        h = w.snapshot_hash()
+    assert aos.replay(tmp_path / "w", m).verify() == h

@@ -324,7 +324,12 @@ def _record_fields(tp: type, where: str) -> list[tuple[str, Any, bool]]:
 
 def _record(tp: type, where: str, seen: dict[type, Shape]) -> Shape:
     if tp in seen:
-        return seen[tp]
+        known = seen[tp]
+        if "fields" in known.describe:  # described already: the same shape again
+            return known
+        # a record inside itself (through a list, a map or an Optional): a reference to the one being built
+        return Shape({"ref": tp.__qualname__}, lambda v: known.check(v), lambda v: known.load(v),
+                     lambda v: known.dump(v), False, tp)
     kind = record_kind(tp)
     shape = Shape({"type": tp.__qualname__, "kind": kind}, _any_check, _identity, _identity, False, tp)
     seen[tp] = shape  # a record that contains itself (through a list or an Optional) refers to this one
