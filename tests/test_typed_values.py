@@ -269,8 +269,11 @@ def test_declared_types_are_part_of_the_era(tmp_path: Path) -> None:
     with pytest.raises(aos.EraChangeError) as info:
         aos.World.open(tmp_path / "w", typed_manifest(order_type=Order2))
     assert [c.kind for c in info.value.changes] == ["reducer-other"]
-    assert "types" in info.value.changes[0].text
+    assert info.value.changes[0].text == "reducer test/Order@1: types: state field 'extra' added"
     assert typed_manifest().era != untyped_manifest().era
+    (change,) = [c for c in aos.changes(untyped_manifest().describe(), typed_manifest().describe())
+                 if c.kind == "reducer-other"]
+    assert change.text == "reducer test/Order@1: types: state none -> Order; event test/Placed@1 none -> Placed"
 
 
 def test_a_reducer_without_types_is_not_wrapped_and_keeps_its_era() -> None:

@@ -643,3 +643,44 @@ class EventCheck:
                                       f"({type(exc).__name__}: {exc}) (the event type of reducer {reducer})"[:2000],
                                       "", str(exc)) from None
         return value
+
+
+def _type_label(d: Any) -> str:
+    return _show(d) if d is not None else "none"
+
+
+def _field_diff(before: Any, after: Any) -> list[str]:
+    """What differs between two record descriptions, field by field."""
+    if not (isinstance(before, dict) and isinstance(after, dict) and "fields" in before and "fields" in after):
+        return [f"{_type_label(before)} -> {_type_label(after)}"]
+    out = []
+    if before.get("type") != after.get("type") or before.get("kind") != after.get("kind"):
+        out.append(f"{before.get('kind')} {before.get('type')} -> {after.get('kind')} {after.get('type')}")
+    a = {f[0]: f for f in before["fields"] if isinstance(f, list) and f}
+    b = {f[0]: f for f in after["fields"] if isinstance(f, list) and f}
+    out += [f"field {n!r} removed" for n in a if n not in b]
+    out += [f"field {n!r} added" for n in b if n not in a]
+    for n in a.keys() & b.keys():
+        if a[n] != b[n]:
+            (_n, t1, r1), (_m, t2, r2) = a[n][:3], b[n][:3]
+            if t1 != t2:
+                out.append(f"field {n!r} {_show(t1)} -> {_show(t2)}")
+            if r1 != r2:
+                out.append(f"field {n!r} {'now required' if r2 else 'now has a default'}")
+    if not out and [f[0] for f in before["fields"]] != [f[0] for f in after["fields"]]:
+        out.append("field order changed")
+    return out or ["changed"]
+
+
+def types_details(before: Any, after: Any) -> str:
+    """What differs between two reducers' ``"types"`` descriptions, for an era change's message."""
+    x = before if isinstance(before, dict) else {}
+    y = after if isinstance(after, dict) else {}
+    parts = []
+    if x.get("state") != y.get("state"):
+        parts.append("state " + ", ".join(_field_diff(x.get("state"), y.get("state"))))
+    ex, ey = x.get("events") or {}, y.get("events") or {}
+    for schema in sorted(set(ex) | set(ey)):
+        if ex.get(schema) != ey.get(schema):
+            parts.append(f"event {schema} " + ", ".join(_field_diff(ex.get(schema), ey.get(schema))))
+    return "; ".join(parts) or "changed"
