@@ -103,6 +103,7 @@ def pay(req: aos.EffectRequest) -> aos.Outcome:
 
 EVENTS: list[tuple[str, Any]] = [
     ("test/Placed@1", Placed("a", 2, [Line("x", 1)])),
+    ("test/Placed@1", {"order_id": "c", "qty": 1, "lines": [Line("z", 3)]}),  # a record inside a dict
     ("test/Placed@1", {"order_id": "b", "qty": 7}),
     ("test/Note@1", {"order_id": "a", "text": "hello"}),
     ("test/Placed@1", Placed("a", 3, note="ship")),

@@ -622,14 +622,7 @@ class EventCheck:
 
     def admit(self, value: Any, where: str) -> Any:
         """``value`` as plain values, checked against each declared type; :class:`TypedValueError` if it misfits."""
-        if type(value) is not dict:
-            for _r, shape in self.shapes:
-                if shape.record is not None and type(value) is shape.record:
-                    value = shape.dump(value)
-                    break
-            else:
-                if is_record(value):
-                    value = _dump_any(value)
+        value = plain_records(value)
         for reducer, shape in self.shapes:
             found = misfit(shape, value)
             if found is not None:
@@ -643,6 +636,29 @@ class EventCheck:
                                       f"({type(exc).__name__}: {exc}) (the event type of reducer {reducer})"[:2000],
                                       "", str(exc)) from None
         return value
+
+
+def plain_records(value: Any, depth: int = 0) -> Any:
+    """``value`` with every record inside it (in maps, lists, tuples) as the map of its fields; itself if none."""
+    if depth > 400:  # deeper than the value model goes: the encoding refuses it
+        return value
+    t = type(value)
+    if t is dict:
+        out = None
+        for k, v in value.items():
+            p = plain_records(v, depth + 1)
+            if p is not v and out is None:
+                out = dict(value)
+            if out is not None:
+                out[k] = p
+        return value if out is None else out
+    if t is list or t is tuple:
+        items = [plain_records(v, depth + 1) for v in value]
+        return value if all(a is b for a, b in zip(items, value)) else items
+    if t in _SCALARS:
+        return value
+    f = fields_of(value)
+    return value if f is None else plain_records(f, depth + 1)
 
 
 def _type_label(d: Any) -> str:
