@@ -654,7 +654,7 @@ def plain_records(value: Any, depth: int = 0) -> Any:
         return value if out is None else out
     if t is list or t is tuple:
         items = [plain_records(v, depth + 1) for v in value]
-        return value if all(a is b for a, b in zip(items, value)) else items
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
     if t in _SCALARS:
         return value
     f = fields_of(value)
