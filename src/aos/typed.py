@@ -41,7 +41,8 @@ def _lib_record_kind(tp: type) -> str | None:
     if msgspec is not None and isinstance(tp, type) and issubclass(tp, msgspec.Struct):
         return "msgspec"
     pydantic = sys.modules.get("pydantic")
-    if pydantic is not None and isinstance(tp, type) and issubclass(tp, pydantic.BaseModel):
+    if (pydantic is not None and isinstance(tp, type) and issubclass(tp, pydantic.BaseModel)
+            and hasattr(tp, "model_fields")):  # (pydantic 2: a pydantic 1 model is no record)
         return "pydantic"
     return None
 
