@@ -47,6 +47,7 @@ GOALS = {
     "shadow_vs_replay": (">=", 0.8),
     "rss_mb_1m_cells": ("<=", 200.0),
     "metrics_overhead": (">=", 0.97),
+    "typed_vs_dict": (">=", 0.8),
 }
 
 
@@ -313,6 +314,18 @@ class Report:
             steps_per_s_on=statistics.median(events / r[1] for r in rows),
             cpu_ratio=statistics.median(r[3] / r[4] for r in rows))  # less sensitive to a busy machine
 
+    def typed(self) -> None:
+        """The counter with a dataclass state and event, against the same counter on dicts (durability off)."""
+        events = 5_000 if self.quick else 20_000
+        rows = self.rounds_of(lambda: (timed(wl.TypedRun(events=events, durability="none", typed=True)),
+                                       timed(wl.TypedRun(events=events, durability="none", typed=False))),
+                              more=True)
+        self.figures["typed_vs_dict"] = figure(
+            [plain / typed for typed, plain in rows], "x throughput",
+            "the same counter on dicts (inline, durability off, 10,000 cells)",
+            typed_steps_per_s=statistics.median(events / t for t, _p in rows),
+            dict_steps_per_s=statistics.median(events / p for _t, p in rows))
+
     # -------------------------------------------------------------- output
     def table(self) -> str:
         lines = ["| figure | value | unit | min / median / max | baseline | goal |", "|---|---|---|---|---|---|"]
@@ -399,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
              ("overhead and contention", r.overhead_and_contention),
              ("head of line", r.head_of_line), ("replay", r.replay), ("shadow", r.shadow),
              ("memory", r.memory), ("fleet", r.fleet), ("fleet on Ray", r.fleet_ray),
-             ("journal", r.journal), ("metrics", r.metrics)]
+             ("journal", r.journal), ("metrics", r.metrics), ("typed values", r.typed)]
     if args.ft_python:
         steps.append(("free-threaded", lambda: r.free_threaded(args.ft_python)))
     for name, step in steps:

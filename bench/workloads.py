@@ -680,3 +680,47 @@ def metrics_overhead(events: int, http: bool, every: float = 0.1,
             wl.finish(w, tmp)
         scrapes += wl.scrapes
     return took[False], took[True], scrapes, cpu[False], cpu[True]
+
+
+# ------------------------------------------------------------ typed values
+@dataclass
+class TypedInc:
+    """The event of the typed counter (``typed_counter_manifest``)."""
+
+    id: str
+    by: int
+
+
+@dataclass
+class TypedCount:
+    """The state of the typed counter."""
+
+    n: int = 0
+
+
+def typed_counter_manifest() -> aos.Manifest:
+    """The counter of ``counter_manifest`` with a dataclass state and event (the same journal bytes but the era)."""
+    m = aos.Manifest("bench/counter@1")
+
+    @m.reducer("bench/Counter@1", key="id", events=["bench/Inc@1"], state=TypedCount, event=TypedInc)
+    def counter(ctx: Any, state: Any, event: Any) -> Any:
+        return TypedCount((state.n if state is not None else 0) + event.value.by)
+
+    return m
+
+
+@dataclass
+class TypedRun(KernelRun):
+    """``KernelRun`` with the counter typed (``typed=True``) or on dicts: ``typed_vs_dict``."""
+
+    typed: bool = True
+
+    def setup(self) -> tuple[aos.World, Path]:
+        tmp = Path(tempfile.mkdtemp(prefix="aos-bench-"))
+        m = typed_counter_manifest() if self.typed else counter_manifest()
+        w = aos.World.open(tmp / "w", m, durability=self.durability, workers=self.workers,
+                           snapshot_every=0, snapshot_on_close=False)
+        for schema, value in counter_events(self.events, self.cells):
+            w.submit(schema, value)
+        w.sync()
+        return w, tmp

@@ -101,7 +101,8 @@ def test_python_block_runs_on_its_own(where: str, code: str, tmp_path: Path, mon
     for old, new in SHRINK.items():
         code = code.replace(old, new)
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, where, "exec"), {"__name__": "docs_block"})  # noqa: S102 - the docs' own code
+    # (dont_inherit: a block runs as its own file would, without this module's `from __future__ import annotations`)
+    exec(compile(code, where, "exec", dont_inherit=True), {"__name__": "docs_block"})  # noqa: S102
     printed = capsys.readouterr().out
     for comment in re.findall(r"print\(.*\)\s+# ([{\[].*)$", code, re.M):
         if "..." not in comment:  # a printed value shown in full in a comment: it is what the line prints

@@ -65,12 +65,16 @@ class Admission:
         # a lane of a fleet of more than one lane keeps the routes of its own cells (aos.lane_world)
         self.lane = lane if lane is not None and lane.lanes > 1 else None
         self._lane_of: dict[Any, int] = {}
+        # schema -> declared event types (the manifest's dict, empty unless a reducer declares event=)
+        self._typed = manifest.event_checks
 
     def check(self, schema: Any, value: Any, origin: str = "submitted event") -> Admitted:
         """Validate and encode an event; raise a typed error naming what is wrong and where."""
         if type(schema) is not str and isinstance(schema, str):
             schema = str.__str__(schema)  # a str subclass: its plain text (never its own __str__ or __eq__)
         specs = self._specs(schema, origin)
+        if self._typed and schema in self._typed:  # (one test of an empty dict for worlds without typed events)
+            value = self._typed[schema].admit(value, f"{origin} {schema}")
         if specs is None:
             data = _fast_encode(value)
             if data is None:
@@ -109,6 +113,8 @@ class Admission:
         """
         chain = self.manifest.upcast_chains[schema]
         new_schema, _bytes, new_value = run_chain(chain, canonical.decode_trusted(data), f"{origin} {schema}")
+        if self._typed and new_schema in self._typed:
+            self._typed[new_schema].admit(new_value, f"{origin} {schema} upcast to {new_schema}")
         specs = self.manifest.routes.get(new_schema) or ()
         return Admitted(schema, data, self._routes(new_schema, new_value, specs, f"{origin} {schema} upcast to",
                                                    True))

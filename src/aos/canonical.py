@@ -18,7 +18,6 @@ The value model (docs/canonical.md):
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 from typing import Any
@@ -30,6 +29,7 @@ from aos._core.decoder import decode as _fast_decode
 from aos._core.encoder import encode as _fast_encode
 from aos._core.hashing import digest as _c_digest
 from aos.errors import NonCanonicalError, UnencodableValueError, brief, brief_path
+from aos.typed import fields_of
 
 __all__ = ["encode", "decode", "encode_trusted", "decode_trusted", "digest", "hash_value", "normalize",
            "HASH_SIZE", "INT64_MIN", "INT64_MAX", "int64_problem"]
@@ -157,9 +157,9 @@ def _plain(value: Any, depth: int) -> Any:
                 bad.where.append(i)
                 raise
         return items
-    if dataclasses.is_dataclass(value):
-        raise _Outside(f"type {t.__name__} is not in the value model (a dataclass: convert it with "
-                       "dataclasses.asdict())")
+    record = fields_of(value)  # a dataclass, msgspec Struct or pydantic model: the map of its fields by name
+    if record is not None:
+        return _plain(record, depth)
     raise _Outside(f"type {t.__name__} is not in the value model")
 
 

@@ -16,6 +16,8 @@ import difflib
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from aos.typed import types_details
+
 __all__ = ["Change", "changes", "check_shape", "KINDS"]
 
 # The kinds of change, in the order changes() lists them.
@@ -136,8 +138,11 @@ def _reducers(old: Any, new: Any, out: list[Change]) -> None:
         known = {"name", "key", "events", "code", "code_parts", "native", "priority"}
         for field in sorted((x.keys() | y.keys()) - known):
             if x.get(field) != y.get(field):
+                shown = (types_details(x.get(field), y.get(field)) if field == "types"  # typed values
+                         else f"{x.get(field)!r} -> {y.get(field)!r}")
                 out.append(Change("reducer-other", name, x.get(field), y.get(field),
-                                  f"reducer {name}: {field} {x.get(field)!r} -> {y.get(field)!r}"))
+                                  f"reducer {name}: {field}: {shown}" if field == "types"
+                                  else f"reducer {name}: {field} {shown}"))
     order_a = [n for n in a if n in b]
     order_b = [n for n in b if n in a]
     if order_a != order_b:

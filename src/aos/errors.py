@@ -18,6 +18,7 @@ __all__ = [
     "EraManifestMissingError", "ArgumentError", "FleetError", "LaneUnavailableError", "FleetClosedError",
     "OriginOrderError",
     "ExporterError",
+    "TypedValueError",
 ]
 
 
@@ -451,3 +452,17 @@ class EffectStateError(StorageError):
 
 
 __all__ += ["EffectPolicyError", "EffectTimeoutError", "InvalidTimerError", "DeadLetterError", "EffectStateError"]
+
+
+class TypedValueError(AdmissionError, TypeError):
+    """A value does not fit the type a reducer declares (``state=``, ``event=``): names the schema and field.
+
+    ``path`` is where inside the value (``"['lines'][2]['qty']"``, ``""`` for the
+    value itself) and ``reason`` what is wrong there (a missing field, an unknown
+    field, a value of the wrong type).
+    """
+
+    def __init__(self, message: str, path: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+        self.reason = reason

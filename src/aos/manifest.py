@@ -21,6 +21,7 @@ from aos import canonical
 from aos.changes import Change, changes, check_shape
 from aos.errors import EraChangeError, ManifestError, ManifestMismatchError, UnknownReducerError, brief
 from aos.identity import LEGACY_PREFIXES, CodeIdentity, code_identity, legacy_code_identity
+from aos.typed import EventCheck, ReducerTypes, typed_reducer
 from aos.upcast import Chain, Upcast, Upcaster, chain_label
 
 if TYPE_CHECKING:
@@ -65,6 +66,8 @@ class ReducerSpec:
     # old schema -> the upcasters that turn it into one of ``events``; filled by the manifest, empty for
     # most reducers (a step tests it once: docs/upgrades.md, "Upcasters")
     upcasts: dict[str, Chain] = field(default_factory=dict, compare=False, repr=False)
+    # the declared types (``state=``, ``event=``; docs/manifest.md, "Typed values"); None for most reducers
+    types: ReducerTypes | None = field(default=None, compare=False, repr=False)
 
     @property
     def keyed(self) -> bool:
@@ -83,6 +86,8 @@ class ReducerSpec:
         parts = None if legacy else self.identity.parts
         if parts is not None:
             d["code_parts"] = parts
+        if self.types is not None:  # (absent when none: the era of a reducer without types is unchanged)
+            d["types"] = self.types.describe()
         return d
 
 
@@ -166,6 +171,8 @@ class Manifest:
     upcasters: dict[str, Upcaster] = field(default_factory=dict)  # by old schema
     upcast_chains: dict[str, Chain] = field(default_factory=dict, repr=False)  # old schema -> to its chain's end
     routes: dict[str, tuple[ReducerSpec, ...]] = field(default_factory=dict, repr=False)
+    # schema -> the declared event types admission checks it against (kept as one dict object: aos.admission)
+    event_checks: dict[str, EventCheck] = field(default_factory=dict, repr=False)
     _era: bytes | None = field(default=None, repr=False)
     _legacy: bool = field(default=False, repr=False)  # describes itself with the code ids of old worlds
     _form_of: str | None = field(default=None, repr=False)  # the world that fixed the form above, once one did
@@ -175,7 +182,8 @@ class Manifest:
 
     # ----------------------------------------------------------- building
     def reducer(self, name: str, *, events: list[str] | tuple[str, ...], key: str | None = None,
-                code_id: str | None = None, priority: int = 1) -> Callable[[Reducer], Reducer]:
+                code_id: str | None = None, priority: int = 1, state: Any = None,
+                event: Any = None) -> Callable[[Reducer], Reducer]:
         """Register ``fn(ctx, state, event) -> new_state`` as reducer ``name``.
 
         ``key`` names the event field whose value selects the cell; without it
@@ -183,14 +191,21 @@ class Manifest:
         (e.g. to cover helper functions the reducer calls). ``priority`` is
         the cells' scheduling class: 0 is served first, then 1 (the default),
         2, 3; a ready cell that waited ``aging`` tickets is served regardless.
+        ``state`` and ``event`` declare typed values (a dataclass, msgspec
+        Struct or pydantic model; ``event`` may map schemas to types): the
+        reducer is handed them as those types, may return a ``state`` instance,
+        and submitted or emitted events are checked against them at admission
+        (docs/manifest.md, "Typed values").
         """
         evs = self._check_reducer(name, events, key, priority)
+        types = ReducerTypes.declare(name, evs, state, event)
 
         def register(fn: Reducer) -> Reducer:
             if not callable(fn):
                 raise ManifestError(f"reducer {name}: {fn!r} is not callable")
             ident = CodeIdentity(fn, _check_code_id(f"reducer {name}", code_id), f"reducer {name}")
-            self.reducers[name] = ReducerSpec(name, fn, key, evs, ident, None, priority)
+            call = fn if types is None else typed_reducer(fn, types)  # no wrapper without declared types
+            self.reducers[name] = ReducerSpec(name, call, key, evs, ident, None, priority, types=types)
             self._rebuild()
             return fn
 
@@ -219,7 +234,8 @@ class Manifest:
         return evs
 
     def native_reducer(self, name: str, *, events: list[str] | tuple[str, ...], fn: Any, code_id: str,
-                       key: str | None = None, user: Any = None, priority: int = 1) -> ReducerSpec:
+                       key: str | None = None, user: Any = None, priority: int = 1, state: Any = None,
+                       event: Any = None) -> ReducerSpec:
         """Register a native reducer (the C ABI of ``aos/_core/include/aos_native.h``).
 
         ``fn`` is a PyCapsule named ``"aos.reducer.v1"`` holding an
@@ -230,6 +246,9 @@ class Manifest:
         """
         from aos._core.native import NativeReducer
 
+        if state is not None or event is not None:
+            raise ManifestError(f"native reducer {name}: state= and event= declare typed values for Python "
+                                "reducers; a native reducer reads and writes canonical CBOR bytes itself")
         evs = self._check_reducer(name, events, key, priority)
         if not isinstance(code_id, str) or not code_id:
             raise ManifestError(f"native reducer {name}: code_id must name the code's version")
@@ -392,6 +411,10 @@ class Manifest:
         for old, chain in chains.items():
             for spec in self.routes.get(chain[-1].new, ()):
                 spec.upcasts[old] = chain
+        self.event_checks.clear()
+        for spec in self.reducers.values():
+            for schema, shape in (spec.types.events.items() if spec.types is not None else ()):
+                self.event_checks.setdefault(schema, EventCheck(schema)).shapes.append((spec.name, shape))
         self._era = None
 
     # ------------------------------------------------------------- lookups

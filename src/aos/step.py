@@ -137,7 +137,9 @@ def failure_traceback(exc: BaseException, code: CodeType | None) -> str:
 
 def _code_of(fn: Any) -> CodeType | None:
     """The code of reducer function ``fn`` (through a ``profile=True`` timing wrapper: the traceback is the same)."""
-    return getattr(unwrapped(fn), "__code__", None)
+    fn = unwrapped(fn)
+    # through the typed-values wrapper too (aos.typed): a traceback holds the reducer's frames, never aos's
+    return getattr(getattr(fn, "__aos_typed__", fn), "__code__", None)
 
 
 def _failed(ticket: Ticket, exc: BaseException, code: CodeType | None) -> StepResult:

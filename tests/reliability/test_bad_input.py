@@ -4,7 +4,7 @@ A seeded loop throws odd values — ints of every width (around ±2**63, ±2**64
 and far beyond), containers around the depth limit and large ones,
 subclasses of int, str, bytes, float, list and dict (with lying accessors,
 lengths and iteration), bools, keys that encode alike, and types outside the
-model (sets, tuples as keys, objects, dataclasses, NaN, -0.0, Decimal, ...) —
+model (sets, tuples as keys, objects, NaN, -0.0, Decimal, ...), and dataclasses (their field maps) —
 through every door:
 
 * ``World.submit`` (as the key field, as the value, as the schema);
