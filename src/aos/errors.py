@@ -16,7 +16,7 @@ __all__ = [
     "InvalidEffectError", "ReducerError", "UpgradeError", "UnknownProposalError", "NotApprovedError",
     "StaleProposalError", "LiveCellsError", "MigrationError", "PinnedEraError", "UpcastError",
     "EraManifestMissingError", "ArgumentError", "FleetError", "LaneUnavailableError", "FleetClosedError",
-    "OriginOrderError",
+    "OriginOrderError", "IdempotencyKeyError",
 ]
 
 
@@ -417,3 +417,8 @@ class FleetClosedError(FleetError, WorldClosedError):
 
 class OriginOrderError(AdmissionError):
     """A cross-lane message arrived out of order (a gap after the last one admitted from its source)."""
+
+
+class IdempotencyKeyError(AdmissionError, ArgumentError):
+    """An idempotency key is not a non-empty str of at most :data:`aos.idempotency.MAX_KEY_BYTES` UTF-8 bytes,
+    or was given where keys are not taken; nothing was admitted."""

@@ -46,6 +46,8 @@ from aos.errors import (
 )
 from aos.executor import InlineExecutor, ReferenceExecutor, RunResult, ThreadsExecutor
 from aos.files import fsync_dir, lock_world, write_atomic
+from aos.idempotency import DEFAULT_KEEP as DEFAULT_IDEMPOTENCY_KEEP
+from aos.idempotency import check_keep
 from aos.inspection import Inspection
 from aos.intake import Intake
 from aos.journal import (
@@ -235,7 +237,7 @@ class World:
              workers: int | None = None, worker_delay: Callable[[int], float] | None = None,
              max_queued: int = 1_000_000, offload: str | None = None, strict: bool = False,
              earlier: Sequence[Manifest] = (), reference: bool = False, lane: Lane | None = None,
-             profile: bool = False) -> "World":
+             profile: bool = False, idempotency_keep: int = DEFAULT_IDEMPOTENCY_KEEP) -> "World":
         """Create or open the world at ``path`` with ``manifest``.
 
         ``durability``: ``"group"`` (default), ``"always"``, ``"none"`` or a
@@ -297,6 +299,11 @@ class World:
         time (:mod:`aos.profiling`, docs/profiling.md). Without it a step pays
         nothing for this; with it, two clock reads per step. The journal is
         the same either way.
+
+        ``idempotency_keep``: how many keyed admissions (``submit(...,
+        idempotency_key=)``) the world remembers, newest first (default
+        100,000); a key older than that admits its event again. It may change
+        between opens (the index is rebuilt from the journal and snapshots).
         """
         if not isinstance(manifest, Manifest):
             raise TypeError(f"manifest must be an aos.Manifest, got {type(manifest).__name__}")
@@ -329,6 +336,7 @@ class World:
             raise ValueError(f"offload must be 'auto' or 'all', got {offload!r}")
         if type(max_queued) is not int or max_queued < 1:
             raise ValueError(f"max_queued must be an int >= 1, got {max_queued!r}")
+        check_keep(idempotency_keep)
         dur = Durability.of(durability)
         p = Path(path)
         if not (p / META).is_file():
@@ -382,7 +390,7 @@ class World:
             try:
                 by_era = _earlier_by_era(p, eras, manifest, earlier)
                 kernel, start = cls._recover(p, manifest, journal, meta["window"], signer, meta["aging"],
-                                             [e.era for e in eras], by_era, stored)
+                                             [e.era for e in eras], by_era, stored, idempotency_keep)
             except BaseException:
                 journal.abandon()
                 raise
@@ -426,11 +434,13 @@ class World:
     @staticmethod
     def _recover(p: Path, manifest: Manifest, journal: Journal, window: int, signer: ReceiptSigner, aging: int,
                  eras: list[bytes], earlier: dict[bytes, Manifest],
-                 lane: Lane | None = None) -> tuple[Kernel, Position | None]:
+                 lane: Lane | None = None,
+                 idempotency_keep: int = DEFAULT_IDEMPOTENCY_KEEP) -> tuple[Kernel, Position | None]:
         """Newest usable snapshot + replay of the journal after it."""
         reader = JournalReader(p / "journal", eras)
         start = None
         kernel = Kernel(manifest, journal, window=window, signer=signer, aging=aging, earlier=earlier, lane=lane)
+        kernel.submit_keys.keep = idempotency_keep
         snaps = list_snapshots(p / "snapshots")
         if snaps and snapshot_index(snaps[-1]) > journal.index:
             # A snapshot is written only at a durable journal position: the journal lost records.
@@ -447,6 +457,7 @@ class World:
         if snaps:
             kernel = Kernel(manifest, journal, window=window, signer=signer, aging=aging, earlier=earlier,
                             lane=lane)
+            kernel.submit_keys.keep = idempotency_keep
             start = load_snapshot(snaps[-1], kernel, manifest.era)
         journal.finish_open()  # the evidence is checked: what lies past it was never acknowledged
         sink = VerifyingSink(reader.batches(start), journal)
@@ -471,8 +482,17 @@ class World:
         return self._intake.on_runner(fn)
 
     # ------------------------------------------------------------- inputs
-    def submit(self, schema: str, value: Any, *, block: bool = True, timeout: float | None = None) -> int:
+    def submit(self, schema: str, value: Any, *, block: bool = True, timeout: float | None = None,
+               idempotency_key: str | None = None) -> int:
         """Admit an external event; returns its admission number.
+
+        ``idempotency_key`` (a non-empty str of at most 255 UTF-8 bytes, else
+        :class:`IdempotencyKeyError`): the event is admitted once per key,
+        across restarts — a submission with a key that admitted an event
+        already admits nothing and returns that first admission's number (its
+        value is not compared). The world remembers the keys of its last
+        ``idempotency_keep`` keyed admissions (:meth:`open`); a key older than
+        that admits its event again (docs/storage.md, "Idempotent submission").
 
         Raises UnknownSchemaError, MissingKeyFieldError, InvalidKeyError or
         UnencodableValueError, in which case nothing is journaled.
@@ -490,10 +510,11 @@ class World:
         replay holds it as long (docs/scheduling.md). The call returns once
         it is admitted.
         """
-        return self._intake.submit(schema, value, block, timeout, False)  # type: ignore[return-value]
+        return self._intake.submit(schema, value, block, timeout, False,  # type: ignore[return-value]
+                                   idempotency_key)
 
     def submit_async(self, schema: str, value: Any, *, block: bool = True,
-                     timeout: float | None = None) -> "Future[int]":
+                     timeout: float | None = None, idempotency_key: str | None = None) -> "Future[int]":
         """Submit an event; the returned future resolves with its admission number once it is durable.
 
         The event is checked at once (the same typed errors as :meth:`submit`,
@@ -508,8 +529,14 @@ class World:
         :meth:`sync`, a snapshot or :meth:`close`. If the world closes before
         that (an interrupted run), the future fails with
         :class:`WorldClosedError`. Its callbacks run on the thread that synced.
+
+        ``idempotency_key``: as for :meth:`submit`; a duplicate's future
+        resolves with the first admission's number once what the journal holds
+        now is durable. A client that did not get an acknowledgement (a crash)
+        submits again with the same key: the event is admitted once.
         """
-        return self._intake.submit(schema, value, block, timeout, True)  # type: ignore[return-value]
+        return self._intake.submit(schema, value, block, timeout, True,  # type: ignore[return-value]
+                                   idempotency_key)
 
     def receipt(self, intent_hash: bytes, status: str = "ok", payload: Any = None, cost: int = 0) -> Receipt:
         """A receipt signed with this world's secret, for an effect executed outside its adapters."""
