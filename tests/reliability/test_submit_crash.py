@@ -25,14 +25,13 @@ from typing import Any
 
 import pytest
 
+import aos
 from aos import canonical
 from aos.fsck import check_world
 from aos.records import EventAdmitted
 from reliability_support import Failures, journal_entries, record, scaled, workload_manifest
 from submit_child import event_of
 from test_crash import Child
-
-import aos
 
 CHILD = Path(__file__).with_name("submit_child.py")
 SHORT_TRIALS = 3
