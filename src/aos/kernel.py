@@ -84,7 +84,8 @@ class Kernel:
 
     def __init__(self, manifest: Manifest, sink: Sink, window: int = DEFAULT_WINDOW,
                  signer: ReceiptSigner | None = None, aging: int = DEFAULT_AGING,
-                 earlier: Mapping[bytes, Manifest] | None = None, lane: Lane | None = None) -> None:
+                 earlier: Mapping[bytes, Manifest] | None = None, lane: Lane | None = None,
+                 settled_keep: int | None = None) -> None:
         self.manifest = manifest
         # the lane of a fleet this world is (docs/fleet.md, "The lane world"); every record carries its id
         self.lane = Lane() if lane is None else lane
@@ -104,7 +105,7 @@ class Kernel:
         self.origins = Origins()  # the last message admitted from each source (World.accept)
         self.outbound = Outbound()  # the messages committed steps sent to other lanes
         self.grants = Grants()  # budget grants (World.grant)
-        self.outbox = Outbox()
+        self.outbox = Outbox(settled_keep)  # the last settled_keep settled intents (None: all; aos.outbox)
         self.submit_keys = SubmitKeys()  # idempotency keys of submitted events (aos.idempotency)
         self.next_seq = 0
         self.commits = 0
@@ -310,7 +311,11 @@ class Kernel:
             raise DuplicateReceiptError(f"intent {r.intent_hash.hex()} is already settled")
         effect = self.outbox.queued.get(r.intent_hash)
         if effect is None:
-            raise UnknownIntentError(f"no queued effect has intent hash {r.intent_hash.hex()}")
+            forgotten = self.outbox.forgotten
+            raise UnknownIntentError(
+                f"no queued effect has intent hash {r.intent_hash.hex()}" + (
+                    f" (or it was settled before the last {self.outbox.keep} settled intents this world "
+                    f"remembers, {forgotten} older ones forgotten: refused all the same)" if forgotten else ""))
         if not self.ledger.can_settle(effect.cap, effect.cost, r.cost):
             raise ReceiptOverBudgetError(
                 f"receipt for {effect.kind} intent {r.intent_hash.hex()} costs {r.cost}; {effect.cost} was "

@@ -64,7 +64,7 @@ from aos.kernel import DEFAULT_AGING, DEFAULT_WINDOW, Kernel
 from aos.lane import Lane
 from aos.lane_world import Message, check_source, lane_of_meta, scan_outbound
 from aos.manifest import Manifest, check_compatible
-from aos.outbox import QueuedEffect
+from aos.outbox import DEFAULT_SETTLED_KEEP, QueuedEffect, check_settled_keep, settled_keep_of
 from aos.profiling import ReducerClock
 from aos.receipt import SECRET_FILE, Receipt, ReceiptSigner, create_secret, load_secret
 from aos.records import SnapshotCreated, StepFailed
@@ -111,6 +111,7 @@ def load_meta(path: Path) -> dict[str, Any]:
         for name in ("window", "aging"):
             if type(meta[name]) is not int or not 1 <= meta[name] <= MAX_WINDOW:
                 raise ValueError(f"{name} must be an int from 1 to {MAX_WINDOW}, got {meta[name]!r}")
+        settled_keep_of(meta)
         if meta.get("watermark", True) is not True:
             raise ValueError(f"watermark must be true when present, got {meta['watermark']!r}")
         era_chain(meta)
@@ -237,7 +238,8 @@ class World:
              workers: int | None = None, worker_delay: Callable[[int], float] | None = None,
              max_queued: int = 1_000_000, offload: str | None = None, strict: bool = False,
              earlier: Sequence[Manifest] = (), reference: bool = False, lane: Lane | None = None,
-             profile: bool = False, idempotency_keep: int = DEFAULT_IDEMPOTENCY_KEEP) -> "World":
+             profile: bool = False, idempotency_keep: int = DEFAULT_IDEMPOTENCY_KEEP,
+             settled_keep: int | None = None) -> "World":
         """Create or open the world at ``path`` with ``manifest``.
 
         ``durability``: ``"group"`` (default), ``"always"``, ``"none"`` or a
@@ -304,6 +306,12 @@ class World:
         idempotency_key=)``) the world remembers, newest first (default
         100,000); a key older than that admits its event again. It may change
         between opens (the index is rebuilt from the journal and snapshots).
+
+        ``settled_keep``: how many settled effect intents the outbox remembers
+        to refuse a duplicate receipt or a re-intended effect (fixed when the
+        world is created, kept in ``world.cbor``; default 100,000; None opens
+        the world as it was created). A world created before this option
+        remembers every one (docs/effects.md, "Bounded outbox").
         """
         if not isinstance(manifest, Manifest):
             raise TypeError(f"manifest must be an aos.Manifest, got {type(manifest).__name__}")
@@ -337,6 +345,8 @@ class World:
         if type(max_queued) is not int or max_queued < 1:
             raise ValueError(f"max_queued must be an int >= 1, got {max_queued!r}")
         check_keep(idempotency_keep)
+        if settled_keep is not None:
+            check_settled_keep(settled_keep)
         dur = Durability.of(durability)
         p = Path(path)
         if not (p / META).is_file():
@@ -354,6 +364,7 @@ class World:
                     "aging": DEFAULT_AGING if aging is None else aging}
             if lane is not None:
                 meta["lane"] = lane.describe()
+            meta["settled_keep"] = DEFAULT_SETTLED_KEEP if settled_keep is None else settled_keep
             if type(meta["window"]) is not int or not 1 <= meta["window"] <= MAX_WINDOW:
                 raise ValueError(f"window must be an int from 1 to {MAX_WINDOW}, got {window!r}")
             if type(meta["aging"]) is not int or not 1 <= meta["aging"] <= MAX_WINDOW:
@@ -377,6 +388,8 @@ class World:
                 raise ManifestMismatchError(f"world {p} has window {meta['window']}, not {window}")
             if aging is not None and aging != meta["aging"]:
                 raise ManifestMismatchError(f"world {p} has aging {meta['aging']}, not {aging}")
+            if settled_keep is not None and settled_keep != settled_keep_of(meta):
+                raise ManifestMismatchError(f"world {p} has settled_keep {settled_keep_of(meta)}, not {settled_keep}")
             secret = load_secret(p)
             if secret is None:
                 raise StorageError(f"world {p}: {SECRET_FILE} is missing or unreadable (receipts cannot be "
@@ -390,7 +403,8 @@ class World:
             try:
                 by_era = _earlier_by_era(p, eras, manifest, earlier)
                 kernel, start = cls._recover(p, manifest, journal, meta["window"], signer, meta["aging"],
-                                             [e.era for e in eras], by_era, stored, idempotency_keep)
+                                             [e.era for e in eras], by_era, stored, idempotency_keep,
+                                             settled_keep_of(meta))
             except BaseException:
                 journal.abandon()
                 raise
@@ -435,11 +449,13 @@ class World:
     def _recover(p: Path, manifest: Manifest, journal: Journal, window: int, signer: ReceiptSigner, aging: int,
                  eras: list[bytes], earlier: dict[bytes, Manifest],
                  lane: Lane | None = None,
-                 idempotency_keep: int = DEFAULT_IDEMPOTENCY_KEEP) -> tuple[Kernel, Position | None]:
+                 idempotency_keep: int = DEFAULT_IDEMPOTENCY_KEEP,
+                 settled_keep: int | None = None) -> tuple[Kernel, Position | None]:
         """Newest usable snapshot + replay of the journal after it."""
         reader = JournalReader(p / "journal", eras)
         start = None
-        kernel = Kernel(manifest, journal, window=window, signer=signer, aging=aging, earlier=earlier, lane=lane)
+        kernel = Kernel(manifest, journal, window=window, signer=signer, aging=aging, earlier=earlier, lane=lane,
+                        settled_keep=settled_keep)
         kernel.submit_keys.keep = idempotency_keep
         snaps = list_snapshots(p / "snapshots")
         if snaps and snapshot_index(snaps[-1]) > journal.index:
@@ -456,7 +472,7 @@ class World:
                 f"snapshots/{newest.name}", journal.index, at, p)
         if snaps:
             kernel = Kernel(manifest, journal, window=window, signer=signer, aging=aging, earlier=earlier,
-                            lane=lane)
+                            lane=lane, settled_keep=settled_keep)
             kernel.submit_keys.keep = idempotency_keep
             start = load_snapshot(snaps[-1], kernel, manifest.era)
         journal.finish_open()  # the evidence is checked: what lies past it was never acknowledged
