@@ -497,6 +497,8 @@ def sample_records() -> list:
         EventAdmitted(seq=5, schema="counter.Add", value=encode({"key": "b", "n": 2}), visible_at=12),
         EventAdmitted(seq=6, schema="counter.Add", value=encode({"key": "c", "n": 1}), lane_id=2, visible_at=13,
                       origin=(4096, 7)),
+        EventAdmitted(seq=7, schema="counter.Add", value=encode({"key": "c", "n": 1}), visible_at=14,
+                      idempotency_key="order-7"),
         StepScheduled(event_id=1, reducer="counter", key="a", input=0),
         StepScheduled(event_id=2, reducer="bank", key=7, input=1),
         StepScheduled(event_id=3, reducer="blob", key=b"\x00\x01", input=1),
@@ -612,6 +614,7 @@ WRONG_TYPES = {
         "seq": ["0", -1, None, 1.0, True], "schema": [b"s", 1, None], "value": ["v", 1, None, [1]],
         "lane_id": [-1, "0", None, True, 0.0], "visible_at": [0, -1, "1", None, 1.0, True],
         "origin": [None, [1], [1, 2, 3], [-1, 2], [1, "2"], "1", 7, [1, 2.0]],
+        "idempotency_key": [None, b"k", 1, ["k"]],
     },
     "StepScheduled": {
         "event_id": [0, -1, "1", None, 1.0, True], "reducer": [b"r", 1, None],

@@ -50,11 +50,15 @@ def normalize_key(key: Any, where: str) -> Any:
 
 @dataclass(slots=True)
 class Admitted:
-    """A validated event: its canonical bytes and the cells it goes to, in route order."""
+    """A validated event: its canonical bytes and the cells it goes to, in route order.
+
+    ``idempotency_key``: the key it is submitted with (``World.submit``), journaled with it; None: none.
+    """
 
     schema: str
     value: bytes
     routes: tuple[Route, ...]
+    idempotency_key: str | None = None
 
 
 class Admission:

@@ -243,7 +243,7 @@ def _wire_field(name: str, value: Any) -> Any:
 def _record_line(entry: Any, rec: Any) -> str:
     """One journal record on one line: its fields in the record's own order (event_id first where it has one)."""
     fields = [f"{name}={_show(_wire_field(name, getattr(rec, name)))}" for name in rec.FIELDS
-              if name != "lane_id" and not (name == "origin" and rec.origin is None)]
+              if name != "lane_id" and not (name in ("origin", "idempotency_key") and getattr(rec, name) is None)]
     return f"#{entry.index:<7} {rec.KIND:<17} " + " ".join(fields)
 
 

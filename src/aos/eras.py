@@ -276,7 +276,8 @@ def transition(old: Kernel, manifest: Manifest, sink: Any, states: Mapping[tuple
     earlier[old.manifest.era] = old.manifest
     earlier.pop(manifest.era, None)
     kernel = Kernel(manifest, sink, window=old.window, signer=old.signer, aging=old.sequencer.aging,
-                    earlier=earlier, lane=old.lane)
+                    earlier=earlier, lane=old.lane, settled_keep=old.outbox.keep)
+    kernel.submit_keys.keep = old.submit_keys.keep
     used = {sh for _r, _k, sh in cells}
     doc["states"] = {sh: b for sh, b in body.items() if sh in used}
     doc["cells"] = cells

@@ -18,7 +18,7 @@ __all__ = [
     "EraManifestMissingError", "ArgumentError", "FleetError", "LaneUnavailableError", "FleetClosedError",
     "OriginOrderError",
     "ExporterError",
-    "TypedValueError",
+    "TypedValueError", "IdempotencyKeyError",
 ]
 
 
@@ -466,3 +466,8 @@ class TypedValueError(AdmissionError, TypeError):
         super().__init__(message)
         self.path = path
         self.reason = reason
+
+
+class IdempotencyKeyError(AdmissionError, ArgumentError):
+    """An idempotency key is not a non-empty str of at most :data:`aos.idempotency.MAX_KEY_BYTES` UTF-8 bytes,
+    or was given where keys are not taken; nothing was admitted."""

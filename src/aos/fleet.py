@@ -35,6 +35,7 @@ from aos.errors import (
     ArgumentError,
     FleetClosedError,
     FleetError,
+    IdempotencyKeyError,
     StorageError,
     WorldLockedError,
     WorldNotFoundError,
@@ -353,7 +354,7 @@ class Fleet:
         lanes = {self._lane.of(key) for _spec, key in adm.routes}
         return sorted(lanes) if lanes else [self.home]
 
-    def submit(self, schema: str, value: Any) -> None:
+    def submit(self, schema: str, value: Any, *, idempotency_key: str | None = None) -> None:
         """Admit an event in every lane holding one of its cells; durable there when this returns.
 
         Raises the typed admission errors of ``World.submit`` (nothing
@@ -361,7 +362,14 @@ class Fleet:
         :class:`LaneUnavailableError` when a lane cannot be reached — the
         event is then kept and sent again (admitted once) by the next call,
         or by the next open of the fleet if this process ends first.
+
+        ``idempotency_key`` is not taken (:class:`IdempotencyKeyError` for
+        any key): a fleet numbers its client's events itself (docs/fleet.md);
+        deduplicate retries before calling, or submit to a single world.
         """
+        if idempotency_key is not None:
+            raise IdempotencyKeyError(f"Fleet.submit of {schema!r}: a fleet takes no idempotency_key (it numbers "
+                                      "its client's events itself); nothing was sent")
         self._live()
         self._submit([self._admission.check(schema, value)])
 

@@ -40,6 +40,7 @@ from aos.journal import (
 )
 from aos.lane_world import lane_of_meta
 from aos.manifest import Manifest
+from aos.outbox import settled_keep_of
 from aos.receipt import SECRET_FILE
 from aos.records import (
     ERA_KINDS,
@@ -406,7 +407,7 @@ def _check_snapshot(report: FsckReport, path: Path, manifests: dict[bytes, Manif
 
         try:
             load_snapshot(path, Kernel(manifest, None, window=report.meta["window"],  # type: ignore[arg-type]
-                                       lane=lane_of_meta(report.meta),
+                                       lane=lane_of_meta(report.meta), settled_keep=settled_keep_of(report.meta),
                                        aging=report.meta["aging"], earlier=manifests), manifest.era)
         except PinnedEraError:
             pass  # cells pinned to an era whose manifest was not given: not damage, only not loaded in full
@@ -457,7 +458,7 @@ def _verify_eras(report: FsckReport, manifests: list[Manifest]) -> None:
             continue
         # (its sink is set below, once the replay's start is known)
         kernel = Kernel(m, None, window=report.meta["window"], aging=report.meta["aging"],  # type: ignore[arg-type]
-                        lane=lane_of_meta(report.meta),
+                        lane=lane_of_meta(report.meta), settled_keep=settled_keep_of(report.meta),
                         earlier={e: mm for e, mm in by_era.items() if e != m.era})
         start: Position | None = None
         try:
@@ -499,7 +500,7 @@ def _verify(report: FsckReport, manifest: Manifest) -> None:
         return
     sink = VerifyingSink(prefix_batches(report.path / "journal", report.era, w.keep))
     kernel = Kernel(manifest, sink, window=report.meta["window"], aging=report.meta["aging"],
-                    lane=lane_of_meta(report.meta))
+                    lane=lane_of_meta(report.meta), settled_keep=settled_keep_of(report.meta))
     try:
         replay_entries(kernel, sink)
     except AosError as exc:

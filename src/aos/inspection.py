@@ -181,7 +181,7 @@ class Inspection:
             "steps_by_path": getattr(ex, "steps_by_path", {}),  # inline executor: its C loop / the reference path
             "commit_latency_us": {"buckets": ex.latency.buckets(), "p50": ex.latency.quantile(0.5),
                                   "p99": ex.latency.quantile(0.99)},
-            "effects": {"outstanding": len(k.outbox.queued), "settled": len(k.outbox.settled),
+            "effects": {"outstanding": len(k.outbox.queued), "settled": k.outbox.settled_count,
                         "dispatched": d.dispatched, "receipts_refused": len(world.refused_receipts),
                         "receipts": dict(sorted(k.receipts_by_status.items())),
                         "attempts_failed": d.attempts_failed, "dead_lettered": d.dead_lettered},

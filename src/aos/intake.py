@@ -32,13 +32,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from aos.admission import Admitted
 from aos.errors import Backpressure, ReceiptError, ReentrantCallError, WorldClosedError
 from aos.executor import ThreadsExecutor
+from aos.idempotency import check_key
 from aos.receipt import Receipt
 
 if TYPE_CHECKING:
@@ -67,6 +68,8 @@ class Intake:
         self.room_waiters = 0  # submitters blocked on a full world
         # events other threads submitted while the world runs: (event, its caller's future, submit_async's ack)
         self.submitted: deque[tuple[Admitted, Future[int], Future[int] | None]] = deque()
+        # the idempotency keys of the events in ``submitted``: their callers' futures (a duplicate waits on it)
+        self.pending_keys: dict[str, Future[int]] = {}
         self.waiting = False  # the runner waits for a receipt or a call: a submitted event must wake it
         # submit_async's futures, in journal order: (journal index its record ends at, future, seq)
         self.unacked: deque[tuple[int, Future[int], int]] = deque()
@@ -124,19 +127,77 @@ class Intake:
 
     # ----------------------------------------------------------- submission
     def submit(self, schema: Any, value: Any, block: bool, timeout: float | None,
-               durable: bool) -> int | Future[int]:
-        """``World.submit`` (``durable=False``) and ``World.submit_async`` (``durable=True``)."""
+               durable: bool, idempotency_key: str | None = None) -> int | Future[int]:
+        """``World.submit`` (``durable=False``) and ``World.submit_async`` (``durable=True``).
+
+        With an ``idempotency_key`` that admitted an event already (the index
+        of keys, :mod:`aos.idempotency`) nothing is admitted: the first
+        admission's number is returned (for ``submit_async``, a future that
+        resolves with it once the journal up to now is durable). When the first
+        event with the key is still queued here for the running thread, a
+        duplicate waits for its admission (up to ``timeout``) and then answers so.
+        """
         world = self.world
         k = world._live()
+        if idempotency_key is not None:
+            idempotency_key = check_key(idempotency_key, f"submit of {schema!r}")
         adm = k.admission.check(schema, value)
+        adm.idempotency_key = idempotency_key
         if timeout is not None:
             timeout = wait_limit(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
-        ack: Future[int] | None = None
-        if durable:
-            ack = Future()
-            ack.set_running_or_notify_cancel()  # an admitted event cannot be withdrawn: cancel() says False
+        while True:
+            result = self._submit(adm, block, timeout, deadline, durable)
+            if not isinstance(result, _Queued):
+                return result
+            # the first event with this key waits for the running thread: its outcome decides
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                result.call.exception(left)
+            except FutureTimeout:
+                raise Backpressure(f"world {world.path} did not admit the first event with idempotency key "
+                                   f"{idempotency_key!r} within {timeout} s; this one was not admitted") from None
+            except CancelledError:
+                pass  # its caller gave up waiting: nothing was admitted, so this one may be
+            world._live()
+
+    def _duplicate(self, seq: int, durable: bool) -> int | Future[int]:
+        """The answer to a submission whose idempotency key admitted event ``seq`` (the caller holds ``cv``)."""
+        if not durable:
+            return seq
+        ack: Future[int] = Future()
+        ack.set_running_or_notify_cancel()
+        self.unacked.append((self.world._journal.index, ack, seq))  # durable with what is written now
+        self.acknowledge(self.world._journal.durable_index)
+        return ack
+
+    def _known(self, key: str | None) -> int | _Queued | None:
+        """What ``key`` already stands for: an admission number, an event queued for the runner, or nothing."""
+        if key is None:
+            return None
+        seq = self.world._kernel.submit_keys.get(key)
+        if seq is not None:
+            return seq
+        first = self.pending_keys.get(key)
+        if first is None:
+            return None
+        if self.runner is None or self.runner == threading.get_ident():
+            self.take_submitted()  # admit what waits (in order): this thread admits
+            return self.world._kernel.submit_keys.get(key)
+        return _Queued(first)
+
+    def _submit(self, adm: Admitted, block: bool, timeout: float | None, deadline: float | None,
+                durable: bool) -> int | Future[int] | _Queued:
+        world = self.world
+        key = adm.idempotency_key
         with self.cv:
+            known = self._known(key)
+            if known is not None:
+                return known if isinstance(known, _Queued) else self._duplicate(known, durable)
+            ack: Future[int] | None = None
+            if durable:
+                ack = Future()
+                ack.set_running_or_notify_cancel()  # an admitted event cannot be withdrawn: cancel() says False
             while self.full():
                 if not block:
                     raise Backpressure(f"world {world.path} has {self.queued()} inputs queued "
@@ -152,6 +213,10 @@ class Intake:
                     self.cv.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
                 finally:
                     self.room_waiters -= 1
+            if key is not None:  # another submission may have taken the key while this one waited for room
+                known = self._known(key)
+                if known is not None:
+                    return known if isinstance(known, _Queued) else self._duplicate(known, durable)
             if self.runner is None or self.runner == threading.get_ident():
                 seq = self._admit_submitted(adm, ack)
                 return seq if ack is None else ack
@@ -173,6 +238,8 @@ class Intake:
             # quiet point: steps in flight need not commit first (docs/scheduling.md).
             call: Future[int] = Future()
             self.submitted.append((adm, call, ack))
+            if key is not None:
+                self.pending_keys[key] = call
             if threads is not None:
                 threads.arrive()
             if self.waiting:
@@ -281,6 +348,8 @@ class Intake:
             try:
                 while self.submitted:
                     adm, call, ack = self.submitted.popleft()
+                    if adm.idempotency_key is not None:
+                        self.pending_keys.pop(adm.idempotency_key, None)
                     if not call.set_running_or_notify_cancel():
                         continue  # its caller gave up waiting (a submit's timeout)
                     try:
@@ -339,6 +408,15 @@ class Intake:
             _at, ack, seq = self.unacked.popleft()
             ack.set_exception(WorldClosedError(f"world {self.world.path} {why} before event {seq} was known "
                                                "to be durable; reopen it to see whether it is in the journal"))
+
+
+class _Queued:
+    """The first event with an idempotency key, queued for the running thread: its caller's future."""
+
+    __slots__ = ("call",)
+
+    def __init__(self, call: Future[int]) -> None:
+        self.call = call
 
 
 def _pass_failure(call: Future[Any], ack: Future[int]) -> None:

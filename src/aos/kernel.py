@@ -16,6 +16,7 @@ from aos.admission import Admission, Admitted
 from aos.capability import Ledger
 from aos.cells import CellTable
 from aos.errors import (
+    AosError,
     DuplicateReceiptError,
     InvariantViolation,
     NonCanonicalError,
@@ -28,12 +29,13 @@ from aos.errors import (
     UnencodableValueError,
     UnknownIntentError,
 )
+from aos.idempotency import SubmitKeys
 from aos.lane import Lane
 from aos.lane_world import Grants, Origins, Outbound
 from aos.manifest import RECEIPT_SCHEMA, Manifest
 from aos.outbox import Outbox, QueuedEffect
 from aos.receipt import Receipt, ReceiptSigner
-from aos.records import BudgetGranted, EventAdmitted, ReceiptAppended, Record, admitted_payload
+from aos.records import BudgetGranted, EventAdmitted, ReceiptAppended, Record, admitted_payload, decode_record
 from aos.step import StepResult, Ticket, compute, finish_native, prepare_native
 
 if TYPE_CHECKING:
@@ -82,7 +84,8 @@ class Kernel:
 
     def __init__(self, manifest: Manifest, sink: Sink, window: int = DEFAULT_WINDOW,
                  signer: ReceiptSigner | None = None, aging: int = DEFAULT_AGING,
-                 earlier: Mapping[bytes, Manifest] | None = None, lane: Lane | None = None) -> None:
+                 earlier: Mapping[bytes, Manifest] | None = None, lane: Lane | None = None,
+                 settled_keep: int | None = None) -> None:
         self.manifest = manifest
         # the lane of a fleet this world is (docs/fleet.md, "The lane world"); every record carries its id
         self.lane = Lane() if lane is None else lane
@@ -103,7 +106,8 @@ class Kernel:
         self.origins = Origins()  # the last message admitted from each source (World.accept)
         self.outbound = Outbound()  # the messages committed steps sent to other lanes
         self.grants = Grants()  # budget grants (World.grant)
-        self.outbox = Outbox()
+        self.outbox = Outbox(settled_keep)  # the last settled_keep settled intents (None: all; aos.outbox)
+        self.submit_keys = SubmitKeys()  # idempotency keys of submitted events (aos.idempotency)
         self.next_seq = 0
         self.commits = 0
         self.failures = 0
@@ -136,13 +140,17 @@ class Kernel:
         while tickets are in flight too, since the next ticket to assign is
         the first one after them (docs/scheduling.md, "Admissions while steps
         are in flight"). It is journaled with the event, so a replay holds
-        the event just as long.
+        the event just as long. So is its idempotency key, if it has one
+        (``adm.idempotency_key``), which the index of keys then maps to ``seq``.
         """
         seq = self.next_seq
         sequencer = self.sequencer
         if visible_at is None:
             visible_at = sequencer.next_ticket
-        self.sink.append_payload(admitted_payload(seq, adm.schema, adm.value, self.lane_id, visible_at, origin))
+        key = adm.idempotency_key
+        self.sink.append_payload(admitted_payload(seq, adm.schema, adm.value, self.lane_id, visible_at, origin, key))
+        if key is not None:
+            self.submit_keys.record(key, seq)
         self.next_seq = seq + 1
         self.inbox.put(seq, adm.schema, adm.value, len(adm.routes))
         cells, deliver_at = self.cells, sequencer.deliver_at
@@ -150,7 +158,8 @@ class Kernel:
             deliver_at(visible_at, cells.id_of(spec, key), seq, spec.priority)
         return seq
 
-    def admit_recorded(self, seq: int, schema: str, value: bytes, visible_at: int | None = None) -> None:
+    def admit_recorded(self, seq: int, schema: str, value: bytes, visible_at: int | None = None,
+                       idempotency_key: str | None = None) -> None:
         """Re-admit an external event read from the journal (replay).
 
         The sink then compares the re-made ``EventAdmitted`` with the journal's
@@ -162,7 +171,11 @@ class Kernel:
             raise ReplayDivergenceError(None, None, None, None, None,
                                         f"EventAdmitted has seq {seq}, replay expects {self.next_seq}")
         adm = self.admission.check_encoded(schema, value, origin=f"journaled event {seq}")
+        adm.idempotency_key = idempotency_key
         if visible_at is None:
+            if idempotency_key is not None:  # (a record from before visible_at cannot have a key)
+                raise ReplayDivergenceError(None, None, None, None, None,
+                                            f"EventAdmitted {seq} has an idempotency key but no visible_at")
             self.sink.append_payload(admitted_payload(seq, adm.schema, adm.value, self.lane_id))
             self.next_seq = seq + 1
             self.inbox.put(seq, adm.schema, adm.value, len(adm.routes))
@@ -191,9 +204,20 @@ class Kernel:
         """
         fields = event_admitted_fields(payload)
         if fields is None:
-            return False
+            return self._admit_keyed(payload)
         seq, schema, value, visible_at = fields
         self.admit_recorded(seq, schema, value, visible_at)
+        return True
+
+    def _admit_keyed(self, payload: bytes) -> bool:
+        """:meth:`admit_journaled` for an event submitted with an idempotency key (read in full, in Python)."""
+        try:
+            rec = decode_record(payload, "journaled EventAdmitted")
+        except AosError:
+            return False  # the caller decodes it again and says what is wrong
+        if type(rec) is not EventAdmitted or rec.idempotency_key is None or rec.origin is not None:
+            return False
+        self.admit_recorded(rec.seq, rec.schema, rec.value, rec.visible_at, rec.idempotency_key)
         return True
 
     # ----------------------------------------------------------- origins
@@ -291,7 +315,11 @@ class Kernel:
             raise DuplicateReceiptError(f"intent {r.intent_hash.hex()} is already settled")
         effect = self.outbox.queued.get(r.intent_hash)
         if effect is None:
-            raise UnknownIntentError(f"no queued effect has intent hash {r.intent_hash.hex()}")
+            forgotten = self.outbox.forgotten
+            raise UnknownIntentError(
+                f"no queued effect has intent hash {r.intent_hash.hex()}" + (
+                    f" (or it was settled before the last {self.outbox.keep} settled intents this world "
+                    f"remembers, {forgotten} older ones forgotten: refused all the same)" if forgotten else ""))
         if not self.ledger.can_settle(effect.cap, effect.cost, r.cost):
             raise ReceiptOverBudgetError(
                 f"receipt for {effect.kind} intent {r.intent_hash.hex()} costs {r.cost}; {effect.cost} was "

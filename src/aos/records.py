@@ -120,6 +120,11 @@ class EventAdmitted(Record):
     ``origin``: ``(source, n)`` for an event a lane world accepted as the
     ``n``-th message of ``source`` (another lane, or a fleet's client); None
     for any other event (docs/fleet.md, "The lane world").
+
+    ``idempotency_key``: the key it was submitted with
+    (``World.submit(..., idempotency_key=)``), None for an event submitted
+    without one (and in records written before the field existed); the
+    world's index of keys is rebuilt from these (:mod:`aos.idempotency`).
     """
 
     seq: int
@@ -128,6 +133,7 @@ class EventAdmitted(Record):
     lane_id: int = 0
     visible_at: int | None = None
     origin: tuple[int, int] | None = None
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from aos.journal import SEG_HEADER_SIZE, Entry, Journal, JournalReader, Position
 from aos.kernel import Kernel
 from aos.lane_world import lane_of_meta
 from aos.manifest import Manifest
+from aos.outbox import settled_keep_of
 from aos.records import (
     BudgetGranted,
     EventAdmitted,
@@ -372,7 +373,7 @@ class Replay:
         m = self._manifests[0]
         start = None
         boot = Kernel(m, None, window=self.meta["window"], aging=self.meta["aging"],  # type: ignore[arg-type]
-                      lane=lane_of_meta(self.meta))
+                      lane=lane_of_meta(self.meta), settled_keep=settled_keep_of(self.meta))
         if era_at > 0:
             snap = self.eras[era_at].snapshot
             if snap is None or not (self.path / "snapshots" / snap).is_file():

@@ -91,7 +91,7 @@ class Kind:
         return tuple(i for i, f in enumerate(self.fields) if f.optional)
 
 
-MAX_OPTIONAL = 2  # optional fields per kind (the C layouts hold one variant per subset of them)
+MAX_OPTIONAL = 3  # optional fields per kind (the C layouts hold one variant per subset of them)
 
 
 def _f(spec: str) -> tuple[Field, ...]:
@@ -112,7 +112,8 @@ INTENT = Part("Intent", _f("kind:text params:bytes cap:text? idempotency_key:tex
 
 #: Every record kind. Append new kinds at the end; a kind's index is its position here.
 KINDS: tuple[Kind, ...] = (
-    Kind("EventAdmitted", _f("seq:uint schema:text value:bytes lane_id:uint [visible_at:ticket] [origin:uints]")),
+    Kind("EventAdmitted", _f("seq:uint schema:text value:bytes lane_id:uint [visible_at:ticket] [origin:uints] "
+                              "[idempotency_key:text]")),
     Kind("StepScheduled", _f("event_id:ticket reducer:text key:key input:uint lane_id:uint")),
     Kind("StepCommitted", _f("event_id:ticket state_hash:hash? emits:emits effects:intents lane_id:uint")),
     Kind("StepFailed", _f("event_id:ticket reducer:text key:key error:text message:text traceback:text "

@@ -43,6 +43,7 @@ from aos.journal import JournalReader, Position
 from aos.kernel import Kernel
 from aos.lane_world import lane_of_meta
 from aos.manifest import Manifest
+from aos.outbox import settled_keep_of
 from aos.receipt import Receipt
 from aos.records import (
     EffectQueued,
@@ -367,7 +368,8 @@ def shadow_run(path: str | os.PathLike[str], manifest: Manifest, *, since: int |
     snap, requested = _choose_start(p, since, last)
     sink = _Collector()
     kernel = Kernel(manifest, sink, window=meta["window"], aging=meta["aging"],
-                    earlier={m.era: m for m in earlier if m.era != manifest.era}, lane=lane_of_meta(meta))
+                    earlier={m.era: m for m in earlier if m.era != manifest.era}, lane=lane_of_meta(meta),
+                    settled_keep=settled_keep_of(meta))
     start: Position | None = None
     if snap is not None:
         _check_loadable(snap, manifest, world_era)

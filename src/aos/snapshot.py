@@ -95,6 +95,8 @@ def snapshot_doc(kernel: Kernel, era: bytes, position: Position) -> tuple[dict[s
     if kernel.retired:  # cells of removed reducers, kept read-only (docs/upgrades.md)
         doc["retired"] = [[r, k, s] for (r, k), s in sorted(kernel.retired.items(),
                                                              key=lambda i: canonical.encode(list(i[0])))]
+    if kernel.submit_keys:  # idempotency keys of submitted events, oldest first (aos.idempotency)
+        doc["idempotency"] = kernel.submit_keys.export()
     return doc, snap_hash
 
 
@@ -273,3 +275,5 @@ def restore_doc(doc: dict[str, Any], kernel: Kernel, where: str) -> None:
         if type(reducer) is not str or type(state) is not bytes:
             raise SnapshotCorruptError(where, "malformed snapshot: retired has the wrong type")
         kernel.retired[(reducer, key)] = state
+    if "idempotency" in doc:
+        kernel.submit_keys.restore(doc["idempotency"])

@@ -49,6 +49,8 @@ from aos.errors import (
 )
 from aos.executor import InlineExecutor, ReferenceExecutor, RunResult, ThreadsExecutor
 from aos.files import fsync_dir, lock_world, write_atomic
+from aos.idempotency import DEFAULT_KEEP as DEFAULT_IDEMPOTENCY_KEEP
+from aos.idempotency import check_keep
 from aos.inspection import Inspection
 from aos.intake import Intake
 from aos.journal import (
@@ -65,7 +67,7 @@ from aos.kernel import DEFAULT_AGING, DEFAULT_WINDOW, Kernel
 from aos.lane import Lane
 from aos.lane_world import Message, check_source, lane_of_meta, scan_outbound
 from aos.manifest import Manifest, check_compatible
-from aos.outbox import QueuedEffect
+from aos.outbox import DEFAULT_SETTLED_KEEP, QueuedEffect, check_settled_keep, settled_keep_of
 from aos.profiling import ReducerClock
 from aos.receipt import SECRET_FILE, Receipt, ReceiptSigner, create_secret, load_secret
 from aos.records import SnapshotCreated, StepFailed
@@ -112,6 +114,7 @@ def load_meta(path: Path) -> dict[str, Any]:
         for name in ("window", "aging"):
             if type(meta[name]) is not int or not 1 <= meta[name] <= MAX_WINDOW:
                 raise ValueError(f"{name} must be an int from 1 to {MAX_WINDOW}, got {meta[name]!r}")
+        settled_keep_of(meta)
         if meta.get("watermark", True) is not True:
             raise ValueError(f"watermark must be true when present, got {meta['watermark']!r}")
         era_chain(meta)
@@ -238,7 +241,8 @@ class World:
              workers: int | None = None, worker_delay: Callable[[int], float] | None = None,
              max_queued: int = 1_000_000, offload: str | None = None, strict: bool = False,
              earlier: Sequence[Manifest] = (), reference: bool = False, lane: Lane | None = None,
-             profile: bool = False, effect_policies: Mapping[str, EffectPolicy] | None = None) -> "World":
+             profile: bool = False, effect_policies: Mapping[str, EffectPolicy] | None = None,
+             idempotency_keep: int = DEFAULT_IDEMPOTENCY_KEEP, settled_keep: int | None = None) -> "World":
         """Create or open the world at ``path`` with ``manifest``.
 
         ``durability``: ``"group"`` (default), ``"always"``, ``"none"`` or a
@@ -306,6 +310,17 @@ class World:
         :class:`aos.EffectPolicy` (timeout, retries with backoff and jitter,
         dead letter; docs/effects.md, "Effect policies"). Operational, not
         part of the era: the journal holds each intent's final receipt only.
+
+        ``idempotency_keep``: how many keyed admissions (``submit(...,
+        idempotency_key=)``) the world remembers, newest first (default
+        100,000); a key older than that admits its event again. It may change
+        between opens (the index is rebuilt from the journal and snapshots).
+
+        ``settled_keep``: how many settled effect intents the outbox remembers
+        to refuse a duplicate receipt or a re-intended effect (fixed when the
+        world is created, kept in ``world.cbor``; default 100,000; None opens
+        the world as it was created). A world created before this option
+        remembers every one (docs/effects.md, "Bounded outbox").
         """
         if not isinstance(manifest, Manifest):
             raise TypeError(f"manifest must be an aos.Manifest, got {type(manifest).__name__}")
@@ -339,6 +354,9 @@ class World:
         if type(max_queued) is not int or max_queued < 1:
             raise ValueError(f"max_queued must be an int >= 1, got {max_queued!r}")
         policies = resolve_policies(effect_policies, manifest.capabilities)
+        check_keep(idempotency_keep)
+        if settled_keep is not None:
+            check_settled_keep(settled_keep)
         dur = Durability.of(durability)
         p = Path(path)
         if not (p / META).is_file():
@@ -356,6 +374,7 @@ class World:
                     "aging": DEFAULT_AGING if aging is None else aging}
             if lane is not None:
                 meta["lane"] = lane.describe()
+            meta["settled_keep"] = DEFAULT_SETTLED_KEEP if settled_keep is None else settled_keep
             if type(meta["window"]) is not int or not 1 <= meta["window"] <= MAX_WINDOW:
                 raise ValueError(f"window must be an int from 1 to {MAX_WINDOW}, got {window!r}")
             if type(meta["aging"]) is not int or not 1 <= meta["aging"] <= MAX_WINDOW:
@@ -379,6 +398,8 @@ class World:
                 raise ManifestMismatchError(f"world {p} has window {meta['window']}, not {window}")
             if aging is not None and aging != meta["aging"]:
                 raise ManifestMismatchError(f"world {p} has aging {meta['aging']}, not {aging}")
+            if settled_keep is not None and settled_keep != settled_keep_of(meta):
+                raise ManifestMismatchError(f"world {p} has settled_keep {settled_keep_of(meta)}, not {settled_keep}")
             secret = load_secret(p)
             if secret is None:
                 raise StorageError(f"world {p}: {SECRET_FILE} is missing or unreadable (receipts cannot be "
@@ -393,7 +414,8 @@ class World:
             try:
                 by_era = _earlier_by_era(p, eras, manifest, earlier)
                 kernel, start = cls._recover(p, manifest, journal, meta["window"], signer, meta["aging"],
-                                             [e.era for e in eras], by_era, stored)
+                                             [e.era for e in eras], by_era, stored, idempotency_keep,
+                                             settled_keep_of(meta))
             except BaseException:
                 journal.abandon()
                 raise
@@ -438,11 +460,15 @@ class World:
     @staticmethod
     def _recover(p: Path, manifest: Manifest, journal: Journal, window: int, signer: ReceiptSigner, aging: int,
                  eras: list[bytes], earlier: dict[bytes, Manifest],
-                 lane: Lane | None = None) -> tuple[Kernel, Position | None]:
+                 lane: Lane | None = None,
+                 idempotency_keep: int = DEFAULT_IDEMPOTENCY_KEEP,
+                 settled_keep: int | None = None) -> tuple[Kernel, Position | None]:
         """Newest usable snapshot + replay of the journal after it."""
         reader = JournalReader(p / "journal", eras)
         start = None
-        kernel = Kernel(manifest, journal, window=window, signer=signer, aging=aging, earlier=earlier, lane=lane)
+        kernel = Kernel(manifest, journal, window=window, signer=signer, aging=aging, earlier=earlier, lane=lane,
+                        settled_keep=settled_keep)
+        kernel.submit_keys.keep = idempotency_keep
         snaps = list_snapshots(p / "snapshots")
         if snaps and snapshot_index(snaps[-1]) > journal.index:
             # A snapshot is written only at a durable journal position: the journal lost records.
@@ -458,7 +484,8 @@ class World:
                 f"snapshots/{newest.name}", journal.index, at, p)
         if snaps:
             kernel = Kernel(manifest, journal, window=window, signer=signer, aging=aging, earlier=earlier,
-                            lane=lane)
+                            lane=lane, settled_keep=settled_keep)
+            kernel.submit_keys.keep = idempotency_keep
             start = load_snapshot(snaps[-1], kernel, manifest.era)
         journal.finish_open()  # the evidence is checked: what lies past it was never acknowledged
         sink = VerifyingSink(reader.batches(start), journal)
@@ -483,8 +510,17 @@ class World:
         return self._intake.on_runner(fn)
 
     # ------------------------------------------------------------- inputs
-    def submit(self, schema: str, value: Any, *, block: bool = True, timeout: float | None = None) -> int:
+    def submit(self, schema: str, value: Any, *, block: bool = True, timeout: float | None = None,
+               idempotency_key: str | None = None) -> int:
         """Admit an external event; returns its admission number.
+
+        ``idempotency_key`` (a non-empty str of at most 255 UTF-8 bytes, else
+        :class:`IdempotencyKeyError`): the event is admitted once per key,
+        across restarts — a submission with a key that admitted an event
+        already admits nothing and returns that first admission's number (its
+        value is not compared). The world remembers the keys of its last
+        ``idempotency_keep`` keyed admissions (:meth:`open`); a key older than
+        that admits its event again (docs/storage.md, "Idempotent submission").
 
         Raises UnknownSchemaError, MissingKeyFieldError, InvalidKeyError or
         UnencodableValueError, in which case nothing is journaled.
@@ -502,10 +538,11 @@ class World:
         replay holds it as long (docs/scheduling.md). The call returns once
         it is admitted.
         """
-        return self._intake.submit(schema, value, block, timeout, False)  # type: ignore[return-value]
+        return self._intake.submit(schema, value, block, timeout, False,  # type: ignore[return-value]
+                                   idempotency_key)
 
     def submit_async(self, schema: str, value: Any, *, block: bool = True,
-                     timeout: float | None = None) -> "Future[int]":
+                     timeout: float | None = None, idempotency_key: str | None = None) -> "Future[int]":
         """Submit an event; the returned future resolves with its admission number once it is durable.
 
         The event is checked at once (the same typed errors as :meth:`submit`,
@@ -520,8 +557,14 @@ class World:
         :meth:`sync`, a snapshot or :meth:`close`. If the world closes before
         that (an interrupted run), the future fails with
         :class:`WorldClosedError`. Its callbacks run on the thread that synced.
+
+        ``idempotency_key``: as for :meth:`submit`; a duplicate's future
+        resolves with the first admission's number once what the journal holds
+        now is durable. A client that did not get an acknowledgement (a crash)
+        submits again with the same key: the event is admitted once.
         """
-        return self._intake.submit(schema, value, block, timeout, True)  # type: ignore[return-value]
+        return self._intake.submit(schema, value, block, timeout, True,  # type: ignore[return-value]
+                                   idempotency_key)
 
     def receipt(self, intent_hash: bytes, status: str = "ok", payload: Any = None, cost: int = 0) -> Receipt:
         """A receipt signed with this world's secret, for an effect executed outside its adapters."""

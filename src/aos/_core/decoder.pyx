@@ -291,11 +291,12 @@ cdef int N_VARIANTS[MAX_KINDS]
 cdef int N_KINDS = 0
 cdef list _KEEP = []  # the bytes the layouts point into
 cdef int K_ADMITTED
-cdef int A_SEQ, A_SCHEMA, A_VALUE, A_VISIBLE, A_ORIGIN  # EventAdmitted's fields that event_admitted_fields returns
+cdef int V_VISIBLE  # the variant of EventAdmitted's layouts with visible_at as its only optional field
+cdef int A_SEQ, A_SCHEMA, A_VALUE, A_VISIBLE, A_ORIGIN, A_KEY  # EventAdmitted's fields that event_admitted_fields returns
 
 
 def _load_schema():
-    global N_KINDS, K_ADMITTED, A_SEQ, A_SCHEMA, A_VALUE, A_VISIBLE, A_ORIGIN
+    global N_KINDS, K_ADMITTED, A_SEQ, A_SCHEMA, A_VALUE, A_VISIBLE, A_ORIGIN, A_KEY, V_VISIBLE
     from aos import schema
 
     N_KINDS = load_kinds(&LAYOUTS[0][0], N_VARIANTS, _KEEP)
@@ -304,6 +305,8 @@ def _load_schema():
     A_SEQ, A_SCHEMA, A_VALUE = names.index("seq"), names.index("schema"), names.index("value")
     A_VISIBLE = names.index("visible_at")
     A_ORIGIN = names.index("origin")
+    A_KEY = names.index("idempotency_key")
+    V_VISIBLE = 1 << schema.kind("EventAdmitted").optional.index(A_VISIBLE)
 
 
 _load_schema()
@@ -403,13 +406,14 @@ def event_admitted_fields(bytes payload):
     ``visible_at`` is None in a record written before the field existed. The
     caller re-makes the payload from these fields and compares, so this only
     has to find them; anything unexpected returns ``None`` (and the record is
-    then decoded in full). An event with an ``origin`` (a lane world's) is left to the full decode too.
+    then decoded in full). An event with an ``origin`` (a lane world's) is left to the full decode too, and so
+    is one with an ``idempotency_key`` (``World.submit(..., idempotency_key=)``).
     """
     cdef PyObject* vals[MAX_SLOTS]
-    if not read_values(K_ADMITTED, payload, vals):
-        return None
-    if vals[A_ORIGIN] != <PyObject*>None:
-        release(vals, LAYOUTS[K_ADMITTED][0].nfields)
+    # Only the layouts without origin and key qualify: the one with visible_at (every record written now),
+    # then the one without (records from before it); the others are not even read.
+    if not read_layout(&LAYOUTS[K_ADMITTED][V_VISIBLE], payload, vals) \
+            and not read_layout(&LAYOUTS[K_ADMITTED][0], payload, vals):
         return None
     out = (<object>vals[A_SEQ], <object>vals[A_SCHEMA], <object>vals[A_VALUE], <object>vals[A_VISIBLE])
     release(vals, LAYOUTS[K_ADMITTED][0].nfields)

@@ -5,6 +5,6 @@ cpdef object encode(object value)
 cpdef bytes step_scheduled(object event_id, object reducer, object key, object input, object lane_id=*)
 cpdef bytes step_committed(object event_id, object state_hash, tuple emits, tuple effects, object lane_id=*)
 cpdef bytes event_admitted(object seq, object schema, bytes value, object lane_id=*, object visible_at=*,
-                           object origin=*)
+                           object origin=*, object idempotency_key=*)
 cpdef object write_record(int kind, tuple values)
 cpdef object record_payload(object record)

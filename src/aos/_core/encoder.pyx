@@ -450,7 +450,8 @@ cdef int K_ADMITTED, K_SCHEDULED, K_COMMITTED
 
 # The step writers' arguments follow their kinds' declared fields; the import fails when they drift apart.
 _WRITER_FIELDS = {
-    "EventAdmitted": ("event_admitted", ("seq", "schema", "value", "lane_id", "visible_at", "origin")),
+    "EventAdmitted": ("event_admitted", ("seq", "schema", "value", "lane_id", "visible_at", "origin",
+                                         "idempotency_key")),
     "StepScheduled": ("step_scheduled", ("event_id", "reducer", "key", "input", "lane_id")),
     "StepCommitted": ("step_committed", ("event_id", "state_hash", "emits", "effects", "lane_id")),
 }
@@ -770,19 +771,20 @@ cpdef bytes step_committed(object event_id, object state_hash, tuple emits, tupl
 
 
 cpdef bytes event_admitted(object seq, object schema, bytes value, object lane_id=0, object visible_at=None,
-                           object origin=None):
+                           object origin=None, object idempotency_key=None):
     """The payload of ``EventAdmitted``; errors as :func:`step_scheduled`.
 
     ``visible_at`` None leaves the field out (records written before it existed); so does ``origin`` None
-    (an event no lane or fleet client numbered).
+    (an event no lane or fleet client numbered), and ``idempotency_key`` None (an event submitted without one).
     """
-    cdef PyObject* v[6]
+    cdef PyObject* v[7]
     v[0] = <PyObject*>seq
     v[1] = <PyObject*>schema
     v[2] = <PyObject*>value
     v[3] = <PyObject*>lane_id
     v[4] = <PyObject*>visible_at
     v[5] = <PyObject*>origin
+    v[6] = <PyObject*>idempotency_key
     return record_bytes(K_ADMITTED, v, True)
 
 

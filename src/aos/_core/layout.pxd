@@ -32,7 +32,7 @@ cdef enum FieldType:
 cdef enum:
     MAX_SLOTS = 23  # a map of up to 23 entries (kind included) has a one-byte head
     MAX_KINDS = 64
-    MAX_VARIANTS = 4  # one layout per subset of a kind's optional fields (aos.schema.MAX_OPTIONAL: 2)
+    MAX_VARIANTS = 8  # one layout per subset of a kind's optional fields (aos.schema.MAX_OPTIONAL: 3)
 
 
 cdef struct Piece:
