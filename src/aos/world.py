@@ -70,12 +70,15 @@ from aos.replay import VerifyingSink, replay_entries
 from aos.run_loop import MAX_STEPS, RunLoop
 from aos.snapshot import (
     SnapshotInfo,
+    capture,
     check_snapshot_file,
     list_snapshots,
     load_snapshot,
+    publish,
     snapshot_index,
     write_snapshot,
 )
+from aos.snapshot_writer import SnapshotWriter
 
 __all__ = ["World", "read_meta", "load_meta"]
 
@@ -223,6 +226,9 @@ class World:
         self._loop = RunLoop(self, self._intake)
         self._inspection = Inspection(self)
         self._clock: ReducerClock | None = None  # World.open(profile=True)
+        # snapshot_every's snapshots, written on a thread of their own (None: on the commit path)
+        self._snapshots: SnapshotWriter | None = (SnapshotWriter(path / "snapshots")
+                                                  if options.get("background_snapshots", True) else None)
 
     # ----------------------------------------------------------- opening
     @classmethod
@@ -235,7 +241,7 @@ class World:
              workers: int | None = None, worker_delay: Callable[[int], float] | None = None,
              max_queued: int = 1_000_000, offload: str | None = None, strict: bool = False,
              earlier: Sequence[Manifest] = (), reference: bool = False, lane: Lane | None = None,
-             profile: bool = False) -> "World":
+             profile: bool = False, background_snapshots: bool = True) -> "World":
         """Create or open the world at ``path`` with ``manifest``.
 
         ``durability``: ``"group"`` (default), ``"always"``, ``"none"`` or a
@@ -297,6 +303,13 @@ class World:
         time (:mod:`aos.profiling`, docs/profiling.md). Without it a step pays
         nothing for this; with it, two clock reads per step. The journal is
         the same either way.
+
+        ``background_snapshots`` (default True): the snapshots ``snapshot_every``
+        takes are encoded, written and fsync'd on a thread of their own — the
+        commit path pays only for a frozen copy of the cell table — and journaled
+        at a later quiet point; False writes them on the commit path. Snapshots
+        on request (:meth:`snapshot`), on close and at an upgrade are written at
+        once either way (docs/storage.md, "Snapshots").
         """
         if not isinstance(manifest, Manifest):
             raise TypeError(f"manifest must be an aos.Manifest, got {type(manifest).__name__}")
@@ -402,7 +415,7 @@ class World:
         options = {"reference": reference, "snapshot_every": snapshot_every, "keep_snapshots": keep_snapshots,
                    "snapshot_on_close": snapshot_on_close, "on_violation": on_violation,
                    "workers": workers, "worker_delay": worker_delay, "max_queued": max_queued,
-                   "offload": offload}
+                   "offload": offload, "background_snapshots": bool(background_snapshots)}
         world = cls(p, manifest, journal, kernel, lock_fd, dispatcher, options)
         world.eras = eras
         kernel.strict = bool(strict)  # after recovery: the journal's past failures are not raised again
@@ -757,6 +770,8 @@ class World:
         return self._on_runner(self._snapshot)  # type: ignore[no-any-return]
 
     def _snapshot(self) -> SnapshotInfo:
+        if self._snapshots is not None and self._snapshots.busy:
+            self._publish_snapshot()  # the one in flight first: snapshots are journaled in order
         k = self._kernel
         j = self._journal
         j.flush(sync=True, force=True)  # the snapshot's position is on disk before the snapshot (every mode)
@@ -766,6 +781,44 @@ class World:
         self.durable_event_id = k.last_event_id
         self._intake.acknowledge(j.index)
         self._snapshot_index = j.index
+        self._prune_snapshots()
+        return info
+
+    def _periodic_snapshot(self) -> None:
+        """The snapshot due every ``snapshot_every`` tickets (at a quiet point): taken and handed to the
+        background writer, or written here (``background_snapshots=False``). One is in flight at a time:
+        one due while the last is still being written is skipped."""
+        w = self._snapshots
+        if w is None:
+            self._snapshot()
+            return
+        if w.busy:
+            if not w.done:
+                w.skipped += 1
+                return
+            self._publish_snapshot()
+        j = self._journal
+        if j.index == self._snapshot_index:
+            return  # nothing journaled since the last snapshot
+        w.start(capture(self._kernel, self.manifest.era, j.position))
+
+    def _publish_snapshot(self) -> SnapshotInfo | None:
+        """At a quiet point: wait for the background snapshot in flight, rename it into place once the journal
+        is durable past its position, journal its ``SnapshotCreated`` and prune old ones (None: none in
+        flight)."""
+        w = self._snapshots
+        if w is None:
+            return None
+        written = w.take()
+        if written is None:
+            return None
+        j = self._journal
+        if j.durable_index < written.position.index:  # a snapshot never lies past the journal on disk
+            j.flush(sync=True, force=True)
+        info = publish(written)
+        k = self._kernel
+        j.append(SnapshotCreated(written.event_id, written.snapshot_hash, info.path.name, k.lane_id))
+        self._snapshot_index = written.position.index + 1  # close snapshots again if anything came after it
         self._prune_snapshots()
         return info
 
@@ -874,6 +927,11 @@ class World:
         if isinstance(self._executor, ThreadsExecutor):
             self._executor.close()
         try:
+            if self._snapshots is not None and self._snapshots.busy:
+                if clean:
+                    self._publish_snapshot()
+                else:
+                    self._snapshots.abandon()
             if clean and self.snapshot_on_close and self._journal.index != self._snapshot_index:
                 self._snapshot()
             self._journal.close()
