@@ -417,3 +417,17 @@ class FleetClosedError(FleetError, WorldClosedError):
 
 class OriginOrderError(AdmissionError):
     """A cross-lane message arrived out of order (a gap after the last one admitted from its source)."""
+
+
+class JournalCompactedError(AosError, ValueError):
+    """A point of a world's history lies before its compacted point: the records it needs were removed by
+    ``aos compact`` (docs/storage.md, "Compaction"). ``event_id`` is the point asked for, ``oldest`` the
+    oldest ticket whose state can still be re-made (the compaction base snapshot's)."""
+
+    def __init__(self, message: str, *, event_id: int, oldest: int) -> None:
+        self.event_id = event_id
+        self.oldest = oldest
+        super().__init__(message)
+
+
+__all__ += ["JournalCompactedError"]

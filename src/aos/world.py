@@ -825,6 +825,11 @@ class World:
     def _prune_snapshots(self) -> None:
         snaps = list_snapshots(self.path / "snapshots")
         boundaries = {e.snapshot for e in self.eras}  # era boundary snapshots stay (replay starts there)
+        from aos.retention import read_compaction
+
+        base = read_compaction(self.path)
+        if base is not None:  # and the compaction base (replay, fsck and time travel start there)
+            boundaries.add(base.snapshot)
         for old in snaps[:-self.keep_snapshots]:
             if old.name not in boundaries:
                 old.unlink(missing_ok=True)
