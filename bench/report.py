@@ -45,6 +45,7 @@ GOALS = {
     "replay_vs_run": (">=", 1.5),
     "shadow_vs_replay": (">=", 0.8),
     "rss_mb_1m_cells": ("<=", 200.0),
+    "snapshot_stall_ms_1m_cells": ("<=", 50.0),
 }
 
 
@@ -287,6 +288,16 @@ class Report:
         self.figures["journal_append_vs_raw"] = figure([raw / j for j, raw in rows], "x throughput",
                                                        "plain writes of the same bytes, same fsync groups")
 
+    def snapshot_stall(self) -> None:
+        cells, steps = (50_000, 40_000) if self.quick else (1_000_000, 300_000)
+        rows = self.rounds_of(lambda: wl.snapshot_stall_ms(cells, steps))
+        self.figures["snapshot_stall_ms_1m_cells"] = figure(
+            [bg for bg, _sync in rows], "ms", "longest gap between two commits while a snapshot is written "
+            "(background writer)", cells=cells, synchronous_ms=statistics.median(s for _bg, s in rows))
+        self.figures["snapshot_stall_ms_1m_cells_synchronous"] = figure(
+            [s for _bg, s in rows], "ms", "the same with background_snapshots=False (written on the commit path)",
+            cells=cells)
+
     # -------------------------------------------------------------- output
     def table(self) -> str:
         lines = ["| figure | value | unit | min / median / max | baseline | goal |", "|---|---|---|---|---|---|"]
@@ -373,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
              ("overhead and contention", r.overhead_and_contention),
              ("head of line", r.head_of_line), ("replay", r.replay), ("shadow", r.shadow),
              ("memory", r.memory), ("fleet", r.fleet), ("fleet on Ray", r.fleet_ray),
-             ("journal", r.journal)]
+             ("journal", r.journal), ("snapshot stall", r.snapshot_stall)]
     if args.ft_python:
         steps.append(("free-threaded", lambda: r.free_threaded(args.ft_python)))
     for name, step in steps:
