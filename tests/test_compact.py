@@ -17,7 +17,6 @@ from aos.fsck import check_world
 from aos.journal import JournalReader
 from aos.retention import COMPACTED, compact, read_compaction
 from aos.snapshot import list_snapshots
-
 from conftest import make_counter_manifest
 
 SEGMENT = 32 * 1024  # small segments, so that a compaction has whole segments to remove
@@ -119,6 +118,19 @@ class _Crash(Exception):
     pass
 
 
+def _crashing_unlink(real: Any, stop: int) -> Any:
+    """``Path.unlink`` that raises instead of removing the ``stop``-th file (counting from 0)."""
+    done = [0]
+
+    def unlink(self: Path, missing_ok: bool = False) -> None:
+        if done[0] == stop:
+            raise _Crash()
+        done[0] += 1
+        real(self, missing_ok=missing_ok)
+
+    return unlink
+
+
 def _steps_of_a_compaction(src: Path, tmp: Path) -> int:
     """How many files one compaction of a copy of ``src`` removes (each removal is a point it can stop at)."""
     q = tmp / "count"
@@ -145,16 +157,7 @@ def test_a_compaction_interrupted_at_each_step_still_opens(tmp_path: Path, monke
 
                 mp.setattr(retention, "write_atomic", no_marker)
             else:
-                real = Path.unlink
-                done = [0]
-
-                def unlink(self: Path, missing_ok: bool = False) -> None:
-                    if done[0] == stop:
-                        raise _Crash()
-                    done[0] += 1
-                    real(self, missing_ok=missing_ok)
-
-                mp.setattr(Path, "unlink", unlink)
+                mp.setattr(Path, "unlink", _crashing_unlink(Path.unlink, stop))
             try:
                 compact(p, keep=2)
             except _Crash:

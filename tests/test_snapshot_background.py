@@ -13,7 +13,6 @@ import aos.snapshot_writer as snapshot_writer
 from aos.journal import JournalReader
 from aos.records import SnapshotCreated
 from aos.snapshot import capture, list_snapshots, write_pending, write_snapshot
-
 from conftest import make_counter_manifest
 
 
@@ -111,6 +110,7 @@ def test_a_snapshot_never_published_is_not_used(tmp_path: Path, monkeypatch: pyt
     assert written.tmp.exists() and list_snapshots(tmp_path / "w" / "snapshots") == []
     w = aos.World.open(tmp_path / "w", m)
     assert w.snapshot_hash() == h
+    assert not written.tmp.exists()  # the leftover is removed when the world opens
     w.close()
     assert aos.replay(tmp_path / "w", m).verify() == h
 

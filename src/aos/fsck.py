@@ -528,7 +528,8 @@ def _verify(report: FsckReport, manifest: Manifest) -> None:
             from aos.snapshot import load_snapshot
 
             start = load_snapshot(report.path / "snapshots" / c.snapshot, kernel, manifest.era)
-        sink = VerifyingSink(_batches_from(report.path / "journal", report.eras or [report.era], start, w.keep))
+        eras = report.eras or ([report.era] if report.era is not None else [])
+        sink = VerifyingSink(_batches_from(report.path / "journal", eras, start, w.keep))
         kernel.sink = sink
         replay_entries(kernel, sink)
     except AosError as exc:
@@ -593,8 +594,9 @@ def check_world(path: str | os.PathLike[str], manifest: Manifest | None = None, 
         report.problems.append(Problem("compacted.cbor", None, str(exc)))
         c = None
     if c is not None:
-        report.notes.append(f"the journal was compacted: records before {c.index:,} removed ({_plural(c.segments, 'segment')}, "
-                            f"{c.bytes:,} bytes); checked from snapshots/{c.snapshot} (record {c.index:,}, "
+        report.notes.append(f"the journal was compacted: records before {c.index:,} removed "
+                            f"({_plural(c.segments, 'segment')}, {c.bytes:,} bytes); checked from "
+                            f"snapshots/{c.snapshot} (record {c.index:,}, "
                             f"event_id {c.event_id}) on")
         if not (p / "snapshots" / c.snapshot).is_file():
             report.problems.append(Problem(f"snapshots/{c.snapshot}", None, "is missing: it is the compaction base, "

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from aos import canonical
-from aos.errors import ArgumentError, JournalCompactedError, SnapshotCorruptError, StorageError
+from aos.errors import ArgumentError, CanonicalError, JournalCompactedError, SnapshotCorruptError, StorageError
 from aos.files import fsync_dir, lock_world, write_atomic
 from aos.journal import JournalReader, Position, segment_name
 from aos.snapshot import check_snapshot_file, list_snapshots, snapshot_index
@@ -88,7 +88,7 @@ def read_compaction(world: str | os.PathLike[str]) -> Compaction | None:
                 and type(c.event_id) is int and type(c.era) is bytes and len(c.era) == 32
                 and type(c.segments) is int and type(c.bytes) is int):
             raise ValueError("a field has the wrong type")
-    except (canonical.CanonicalError, KeyError, TypeError, ValueError) as exc:
+    except (CanonicalError, KeyError, TypeError, ValueError) as exc:
         raise StorageError(f"{path}: malformed compaction marker: {exc}") from None
     return c
 
@@ -99,7 +99,7 @@ def snapshot_head(path: Path) -> tuple[Position, int, bytes]:
     try:
         doc = canonical.decode(data, str(path))
         return Position.from_wire(doc["position"]), doc["event_id"], doc["era"]
-    except (canonical.CanonicalError, KeyError, TypeError, ValueError) as exc:
+    except (CanonicalError, KeyError, TypeError, ValueError) as exc:
         raise SnapshotCorruptError(str(path), f"malformed snapshot: {exc}") from None
 
 

@@ -444,6 +444,9 @@ class World:
         reader = JournalReader(p / "journal", eras)
         start = None
         kernel = Kernel(manifest, journal, window=window, signer=signer, aging=aging, earlier=earlier, lane=lane)
+        if (p / "snapshots").is_dir():  # a snapshot a crash left half-written (never loaded): removed
+            for tmp in (p / "snapshots").glob("*.snap.tmp"):
+                tmp.unlink(missing_ok=True)
         snaps = list_snapshots(p / "snapshots")
         if snaps and snapshot_index(snaps[-1]) > journal.index:
             # A snapshot is written only at a durable journal position: the journal lost records.
