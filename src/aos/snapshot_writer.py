@@ -5,9 +5,11 @@ At a quiet point the world takes a :class:`~aos.snapshot.PendingSnapshot`
 memcpys) and hands it here. A thread encodes the cells in C with the GIL
 released, writes the file under a temporary name and fsyncs it; the world
 publishes it at a later quiet point — once the journal is durable past the
-snapshot's position it renames the file into place and journals its
-``SnapshotCreated`` — so a snapshot never lies past the journal on disk and
-a half-written one is never used (docs/storage.md, "Snapshots").
+snapshot's position it renames the file into place — so a snapshot never
+lies past the journal on disk and a half-written one is never used. No
+``SnapshotCreated`` is journaled for a background snapshot: when the writer
+finishes depends on timing, and the journal must not (docs/storage.md,
+"Snapshots off the commit path").
 
 One snapshot is in flight at a time: a snapshot that falls due while one is
 being written is skipped (the next due one is taken). An error on the thread

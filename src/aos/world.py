@@ -807,8 +807,14 @@ class World:
 
     def _publish_snapshot(self) -> SnapshotInfo | None:
         """At a quiet point: wait for the background snapshot in flight, rename it into place once the journal
-        is durable past its position, journal its ``SnapshotCreated`` and prune old ones (None: none in
-        flight)."""
+        is durable past its position and prune old ones (None: none in flight).
+
+        No ``SnapshotCreated`` is journaled for it: when the writer finishes
+        depends on timing, and the journal must not (the same bytes for every
+        worker count and every run). The file is self-describing — position,
+        last ticket, snapshot hash, content hash in its name — and checked in
+        full where it is loaded (docs/storage.md, "Snapshots off the commit path").
+        """
         w = self._snapshots
         if w is None:
             return None
@@ -819,9 +825,7 @@ class World:
         if j.durable_index < written.position.index:  # a snapshot never lies past the journal on disk
             j.flush(sync=True, force=True)
         info = publish(written)
-        k = self._kernel
-        j.append(SnapshotCreated(written.event_id, written.snapshot_hash, info.path.name, k.lane_id))
-        self._snapshot_index = written.position.index + 1  # close snapshots again if anything came after it
+        # (``_snapshot_index`` stays: whether close snapshots must not depend on when the writer finished)
         self._prune_snapshots()
         return info
 
