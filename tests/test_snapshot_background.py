@@ -10,6 +10,7 @@ import pytest
 
 import aos
 import aos.snapshot_writer as snapshot_writer
+from aos import canonical
 from aos.journal import JournalReader
 from aos.records import SnapshotCreated
 from aos.snapshot import capture, list_snapshots, write_pending, write_snapshot
@@ -62,15 +63,15 @@ def _blocking_writer(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, 
 def test_commits_go_on_while_a_snapshot_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     m = make_counter_manifest()
     started, release = _blocking_writer(monkeypatch)
-    w = aos.World.open(tmp_path / "w", m, workers=0, snapshot_every=100)
+    w = aos.World.open(tmp_path / "w", m, workers=0, snapshot_every=500)
     try:
-        _fill(w, 400)  # the snapshot due at ticket 100 is still being written: the run returned all the same
+        _fill(w, 400)  # the snapshot due at ticket 500 is still being written: the run returned all the same
         assert started.is_set() and w._snapshots is not None and w._snapshots.busy
-        assert w.last_event_id >= 400
+        assert w.last_event_id == 800  # (each event makes two steps: its counter and the total)
         assert list_snapshots(tmp_path / "w" / "snapshots") == []  # nothing published yet
-        assert w._snapshots.skipped >= 1  # the ones due meanwhile were skipped
-        release.set()
-        _fill(w, 200, 400)
+        threading.Timer(0.3, release.set).start()
+        _fill(w, 200, 400)  # the snapshot due at ticket 1000 waits for the one in flight
+        assert w._snapshots.waits == 1 and list_snapshots(tmp_path / "w" / "snapshots")
         h, last = w.snapshot_hash(), w.last_event_id
     finally:
         release.set()
@@ -78,6 +79,8 @@ def test_commits_go_on_while_a_snapshot_is_written(tmp_path: Path, monkeypatch: 
     # published once written; announced by no record (when it finished is timing, which the journal must not
     # show): the only SnapshotCreated is close's
     assert [r.event_id for _i, r in _snapshot_records(tmp_path / "w")] == [last]
+    assert [canonical.decode(p.read_bytes())["event_id"] for p in list_snapshots(tmp_path / "w" / "snapshots")] == [
+        500, 1000, last]  # every due ticket has its snapshot
     assert aos.replay(tmp_path / "w", m).verify() == h
     w = aos.World.open(tmp_path / "w", m)
     assert w.snapshot_hash() == h
@@ -87,7 +90,7 @@ def test_commits_go_on_while_a_snapshot_is_written(tmp_path: Path, monkeypatch: 
 def test_close_waits_for_the_snapshot_in_flight(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     m = make_counter_manifest()
     started, release = _blocking_writer(monkeypatch)
-    w = aos.World.open(tmp_path / "w", m, workers=0, snapshot_every=100, snapshot_on_close=False)
+    w = aos.World.open(tmp_path / "w", m, workers=0, snapshot_every=200, snapshot_on_close=False)
     _fill(w, 150)
     assert started.is_set()
     threading.Timer(0.3, release.set).start()
@@ -133,19 +136,20 @@ def test_background_and_synchronous_worlds_hold_the_same_state(tmp_path: Path) -
 
 
 def test_the_journal_does_not_depend_on_the_writer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A slow writer (every due snapshot but the first skipped) and a fast one write the same journal bytes."""
+    """A slow writer (due snapshots wait for it) and a fast one write the same journal and snapshot files."""
     m = make_counter_manifest()
-    journals = []
+    journals, files = [], []
     for slow in (False, True):
         with monkeypatch.context() as mp:
             if slow:
                 _started, release = _blocking_writer(mp)
+                threading.Timer(0.3, release.set).start()
             w = aos.World.open(tmp_path / f"w{slow}", m, workers=0, snapshot_every=50)
             for r in range(5):
                 _fill(w, 120, r * 120)
             if slow:
-                assert w._snapshots is not None and w._snapshots.skipped > 0
-                threading.Timer(0.2, release.set).start()
+                assert w._snapshots is not None and w._snapshots.waits > 0
             w.close()
         journals.append(b"".join(p.read_bytes() for p in JournalReader(tmp_path / f"w{slow}" / "journal").segments()))
-    assert journals[0] == journals[1]
+        files.append(sorted(p.name for p in list_snapshots(tmp_path / f"w{slow}" / "snapshots")))
+    assert journals[0] == journals[1] and files[0] == files[1]

@@ -199,6 +199,13 @@ def info(world: str) -> None:
     grid.add_row("records", f"{sum(kinds.values())} in {len(reader.segments())} segment(s)"
                  + (f", torn tail at {reader.torn_at[0]}:{reader.torn_at[1]}" if reader.torn_at else ""))
     grid.add_row("last event_id", str(last_event))
+    from aos.retention import read_compaction
+
+    compacted = read_compaction(p)
+    if compacted is not None:
+        grid.add_row("compacted", f"records before {compacted.index:,} removed ({_n(compacted.segments, 'segment')}, "
+                                  f"{compacted.bytes:,} bytes); the journal is read from snapshots/"
+                                  f"{compacted.snapshot} (event_id {compacted.event_id}) on")
     if snaps:
         doc = canonical.decode(snaps[-1].read_bytes(), str(snaps[-1]))
         grid.add_row("snapshot", f"{snaps[-1].name}: event_id {doc['event_id']}, {len(doc['cells'])} cells, "

@@ -12,7 +12,9 @@ finishes depends on timing, and the journal must not (docs/storage.md,
 "Snapshots off the commit path").
 
 One snapshot is in flight at a time: a snapshot that falls due while one is
-being written is skipped (the next due one is taken). An error on the thread
+being written waits for it (counted in ``waits``), so every due ticket gets
+its snapshot whatever the timing — the same files as the synchronous
+writer's. An error on the thread
 is kept and raised by the world's next call that publishes or waits.
 """
 
@@ -34,7 +36,7 @@ class SnapshotWriter:
         self._thread: threading.Thread | None = None
         self._written: WrittenSnapshot | None = None
         self._error: BaseException | None = None
-        self.skipped = 0  # due snapshots skipped because one was in flight
+        self.waits = 0  # due snapshots that waited for the one in flight
 
     @property
     def busy(self) -> bool:

@@ -789,16 +789,16 @@ class World:
 
     def _periodic_snapshot(self) -> None:
         """The snapshot due every ``snapshot_every`` tickets (at a quiet point): taken and handed to the
-        background writer, or written here (``background_snapshots=False``). One is in flight at a time:
-        one due while the last is still being written is skipped."""
+        background writer, or written here (``background_snapshots=False``). One is in flight at a time: one
+        due while the last is still being written waits for it (so every due ticket has its snapshot, whatever
+        the timing)."""
         w = self._snapshots
         if w is None:
             self._snapshot()
             return
         if w.busy:
             if not w.done:
-                w.skipped += 1
-                return
+                w.waits += 1
             self._publish_snapshot()
         j = self._journal
         if j.index == self._snapshot_index:
