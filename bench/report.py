@@ -48,6 +48,7 @@ GOALS = {
     "rss_mb_1m_cells": ("<=", 200.0),
     "metrics_overhead": (">=", 0.97),
     "typed_vs_dict": (">=", 0.8),
+    "snapshot_stall_ms_1m_cells": ("<=", 50.0),
 }
 
 
@@ -326,6 +327,16 @@ class Report:
             typed_steps_per_s=statistics.median(events / t for t, _p in rows),
             dict_steps_per_s=statistics.median(events / p for _t, p in rows))
 
+    def snapshot_stall(self) -> None:
+        cells, steps = (50_000, 40_000) if self.quick else (1_000_000, 300_000)
+        rows = self.rounds_of(lambda: wl.snapshot_stall_ms(cells, steps))
+        self.figures["snapshot_stall_ms_1m_cells"] = figure(
+            [bg for bg, _sync in rows], "ms", "longest gap between two commits while a snapshot is written "
+            "(background writer)", cells=cells, synchronous_ms=statistics.median(s for _bg, s in rows))
+        self.figures["snapshot_stall_ms_1m_cells_synchronous"] = figure(
+            [s for _bg, s in rows], "ms", "the same with background_snapshots=False (written on the commit path)",
+            cells=cells)
+
     # -------------------------------------------------------------- output
     def table(self) -> str:
         lines = ["| figure | value | unit | min / median / max | baseline | goal |", "|---|---|---|---|---|---|"]
@@ -412,7 +423,8 @@ def main(argv: list[str] | None = None) -> int:
              ("overhead and contention", r.overhead_and_contention),
              ("head of line", r.head_of_line), ("replay", r.replay), ("shadow", r.shadow),
              ("memory", r.memory), ("fleet", r.fleet), ("fleet on Ray", r.fleet_ray),
-             ("journal", r.journal), ("metrics", r.metrics), ("typed values", r.typed)]
+             ("journal", r.journal), ("metrics", r.metrics), ("typed values", r.typed),
+             ("snapshot stall", r.snapshot_stall)]
     if args.ft_python:
         steps.append(("free-threaded", lambda: r.free_threaded(args.ft_python)))
     for name, step in steps:

@@ -724,3 +724,80 @@ class TypedRun(KernelRun):
             w.submit(schema, value)
         w.sync()
         return w, tmp
+
+
+# ---------------------------------------------------------------- snapshots off the commit path
+_STEP_TIMES: list[float] = []  # when each step of SnapshotStall's measured run ran (outside any state)
+STALL_CHAINS = 64  # events in flight in SnapshotStall's measured run: each step emits the next of its chain
+
+
+def stall_manifest(cells: int) -> aos.Manifest:
+    m = aos.Manifest("bench/stall@1")
+
+    @m.reducer("bench/Cell@1", key="id", events=["bench/Set@1"])
+    def cell(ctx: Any, state: Any, event: Any) -> Any:
+        _STEP_TIMES.append(time.perf_counter())
+        hops = event.value["hops"]
+        if hops > 0:
+            ctx.emit("bench/Set@1", {"id": (event.value["id"] * 7919 + 1) % cells, "hops": hops - 1})
+        return {"n": (state or {"n": 0})["n"] + 1, "hops": hops}
+
+    return m
+
+
+@dataclass
+class SnapshotStall:
+    """The longest gap between two consecutive commits while a snapshot of ``cells`` cells is written.
+
+    A world of ``cells`` cells (one step each) runs about ``steps`` more
+    steps over them — :data:`STALL_CHAINS` chains of events, each step
+    emitting the next, so few inputs wait (as in a serving world) — with
+    ``snapshot_every`` set so that a snapshot falls due early in that run.
+    The gap is measured between the reducer calls of consecutive steps (each
+    commit lies between two). ``background``: the default background writer,
+    else the synchronous one.
+    """
+
+    cells: int = 1_000_000
+    steps: int = 300_000
+    background: bool = True
+
+    def setup(self) -> tuple[aos.World, Path]:
+        tmp = Path(tempfile.mkdtemp(prefix="aos-bench-"))
+        w = aos.World.open(tmp / "w", stall_manifest(self.cells), workers=0, snapshot_every=0,
+                           snapshot_on_close=False, background_snapshots=self.background)
+        for i in range(self.cells):
+            w.submit("bench/Set@1", {"id": i, "hops": 0})
+        w.run()
+        hops = self.steps // STALL_CHAINS
+        for c in range(STALL_CHAINS):
+            w.submit("bench/Set@1", {"id": (c * 104_729) % self.cells, "hops": hops})
+        w.sync()
+        w.snapshot_every = self.cells + 1_000  # due once, 1,000 steps into the measured run
+        return w, tmp
+
+    def run(self, w: aos.World) -> float:
+        """The longest commit stall, in ms (the snapshot due in the run is journaled by its end)."""
+        _STEP_TIMES.clear()
+        w.run()
+        times = _STEP_TIMES[:]
+        _STEP_TIMES.clear()
+        return max(b - a for a, b in zip(times, times[1:], strict=False)) * 1000.0
+
+    @staticmethod
+    def teardown(w: aos.World, tmp: Path) -> None:
+        w.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def snapshot_stall_ms(cells: int, steps: int) -> tuple[float, float]:
+    """``(background, synchronous)`` longest commit stall in ms while a ``cells``-cell snapshot is written."""
+    out = []
+    for background in (True, False):
+        work = SnapshotStall(cells, steps, background)
+        w, tmp = work.setup()
+        try:
+            out.append(work.run(w))
+        finally:
+            SnapshotStall.teardown(w, tmp)
+    return out[0], out[1]

@@ -199,6 +199,13 @@ def info(world: str) -> None:
     grid.add_row("records", f"{sum(kinds.values())} in {len(reader.segments())} segment(s)"
                  + (f", torn tail at {reader.torn_at[0]}:{reader.torn_at[1]}" if reader.torn_at else ""))
     grid.add_row("last event_id", str(last_event))
+    from aos.retention import read_compaction
+
+    compacted = read_compaction(p)
+    if compacted is not None:
+        grid.add_row("compacted", f"records before {compacted.index:,} removed ({_n(compacted.segments, 'segment')}, "
+                                  f"{compacted.bytes:,} bytes); the journal is read from snapshots/"
+                                  f"{compacted.snapshot} (event_id {compacted.event_id}) on")
     if snaps:
         doc = canonical.decode(snaps[-1].read_bytes(), str(snaps[-1]))
         grid.add_row("snapshot", f"{snaps[-1].name}: event_id {doc['event_id']}, {len(doc['cells'])} cells, "
@@ -306,6 +313,14 @@ def _era_replay(world: str, specs: tuple[str, ...]) -> Any:
     return Replay(_world_dir(world), manifests=[_load_manifest(s) for s in specs])
 
 
+def _replay_to(r: Any, at: int | None) -> None:
+    """Replay ``r`` up to event_id ``at``, or (None) to now: from the newest snapshot, the journal's tail only."""
+    if at is None:
+        r.latest()
+    else:
+        r.verify(until=at)
+
+
 def _with_reducer(r: Any, reducer: str) -> Any:
     """The manifest of the newest era ``r`` re-executes that has ``reducer`` (else the newest: it names the error)."""
     return next((m for m in reversed(r.manifests) if reducer in m.reducers), r.manifest)
@@ -317,9 +332,9 @@ def _with_reducer(r: Any, reducer: str) -> Any:
 @era_manifests_option
 @click.option("--at", "at", type=int, default=None, help="As of this event_id (time travel).")
 def cells(world: str, reducer: str | None, manifest_specs: tuple[str, ...], at: int | None) -> None:
-    """Live cells of WORLD (of REDUCER), by serial replay of its journal."""
+    """Live cells of WORLD (of REDUCER): now (its newest snapshot and the journal after it) or --at EVENT_ID."""
     r = _era_replay(world, manifest_specs)
-    r.verify(until=at)
+    _replay_to(r, at)
     rows = r.cells(reducer)
     table = _table("reducer", "key")
     for name, key in rows:
@@ -345,7 +360,7 @@ def state(world: str, reducer: str, key: str | None, manifest_specs: tuple[str, 
     # the key is checked before the replay, against the newest era given that has the reducer
     m = _with_reducer(r, reducer)
     cell = cell_key(m.get(reducer), _parse_key(key), f"aos state {reducer}")
-    r.verify(until=at)
+    _replay_to(r, at)
     click.echo(json_text(r.state(reducer, cell)))
 
 
@@ -481,7 +496,9 @@ def replay_cmd(world: str, manifest_specs: tuple[str, ...], verify: bool, worker
     p = _world_dir(world)
     ms = [_load_manifest(spec) for spec in manifest_specs]
     r = Replay(p, manifests=ms)
-    total = sum(1 for _ in JournalReader(p / "journal", [e.era for e in r.eras]).entries())
+    base = r.verified_from  # a compacted world: verified from its compaction base
+    total = sum(1 for _ in JournalReader(p / "journal", [e.era for e in r.eras]).entries(
+        base.position if base is not None else None))
     with click.progressbar(length=total, label="replaying", file=sys.stderr) as bar:
         seen = [0]
 
@@ -492,7 +509,12 @@ def replay_cmd(world: str, manifest_specs: tuple[str, ...], verify: bool, worker
         digest = r.verify(progress=progress, workers=workers)
         bar.update(total - seen[0])
     skipped = r.not_reexecuted
-    if skipped:
+    if base is not None:
+        click.echo(f"verified {total} records from snapshot snapshots/{base.snapshot} at record {base.index} "
+                   f"(event_id {base.event_id}): snapshot hash {digest}")
+        click.echo(f"not re-executed: event_ids 1..{base.event_id} (records 0..{base.index - 1} were compacted: "
+                   f"{_n(base.segments, 'segment')}, {base.bytes:,} bytes removed)")
+    elif skipped:
         first = r.first_era
         click.echo(f"verified from the boundary snapshot of era {first.era.hex()[:12]} "
                    f"(snapshots/{first.snapshot}): snapshot hash {digest}")
@@ -551,7 +573,11 @@ def fsck(world: str, manifest_specs: tuple[str, ...]) -> None:
     else:
         where = f"segment {segment_name(j.end.segment)} offset {j.end.offset}"
         state = "DAMAGED" if j.damage is not None or journal_problems else "ok"
-        grid.add_row("journal", f"{state}: {_n(j.records, 'record')} intact from the start, up to {where}; "
+        c = r.compacted
+        held = _n(j.records, "record") + " intact from the start" if c is None else (
+            f"{_n(j.records - c.index, 'record')} intact from the compaction base (record {c.index:,}; the records "
+            "before it were compacted)")
+        grid.add_row("journal", f"{state}: {held}, up to {where}; "
                                 f"{len(read)} of {len(j.segments)} segment(s) read")
     grid.add_row("steps", f"last whole step event_id {j.last_event_id} (record {j.keep:,})"
                  + (f"; then {j.cut_step}" if j.cut_step else ""))
@@ -581,6 +607,9 @@ def fsck(world: str, manifest_specs: tuple[str, ...]) -> None:
             grid.add_row(f"era {i}", f"{era.hex()[:12]} ({span}): {what}")
         if r.verified is not None:
             grid.add_row("replay", f"state of the intact journal: snapshot hash {r.verified}")
+    elif r.verified is not None and r.compacted is not None:
+        grid.add_row("replay", f"verified records {r.compacted.index:,}..{j.keep - 1:,} from the compaction base "
+                               f"snapshot (event_id {r.compacted.event_id}): snapshot hash {r.verified}")
     elif r.verified is not None:
         grid.add_row("replay", f"verified {_n(j.keep, 'record')}: snapshot hash {r.verified}")
     for note in r.notes:
@@ -1130,3 +1159,27 @@ def effects(world: str, retry: str | None, as_json: bool) -> None:
     _out(table)
     click.echo(f"\n{len(status)} pending: {parked} dead-lettered (parked)"
                + (f"; retry one with: aos effects {world} --retry INTENT_HASH" if parked else ""))
+
+
+@cli.command()
+@click.argument("world", type=click.Path(file_okay=False))
+@click.option("--keep", type=click.IntRange(min=1), default=None,
+              help="Keep the newest N snapshots (besides era boundary snapshots) and compact to the oldest of them; "
+                   "default: every snapshot on disk is kept.")
+def compact(world: str, keep: int | None) -> None:
+    """Remove WORLD's journal segments wholly before the oldest snapshot kept (the world must be closed).
+
+    Replay, fsck and --at then start from that snapshot and say so; what was
+    removed is recorded in compacted.cbor.
+    """
+    from aos.retention import compact as compact_world
+
+    r = compact_world(_world_dir(world), keep)
+    base = r.base
+    if base is None:
+        click.echo("nothing to compact: the world has no snapshot")
+        return
+    click.echo(f"compacted to snapshots/{base.snapshot}: record {base.index:,}, event_id {base.event_id}")
+    click.echo(f"removed {_n(len(r.segments_removed), 'segment')} ({r.bytes_removed:,} bytes) and "
+               f"{_n(len(r.snapshots_removed), 'older snapshot')}; in all {_n(base.segments, 'segment')}, "
+               f"{base.bytes:,} bytes removed since the world began")

@@ -471,3 +471,17 @@ class TypedValueError(AdmissionError, TypeError):
 class IdempotencyKeyError(AdmissionError, ArgumentError):
     """An idempotency key is not a non-empty str of at most :data:`aos.idempotency.MAX_KEY_BYTES` UTF-8 bytes,
     or was given where keys are not taken; nothing was admitted."""
+
+
+class JournalCompactedError(AosError, ValueError):
+    """A point of a world's history lies before its compacted point: the records it needs were removed by
+    ``aos compact`` (docs/storage.md, "Compaction"). ``event_id`` is the point asked for, ``oldest`` the
+    oldest ticket whose state can still be re-made (the compaction base snapshot's)."""
+
+    def __init__(self, message: str, *, event_id: int, oldest: int) -> None:
+        self.event_id = event_id
+        self.oldest = oldest
+        super().__init__(message)
+
+
+__all__ += ["JournalCompactedError"]

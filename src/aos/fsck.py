@@ -138,6 +138,7 @@ class FsckReport:
     #: "verified", "not re-executed: ...", or "FAILED: ...")
     era_checks: list[tuple[bytes, int, int, str]] = field(default_factory=list)
     journal_state: str = ""  # "MISSING" / "EMPTY" where the journal directory should hold segments
+    compacted: Any = None  # the compaction marker (aos.retention.Compaction) of a compacted journal
 
     @property
     def ok(self) -> bool:
@@ -195,18 +196,29 @@ class _Steps:
 
 
 def walk_journal(directory: Path, era: bytes | list[bytes] | None,
-                 chains_at: frozenset[int] | set[int] = frozenset()) -> JournalWalk:
-    """Read the journal at ``directory`` from its start up to its first damage (read-only)."""
+                 chains_at: frozenset[int] | set[int] = frozenset(), start: Position | None = None,
+                 event_id: int = 0) -> JournalWalk:
+    """Read the journal at ``directory`` from its start up to its first damage (read-only).
+
+    ``start``, ``event_id``: a compacted journal is read from its compaction base (a position between steps,
+    after ticket ``event_id``).
+    """
     w = JournalWalk()
     reader = JournalReader(directory, era)
     w.segments = [SegmentInfo(p.name, _first_of(p), 0, p.stat().st_size) for p in reader.segments()]
     by_name = {s.name: s for s in w.segments}
-    if 0 in chains_at:
-        w.chains[0] = GENESIS
+    if start is not None:
+        w.records = w.keep = start.index
+        w.last_event_id = event_id
+        w.end = start
+    at0 = 0 if start is None else start.index
+    if at0 in chains_at:
+        w.chains[at0] = GENESIS if start is None else start.chain
     steps = _Steps()
+    steps.event_id = event_id
     pos = w.end
     try:
-        for name, first, found in reader.batches():
+        for name, first, found in reader.batches(start):
             seg = by_name[name]
             seg.read = True
             seg_first = seg.first
@@ -415,7 +427,9 @@ def _check_snapshot(report: FsckReport, path: Path, manifests: dict[bytes, Manif
             check.problem = getattr(exc, "reason", str(exc))
             return check
     w = report.journal
-    if index > w.records:
+    if report.compacted is not None and index < report.compacted.index:
+        check.note = "its position lies in the compacted part of the journal (not checked against it)"
+    elif index > w.records:
         check.past_end = True
         check.note = (f"lies past the {'intact ' if w.damage else ''}journal's end (record {w.records:,}): "
                       "its state cannot be salvaged")
@@ -449,10 +463,15 @@ def _verify_eras(report: FsckReport, manifests: list[Manifest]) -> None:
     w = report.journal
     chain = era_chain(reconcile(report.path, report.meta, write=False))
     by_era = {m.era: m for m in manifests}
+    c = report.compacted
     for i, era in enumerate(chain):
         first = era.event_id + 1
         last = chain[i + 1].event_id if i + 1 < len(chain) else w.last_event_id
         m = by_era.get(era.era)
+        base_here = c is not None and c.era == era.era and c.index > (era.record if i > 0 else 0)
+        if c is not None and not base_here and i + 1 < len(chain) and chain[i + 1].record <= c.index:
+            report.era_checks.append((era.era, first, last, "not re-executed: its records were compacted"))
+            continue
         if m is None:
             report.era_checks.append((era.era, first, last, "not re-executed: no manifest of this era was given"))
             continue
@@ -462,7 +481,10 @@ def _verify_eras(report: FsckReport, manifests: list[Manifest]) -> None:
                         earlier={e: mm for e, mm in by_era.items() if e != m.era})
         start: Position | None = None
         try:
-            if i > 0:
+            if base_here:
+                assert c is not None
+                start = load_snapshot(report.path / "snapshots" / c.snapshot, kernel, m.era)
+            elif i > 0:
                 assert era.snapshot is not None
                 try:
                     start = load_snapshot(report.path / "snapshots" / era.snapshot, kernel, m.era)
@@ -498,10 +520,18 @@ def _verify(report: FsckReport, manifest: Manifest) -> None:
     if len(report.eras) > 1:
         _verify_eras(report, [manifest])
         return
-    sink = VerifyingSink(prefix_batches(report.path / "journal", report.era, w.keep))
-    kernel = Kernel(manifest, sink, window=report.meta["window"], aging=report.meta["aging"],
+    c = report.compacted
+    kernel = Kernel(manifest, None, window=report.meta["window"], aging=report.meta["aging"],  # type: ignore[arg-type]
                     lane=lane_of_meta(report.meta), settled_keep=settled_keep_of(report.meta))
     try:
+        start = None
+        if c is not None:  # a compacted journal: replayed from its compaction base
+            from aos.snapshot import load_snapshot
+
+            start = load_snapshot(report.path / "snapshots" / c.snapshot, kernel, manifest.era)
+        eras = report.eras or ([report.era] if report.era is not None else [])
+        sink = VerifyingSink(_batches_from(report.path / "journal", eras, start, w.keep))
+        kernel.sink = sink
         replay_entries(kernel, sink)
     except AosError as exc:
         report.problems.append(Problem("journal", None, f"replay of the intact journal failed: {exc}"))
@@ -557,7 +587,22 @@ def check_world(path: str | os.PathLike[str], manifest: Manifest | None = None, 
             report.journal_state = "MISSING" if not d.is_dir() else "EMPTY"
         else:
             report.notes.append("the journal is empty")
-    report.journal = walk_journal(d, era, wanted)
+    from aos.retention import read_compaction
+
+    try:
+        report.compacted = c = read_compaction(p)
+    except AosError as exc:
+        report.problems.append(Problem("compacted.cbor", None, str(exc)))
+        c = None
+    if c is not None:
+        report.notes.append(f"the journal was compacted: records before {c.index:,} removed "
+                            f"({_plural(c.segments, 'segment')}, {c.bytes:,} bytes); checked from "
+                            f"snapshots/{c.snapshot} (record {c.index:,}, "
+                            f"event_id {c.event_id}) on")
+        if not (p / "snapshots" / c.snapshot).is_file():
+            report.problems.append(Problem(f"snapshots/{c.snapshot}", None, "is missing: it is the compaction base, "
+                                           "which the journal is checked and replayed from"))
+    report.journal = walk_journal(d, era, wanted, None if c is None else c.position, 0 if c is None else c.event_id)
     w = report.journal
     if w.damage is not None:
         report.problems.append(w.damage)
@@ -598,3 +643,7 @@ def _current_era(p: Path) -> bytes | None:
         return canonical.hash_value(canonical.decode((p / META).read_bytes(), META)["manifest"])
     except Exception:
         return None
+
+
+def _plural(count: int, what: str) -> str:
+    return f"{count:,} {what}" + ("" if count == 1 else "s")

@@ -389,6 +389,8 @@ class JournalReader:
             raise
 
     def _batches(self, start: Position | None) -> Iterator[tuple[str, int, list[tuple[int, bytes, bytes]]]]:
+        if start is None:  # a compacted journal (``aos compact``) is read from its compaction base
+            start = self.compacted_start()
         segs = self.segments()
         if not segs:
             self.end = Position(0, 0, SEG_HEADER_SIZE, GENESIS)
@@ -432,6 +434,16 @@ class JournalReader:
         if not begun:
             raise JournalCorruptError(_seg_name(start.segment), start.offset,  # type: ignore[union-attr]
                                       "the segment a snapshot points into is missing")
+
+    def compacted_start(self) -> Position | None:
+        """Where the journal now begins when its world was compacted (``compacted.cbor`` beside this
+        directory: records before it were removed), else None (docs/storage.md, "Compaction")."""
+        if not (self.directory.parent / "compacted.cbor").is_file():
+            return None
+        from aos.retention import read_compaction
+
+        c = read_compaction(self.directory.parent)
+        return None if c is None else c.position
 
     def check_era(self, name: str, era: bytes) -> None:
         """Refuse a segment whose era is not in the chain, or comes before an era already read."""

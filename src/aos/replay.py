@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence, cast
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, cast
 
 from aos._core.encoder import record_kind
 from aos._core.frames import FrameCursor
@@ -45,6 +45,9 @@ from aos.records import (
     encode_record,
 )
 from aos.schema import first_key
+
+if TYPE_CHECKING:
+    from aos.retention import Compaction
 
 _ERA_NOTES = frozenset(("ProposalSubmitted", "ApprovalRecorded", "ShadowRunCompleted"))
 # what the commit of a step writes after its StepScheduled
@@ -346,6 +349,24 @@ class Replay:
         #: event_ids the replay does not re-execute (written in eras whose manifest was not given)
         self.not_reexecuted: range = range(1, boundary + 1) if first > 0 else range(1, 1)
         self.kernel: Kernel | None = None
+        from aos.retention import read_compaction
+
+        #: the world's compaction marker (None: never compacted): records before its index may be gone
+        self.compacted = read_compaction(self.path)
+        #: the compaction base the replay verifies from, when it lies after the oldest era re-executed (None:
+        #: the replay starts where the era chain says); the event_ids up to its ticket are not re-executed
+        self.verified_from: Compaction | None = None
+        self._first_base = first
+        c = self.compacted
+        if c is not None and c.index > (self.eras[first].record if first > 0 else 0):
+            at = next((i for i, e in enumerate(self.eras) if e.era == c.era), None)
+            if at is None or at < first:
+                raise ManifestMismatchError(f"world {self.path} was compacted to snapshots/{c.snapshot}, written "
+                                            f"under era {c.era.hex()[:12]}, which is not one of the eras given")
+            self.verified_from = c
+            self._first_base = at
+            self.not_reexecuted = range(1, c.event_id + 1)
+        self.started_from: Path | None = None  # the snapshot the last verify() or latest() started from
 
     def verify(self, progress: Callable[[int], None] | None = None, until: int | None = None,
                workers: int = 0) -> str:
@@ -356,17 +377,55 @@ class Replay:
 
         Afterwards :meth:`state` and :meth:`cells` read the replayed state:
         with ``until`` that is the world as it was right after that ticket.
-        """
-        from aos.eras import transition
-        from aos.records import CellMigrated, EraApplied
-        from aos.snapshot import load_snapshot
 
+        A compacted world (``aos compact``) is verified from its compaction
+        base snapshot (:attr:`verified_from`; :attr:`not_reexecuted` names the
+        tickets before it) and a ticket ``until`` before it raises
+        :class:`~aos.errors.JournalCompactedError`.
+        """
         if until is not None and (type(until) is not int or until < 0):
             raise ArgumentError(f"until must be an event_id >= 0, got {until!r}")
         if type(workers) is not int or workers < 0:
             raise ArgumentError(f"workers must be an int >= 0, got {workers!r}")
         if until is not None and self._first > 0 and until < self.first_era.event_id:
             raise _era_missing(self.path, self.eras, self._first, until)
+        if until is not None and self.verified_from is not None:
+            from aos.retention import check_not_compacted
+
+            check_not_compacted(self.path, self.verified_from, until)
+        return self._verify(progress, until, workers, None)
+
+    def latest(self) -> str:
+        """The world's state now: load its newest snapshot and replay only the journal after it.
+
+        Every record after the snapshot is verified as :meth:`verify` does;
+        returns the snapshot hash (hex) of the cells, which :meth:`state` and
+        :meth:`cells` read afterwards. Works after ``aos compact``, and costs
+        the journal's tail instead of all of it (the ``aos state`` and
+        ``aos cells`` commands without ``--at``). Without a snapshot of an era
+        given it replays from the start, as :meth:`verify` does.
+        """
+        from aos.snapshot import list_snapshots, snapshot_index
+
+        boundaries = {e.snapshot: i for i, e in enumerate(self.eras)}
+        for snap in reversed(list_snapshots(self.path / "snapshots")):
+            index = snapshot_index(snap)
+            at = boundaries.get(snap.name)
+            if at is None:
+                at = max(i for i, e in enumerate(self.eras) if i == 0 or e.record < index)
+            if at >= self._first:
+                return self._verify(None, None, 0, (snap, at))
+        return self.verify()
+
+    def _verify(self, progress: Callable[[int], None] | None, until: int | None, workers: int,
+                from_snapshot: tuple[Path, int] | None) -> str:
+        from aos.eras import transition
+        from aos.records import CellMigrated, EraApplied
+        from aos.snapshot import load_snapshot
+
+        self.started_from = None
+        if from_snapshot is None and self.verified_from is not None:
+            from_snapshot = (self.path / "snapshots" / self.verified_from.snapshot, self._first_base)
         proof = _longest_proof(self.path, self.meta)  # read before the journal: a writer only adds to both
         reader = JournalReader(self.path / "journal", [e.era for e in self.eras])
         era_at = self._first
@@ -374,7 +433,18 @@ class Replay:
         start = None
         boot = Kernel(m, None, window=self.meta["window"], aging=self.meta["aging"],  # type: ignore[arg-type]
                       lane=lane_of_meta(self.meta), settled_keep=settled_keep_of(self.meta))
-        if era_at > 0:
+        if from_snapshot is not None:
+            snap_path, era_at = from_snapshot
+            m = self._manifests[era_at - self._first]
+            boot = Kernel(m, None, window=self.meta["window"], aging=self.meta["aging"],  # type: ignore[arg-type]
+                          lane=lane_of_meta(self.meta), settled_keep=settled_keep_of(self.meta))
+            if not snap_path.is_file():
+                raise ReplayDivergenceError(None, None, None, None, None,
+                                            f"the snapshot to replay from ({snap_path.relative_to(self.path)}) is "
+                                            "missing")
+            start = load_snapshot(snap_path, boot, m.era)
+            self.started_from = snap_path
+        elif era_at > 0:
             snap = self.eras[era_at].snapshot
             if snap is None or not (self.path / "snapshots" / snap).is_file():
                 raise ReplayDivergenceError(None, None, None, None, None,

@@ -238,6 +238,9 @@ class RunLoop:
         world = self.world
         k = world._kernel
         world._sync()
+        snapshots = world._snapshots
+        if snapshots is not None and snapshots.done:  # a background snapshot written meanwhile: journal it
+            world._publish_snapshot()
         if k.new_effects:  # only durable intents go to adapters
             world._dispatcher.submit(k.new_effects)
             k.new_effects = []
@@ -270,7 +273,7 @@ class RunLoop:
         # runs after every commit: the common case (no snapshot, no new effect) costs two tests
         every = self.world.snapshot_every
         if every and event_id % every == 0:
-            self.world._snapshot()  # the executor holds a quiet point here (barrier)
+            self.world._periodic_snapshot()  # the executor holds a quiet point here (barrier)
         k = self._kernel
         if k.new_effects:
             # only durable intents go to adapters: these once the journal is durable up to where the last of

@@ -11,6 +11,7 @@ from that position (docs/storage.md).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,12 @@ from typing import Any
 from aos import canonical
 from aos._core import Sequencer
 from aos.errors import AosError, PinnedEraError, SnapshotCorruptError
-from aos.files import write_atomic
+from aos.files import fsync_dir, write_atomic
 from aos.journal import Position
 from aos.kernel import Kernel
 
 __all__ = ["SnapshotInfo", "write_snapshot", "load_snapshot", "list_snapshots", "check_snapshot_file",
-           "SNAPSHOT_FORMAT"]
+           "SNAPSHOT_FORMAT", "PendingSnapshot", "capture", "encode_pieces", "write_pending"]
 
 SNAPSHOT_FORMAT = 1
 
@@ -44,9 +45,15 @@ def encode_snapshot(kernel: Kernel, era: bytes, position: Position) -> tuple[byt
     return canonical.encode(doc, where="snapshot"), snap_hash
 
 
-def snapshot_doc(kernel: Kernel, era: bytes, position: Position) -> tuple[dict[str, Any], bytes]:
-    """``(document, snapshot hash)``: what a snapshot file holds, as a map."""
-    states, cells, snap_hash = kernel.cells.snapshot_parts()
+def snapshot_doc(kernel: Kernel, era: bytes, position: Position,
+                 cell_parts: tuple[dict[bytes, bytes], list[list[Any]], bytes] | None = None
+                 ) -> tuple[dict[str, Any], bytes]:
+    """``(document, snapshot hash)``: what a snapshot file holds, as a map.
+
+    ``cell_parts``: the cells' ``(states, cells, snapshot hash)`` when the caller makes them itself (a
+    background snapshot passes placeholders and fills them in from a frozen copy of the cells).
+    """
+    states, cells, snap_hash = kernel.cells.snapshot_parts() if cell_parts is None else cell_parts
 
     seq_state = kernel.sequencer.export_state()
     refs: list[list[Any]] = []
@@ -277,3 +284,94 @@ def restore_doc(doc: dict[str, Any], kernel: Kernel, where: str) -> None:
         kernel.retired[(reducer, key)] = state
     if "idempotency" in doc:
         kernel.submit_keys.restore(doc["idempotency"])
+
+
+# ----------------------------------------------------------------- background snapshots
+SNAPSHOT_DOMAIN = b"aos.snapshot.v1"  # what the snapshot hash starts from (aos.cells.CellTable.snapshot_hash)
+_CELL_SECTIONS = ("states", "cells")  # the two large values of a snapshot document, written in C
+
+
+@dataclass(slots=True)
+class PendingSnapshot:
+    """A snapshot taken at a quiet point and not yet written: every small table already in its document,
+    the cells as a frozen copy of the cell store (encoded later, off the commit path)."""
+
+    doc: dict[str, Any]
+    cells: Any  # a frozen CellTable: CellStore.frozen()
+    position: Position
+    event_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenSnapshot:
+    """A background snapshot written and fsync'd under a temporary name, not yet renamed into place."""
+
+    tmp: Path
+    path: Path
+    event_id: int
+    snapshot_hash: bytes
+    position: Position
+
+
+def capture(kernel: Kernel, era: bytes, position: Position) -> PendingSnapshot:
+    """The kernel's state at ``position``, cheaply: the small tables encoded as values, the cells frozen."""
+    doc, _ = snapshot_doc(kernel, era, position, cell_parts=({}, [], b""))
+    return PendingSnapshot(doc, kernel.cells.frozen(), position, kernel.last_event_id)
+
+
+def _head(major: int, n: int) -> bytes:
+    """A canonical CBOR head (its shortest form)."""
+    if n < 24:
+        return bytes([major << 5 | n])
+    for size, info in ((1, 24), (2, 25), (4, 26), (8, 27)):
+        if n < 1 << (8 * size):
+            return bytes([major << 5 | info]) + n.to_bytes(size, "big")
+    raise ValueError(f"{n} does not fit a CBOR head")
+
+
+def encode_pieces(doc: dict[str, Any], sections: dict[str, bytes]) -> list[bytes]:
+    """The canonical CBOR of ``doc`` as a list of byte strings, the values named in ``sections`` given
+    already encoded: the same bytes as ``canonical.encode`` of the whole document (keys in canonical order:
+    by encoded length, then bytewise)."""
+    keys = sorted((canonical.encode(k), k) for k in doc)
+    keys.sort(key=lambda e: (len(e[0]), e[0]))
+    out = [_head(5, len(doc))]
+    for encoded, k in keys:
+        out.append(encoded)
+        out.append(sections[k] if k in sections else canonical.encode(doc[k], where="snapshot"))
+    return out
+
+
+def write_pending(directory: Path, pending: PendingSnapshot) -> WrittenSnapshot:
+    """Encode ``pending`` and write it, fsync'd, under a temporary name (runs on the background writer).
+
+    The cells are encoded and hashed in C with the GIL released; the file is
+    renamed into place by :func:`publish` once the journal is durable past
+    the snapshot's position.
+    """
+    import blake3
+
+    states, cells, snap_hash = pending.cells.snapshot_sections(SNAPSHOT_DOMAIN)
+    doc = pending.doc
+    doc["snapshot_hash"] = snap_hash
+    pieces = encode_pieces(doc, {"states": states, "cells": cells})
+    h = blake3.blake3()
+    for piece in pieces:
+        h.update(piece)
+    name = f"{pending.position.index:020d}-{h.hexdigest()}.snap"
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / (name + ".tmp")
+    with open(tmp, "wb") as f:
+        for piece in pieces:
+            f.write(piece)
+        f.flush()
+        os.fsync(f.fileno())
+    return WrittenSnapshot(tmp, directory / name, pending.event_id, snap_hash, pending.position)
+
+
+def publish(written: WrittenSnapshot) -> SnapshotInfo:
+    """Rename a written snapshot into place and make the rename durable (the journal must be durable past
+    its position first: the caller's duty)."""
+    os.replace(written.tmp, written.path)
+    fsync_dir(written.path.parent)
+    return SnapshotInfo(written.path, written.event_id, written.snapshot_hash.hex(), written.position)

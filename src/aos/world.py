@@ -75,12 +75,15 @@ from aos.replay import VerifyingSink, replay_entries
 from aos.run_loop import MAX_STEPS, RunLoop
 from aos.snapshot import (
     SnapshotInfo,
+    capture,
     check_snapshot_file,
     list_snapshots,
     load_snapshot,
+    publish,
     snapshot_index,
     write_snapshot,
 )
+from aos.snapshot_writer import SnapshotWriter
 
 __all__ = ["World", "read_meta", "load_meta"]
 
@@ -229,6 +232,9 @@ class World:
         self._loop = RunLoop(self, self._intake)
         self._inspection = Inspection(self)
         self._clock: ReducerClock | None = None  # World.open(profile=True)
+        # snapshot_every's snapshots, written on a thread of their own (None: on the commit path)
+        self._snapshots: SnapshotWriter | None = (SnapshotWriter(path / "snapshots")
+                                                  if options.get("background_snapshots", True) else None)
 
     # ----------------------------------------------------------- opening
     @classmethod
@@ -242,7 +248,8 @@ class World:
              max_queued: int = 1_000_000, offload: str | None = None, strict: bool = False,
              earlier: Sequence[Manifest] = (), reference: bool = False, lane: Lane | None = None,
              profile: bool = False, effect_policies: Mapping[str, EffectPolicy] | None = None,
-             idempotency_keep: int = DEFAULT_IDEMPOTENCY_KEEP, settled_keep: int | None = None) -> "World":
+             idempotency_keep: int = DEFAULT_IDEMPOTENCY_KEEP, settled_keep: int | None = None,
+             background_snapshots: bool = True) -> "World":
         """Create or open the world at ``path`` with ``manifest``.
 
         ``durability``: ``"group"`` (default), ``"always"``, ``"none"`` or a
@@ -321,6 +328,13 @@ class World:
         world is created, kept in ``world.cbor``; default 100,000; None opens
         the world as it was created). A world created before this option
         remembers every one (docs/effects.md, "Bounded outbox").
+
+        ``background_snapshots`` (default True): the snapshots ``snapshot_every``
+        takes are encoded, written and fsync'd on a thread of their own — the
+        commit path pays only for a frozen copy of the cell table — and journaled
+        at a later quiet point; False writes them on the commit path. Snapshots
+        on request (:meth:`snapshot`), on close and at an upgrade are written at
+        once either way (docs/storage.md, "Snapshots").
         """
         if not isinstance(manifest, Manifest):
             raise TypeError(f"manifest must be an aos.Manifest, got {type(manifest).__name__}")
@@ -435,7 +449,7 @@ class World:
         options = {"reference": reference, "snapshot_every": snapshot_every, "keep_snapshots": keep_snapshots,
                    "snapshot_on_close": snapshot_on_close, "on_violation": on_violation,
                    "workers": workers, "worker_delay": worker_delay, "max_queued": max_queued,
-                   "offload": offload}
+                   "offload": offload, "background_snapshots": bool(background_snapshots)}
         world = cls(p, manifest, journal, kernel, lock_fd, dispatcher, options)
         world.eras = eras
         kernel.strict = bool(strict)  # after recovery: the journal's past failures are not raised again
@@ -469,6 +483,9 @@ class World:
         kernel = Kernel(manifest, journal, window=window, signer=signer, aging=aging, earlier=earlier, lane=lane,
                         settled_keep=settled_keep)
         kernel.submit_keys.keep = idempotency_keep
+        if (p / "snapshots").is_dir():  # a snapshot a crash left half-written (never loaded): removed
+            for tmp in (p / "snapshots").glob("*.snap.tmp"):
+                tmp.unlink(missing_ok=True)
         snaps = list_snapshots(p / "snapshots")
         if snaps and snapshot_index(snaps[-1]) > journal.index:
             # A snapshot is written only at a durable journal position: the journal lost records.
@@ -812,6 +829,8 @@ class World:
         return self._on_runner(self._snapshot)  # type: ignore[no-any-return]
 
     def _snapshot(self) -> SnapshotInfo:
+        if self._snapshots is not None and self._snapshots.busy:
+            self._publish_snapshot()  # the one in flight first: snapshots are journaled in order
         k = self._kernel
         j = self._journal
         j.flush(sync=True, force=True)  # the snapshot's position is on disk before the snapshot (every mode)
@@ -835,9 +854,56 @@ class World:
         """
         return backup_world(self, dest, verify=verify)
 
+    def _periodic_snapshot(self) -> None:
+        """The snapshot due every ``snapshot_every`` tickets (at a quiet point): taken and handed to the
+        background writer, or written here (``background_snapshots=False``). One is in flight at a time: one
+        due while the last is still being written waits for it (so every due ticket has its snapshot, whatever
+        the timing)."""
+        w = self._snapshots
+        if w is None:
+            self._snapshot()
+            return
+        if w.busy:
+            if not w.done:
+                w.waits += 1
+            self._publish_snapshot()
+        j = self._journal
+        if j.index == self._snapshot_index:
+            return  # nothing journaled since the last snapshot
+        w.start(capture(self._kernel, self.manifest.era, j.position))
+
+    def _publish_snapshot(self) -> SnapshotInfo | None:
+        """At a quiet point: wait for the background snapshot in flight, rename it into place once the journal
+        is durable past its position and prune old ones (None: none in flight).
+
+        No ``SnapshotCreated`` is journaled for it: when the writer finishes
+        depends on timing, and the journal must not (the same bytes for every
+        worker count and every run). The file is self-describing — position,
+        last ticket, snapshot hash, content hash in its name — and checked in
+        full where it is loaded (docs/storage.md, "Snapshots off the commit path").
+        """
+        w = self._snapshots
+        if w is None:
+            return None
+        written = w.take()
+        if written is None:
+            return None
+        j = self._journal
+        if j.durable_index < written.position.index:  # a snapshot never lies past the journal on disk
+            j.flush(sync=True, force=True)
+        info = publish(written)
+        # (``_snapshot_index`` stays: whether close snapshots must not depend on when the writer finished)
+        self._prune_snapshots()
+        return info
+
     def _prune_snapshots(self) -> None:
         snaps = list_snapshots(self.path / "snapshots")
         boundaries = {e.snapshot for e in self.eras}  # era boundary snapshots stay (replay starts there)
+        from aos.retention import read_compaction
+
+        base = read_compaction(self.path)
+        if base is not None:  # and the compaction base (replay, fsck and time travel start there)
+            boundaries.add(base.snapshot)
         for old in snaps[:-self.keep_snapshots]:
             if old.name not in boundaries:
                 old.unlink(missing_ok=True)
@@ -940,6 +1006,11 @@ class World:
         if isinstance(self._executor, ThreadsExecutor):
             self._executor.close()
         try:
+            if self._snapshots is not None and self._snapshots.busy:
+                if clean:
+                    self._publish_snapshot()
+                else:
+                    self._snapshots.abandon()
             if clean and self.snapshot_on_close and self._journal.index != self._snapshot_index:
                 self._snapshot()
             self._journal.close()

@@ -742,3 +742,211 @@ cdef class CellStore:
                 "arena": self.arena_cap, "arena_used": self.used, "garbage": self.garbage,
                 "keys": self.keys_cap, "keys_used": self.keys_used, "compactions": self.compactions}
 
+
+    # ------------------------------------------------------------ background snapshots
+    def frozen(self):
+        """A copy of the store as it is now (flat copies of its arrays), for a snapshot written meanwhile.
+
+        The copy shares the reducer specs and is read only; the store goes on changing independently.
+        """
+        cdef CellStore c = type(self).__new__(type(self))
+        cdef int64_t n = self.n
+        free(c.table)
+        c.table = NULL
+        c.off = <int64_t*>malloc((n + 1) * sizeof(int64_t))
+        c.size = <uint32_t*>malloc((n + 1) * sizeof(uint32_t))
+        c.word = <int64_t*>malloc((n + 1) * sizeof(int64_t))
+        c.spec_ix = <uint16_t*>malloc((n + 1) * sizeof(uint16_t))
+        c.kind = <uint8_t*>malloc(n + 1)
+        c.arena = <char*>malloc(self.used + 1)
+        c.keys = <char*>malloc(self.keys_used + 1)
+        c.table = <uint32_t*>malloc(self.table_cap * sizeof(uint32_t))
+        c.spec_name = <uint16_t*>malloc((len(self.spec_list) + 1) * sizeof(uint16_t))
+        if (c.off == NULL or c.size == NULL or c.word == NULL or c.spec_ix == NULL or c.kind == NULL
+                or c.arena == NULL or c.keys == NULL or c.table == NULL or c.spec_name == NULL):
+            raise MemoryError()
+        memcpy(c.off, self.off, n * sizeof(int64_t))
+        memcpy(c.size, self.size, n * sizeof(uint32_t))
+        memcpy(c.word, self.word, n * sizeof(int64_t))
+        memcpy(c.spec_ix, self.spec_ix, n * sizeof(uint16_t))
+        memcpy(c.kind, self.kind, n)
+        memcpy(c.arena, self.arena, self.used)
+        memcpy(c.keys, self.keys, self.keys_used)
+        memcpy(c.table, self.table, self.table_cap * sizeof(uint32_t))
+        memcpy(c.spec_name, self.spec_name, len(self.spec_list) * sizeof(uint16_t))
+        c.n = c.cap = n
+        c.used = c.arena_cap = self.used
+        c.garbage = 0
+        c.keys_used = c.keys_cap = self.keys_used
+        c.table_cap = self.table_cap
+        c.spec_cap = len(self.spec_list)
+        c.spec_list = list(self.spec_list)
+        c.spec_index = dict(self.spec_index)
+        c.name_index = dict(self.name_index)
+        c.last_spec = None
+        c.live = self.live
+        c.pins = dict(self.pins)
+        c.current = self.current
+        return c
+
+    def snapshot_sections(self, bytes domain):
+        """``(states, cells, snapshot hash)``: the canonical CBOR of a snapshot's ``states`` map
+        (``{state hash: state}``) and ``cells`` array (``[[reducer, key, state hash]]`` in canonical order),
+        the same bytes ``aos.canonical.encode`` writes for ``CellTable.snapshot_parts``, and the snapshot
+        hash. Built in C with the GIL released (call it on a :meth:`frozen` copy no one changes)."""
+        cdef Py_ssize_t names = len(self.name_index)
+        heads = [None] * names
+        for name, nix in self.name_index.items():
+            heads[nix] = b"\x82" + encode(name)
+        cdef const char** head_p = <const char**>malloc((names + 1) * sizeof(char*))
+        cdef Py_ssize_t* head_n = <Py_ssize_t*>malloc((names + 1) * sizeof(Py_ssize_t))
+        cdef int64_t* at = <int64_t*>malloc((self.n + 1) * sizeof(int64_t))
+        cdef int64_t* tmp = <int64_t*>malloc((self.n + 1) * sizeof(int64_t))
+        cdef int64_t* hat = <int64_t*>malloc((self.n + 1) * sizeof(int64_t))
+        cdef uint8_t* buf = NULL
+        cdef uint8_t* hbuf = NULL
+        cdef uint8_t* out
+        cdef uint8_t* cells_p
+        cdef uint8_t* states_p
+        cdef uint8_t head[9]
+        cdef int64_t used = 0, count = 0, cid, i, j, width, total = 0, cells_size = 0, states_size = 0
+        cdef int64_t unique = 0, c2, plen
+        cdef Py_ssize_t ix, klen
+        cdef uint8_t kind
+        cdef const char* kp
+        cdef uint8_t digest[32]
+        cdef aos_b3 h
+        cdef bint failed = False
+        cdef const uint8_t* dom = <const uint8_t*>PyBytes_AS_STRING(domain)
+        cdef Py_ssize_t dom_n = PyBytes_GET_SIZE(domain)
+        try:
+            if head_p == NULL or head_n == NULL or at == NULL or tmp == NULL or hat == NULL:
+                raise MemoryError()
+            for ix in range(names):
+                head_p[ix] = PyBytes_AS_STRING(heads[ix])
+                head_n[ix] = PyBytes_GET_SIZE(heads[ix])
+            with nogil:
+                # the size of every part: u32 length | cbor([reducer, key]) | state hash | i64 cell id
+                for cid in range(self.n):
+                    if self.off[cid] < 0:
+                        continue
+                    kind = self.kind[cid]
+                    klen = 1
+                    if kind == KIND_INT:
+                        klen = _cbor_head(head, 0 if self.word[cid] >= 0 else 1,
+                                          <uint64_t>self.word[cid] if self.word[cid] >= 0
+                                          else <uint64_t>(-1 - self.word[cid]))
+                    elif kind == KIND_STR or kind == KIND_BYTES:
+                        klen = _load32(self.keys + self.word[cid])
+                        klen += _cbor_head(head, 2, <uint64_t>klen)
+                    total += 4 + head_n[self.spec_name[self.spec_ix[cid]]] + klen + 32 + 8
+                buf = <uint8_t*>malloc(total + 1)
+                hbuf = <uint8_t*>malloc(self.n * 44 + 1)
+                if buf == NULL or hbuf == NULL:
+                    failed = True
+                else:
+                    for cid in range(self.n):
+                        if self.off[cid] < 0:
+                            continue
+                        ix = self.spec_name[self.spec_ix[cid]]
+                        kind = self.kind[cid]
+                        memcpy(buf + used + 4, head_p[ix], head_n[ix])
+                        i = used + 4 + head_n[ix]
+                        if kind == KIND_NONE:
+                            buf[i] = 0xF6
+                            i += 1
+                        elif kind == KIND_INT:
+                            if self.word[cid] >= 0:
+                                i += _cbor_head(buf + i, 0, <uint64_t>self.word[cid])
+                            else:
+                                i += _cbor_head(buf + i, 1, <uint64_t>(-1 - self.word[cid]))
+                        else:
+                            kp = self.keys + self.word[cid]
+                            klen = _load32(kp)
+                            i += _cbor_head(buf + i, 3 if kind == KIND_STR else 2, <uint64_t>klen)
+                            memcpy(buf + i, kp + 4, klen)
+                            i += klen
+                        aos_b3_hash2(<const uint8_t*>(self.arena + self.off[cid]), self.size[cid], NULL, 0,
+                                     buf + i)
+                        # the states' sort record: u32 32 | state hash | i64 cell id
+                        _store32(<char*>(hbuf + count * 44), 32)
+                        memcpy(hbuf + count * 44 + 4, buf + i, 32)
+                        memcpy(hbuf + count * 44 + 36, &cid, 8)
+                        hat[count] = count * 44
+                        i += 32
+                        _store32(<char*>(buf + used), <uint32_t>(i - used - 4))
+                        memcpy(buf + i, &cid, 8)
+                        at[count] = used
+                        count += 1
+                        used = i + 8
+                    width = 1
+                    while width < count:
+                        i = 0
+                        while i < count:
+                            _merge(buf, at, tmp, i, min(i + width, count), min(i + 2 * width, count))
+                            i += 2 * width
+                        at, tmp = tmp, at
+                        width *= 2
+                    width = 1
+                    while width < count:
+                        i = 0
+                        while i < count:
+                            _merge(hbuf, hat, tmp, i, min(i + width, count), min(i + 2 * width, count))
+                            i += 2 * width
+                        hat, tmp = tmp, hat
+                        width *= 2
+                    aos_b3_init(&h)
+                    aos_b3_update(&h, dom, dom_n)
+                    for i in range(count):
+                        plen = _load32(<const char*>(buf + at[i]))
+                        aos_b3_update(&h, buf + at[i] + 4, plen)
+                        cells_size += plen + 2  # [reducer, key, hash]: the 0x83 head, the hash's 2-byte head
+                    aos_b3_final(&h, digest)
+                    cells_size += _cbor_head(head, 4, <uint64_t>count)
+                    for i in range(count):
+                        if i > 0 and memcmp(hbuf + hat[i] + 4, hbuf + hat[i - 1] + 4, 32) == 0:
+                            continue
+                        memcpy(&c2, hbuf + hat[i] + 36, 8)
+                        unique += 1
+                        states_size += 34 + _cbor_head(head, 2, self.size[c2]) + self.size[c2]
+                    states_size += _cbor_head(head, 5, <uint64_t>unique)
+            if failed:
+                raise MemoryError()
+            cells_out = PyBytes_FromStringAndSize(NULL, cells_size)
+            states_out = PyBytes_FromStringAndSize(NULL, states_size)
+            cells_p = <uint8_t*>PyBytes_AS_STRING(cells_out)
+            states_p = <uint8_t*>PyBytes_AS_STRING(states_out)
+            with nogil:
+                out = cells_p
+                j = _cbor_head(out, 4, <uint64_t>count)
+                for i in range(count):
+                    plen = _load32(<const char*>(buf + at[i]))
+                    out[j] = 0x83
+                    memcpy(out + j + 1, buf + at[i] + 5, plen - 33)
+                    j += plen - 32
+                    out[j] = 0x58
+                    out[j + 1] = 32
+                    memcpy(out + j + 2, buf + at[i] + 4 + plen - 32, 32)
+                    j += 34
+                out = states_p
+                j = _cbor_head(out, 5, <uint64_t>unique)
+                for i in range(count):
+                    if i > 0 and memcmp(hbuf + hat[i] + 4, hbuf + hat[i - 1] + 4, 32) == 0:
+                        continue
+                    memcpy(&c2, hbuf + hat[i] + 36, 8)
+                    out[j] = 0x58
+                    out[j + 1] = 32
+                    memcpy(out + j + 2, hbuf + hat[i] + 4, 32)
+                    j += 34
+                    j += _cbor_head(out + j, 2, self.size[c2])
+                    memcpy(out + j, self.arena + self.off[c2], self.size[c2])
+                    j += self.size[c2]
+            return states_out, cells_out, PyBytes_FromStringAndSize(<char*>digest, 32)
+        finally:
+            free(head_p)
+            free(head_n)
+            free(at)
+            free(tmp)
+            free(hat)
+            free(buf)
+            free(hbuf)
