@@ -401,3 +401,31 @@ def test_a_reopened_world_goes_on_from_the_attempts_made_and_waits_for_the_next_
     assert second.wall_ms[0] >= st.next_attempt_ms - 1  # not before it was due (ms resolution)
     (got,) = receipts(tmp_path / "w", m)
     assert canonical.decode(got.payload)["attempts"] == 2
+
+
+def test_cli_effects_lists_the_intents_pending_at_a_compacted_journals_base(tmp_path: Path) -> None:
+    """After ``aos compact`` the journal no longer holds the EffectQueued of an intent still pending: the
+    base snapshot's outbox does."""
+    from aos.retention import compact
+
+    m = effects_manifest()
+    path = tmp_path / "w"
+    with aos.World.open(path, m, effects="manual", segment_bytes=4096, snapshot_every=0) as w:
+        w.submit("test/Pay@1", {"id": "early", "costs": [2]})
+        w.run()
+        for i in range(200):  # enough records to fill segments before the snapshot
+            w.submit("test/Pay@1", {"id": f"n{i}"})
+        w.run()
+        w.snapshot()
+        w.submit("test/Pay@1", {"id": "late", "costs": [3]})
+        w.run()
+        pending = {e.intent_hash for e in w.pending_effects()}
+    assert len(pending) == 2
+    result = compact(path)
+    assert result.segments_removed, "the early intent's EffectQueued should have been compacted away"
+    out = CliRunner().invoke(cli, ["effects", str(path), "--json"])
+    assert out.exit_code == 0, out.output
+    import json
+
+    listed = {bytes.fromhex(e["intent_hash"]) for e in json.loads(out.output)["pending"]}
+    assert listed == pending

@@ -1103,11 +1103,15 @@ def effects(world: str, retry: str | None, as_json: bool) -> None:
     Reads the journal and the world's effect side state (effects.cbor), so it
     works on a closed world; on an open one it shows what is durable.
     """
+    from aos import canonical
     from aos.effect_state import EffectState, effect_status, match_intent
     from aos.errors import WorldLockedError
     from aos.files import lock_world
     from aos.journal import JournalReader
+    from aos.outbox import QueuedEffect
     from aos.records import EffectQueued, ReceiptAppended
+    from aos.retention import read_compaction
+    from aos.snapshot import check_snapshot_file
 
     p = _world_dir(world)
     try:
@@ -1121,7 +1125,13 @@ def effects(world: str, retry: str | None, as_json: bool) -> None:
         try:
             state = EffectState.load(p)
             queued: dict[bytes, tuple[bytes, str, str, str]] = {}
-            for _entry, rec in JournalReader(p / "journal").records():
+            base = read_compaction(p)
+            if base is not None:  # a compacted journal begins at its base snapshot: the intents pending there
+                doc = canonical.decode(check_snapshot_file(p / "snapshots" / base.snapshot), base.snapshot)
+                for wire in doc["outbox"]["queued"]:
+                    e = QueuedEffect(*wire)
+                    queued[e.intent_hash] = (e.intent_hash, e.kind, e.cap, e.idempotency_key)
+            for _entry, rec in JournalReader(p / "journal").records():  # (from the base when compacted)
                 if isinstance(rec, EffectQueued):
                     queued[rec.intent_hash] = (rec.intent_hash, rec.effect, rec.cap, rec.idempotency_key)
                 elif isinstance(rec, ReceiptAppended):
