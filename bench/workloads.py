@@ -661,8 +661,8 @@ class MetricsRun(KernelRun):
         self.teardown(w, tmp)
 
 
-def metrics_overhead(events: int, http: bool, every: float = 0.1,
-                     on_first: bool = False) -> tuple[float, float, int, float, float]:
+def metrics_overhead(events: int, http: bool, every: float = 0.1, on_first: bool = False,
+                     durability: str = "group") -> tuple[float, float, int, float, float]:
     """The same run without and with the exporter scraped every ``every`` s (``on_first``: the scraped run
     first; alternate it to cancel the order's effect): (seconds off, seconds on, scrapes, CPU seconds off,
     CPU seconds on; the process's CPU time, the scraping thread's included)."""
@@ -670,7 +670,7 @@ def metrics_overhead(events: int, http: bool, every: float = 0.1,
     cpu: dict[bool, float] = {}
     scrapes = 0
     for scraping in ((True, False) if on_first else (False, True)):
-        wl = MetricsRun(events=events, every=every, scraping=scraping, http=http)
+        wl = MetricsRun(events=events, every=every, scraping=scraping, http=http, durability=durability)
         w, tmp = wl.setup()
         try:
             c0, t0 = time.process_time(), time.perf_counter()
