@@ -195,6 +195,29 @@ cdef inline void _store32(char* p, uint32_t v) noexcept nogil:
     memcpy(p, &v, 4)
 
 
+cdef inline Py_ssize_t _cell_part(uint8_t* p, const char* head, Py_ssize_t head_n, uint8_t kind, int64_t word,
+                                   const char* key, Py_ssize_t klen, const uint8_t* state,
+                                   Py_ssize_t size) noexcept nogil:
+    """One cell's part of a snapshot's ``cells`` array, written at ``p``: its reducer's head, its key (none,
+    an int, or ``klen`` bytes of text or bytes at ``key``), its state's hash. Returns the bytes written."""
+    cdef Py_ssize_t i = head_n
+    memcpy(p, head, head_n)
+    if kind == KIND_NONE:
+        p[i] = 0xF6
+        i += 1
+    elif kind == KIND_INT:
+        if word >= 0:
+            i += _cbor_head(p + i, 0, <uint64_t>word)
+        else:
+            i += _cbor_head(p + i, 1, <uint64_t>(-1 - word))
+    else:
+        i += _cbor_head(p + i, 3 if kind == KIND_STR else 2, <uint64_t>klen)
+        memcpy(p + i, key, klen)
+        i += klen
+    aos_b3_hash2(state, size, NULL, 0, p + i)
+    return i + 32
+
+
 cdef class CellStore:
     """Cell ids, keys, reducers and committed states (see the module's docstring)."""
 
@@ -693,22 +716,8 @@ cdef class CellStore:
                 if used + need > cap:
                     cap = max(cap * 2, used + need, 1 << 16)
                     buf = <uint8_t*>_grow(buf, cap)
-                memcpy(buf + used + 4, head_p[ix], head_n[ix])
-                i = used + 4 + head_n[ix]
-                if kind == KIND_NONE:
-                    buf[i] = 0xF6
-                    i += 1
-                elif kind == KIND_INT:
-                    if self.word[cid] >= 0:
-                        i += _cbor_head(buf + i, 0, <uint64_t>self.word[cid])
-                    else:
-                        i += _cbor_head(buf + i, 1, <uint64_t>(-1 - self.word[cid]))
-                else:
-                    i += _cbor_head(buf + i, 3 if kind == KIND_STR else 2, <uint64_t>klen)
-                    memcpy(buf + i, kp, klen)
-                    i += klen
-                aos_b3_hash2(<const uint8_t*>(self.arena + self.off[cid]), self.size[cid], NULL, 0, buf + i)
-                i += 32
+                i = used + 4 + _cell_part(buf + used + 4, head_p[ix], head_n[ix], kind, self.word[cid], kp, klen,
+                                          <const uint8_t*>(self.arena + self.off[cid]), self.size[cid])
                 _store32(<char*>(buf + used), <uint32_t>(i - used - 4))  # the part's length, before it
                 at[count] = used
                 count += 1
@@ -850,24 +859,15 @@ cdef class CellStore:
                             continue
                         ix = self.spec_name[self.spec_ix[cid]]
                         kind = self.kind[cid]
-                        memcpy(buf + used + 4, head_p[ix], head_n[ix])
-                        i = used + 4 + head_n[ix]
-                        if kind == KIND_NONE:
-                            buf[i] = 0xF6
-                            i += 1
-                        elif kind == KIND_INT:
-                            if self.word[cid] >= 0:
-                                i += _cbor_head(buf + i, 0, <uint64_t>self.word[cid])
-                            else:
-                                i += _cbor_head(buf + i, 1, <uint64_t>(-1 - self.word[cid]))
-                        else:
+                        kp = NULL
+                        klen = 0
+                        if kind == KIND_STR or kind == KIND_BYTES:
                             kp = self.keys + self.word[cid]
                             klen = _load32(kp)
-                            i += _cbor_head(buf + i, 3 if kind == KIND_STR else 2, <uint64_t>klen)
-                            memcpy(buf + i, kp + 4, klen)
-                            i += klen
-                        aos_b3_hash2(<const uint8_t*>(self.arena + self.off[cid]), self.size[cid], NULL, 0,
-                                     buf + i)
+                            kp += 4
+                        i = used + 4 + _cell_part(buf + used + 4, head_p[ix], head_n[ix], kind, self.word[cid], kp,
+                                                  klen, <const uint8_t*>(self.arena + self.off[cid]),
+                                                  self.size[cid]) - 32  # where the state's hash is
                         # the states' sort record: u32 32 | state hash | i64 cell id
                         _store32(<char*>(hbuf + count * 44), 32)
                         memcpy(hbuf + count * 44 + 4, buf + i, 32)
