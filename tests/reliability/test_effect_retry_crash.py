@@ -106,10 +106,10 @@ def child(cfg: dict[str, Any]) -> None:
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    src = str(HERE.parents[2] / "src")
-    env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
-    return env
+    # The child imports the aos this interpreter has installed (never the source tree, which holds no
+    # compiled core when aos is installed from a wheel) and the test helpers beside this file.
+    paths = [str(HERE.parent), str(HERE.parents[1]), os.environ.get("PYTHONPATH", "")]
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in paths if p))
 
 
 def trial(tmp: Path, seed: int) -> dict[str, int]:
