@@ -344,7 +344,8 @@ def test_msgspec_structs(tmp_path: Path) -> None:
     assert aos.replay(tmp_path / "w", m).verify() == h
 
 
-@pytest.mark.skipif(importlib.util.find_spec("pydantic") is None, reason="pydantic is not installed")
+@pytest.mark.skipif(importlib.util.find_spec("pydantic") is None,
+                    reason="pydantic is not installed (no wheel for this interpreter, e.g. free-threaded 3.13)")
 def test_pydantic_models(tmp_path: Path) -> None:
     import pydantic
 
