@@ -110,9 +110,9 @@ class Report:
         self.speedups: dict[str, dict[int, float]] = {}
         self.notes: list[str] = []  # figures left out, and why
 
-    def rounds_of(self, fn: Callable[[], Any], more: bool = False) -> list[Any]:
-        """``fn()`` once per round; ``more``: 7 rounds in a full run, for the short, noisy figures."""
-        return [fn() for _ in range(7 if more and not self.quick else self.rounds)]
+    def rounds_of(self, fn: Callable[[], Any], more: bool = False, full: int = 7) -> list[Any]:
+        """``fn()`` once per round; ``more``: ``full`` rounds in a full run, for the short, noisy figures."""
+        return [fn() for _ in range(full if more and not self.quick else self.rounds)]
 
     # ------------------------------------------------------------- kernel
     def kernel(self) -> None:
@@ -252,7 +252,8 @@ class Report:
 
     def replay(self) -> None:
         events = 5_000 if self.quick else 20_000
-        rows = self.rounds_of(lambda: wl.replay_vs_run(events), more=True)
+        # 11 rounds: a round is 0.6 s, and this machine's speed swings by up to 2x between two of them
+        rows = self.rounds_of(lambda: wl.replay_vs_run(events), more=True, full=11)
         self.figures["replay_vs_run"] = figure([run / rep for run, rep in rows], "x speed",
                                                "the original run of the same journal",
                                                replay_seconds=statistics.median(rep for _r, rep in rows))

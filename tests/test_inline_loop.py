@@ -62,6 +62,19 @@ def test_a_common_step_enters_python_code_once_for_the_reducer(tmp_path: Path) -
     assert reference > 3 * per_step  # what the C loop saves: the reference path is plain Python
 
 
+def test_a_verifying_replay_reads_admissions_and_steps_in_the_c_loop(tmp_path: Path) -> None:
+    """A replay compares each admission and step in the C loop too: Python code is entered for the reducer and
+    little else (the loop hands anything it does not recognise to the replay's Python loop, which costs many
+    calls per record)."""
+    n = 2_000
+    with aos.World.open(tmp_path / "w", counter_manifest(), workers=0, snapshot_every=0) as w:
+        fill(w, n)
+        w.run()
+    replay = aos.replay(tmp_path / "w", counter_manifest())
+    per_step = python_calls(replay.verify) / n
+    assert per_step <= 1.5, f"{per_step:.2f} Python calls per replayed step"
+
+
 @pytest.mark.parametrize("snapshot_every", [0, 7])
 def test_the_c_loop_writes_the_reference_journal(tmp_path: Path, snapshot_every: int) -> None:
     def play(directory: Path, **opts: Any) -> tuple[bytes, str]:

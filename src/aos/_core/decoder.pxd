@@ -3,3 +3,4 @@
 
 cpdef object decode(bytes data, bint strict=*)
 cpdef object record_fields(int kind, bytes payload)
+cpdef object event_admitted_fields(bytes payload)

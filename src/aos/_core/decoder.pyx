@@ -399,7 +399,7 @@ cpdef object record_fields(int kind, bytes payload):
     return out
 
 
-def event_admitted_fields(bytes payload):
+cpdef object event_admitted_fields(bytes payload):
     """``(seq, schema, value, visible_at)`` of an ``EventAdmitted`` payload laid out as aos writes it, else
     ``None``.
 

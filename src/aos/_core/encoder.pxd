@@ -8,3 +8,11 @@ cpdef bytes event_admitted(object seq, object schema, bytes value, object lane_i
                            object origin=*, object idempotency_key=*)
 cpdef object write_record(int kind, tuple values)
 cpdef object record_payload(object record)
+
+cdef enum:
+    KIND_NONE = -1      # no ``kind`` field found
+    KIND_OTHER = 0
+    KIND_ADMITTED = 1   # EventAdmitted
+    KIND_SCHEDULED = 2  # StepScheduled
+
+cdef int kind_code(bytes payload) noexcept

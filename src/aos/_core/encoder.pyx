@@ -446,6 +446,7 @@ cdef list _BOUND = []  # the record classes bound to layouts (kept alive)
 cdef enum:
     MEMBER_OBJECT_EX = 16  # the member type of a __slots__ entry (T_OBJECT_EX, Py_T_OBJECT_EX)
 cdef bytes KIND_KEY  # the encoded "kind" key
+cdef bytes ADMITTED_KIND, SCHEDULED_KIND  # the encoded kind values the commit loops dispatch on (kind_code)
 cdef int K_ADMITTED, K_SCHEDULED, K_COMMITTED
 
 # The step writers' arguments follow their kinds' declared fields; the import fails when they drift apart.
@@ -458,7 +459,8 @@ _WRITER_FIELDS = {
 
 
 def _load_schema():
-    global N_KINDS, EMIT_ATTRS, INTENT_ATTRS, KIND_KEY, K_ADMITTED, K_SCHEDULED, K_COMMITTED
+    global N_KINDS, EMIT_ATTRS, INTENT_ATTRS, KIND_KEY, K_ADMITTED, K_SCHEDULED, K_COMMITTED, ADMITTED_KIND, \
+        SCHEDULED_KIND
     from aos import schema
 
     N_KINDS = load_kinds(&LAYOUTS[0][0], N_VARIANTS, _KEEP)
@@ -467,6 +469,8 @@ def _load_schema():
     EMIT_ATTRS = schema.EMIT.names
     INTENT_ATTRS = schema.INTENT.names
     KIND_KEY = schema.text_key(schema.KIND_FIELD)
+    ADMITTED_KIND = schema.text_key("EventAdmitted")
+    SCHEDULED_KIND = schema.text_key("StepScheduled")
     for name, (writer, fields) in _WRITER_FIELDS.items():
         if schema.kind(name).names != fields:
             raise ImportError(f"aos.schema declares {name} with fields {schema.kind(name).names}, but the C "
@@ -830,6 +834,48 @@ cdef Py_ssize_t skip(const unsigned char* p, Py_ssize_t n, Py_ssize_t at, int de
 cdef dict KIND_NAMES = {}
 
 
+cdef Py_ssize_t kind_value_at(const unsigned char* p, Py_ssize_t n, Py_ssize_t* value_end) noexcept:
+    """Where the text value of a record's ``kind`` field starts (its end in ``value_end``); -1 if not found."""
+    cdef Py_ssize_t at = 1, entries, k, end, vend
+    if n < 1 or (p[0] >> 5) != 5 or (p[0] & 31) >= 24:
+        return -1
+    entries = p[0] & 31
+    for k in range(entries):
+        end = skip(p, n, at, 1)
+        if end < 0:
+            return -1
+        if end - at == PyBytes_GET_SIZE(KIND_KEY) and memcmp(p + at, PyBytes_AS_STRING(KIND_KEY), end - at) == 0:
+            if end >= n or (p[end] >> 5) != 3:
+                return -1
+            vend = skip(p, n, end, 1)
+            if vend < 0:
+                return -1
+            value_end[0] = vend
+            return end
+        at = skip(p, n, end, 1)
+        if at < 0:
+            return -1
+    return -1
+
+
+
+
+cdef int kind_code(bytes payload) noexcept:
+    """:data:`KIND_ADMITTED`, :data:`KIND_SCHEDULED`, :data:`KIND_OTHER` (another kind) or
+    :data:`KIND_NONE` (no kind found): the dispatch of the commit loops, without making an object."""
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(payload)
+    cdef Py_ssize_t vend = 0
+    cdef Py_ssize_t at = kind_value_at(p, PyBytes_GET_SIZE(payload), &vend)
+    if at < 0:
+        return KIND_NONE
+    cdef Py_ssize_t n = vend - at
+    if n == PyBytes_GET_SIZE(SCHEDULED_KIND) and memcmp(p + at, PyBytes_AS_STRING(SCHEDULED_KIND), n) == 0:
+        return KIND_SCHEDULED
+    if n == PyBytes_GET_SIZE(ADMITTED_KIND) and memcmp(p + at, PyBytes_AS_STRING(ADMITTED_KIND), n) == 0:
+        return KIND_ADMITTED
+    return KIND_OTHER
+
+
 def record_kind(bytes payload):
     """The ``kind`` of a record payload, read without decoding the rest (``None`` if not found).
 
@@ -837,31 +883,18 @@ def record_kind(bytes payload):
     by a strict decode.
     """
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(payload)
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(payload), at = 1, entries, k, end, vend
-    if n < 1 or (p[0] >> 5) != 5 or (p[0] & 31) >= 24:
+    cdef Py_ssize_t vend = 0
+    cdef Py_ssize_t end = kind_value_at(p, PyBytes_GET_SIZE(payload), &vend)
+    if end < 0:
         return None
-    entries = p[0] & 31
-    for k in range(entries):
-        end = skip(p, n, at, 1)
-        if end < 0:
+    raw = PyBytes_FromStringAndSize(<const char*>(p + end), vend - end)
+    name = KIND_NAMES.get(raw)
+    if name is None:
+        try:
+            name = raw[1 if (p[end] & 31) < 24 else 1 + (1 << ((p[end] & 31) - 24)):].decode("utf-8")
+        except UnicodeDecodeError:
             return None
-        if end - at == PyBytes_GET_SIZE(KIND_KEY) and memcmp(p + at, PyBytes_AS_STRING(KIND_KEY), end - at) == 0:
-            if end >= n or (p[end] >> 5) != 3:
-                return None
-            vend = skip(p, n, end, 1)
-            if vend < 0:
-                return None
-            raw = PyBytes_FromStringAndSize(<const char*>(p + end), vend - end)
-            name = KIND_NAMES.get(raw)
-            if name is None:
-                try:
-                    name = raw[1 if (p[end] & 31) < 24 else 1 + (1 << ((p[end] & 31) - 24)):].decode("utf-8")
-                except UnicodeDecodeError:
-                    return None
-                if len(KIND_NAMES) < 64:
-                    KIND_NAMES[raw] = name
-            return name
-        at = skip(p, n, end, 1)
-        if at < 0:
-            return None
+        if len(KIND_NAMES) < 64:
+            KIND_NAMES[raw] = name
+    return name
     return None

@@ -34,4 +34,4 @@ cdef class FrameCursor:
     cdef public int64_t records      # records compared
 
     cdef int c_expect(self, bytes payload) except -1
-    cdef object c_next_kind(self)
+    cdef int c_next_code(self) noexcept

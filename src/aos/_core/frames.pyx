@@ -20,12 +20,9 @@ from cpython.pyport cimport PY_SSIZE_T_MAX
 cdef extern from "Python.h":
     void PyObject_GC_UnTrack(object)
 
-from aos._core.encoder cimport record_payload
+from aos._core.encoder cimport KIND_NONE, kind_code, record_payload
 from aos._core.hashing cimport digest_of2, aos_b3_hash2
 from aos._core.posix cimport now_ns
-
-
-from aos._core.encoder import record_kind as _record_kind
 
 
 __all__ = ["append", "scan", "chain_check", "length_check", "FRAME_HEAD", "CHAIN_SIZE", "MAX_RECORD"]
@@ -389,9 +386,10 @@ cdef class FrameCursor:
             self._scheduled = payload  # remembered for the divergence report
         return 0
 
-    cdef object c_next_kind(self):
-        """The kind of the next record (None at the end, or for bytes that are not a record)."""
+    cdef int c_next_code(self) noexcept:
+        """The kind of the next record as :func:`aos._core.encoder.kind_code` gives it (``KIND_NONE`` at the
+        end, or for bytes that are not a record)."""
         nxt = self._next
         if nxt is None:
-            return None
-        return _record_kind(nxt)
+            return KIND_NONE
+        return kind_code(<bytes>nxt)

@@ -27,11 +27,16 @@ their dispatch; ``at_quiet`` (inputs from other threads, receipts) every
 
 from libc.stdint cimport int64_t
 from cpython.long cimport PyLong_AsLongLongAndOverflow
+from cpython.object cimport PyObject, PyTypeObject
+
+cdef extern from "Python.h":
+    void PyObject_GC_UnTrack(object)
 
 from aos._core.cellstore cimport CellStore
 
-from aos._core.decoder cimport decode
-from aos._core.encoder cimport encode, event_admitted, step_committed, step_scheduled
+from aos._core.decoder cimport decode, event_admitted_fields
+from aos._core.encoder cimport (KIND_ADMITTED, KIND_SCHEDULED, encode, event_admitted, kind_code, step_committed,
+                                step_scheduled)
 from aos._core.context cimport EventFields, StepFields
 from aos._core.frames cimport FrameCursor, FrameWriter
 from aos._core.hashing cimport digest_of
@@ -41,10 +46,16 @@ from aos._core.sequencer cimport Sequencer
 
 from types import FunctionType
 
-from aos._core.decoder import UNHANDLED, event_admitted_fields
+from aos._core.decoder import UNHANDLED
 
 cdef object _UNHANDLED = UNHANDLED
 cdef tuple _EMPTY = ()
+
+
+cdef inline object new_of(type cls):
+    """A new, unset instance of ``cls`` (a Python subclass of a cdef class with no fields of its own), made by its
+    ``tp_new`` without calling ``__init__``: ``cls.__new__(cls)`` without the method lookup."""
+    return (<PyTypeObject*>cls).tp_new(cls, <PyObject*>_EMPTY, NULL)
 
 
 QUIET_EVERY = 64  # steps between two calls of the at_quiet hook
@@ -111,17 +122,17 @@ cdef class InlineLoop:
         after, quiet = hooks.after_commit, hooks.at_quiet
         cdef int64_t every = hooks.every
         cdef int64_t t = 0, cid = 0, inp = 0, steps = 0
-        cdef int r
+        cdef int r, code
         cdef bint due
         try:
             while steps != limit:
                 if cursor is not None:
-                    kind = cursor.c_next_kind()
-                    if kind == "EventAdmitted":
+                    code = cursor.c_next_code()
+                    if code == KIND_ADMITTED:
                         if self._admit_payload(<bytes>cursor._next):
                             continue
                         break  # an event the general path admits (or refuses)
-                    if kind != "StepScheduled":
+                    if code != KIND_SCHEDULED:
                         break  # the journal has something else next: the replay reads it
                 r = seq.c_poll(seq.next_ticket - 1, &t, &cid, &inp)  # every ticket so far has committed
                 if r == 0:
@@ -250,7 +261,7 @@ cdef class InlineLoop:
         else:
             # the common step, as aos.step.compute and Committer.commit do it
             key = cells.c_key(cid)
-            ctx = self.StepContext.__new__(self.StepContext)
+            ctx = new_of(self.StepContext)
             fields = <StepFields>ctx
             fields.event_id = t
             fields.reducer = spec.name
@@ -270,7 +281,7 @@ cdef class InlineLoop:
                     current = decode(<bytes>state, False)
                     if current is _UNHANDLED:
                         current = self.decode_trusted(state)
-                event = self.Event.__new__(self.Event)
+                event = new_of(self.Event)
                 decoded = decode(<bytes>value, False)
                 (<EventFields>event).schema = schema
                 (<EventFields>event).value = self.decode_trusted(value) if decoded is _UNHANDLED else decoded
@@ -389,7 +400,9 @@ cdef class InlineLoop:
         s = <int64_t>number
         k.next_seq = s + 1
         if routes:
-            events[s] = [schema, value, len(routes)]  # Inbox.put
+            entry = [schema, value, len(routes)]  # Inbox.put
+            PyObject_GC_UnTrack(entry)  # a str, bytes and an int, for as long as it lives: nothing for the collector
+            events[s] = entry
         for spec, key in routes:
             seq.c_deliver_at(visible_at, cells.c_id_of(spec, key), s, spec.priority)
         return True
@@ -405,7 +418,9 @@ cdef class InlineLoop:
             to = <tuple>routes[i]
             n = len(to)
             if n:
-                events[s] = [emit.schema, emit.value, n]  # Inbox.put
+                entry = [emit.schema, emit.value, n]  # Inbox.put
+                PyObject_GC_UnTrack(entry)  # (as in _admit_payload)
+                events[s] = entry
             for spec, key in to:
                 seq.c_deliver_emitted(t, cells.c_id_of(spec, key), s, spec.priority)
             if type(to) is not tuple:  # a lane world's event that other lanes' cells take (aos.lane_world)
