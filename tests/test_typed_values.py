@@ -445,3 +445,95 @@ def test_a_record_that_contains_itself(tmp_path: Path) -> None:
         assert w.state("test/Tree@1")["children"][0]["children"][0]["name"] == "b"
         h = w.snapshot_hash()
     assert aos.replay(tmp_path / "w", m).verify() == h
+
+
+# ------------------------------------------------------------------ the inline loop's typed call
+@dataclass
+class Tally:
+    n: int = 0
+    last: str = ""
+
+
+@dataclass
+class Bump:
+    id: str
+    by: int = 1
+
+
+def plain_typed_manifest(state: type | None = Tally, event: type | None = Bump) -> aos.Manifest:
+    """Plain dataclasses only (``Shape.fast``): the inline loop converts in C (``TypedPlan``); the reference
+    executor calls aos.typed's wrapper. Each ``by`` picks a way out of the reducer."""
+    m = aos.Manifest("test/plain-typed@1")
+
+    @m.reducer("test/Tally@1", key="id", events=["test/Bump@1", "test/Note@1"], state=state,
+               event=None if event is None else {"test/Bump@1": event}, code_id="tally-1")
+    def tally(ctx: Any, state: Any, event: Any) -> Any:
+        v = event.value
+        SEEN.append((type(state).__name__, type(v).__name__, event.schema))
+        by = v["by"] if type(v) is dict else v.by
+        n = 0 if state is None else state["n"] if type(state) is dict else state.n
+        if by == 0:
+            return None  # the cell deleted
+        if by == 13:
+            raise ValueError("unlucky")
+        if by == 7:
+            return {"n": n + by}  # a fitting dict: stored with the defaults filled
+        if by == 9:
+            return "nine"  # neither the type nor a map: the step fails
+        return Tally(n + by, v["id"] if type(v) is dict else v.id) if state is not None or by != 5 else {"n": by}
+
+    return m
+
+
+TALLY_EVENTS: list[tuple[str, Any]] = [
+    ("test/Bump@1", {"id": "a", "by": 2}), ("test/Bump@1", {"id": "a"}),  # by's default: the wrapper's way
+    ("test/Bump@1", Bump("b", 5)), ("test/Bump@1", {"id": "a", "by": 7}), ("test/Bump@1", {"id": "b", "by": 13}),
+    ("test/Note@1", {"id": "a", "by": 4}),  # a schema without a declared type: a plain dict
+    ("test/Bump@1", {"id": "b", "by": 9}), ("test/Bump@1", {"id": "a", "by": 0}), ("test/Bump@1", Bump("a", 3)),
+    ("test/Bump@1", {"id": "b", "by": 2}),
+]
+
+
+def run_tally(path: Path, m: aos.Manifest, **kw: Any) -> tuple[list[bytes], str, list[tuple[str, str, str]], Any]:
+    SEEN.clear()
+    with aos.World.open(path, m, snapshot_every=0, **kw) as w:
+        for schema, value in TALLY_EVENTS:
+            w.submit(schema, value)
+        w.run()
+        out = ([e.payload for e in JournalReader(path / "journal", m.era).entries()], w.snapshot_hash(),
+               list(SEEN), w.metrics()["steps_by_path"])
+    SEEN.clear()
+    return out
+
+
+@pytest.mark.parametrize("state, event", [(Tally, Bump), (None, Bump), (Tally, None)])
+def test_the_inline_loops_typed_call_writes_the_wrappers_journal(tmp_path: Path, state: Any, event: Any) -> None:
+    m = plain_typed_manifest(state, event)
+    assert m.reducers["test/Tally@1"].plan is not None  # plain dataclasses: the loop converts in C
+    journal, h, seen, paths = run_tally(tmp_path / "c", m, workers=0)
+    ref_journal, ref_h, ref_seen, _p = run_tally(tmp_path / "ref", plain_typed_manifest(state, event),
+                                                 reference=True)
+    assert journal == ref_journal and h == ref_h
+    assert seen == ref_seen  # the reducer saw the same types, step by step
+    assert paths["c_loop"] > 0
+    expected_event = "Bump" if event is not None else "dict"
+    assert ("NoneType", expected_event, "test/Bump@1") in seen
+    if state is not None:
+        assert ("Tally", expected_event, "test/Bump@1") in seen
+    assert ("Tally" if state is not None else "dict", "dict", "test/Note@1") in seen
+    assert aos.replay(tmp_path / "c", plain_typed_manifest(state, event)).verify() == h
+
+
+def test_a_profiled_world_times_a_typed_call_and_writes_the_same_journal(tmp_path: Path) -> None:
+    journal, h, seen, _p = run_tally(tmp_path / "plain", plain_typed_manifest())
+    profiled, h2, seen2, _p = run_tally(tmp_path / "profiled", plain_typed_manifest(), profile=True)
+    assert profiled == journal and h2 == h and seen2 == seen
+    with aos.World.open(tmp_path / "profiled", plain_typed_manifest(), profile=True) as w:
+        w.submit("test/Bump@1", {"id": "z", "by": 2})
+        w.run()
+        assert w.metrics()["reducers"]["test/Tally@1"]["steps"] == 1  # the timing wrapper was called
+
+
+def test_records_with_other_than_plain_fields_have_no_plan() -> None:
+    assert typed_manifest().reducers["test/Order@1"].plan is None  # (Order holds Line records: the wrapper)
+    assert untyped_manifest().reducers["test/Order@1"].plan is None

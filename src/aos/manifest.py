@@ -21,10 +21,11 @@ from aos import canonical
 from aos.changes import Change, changes, check_shape
 from aos.errors import EraChangeError, ManifestError, ManifestMismatchError, UnknownReducerError, brief
 from aos.identity import LEGACY_PREFIXES, CodeIdentity, code_identity, legacy_code_identity
-from aos.typed import EventCheck, ReducerTypes, typed_reducer
+from aos.typed import EventCheck, ReducerTypes, typed_plan, typed_reducer
 from aos.upcast import Chain, Upcast, Upcaster, chain_label
 
 if TYPE_CHECKING:
+    from aos._core.context import TypedPlan
     from aos._core.native import NativeReducer
 
 __all__ = ["Manifest", "ReducerSpec", "Reducer", "Capability", "PolicyRule", "InvariantSpec", "Upcaster",
@@ -68,6 +69,8 @@ class ReducerSpec:
     upcasts: dict[str, Chain] = field(default_factory=dict, compare=False, repr=False)
     # the declared types (``state=``, ``event=``; docs/manifest.md, "Typed values"); None for most reducers
     types: ReducerTypes | None = field(default=None, compare=False, repr=False)
+    # how the inline loop hands ``fn`` its typed values in C (aos.typed.typed_plan); None for most reducers
+    plan: TypedPlan | None = field(default=None, compare=False, repr=False)
 
     @property
     def keyed(self) -> bool:
@@ -205,7 +208,8 @@ class Manifest:
                 raise ManifestError(f"reducer {name}: {fn!r} is not callable")
             ident = CodeIdentity(fn, _check_code_id(f"reducer {name}", code_id), f"reducer {name}")
             call = fn if types is None else typed_reducer(fn, types)  # no wrapper without declared types
-            self.reducers[name] = ReducerSpec(name, call, key, evs, ident, None, priority, types=types)
+            self.reducers[name] = ReducerSpec(name, call, key, evs, ident, None, priority, types=types,
+                                              plan=typed_plan(call))
             self._rebuild()
             return fn
 

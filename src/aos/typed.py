@@ -27,9 +27,11 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from aos._core.context import TypedPlan
 from aos.errors import ManifestError, TypedValueError
 
-__all__ = ["Shape", "ReducerTypes", "shape_of", "is_record", "fields_of", "typed_reducer", "EventCheck"]
+__all__ = ["Shape", "ReducerTypes", "shape_of", "is_record", "fields_of", "typed_reducer", "typed_plan",
+           "EventCheck"]
 
 _SCALARS: dict[Any, str] = {int: "int", float: "float", str: "str", bytes: "bytes", bool: "bool",
                             type(None): "None"}
@@ -609,7 +611,19 @@ def typed_reducer(fn: Callable[[Any, Any, Any], Any], types_: ReducerTypes) -> C
     typed.__aos_typed__ = fn  # type: ignore[attr-defined]  # (a failed step's traceback starts at fn: aos.step)
     typed.__name__ = getattr(fn, "__name__", "reducer")
     typed.__qualname__ = getattr(fn, "__qualname__", typed.__name__)
+    plain = {schema: (shape.record, tuple(sorted(shape.fast))) for schema, shape in ev_loads.items()
+             if shape.fast is not None and shape.record is not None}
+    if len(plain) == len(ev_loads) and (st is None or st.fast is not None):
+        # every declared type a plain dataclass: the inline loop does what this wrapper does, in C
+        typed.__aos_plan__ = TypedPlan(  # type: ignore[attr-defined]
+            fn, typed, st_type, () if st is None or st.fast is None else tuple(sorted(st.fast)), plain, returned)
     return typed
+
+
+def typed_plan(fn: Any) -> TypedPlan | None:
+    """The plan the inline loop follows for ``fn``, a reducer as the manifest holds it (None for most)."""
+    plan = getattr(fn, "__aos_plan__", None)
+    return plan if isinstance(plan, TypedPlan) else None
 
 
 class EventCheck:

@@ -4,14 +4,14 @@ The field types are those :mod:`aos.context` gives them (its ``StepContext`` and
 ``Event`` subclass these classes and fill the fields).
 """
 
-from typing import Any
+from typing import Any, Callable
 
 from aos.admission import Admission, Route
 from aos.capability import Ledger
 from aos.records import Emit, Intent
 from aos.rng import Rng
 
-__all__ = ["StepFields", "EventFields"]
+__all__ = ["StepFields", "EventFields", "TypedPlan"]
 
 class StepFields:
     event_id: int
@@ -29,3 +29,14 @@ class EventFields:
     schema: str
     value: Any  # a decoded value of the value model
     seq: int
+
+class TypedPlan:
+    fn: Callable[[Any, Any, Any], Any]
+    wrapper: Callable[[Any, Any, Any], Any]
+    state_type: type | None
+    state_fields: tuple[str, ...]
+    events: dict[str, tuple[type, tuple[str, ...]]]
+    returned: Callable[[Any], Any]
+    def __init__(self, fn: Callable[[Any, Any, Any], Any], wrapper: Callable[[Any, Any, Any], Any],
+                 state_type: type | None, state_fields: tuple[str, ...],
+                 events: dict[str, tuple[type, tuple[str, ...]]], returned: Callable[[Any], Any]) -> None: ...

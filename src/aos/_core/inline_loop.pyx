@@ -31,13 +31,15 @@ from cpython.object cimport PyObject, PyTypeObject
 
 cdef extern from "Python.h":
     void PyObject_GC_UnTrack(object)
+    PyTypeObject PyBaseObject_Type
+    PyObject* PyDict_GetItem(object, object)  # borrowed; NULL when missing (no exception set)
 
 from aos._core.cellstore cimport CellStore
 
 from aos._core.decoder cimport decode, event_admitted_fields
 from aos._core.encoder cimport (KIND_ADMITTED, KIND_SCHEDULED, encode, event_admitted, kind_code, step_committed,
                                 step_scheduled)
-from aos._core.context cimport EventFields, StepFields
+from aos._core.context cimport EventFields, StepFields, TypedPlan
 from aos._core.frames cimport FrameCursor, FrameWriter
 from aos._core.hashing cimport digest_of
 from aos._core.latency cimport bucket
@@ -56,6 +58,52 @@ cdef inline object new_of(type cls):
     """A new, unset instance of ``cls`` (a Python subclass of a cdef class with no fields of its own), made by its
     ``tp_new`` without calling ``__init__``: ``cls.__new__(cls)`` without the method lookup."""
     return (<PyTypeObject*>cls).tp_new(cls, <PyObject*>_EMPTY, NULL)
+
+
+cdef object as_record(type cls, tuple names, object m):
+    """A new ``cls`` with its fields ``names`` set from map ``m`` holding exactly those keys, as aos.typed's
+    wrapper sets them (``object.__new__``, then each field); :data:`_UNHANDLED` for anything else."""
+    if type(m) is not dict or len(<dict>m) != len(names):
+        return _UNHANDLED
+    cdef PyObject* v
+    try:
+        o = PyBaseObject_Type.tp_new(cls, <PyObject*>_EMPTY, NULL)
+        for name in names:
+            v = PyDict_GetItem(m, name)
+            if v == NULL:
+                return _UNHANDLED
+            setattr(o, name, <object>v)
+    except Exception:
+        return _UNHANDLED
+    return o
+
+
+cdef object typed_call(TypedPlan plan, object ctx, object state, object event):
+    """Call a typed reducer as its wrapper (``plan.wrapper``) does: its state and event value as their
+    declared dataclasses, its returned instance as the map of its fields. A value the plan does not cover goes
+    to the wrapper, whole, before the reducer has run."""
+    cdef EventFields ev = <EventFields>event
+    typed_state = state
+    if state is not None and plan.state_type is not None:
+        typed_state = as_record(<type>plan.state_type, plan.state_fields, state)
+        if typed_state is _UNHANDLED:
+            return plan.wrapper(ctx, state, event)
+    if plan.events:
+        shape = plan.events.get(ev.schema)
+        if shape is not None:
+            value = as_record(<type>(<tuple>shape)[0], <tuple>(<tuple>shape)[1], ev.value)
+            if value is _UNHANDLED:
+                return plan.wrapper(ctx, state, event)
+            ev.value = value
+    new = plan.fn(ctx, typed_state, event)
+    if plan.state_type is None:
+        return new
+    if type(new) is plan.state_type:
+        out = {}
+        for name in plan.state_fields:
+            out[name] = getattr(new, name)
+        return out
+    return None if new is None else plan.returned(new)
 
 
 QUIET_EVERY = 64  # steps between two calls of the at_quiet hook
@@ -286,7 +334,11 @@ cdef class InlineLoop:
                 (<EventFields>event).schema = schema
                 (<EventFields>event).value = self.decode_trusted(value) if decoded is _UNHANDLED else decoded
                 (<EventFields>event).seq = inp
-                new = fn(ctx, current, event)
+                plan = spec.plan  # a typed reducer's: called as its wrapper would (unless another wraps it)
+                if plan is not None and fn is (<TypedPlan>plan).wrapper:
+                    new = typed_call(<TypedPlan>plan, ctx, current, event)
+                else:
+                    new = fn(ctx, current, event)
             except Exception as exc:
                 result = self.failed(k.ticket(t, cid, inp), exc)
             if result is None:
