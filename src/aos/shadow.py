@@ -233,11 +233,12 @@ def _show_intents(intents: tuple[tuple[str, Any, str | None, int, bool | None], 
 class _Collector:
     """The shadow kernel's sink: keeps what one step (or one admission) produced, writes nothing."""
 
-    __slots__ = ("out", "queued")
+    __slots__ = ("out", "queued", "collect_into")
 
     def __init__(self) -> None:
         self.out: list[bytes] = []
         self.queued: list[EffectQueued] = []
+        self.collect_into = self.out  # the inline loop appends the payloads it makes here itself (no call)
 
     def append(self, record: Record) -> int:
         if type(record) is EffectQueued:
@@ -402,6 +403,7 @@ class _Run:
         # each step in the inline executor's C loop (the reference path where it hands over), one at a time
         self.loop = InlineLoop(k, committer, [0] * 40)
         step = self.loop.step
+        admit_in_c = self.loop.admit  # the common admission, in C (else _admit_event says why not)
         ticket_of = k.ticket
         out = sink.out
         queued = sink.queued
@@ -460,7 +462,8 @@ class _Run:
                 continue
             records += 1
             if kind == "EventAdmitted":
-                self._admit_event(nxt)
+                if not admit_in_c(nxt):
+                    self._admit_event(nxt)
             elif kind == "ReceiptAppended":
                 self._admit_receipt(nxt)
             # SnapshotCreated and control-plane records are not inputs: the shadow passes them by.

@@ -446,7 +446,7 @@ cdef list _BOUND = []  # the record classes bound to layouts (kept alive)
 cdef enum:
     MEMBER_OBJECT_EX = 16  # the member type of a __slots__ entry (T_OBJECT_EX, Py_T_OBJECT_EX)
 cdef bytes KIND_KEY  # the encoded "kind" key
-cdef bytes ADMITTED_KIND, SCHEDULED_KIND  # the encoded kind values the commit loops dispatch on (kind_code)
+cdef bytes ADMITTED_KIND, SCHEDULED_KIND, COMMITTED_KIND  # encoded kind values (kind_code, record_kind)
 cdef int K_ADMITTED, K_SCHEDULED, K_COMMITTED
 
 # The step writers' arguments follow their kinds' declared fields; the import fails when they drift apart.
@@ -460,7 +460,7 @@ _WRITER_FIELDS = {
 
 def _load_schema():
     global N_KINDS, EMIT_ATTRS, INTENT_ATTRS, KIND_KEY, K_ADMITTED, K_SCHEDULED, K_COMMITTED, ADMITTED_KIND, \
-        SCHEDULED_KIND
+        SCHEDULED_KIND, COMMITTED_KIND
     from aos import schema
 
     N_KINDS = load_kinds(&LAYOUTS[0][0], N_VARIANTS, _KEEP)
@@ -471,6 +471,7 @@ def _load_schema():
     KIND_KEY = schema.text_key(schema.KIND_FIELD)
     ADMITTED_KIND = schema.text_key("EventAdmitted")
     SCHEDULED_KIND = schema.text_key("StepScheduled")
+    COMMITTED_KIND = schema.text_key("StepCommitted")
     for name, (writer, fields) in _WRITER_FIELDS.items():
         if schema.kind(name).names != fields:
             raise ImportError(f"aos.schema declares {name} with fields {schema.kind(name).names}, but the C "
@@ -887,7 +888,15 @@ def record_kind(bytes payload):
     cdef Py_ssize_t end = kind_value_at(p, PyBytes_GET_SIZE(payload), &vend)
     if end < 0:
         return None
-    raw = PyBytes_FromStringAndSize(<const char*>(p + end), vend - end)
+    cdef Py_ssize_t n = vend - end
+    # the kinds of a step and an admission, most of any journal, without making an object
+    if n == PyBytes_GET_SIZE(SCHEDULED_KIND) and memcmp(p + end, PyBytes_AS_STRING(SCHEDULED_KIND), n) == 0:
+        return "StepScheduled"
+    if n == PyBytes_GET_SIZE(COMMITTED_KIND) and memcmp(p + end, PyBytes_AS_STRING(COMMITTED_KIND), n) == 0:
+        return "StepCommitted"
+    if n == PyBytes_GET_SIZE(ADMITTED_KIND) and memcmp(p + end, PyBytes_AS_STRING(ADMITTED_KIND), n) == 0:
+        return "EventAdmitted"
+    raw = PyBytes_FromStringAndSize(<const char*>(p + end), n)
     name = KIND_NAMES.get(raw)
     if name is None:
         try:
@@ -897,4 +906,3 @@ def record_kind(bytes payload):
         if len(KIND_NAMES) < 64:
             KIND_NAMES[raw] = name
     return name
-    return None

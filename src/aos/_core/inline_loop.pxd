@@ -23,6 +23,7 @@ cdef class InlineLoop:
     cdef Sequencer seq
     cdef FrameWriter writer
     cdef FrameCursor cursor
+    cdef list collected          # the list of a sink that only collects payloads (``collect_into``), else None
     cdef object sink, admission, ledger
     cdef object lane_id          # the kernel's lane (every record written here carries it)
     cdef CellStore cells

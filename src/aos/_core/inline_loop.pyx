@@ -135,12 +135,17 @@ cdef class InlineLoop:
         self.seq = <Sequencer>k.sequencer
         self.writer = None
         self.cursor = None
+        self.collected = None
         sink = self.sink = k.sink
         w = getattr(sink, "writer", None)
         if isinstance(w, FrameWriter):
             self.writer = <FrameWriter>w
         elif isinstance(sink, FrameCursor):
             self.cursor = <FrameCursor>sink  # a replay: the records are compared with the journal's
+        else:
+            out = getattr(sink, "collect_into", None)
+            if type(out) is list:
+                self.collected = <list>out  # a sink that only keeps the payloads (a shadow run's) and never commits
         self.fast_ok = not k.manifest.invariants
         self.cells = <CellStore?>k.cells
         self.events = k.inbox.events
@@ -392,7 +397,7 @@ cdef class InlineLoop:
         if writer is not None:
             if writer.c_commit_point():
                 sink.flush_due()
-        elif cursor is None or cursor._next is None:
+        elif (cursor is None and self.collected is None) or (cursor is not None and cursor._next is None):
             sink.commit_point()
         return 0
 
@@ -487,6 +492,8 @@ cdef class InlineLoop:
                 sink.append_payload(payload)  # the segment is full: the journal starts the next one
         elif cursor is not None:
             cursor.c_expect(payload)
+        elif self.collected is not None:
+            self.collected.append(payload)
         else:
             sink.append_payload(payload)
         return 0
