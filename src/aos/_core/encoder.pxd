@@ -14,5 +14,6 @@ cdef enum:
     KIND_OTHER = 0
     KIND_ADMITTED = 1   # EventAdmitted
     KIND_SCHEDULED = 2  # StepScheduled
+    KIND_COMMITTED = 3  # StepCommitted
 
 cdef int kind_code(bytes payload) noexcept

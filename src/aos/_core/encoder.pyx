@@ -859,11 +859,10 @@ cdef Py_ssize_t kind_value_at(const unsigned char* p, Py_ssize_t n, Py_ssize_t* 
     return -1
 
 
-
-
 cdef int kind_code(bytes payload) noexcept:
-    """:data:`KIND_ADMITTED`, :data:`KIND_SCHEDULED`, :data:`KIND_OTHER` (another kind) or
-    :data:`KIND_NONE` (no kind found): the dispatch of the commit loops, without making an object."""
+    """:data:`KIND_ADMITTED`, :data:`KIND_SCHEDULED`, :data:`KIND_COMMITTED`, :data:`KIND_OTHER` (another
+    kind) or :data:`KIND_NONE` (no kind found): the kinds of a step and an admission, most of any journal, told
+    apart without making an object (the commit loops' dispatch)."""
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(payload)
     cdef Py_ssize_t vend = 0
     cdef Py_ssize_t at = kind_value_at(p, PyBytes_GET_SIZE(payload), &vend)
@@ -872,6 +871,8 @@ cdef int kind_code(bytes payload) noexcept:
     cdef Py_ssize_t n = vend - at
     if n == PyBytes_GET_SIZE(SCHEDULED_KIND) and memcmp(p + at, PyBytes_AS_STRING(SCHEDULED_KIND), n) == 0:
         return KIND_SCHEDULED
+    if n == PyBytes_GET_SIZE(COMMITTED_KIND) and memcmp(p + at, PyBytes_AS_STRING(COMMITTED_KIND), n) == 0:
+        return KIND_COMMITTED
     if n == PyBytes_GET_SIZE(ADMITTED_KIND) and memcmp(p + at, PyBytes_AS_STRING(ADMITTED_KIND), n) == 0:
         return KIND_ADMITTED
     return KIND_OTHER
@@ -883,19 +884,19 @@ def record_kind(bytes payload):
     Only a hint for dispatch: every record is still checked by comparison or
     by a strict decode.
     """
+    cdef int code = kind_code(payload)
+    if code == KIND_SCHEDULED:
+        return "StepScheduled"
+    if code == KIND_COMMITTED:
+        return "StepCommitted"
+    if code == KIND_ADMITTED:
+        return "EventAdmitted"
+    if code == KIND_NONE:
+        return None
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(payload)
     cdef Py_ssize_t vend = 0
     cdef Py_ssize_t end = kind_value_at(p, PyBytes_GET_SIZE(payload), &vend)
-    if end < 0:
-        return None
     cdef Py_ssize_t n = vend - end
-    # the kinds of a step and an admission, most of any journal, without making an object
-    if n == PyBytes_GET_SIZE(SCHEDULED_KIND) and memcmp(p + end, PyBytes_AS_STRING(SCHEDULED_KIND), n) == 0:
-        return "StepScheduled"
-    if n == PyBytes_GET_SIZE(COMMITTED_KIND) and memcmp(p + end, PyBytes_AS_STRING(COMMITTED_KIND), n) == 0:
-        return "StepCommitted"
-    if n == PyBytes_GET_SIZE(ADMITTED_KIND) and memcmp(p + end, PyBytes_AS_STRING(ADMITTED_KIND), n) == 0:
-        return "EventAdmitted"
     raw = PyBytes_FromStringAndSize(<const char*>(p + end), n)
     name = KIND_NAMES.get(raw)
     if name is None:
