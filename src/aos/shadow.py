@@ -479,9 +479,8 @@ class _Run:
 
     # ------------------------------------------------------------ inputs
     def _admit_event(self, payload: bytes) -> None:
+        """An event the inline loop did not admit in C (``InlineLoop.admit``, tried first by :meth:`run`)."""
         k = self.kernel
-        if self.loop is not None and self.loop.admit(payload):
-            return  # the common case, admitted in C
         fields = event_admitted_fields(payload)
         if fields is None:
             rec = decode_record(payload, "journaled EventAdmitted")

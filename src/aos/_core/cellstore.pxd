@@ -49,6 +49,7 @@ cdef class CellStore:
     cdef int64_t _new_cell(self, int64_t six, int64_t nix, uint8_t kind, int64_t word, const char* data,
                            Py_ssize_t size, uint64_t h) except -1
     cdef int _set(self, int64_t cid, object state) except -1
+    cdef const char* _key_bytes(self, int64_t cid, Py_ssize_t* klen) noexcept nogil
     cdef int64_t _spec_index(self, object spec) except -1
     cdef int _grow_cells(self) except -1
     cdef int _grow_table(self) except -1

@@ -677,6 +677,17 @@ cdef class CellStore:
                 out.append(head + <bytes>key + digest_of(self.c_state(cid)))
         return out
 
+    cdef const char* _key_bytes(self, int64_t cid, Py_ssize_t* klen) noexcept nogil:
+        """The bytes of cell ``cid``'s text or bytes key (their length in ``klen``); NULL, 0 for other keys."""
+        cdef uint8_t kind = self.kind[cid]
+        cdef const char* kp
+        if kind != KIND_STR and kind != KIND_BYTES:
+            klen[0] = 0
+            return NULL
+        kp = self.keys + self.word[cid]
+        klen[0] = _load32(kp)
+        return kp + 4
+
     def snapshot_digest(self, bytes domain):
         """BLAKE3 of ``domain`` then the :meth:`hash_parts` of every cell that holds a state, sorted: the
         snapshot hash, built in C (the parts in one buffer, each state hashed where it lies in the arena)."""
@@ -706,12 +717,7 @@ cdef class CellStore:
                     continue
                 ix = self.spec_name[self.spec_ix[cid]]
                 kind = self.kind[cid]
-                kp = NULL
-                klen = 0
-                if kind == KIND_STR or kind == KIND_BYTES:
-                    kp = self.keys + self.word[cid]
-                    klen = _load32(kp)
-                    kp += 4
+                kp = self._key_bytes(cid, &klen)
                 need = 4 + head_n[ix] + 9 + klen + 32
                 if used + need > cap:
                     cap = max(cap * 2, used + need, 1 << 16)
@@ -859,12 +865,7 @@ cdef class CellStore:
                             continue
                         ix = self.spec_name[self.spec_ix[cid]]
                         kind = self.kind[cid]
-                        kp = NULL
-                        klen = 0
-                        if kind == KIND_STR or kind == KIND_BYTES:
-                            kp = self.keys + self.word[cid]
-                            klen = _load32(kp)
-                            kp += 4
+                        kp = self._key_bytes(cid, &klen)
                         i = used + 4 + _cell_part(buf + used + 4, head_p[ix], head_n[ix], kind, self.word[cid], kp,
                                                   klen, <const uint8_t*>(self.arena + self.off[cid]),
                                                   self.size[cid]) - 32  # where the state's hash is
