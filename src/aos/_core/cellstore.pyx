@@ -152,6 +152,23 @@ cdef void _merge(const uint8_t* buf, const int64_t* src, int64_t* dst, int64_t l
         k += 1
 
 
+cdef void _sort_parts(const uint8_t* buf, int64_t** at, int64_t** tmp, int64_t count) noexcept nogil:
+    """Sort ``at[0][:count]``, offsets of length-prefixed parts in ``buf``, by the parts' bytes (bottom-up merge
+    sort; the parts are prefix-free, so memcmp orders them). The sorted offsets end in ``at[0]``: the two
+    arrays may swap."""
+    cdef int64_t width = 1, i
+    cdef int64_t* t
+    while width < count:
+        i = 0
+        while i < count:
+            _merge(buf, at[0], tmp[0], i, min(i + width, count), min(i + 2 * width, count))
+            i += 2 * width
+        t = at[0]
+        at[0] = tmp[0]
+        tmp[0] = t
+        width *= 2
+
+
 cdef int _key_parts(object key, uint8_t* kind, int64_t* word, const char** data, Py_ssize_t* size) except -1:
     """How a cell key is stored: str, bytes, an int of the signed 64-bit range (not a bool), or None."""
     cdef int overflow = 0
@@ -700,7 +717,7 @@ cdef class CellStore:
         cdef int64_t* at = <int64_t*>malloc((self.n + 1) * sizeof(int64_t))
         cdef int64_t* tmp = <int64_t*>malloc((self.n + 1) * sizeof(int64_t))
         cdef uint8_t* buf = NULL
-        cdef int64_t used = 0, cap = 0, count = 0, cid, i, width
+        cdef int64_t used = 0, cap = 0, count = 0, cid, i
         cdef Py_ssize_t ix, need, klen
         cdef uint8_t kind
         cdef const char* kp
@@ -728,15 +745,7 @@ cdef class CellStore:
                 at[count] = used
                 count += 1
                 used = i
-            # Sort the parts (bottom-up merge sort of their offsets; parts are prefix-free, so memcmp orders them).
-            width = 1
-            while width < count:
-                i = 0
-                while i < count:
-                    _merge(buf, at, tmp, i, min(i + width, count), min(i + 2 * width, count))
-                    i += 2 * width
-                at, tmp = tmp, at
-                width *= 2
+            _sort_parts(buf, &at, &tmp, count)
             aos_b3_init(&h)
             aos_b3_update(&h, <const uint8_t*>PyBytes_AS_STRING(domain), PyBytes_GET_SIZE(domain))
             for i in range(count):
@@ -824,7 +833,7 @@ cdef class CellStore:
         cdef uint8_t* cells_p
         cdef uint8_t* states_p
         cdef uint8_t head[9]
-        cdef int64_t used = 0, count = 0, cid, i, j, width, total = 0, cells_size = 0, states_size = 0
+        cdef int64_t used = 0, count = 0, cid, i, j, total = 0, cells_size = 0, states_size = 0
         cdef int64_t unique = 0, c2, plen
         cdef Py_ssize_t ix, klen
         cdef uint8_t kind
@@ -880,22 +889,8 @@ cdef class CellStore:
                         at[count] = used
                         count += 1
                         used = i + 8
-                    width = 1
-                    while width < count:
-                        i = 0
-                        while i < count:
-                            _merge(buf, at, tmp, i, min(i + width, count), min(i + 2 * width, count))
-                            i += 2 * width
-                        at, tmp = tmp, at
-                        width *= 2
-                    width = 1
-                    while width < count:
-                        i = 0
-                        while i < count:
-                            _merge(hbuf, hat, tmp, i, min(i + width, count), min(i + 2 * width, count))
-                            i += 2 * width
-                        hat, tmp = tmp, hat
-                        width *= 2
+                    _sort_parts(buf, &at, &tmp, count)
+                    _sort_parts(hbuf, &hat, &tmp, count)
                     aos_b3_init(&h)
                     aos_b3_update(&h, dom, dom_n)
                     for i in range(count):
